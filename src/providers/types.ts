@@ -1,0 +1,91 @@
+/**
+ * One small interface per traffic router (Argo Rollouts / Flagger style). Adding a cloud means one
+ * file implementing TargetProvider plus its emulator test. All methods must be idempotent: they are
+ * called from Temporal activities that may be retried or replayed after a crash.
+ */
+import type { ProbeSpec, TargetSpec } from '../spec/schema';
+
+/** The release metadata every new revision carries in its environment (the deployment contract). */
+export interface ReleaseContract {
+  RELEASE_ID: string;
+  SCHEMA_REV: string;
+  INDEX_HASH?: string;
+}
+
+export interface ArtifactRef {
+  /** sha256 hex of the zip (Lambda) or the image digest (Cloud Run). */
+  digest: string;
+  /** Local path of a content-addressed copy of the zip, when there is one. */
+  path?: string;
+  /** Image reference pinned by digest, for container targets. */
+  image?: string;
+}
+
+export interface TrafficState {
+  /** The version/revision that serves the main share. */
+  stableVersion: string;
+  /** The other version with a share, if any. */
+  newVersion?: string;
+  /** Percent (0-100) on newVersion. */
+  newWeight: number;
+}
+
+export interface DeployResult {
+  newVersion: string;
+  /** False when an earlier attempt had already created it (idempotent retry). */
+  created: boolean;
+}
+
+/** Environment of a revision, reduced to what may enter workflow history: key names and salted hashes. */
+export interface EnvFingerprint {
+  /** key -> short salted hash of the value (never the value). */
+  values: Record<string, string>;
+  /** Secret references (name:version), which are not secret themselves. */
+  secretRefs: Record<string, string>;
+  /** The contract keys in clear, since they are ours and not secret. */
+  contract: Partial<ReleaseContract>;
+}
+
+export interface ProbeResult {
+  probe: string;
+  ok: boolean;
+  detail: string;
+  latencyMs: number;
+}
+
+export interface TargetProvider<T extends TargetSpec = TargetSpec> {
+  readonly kind: T['provider'];
+  /** Current traffic split of the target's routing (Lambda alias, Cloud Run service traffic). */
+  readTraffic(target: T): Promise<TrafficState>;
+  /** Create (or find, if an earlier attempt made it) the new revision with 0 % traffic. */
+  deployRevision(target: T, artifact: ArtifactRef, contract: ReleaseContract, rolloutId: string): Promise<DeployResult>;
+  /** Key names and salted hashes of a revision's environment. */
+  fingerprint(target: T, version: string, salt: string): Promise<EnvFingerprint>;
+  /** Send `percent` of traffic to newVersion, the rest to stableVersion. No-op if already so. */
+  setTraffic(target: T, stableVersion: string, newVersion: string, percent: number): Promise<{ changed: boolean }>;
+  /** 100 % on `version`, nothing else routed (promote or revert). No-op if already so. */
+  routeAll(target: T, version: string, opts?: { dropTag?: boolean }): Promise<{ changed: boolean }>;
+  /** Health probe against the new revision itself. */
+  probe(target: T, version: string, probe: ProbeSpec): Promise<ProbeResult>;
+  /** Record the promoted release on the target (tags/labels). */
+  recordRelease(target: T, version: string, release: string, digest: string): Promise<void>;
+  /** Traffic share as the provider can express it (Lambda weights are fractions, Cloud Run integers). */
+  roundWeight(percent: number): number;
+}
+
+/** A provider error that must not be retried (bad input, missing resource, permission). */
+export class NonRetryableProviderError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'NonRetryableProviderError';
+  }
+}
+
+export function targetLabel(t: TargetSpec): string {
+  return t.provider === 'aws-lambda'
+    ? `${t.name} (lambda ${t.region}/${t.function}:${t.alias})`
+    : `${t.name} (cloud-run ${t.project}/${t.region}/${t.service})`;
+}

@@ -1,0 +1,81 @@
+/**
+ * The rollgate worker: rollout and lock workflows plus the activities, wired to real clients.
+ * Endpoints come from the AWS SDK's standard variables (AWS_ENDPOINT_URL_LAMBDA,
+ * AWS_ENDPOINT_URL_CLOUDWATCH, AWS_REGION credentials chain) so the same worker talks to AWS or moto.
+ */
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from './activities';
+import { LambdaProvider } from './providers/aws-lambda';
+import { CloudWatchMetrics } from './analysis/cloudwatch';
+import { TASK_QUEUE } from './workflows/messages';
+import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
+import type { Client } from '@temporalio/client';
+
+export interface RollgateWorkerOptions {
+  connection: NativeConnection;
+  namespace?: string;
+  taskQueue?: string;
+  deps: ActivityDeps;
+  /** A prebuilt workflow bundle (faster cold start); otherwise workflows are bundled at start. */
+  workflowBundlePath?: string;
+  /** Extra Worker options (tuning, identity). */
+  workerOptions?: Partial<WorkerOptions>;
+}
+
+export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Worker> {
+  const workflowSource = o.workflowBundlePath
+    ? { workflowBundle: { codePath: o.workflowBundlePath } }
+    : { workflowsPath: require.resolve('./workflows') };
+  return Worker.create({
+    connection: o.connection,
+    namespace: o.namespace ?? 'default',
+    taskQueue: o.taskQueue ?? TASK_QUEUE,
+    ...workflowSource,
+    activities: createActivities(o.deps),
+    shutdownGraceTime: '30 seconds',
+    ...o.workerOptions,
+  });
+}
+
+/** Activity dependencies from the environment (real AWS, or moto via AWS_ENDPOINT_URL_*). */
+export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Client): ActivityDeps {
+  return {
+    providers: {
+      'aws-lambda': new LambdaProvider({ endpoint: env.AWS_ENDPOINT_URL_LAMBDA || undefined }),
+    },
+    metrics: [new CloudWatchMetrics({ endpoint: env.AWS_ENDPOINT_URL_CLOUDWATCH || undefined })],
+    stateDir: resolve(env.ROLLGATE_STATE_DIR || '.state'),
+    hashKey: env.ROLLGATE_HASH_KEY || randomBytes(32).toString('hex'),
+    client,
+  };
+}
+
+/** `rollgate worker`: run until SIGINT/SIGTERM, then drain in-flight activities and exit. */
+export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const settings = connectionSettingsFromEnv(env);
+  const client = await connectClient(settings);
+  const note = await ensureSearchAttributes(client);
+  if (note) console.error(`rollgate worker: ${note}`);
+  const connection = await NativeConnection.connect({ address: settings.address, apiKey: settings.apiKey, tls: settings.tls });
+  const worker = await createRollgateWorker({
+    connection,
+    namespace: settings.namespace,
+    taskQueue: env.ROLLGATE_TASK_QUEUE || TASK_QUEUE,
+    deps: depsFromEnv(env, client),
+    workflowBundlePath: env.ROLLGATE_WORKFLOW_BUNDLE || undefined,
+  });
+  console.error(`rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`);
+  // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
+  await worker.run();
+  await connection.close();
+  await client.connection.close();
+}
+
+if (require.main === module) {
+  runWorkerFromEnv().catch((err) => {
+    console.error(`rollgate worker: ${(err as Error).message}`);
+    process.exit(1);
+  });
+}

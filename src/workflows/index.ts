@@ -1,0 +1,3 @@
+// Workflow entry points bundled for the worker. Only deterministic code may be reached from here.
+export { rolloutWorkflow } from './rollout';
+export { dependencyLockWorkflow } from './dependency-lock';

@@ -1,0 +1,136 @@
+/**
+ * Everything a client needs to drive a rollout: the task queue, the workflow input, the message
+ * definitions and the status shape. Defined once, imported by the workflow and by every client.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { RolloutSpec } from '../spec/schema';
+
+export const TASK_QUEUE = 'rollgate';
+
+/** One workflow per service at a time: Temporal itself refuses a second start with this id. */
+export function rolloutWorkflowId(service: string): string {
+  return `rollout-${service}`;
+}
+
+export interface RolloutInput {
+  /** A spec already validated by validateSpec (defaults filled in). */
+  spec: RolloutSpec;
+  /** Who started it; may not approve it (four-eyes rule). */
+  startedBy: string;
+}
+
+export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';
+
+export type Stage =
+  | 'pending'
+  | 'build'
+  | 'test'
+  | 'migrate'
+  | 'deploy'
+  | 'verify'
+  | 'canary'
+  | `wave:${string}`
+  | 'promote'
+  | 'rollback'
+  | 'done';
+
+export type VerdictKind = 'pass' | 'fail' | 'inconclusive';
+
+export interface Verdict {
+  verdict: VerdictKind;
+  /** One line naming the metric, the two values and the threshold. */
+  reason: string;
+  target?: string;
+  metric?: string;
+  atMs?: number;
+}
+
+export interface TargetStatus {
+  name: string;
+  provider: string;
+  location: string;
+  stableVersion?: string;
+  newVersion?: string;
+  /** Percent of traffic on the new version. */
+  weight: number;
+  lastAnalysis?: Verdict;
+}
+
+export interface HistoryEntry {
+  atMs: number;
+  kind: 'stage' | 'decision' | 'approval' | 'verdict' | 'compensation' | 'alert' | 'operator' | 'wait';
+  text: string;
+}
+
+export interface RolloutStatus {
+  id: string;
+  service: string;
+  release: string;
+  state: RolloutState;
+  stage: Stage;
+  /** What the rollout is doing right now ("baking 30s at 10 %", "frozen until ...", "awaiting approval"). */
+  detail: string;
+  startedBy: string;
+  artifactDigest?: string;
+  targets: TargetStatus[];
+  lastAnalysis?: Verdict;
+  /** Set while a bake timer runs: when the bake would end if not paused. */
+  bakeEndsAtMs?: number;
+  awaitingApproval?: string;
+  approvals: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string }[];
+  history: HistoryEntry[];
+  /** Why the last rollback happened. */
+  rollbackReason?: string;
+}
+
+export interface RolloutResult {
+  state: RolloutState;
+  reason?: string;
+  status: RolloutStatus;
+}
+
+export interface ApproveArgs {
+  by: string;
+  comment?: string;
+}
+export interface RejectArgs {
+  by: string;
+  reason: string;
+}
+
+export const approveUpdate = defineUpdate<string, [ApproveArgs]>('approve');
+export const rejectUpdate = defineUpdate<string, [RejectArgs]>('reject');
+export const pauseSignal = defineSignal<[{ by?: string; reason?: string }?]>('pause');
+export const resumeSignal = defineSignal<[{ by?: string }?]>('resume');
+export const abortSignal = defineSignal<[{ by?: string; reason?: string }?]>('abort');
+/** An external analysis (e.g. a scheduled one) reports a verdict; a fail triggers the rollback. */
+export const externalVerdictSignal = defineSignal<[Verdict]>('externalVerdict');
+export const statusQuery = defineQuery<RolloutStatus>('status');
+
+/** Shared-dependency lock messages (see dependencyLockWorkflow). */
+export const lockAcquireSignal = defineSignal<[{ holder: string }]>('lockAcquire');
+export const lockReleaseSignal = defineSignal<[{ holder: string }]>('lockRelease');
+export const lockGrantedSignal = defineSignal<[{ dependency: string }]>('lockGranted');
+export const lockStateQuery = defineQuery<{ holder?: string; waiting: string[] }>('lockState');
+
+export function dependencyLockWorkflowId(dependency: string): string {
+  return `rollgate-lock-${dependency}`;
+}
+
+/** Typed search attributes so the Temporal UI list view filters rollouts (`RolloutState = "paused"`). */
+export const SA = {
+  service: defineSearchAttributeKey('RolloutService', SearchAttributeType.KEYWORD),
+  release: defineSearchAttributeKey('RolloutRelease', SearchAttributeType.KEYWORD),
+  stage: defineSearchAttributeKey('RolloutStage', SearchAttributeType.KEYWORD),
+  state: defineSearchAttributeKey('RolloutState', SearchAttributeType.KEYWORD),
+  providers: defineSearchAttributeKey('RolloutProviders', SearchAttributeType.KEYWORD_LIST),
+};
+
+export const SEARCH_ATTRIBUTES: { name: string; type: 'Keyword' | 'KeywordList' }[] = [
+  { name: 'RolloutService', type: 'Keyword' },
+  { name: 'RolloutRelease', type: 'Keyword' },
+  { name: 'RolloutStage', type: 'Keyword' },
+  { name: 'RolloutState', type: 'Keyword' },
+  { name: 'RolloutProviders', type: 'KeywordList' },
+];

@@ -1,0 +1,202 @@
+/** Per-test-file wiring: a client, a fault proxy in front of the shared moto, a webhook receiver, workers. */
+import { createServer, type Server } from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { createRollgateWorker } from '../../src/worker';
+import type { ActivityDeps } from '../../src/activities';
+import { LambdaProvider } from '../../src/providers/aws-lambda';
+import { CloudWatchMetrics } from '../../src/analysis/cloudwatch';
+import { FaultProxy } from '../../src/dev/fault-proxy';
+import { createSampleFunction, sampleZip, TEST_CREDENTIALS } from '../../src/dev/lambda-fixtures';
+import { TrafficSimulator } from '../../src/dev/traffic-simulator';
+import { validateSpec } from '../../src/spec/validate';
+import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../../src/spec/schema';
+import { statusQuery, type RolloutStatus } from '../../src/workflows/messages';
+
+let runtimeInstalled = false;
+function installRuntime() {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // already installed by another file in this process
+  }
+}
+
+export interface WebhookReceiver {
+  url: string;
+  received: { body: any; atMs: number }[];
+  /** Answer the next N posts with this status (to test retries). */
+  failNext(n: number, status: number): void;
+  close(): Promise<void>;
+}
+
+export async function startWebhookReceiver(): Promise<WebhookReceiver> {
+  const received: WebhookReceiver['received'] = [];
+  let fail = { n: 0, status: 500 };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      if (fail.n > 0) {
+        fail.n--;
+        res.writeHead(fail.status);
+        return res.end('try later');
+      }
+      received.push({ body: JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null'), atMs: Date.now() });
+      res.writeHead(200);
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`,
+    received,
+    failNext: (n, status) => (fail = { n, status }),
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+export interface Harness {
+  client: Client;
+  nativeConnection: NativeConnection;
+  proxy: FaultProxy;
+  webhook: WebhookReceiver;
+  taskQueue: string;
+  motoUrl: string;
+  workDir: string;
+  deps: ActivityDeps;
+  startWorker(overrides?: Partial<ActivityDeps>): Promise<Worker>;
+  stopWorker(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function createHarness(name: string): Promise<Harness> {
+  installRuntime();
+  const address = process.env.ROLLGATE_TEST_TEMPORAL!;
+  const motoUrl = process.env.ROLLGATE_TEST_MOTO!;
+  if (!address || !motoUrl) throw new Error('test servers are not running: run the suite through jest (globalSetup starts them)');
+  const nativeConnection = await NativeConnection.connect({ address });
+  const client = new Client({ connection: await Connection.connect({ address }) });
+  const proxy = await new FaultProxy(motoUrl).start();
+  const webhook = await startWebhookReceiver();
+  const taskQueue = `${name}-${randomBytes(3).toString('hex')}`;
+  const workDir = join(process.env.ROLLGATE_TEST_STATE!, taskQueue);
+  mkdirSync(workDir, { recursive: true });
+  const deps: ActivityDeps = {
+    providers: { 'aws-lambda': new LambdaProvider({ endpoint: proxy.url, credentials: TEST_CREDENTIALS, maxAttempts: 4 }) },
+    metrics: [new CloudWatchMetrics({ endpoint: proxy.url, credentials: TEST_CREDENTIALS })],
+    stateDir: workDir,
+    hashKey: 'test-hash-key',
+    client,
+  };
+  const workers: { worker: Worker; run: Promise<void> }[] = [];
+  const h: Harness = {
+    client,
+    nativeConnection,
+    proxy,
+    webhook,
+    taskQueue,
+    motoUrl,
+    workDir,
+    deps,
+    async startWorker(overrides = {}) {
+      const worker = await createRollgateWorker({
+        connection: nativeConnection,
+        taskQueue,
+        deps: { ...deps, ...overrides },
+        workflowBundlePath: process.env.ROLLGATE_TEST_BUNDLE,
+      });
+      workers.push({ worker, run: worker.run() });
+      return worker;
+    },
+    async stopWorker() {
+      const w = workers.pop();
+      if (!w) return;
+      w.worker.shutdown();
+      await w.run;
+    },
+    async close() {
+      while (workers.length) await h.stopWorker();
+      await proxy.stop();
+      await webhook.close();
+      await client.connection.close();
+      await nativeConnection.close();
+    },
+  };
+  return h;
+}
+
+const REGIONS = ['us-east-1', 'eu-west-1', 'ap-southeast-2', 'us-west-2'];
+
+export function lambdaTargets(service: string, n = 3): LambdaTargetSpec[] {
+  return REGIONS.slice(0, n).map((region) => ({
+    name: region,
+    provider: 'aws-lambda' as const,
+    region,
+    function: `${service}-fn`,
+    alias: 'live',
+  }));
+}
+
+/** A spec over `n` Lambda targets: canary on the first, then waves; short bakes. */
+export function lambdaSpec(h: Harness, service: string, over: Partial<RolloutSpecInput> = {}, n = 3): RolloutSpec {
+  const zip = join(h.workDir, `${service}-${randomBytes(3).toString('hex')}.zip`);
+  writeFileSync(zip, sampleZip(`${service} ${zip}`));
+  const targets = lambdaTargets(service, n);
+  return validateSpec({
+    service,
+    release: 'r2',
+    schema_rev: '7',
+    index_hash: 'idx-abc',
+    artifact: { file: zip },
+    targets,
+    probes: [{ name: 'health', payload: { ping: true }, expect_contains: 'ping' }],
+    canary: { targets: [targets[0].name], weight: 10, bake: '1 second' },
+    waves: [
+      { name: 'wave-1', targets: [targets[1].name], steps: [50, 100], bake: '1 second' },
+      ...(n > 2 ? [{ name: 'wave-2', targets: targets.slice(2).map((t) => t.name), steps: [25, 100], bake: '1 second' }] : []),
+    ],
+    rollback: { max_error_rate_increase_pp: 2, min_requests: 5 },
+    approvers: ['alice', 'bob'],
+    notify: { webhook: h.webhook.url },
+    ...over,
+  });
+}
+
+export async function createFunctions(h: Harness, spec: RolloutSpec, env: Record<string, string> = { DB_PASSWORD: 's3cret-value', LOG_LEVEL: 'info' }) {
+  for (const t of spec.targets) if (t.provider === 'aws-lambda') await createSampleFunction(h.motoUrl, t, env);
+}
+
+/** Healthy traffic everywhere, unless `bad` says a version is broken. */
+export function simulateTraffic(h: Harness, spec: RolloutSpec, bad: (t: LambdaTargetSpec, version: string) => boolean = () => false) {
+  const lambda = spec.targets.filter((t): t is LambdaTargetSpec => t.provider === 'aws-lambda');
+  return new TrafficSimulator(h.motoUrl, h.motoUrl, lambda, {
+    requestsPerTick: 100,
+    errorRate: (t, v) => (bad(t, v) ? 0.3 : 0.001),
+  }).start(250);
+}
+
+export async function waitForStatus(
+  handle: WorkflowHandle,
+  pred: (s: RolloutStatus) => boolean,
+  timeoutMs = 60_000,
+  what = 'status condition',
+): Promise<RolloutStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: RolloutStatus | undefined;
+  while (Date.now() < deadline) {
+    try {
+      last = await handle.query(statusQuery);
+      if (pred(last)) return last;
+    } catch {
+      // not started yet
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last && { state: last.state, stage: last.stage, detail: last.detail, targets: last.targets })}`);
+}
