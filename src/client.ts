@@ -5,7 +5,15 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { RolloutSpec } from './spec/schema';
-import { SA, TASK_QUEUE, rolloutWorkflowId, statusQuery, type RolloutInput, type RolloutResult, type RolloutStatus } from './workflows/messages';
+import {
+  SA,
+  TASK_QUEUE,
+  rolloutWorkflowId,
+  statusQuery,
+  type RolloutInput,
+  type RolloutResult,
+  type RolloutStatus,
+} from './workflows/messages';
 import type { rolloutWorkflow } from './workflows/rollout';
 
 export class RolloutRefusedError extends Error {
@@ -61,7 +69,9 @@ export async function startRollout(client: Client, spec: RolloutSpec, opts: Star
         current?.state === 'paused' || current?.state === 'rollback-failed'
           ? `its pipeline is paused: \`rollgate resume ${workflowId}\` to retry it or \`rollgate abort ${workflowId}\` to close it`
           : `wait for it to finish, or \`rollgate abort ${workflowId}\``;
-      throw new RolloutRefusedError(`service ${spec.service} already has rollout ${workflowId}: ${what}. Only one rollout per service runs at a time; ${hint}.`);
+      throw new RolloutRefusedError(
+        `service ${spec.service} already has rollout ${workflowId}: ${what}. Only one rollout per service runs at a time; ${hint}.`,
+      );
     }
     throw err;
   }

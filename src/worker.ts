@@ -66,7 +66,9 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
     deps: depsFromEnv(env, client),
     workflowBundlePath: env.ROLLGATE_WORKFLOW_BUNDLE || undefined,
   });
-  console.error(`rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`);
+  console.error(
+    `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`,
+  );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();
   await connection.close();

@@ -25,7 +25,10 @@ export function analysisActivities(deps: ActivityDeps) {
         try {
           await m.preflight(t.target, t.stableVersion);
         } catch (err) {
-          throw ApplicationFailure.nonRetryable(`metrics preflight failed for ${t.target.name} (${m.name}): ${(err as Error).message}`, 'MetricsPreflight');
+          throw ApplicationFailure.nonRetryable(
+            `metrics preflight failed for ${t.target.name} (${m.name}): ${(err as Error).message}`,
+            'MetricsPreflight',
+          );
         }
         out.push(`${t.target.name}: ${m.name} ok`);
       }

@@ -71,14 +71,20 @@ export function commandActivities(deps: ActivityDeps) {
         if (res.exitCode !== 0)
           throw ApplicationFailure.nonRetryable(`build command exited ${res.exitCode}: ${res.tail.slice(-500)}`, 'BuildFailed');
         source = resolve(cwd ?? '.', artifact.build.output);
-        if (!existsSync(source)) throw ApplicationFailure.nonRetryable(`build output ${source} does not exist after the build`, 'BuildFailed');
+        if (!existsSync(source))
+          throw ApplicationFailure.nonRetryable(`build output ${source} does not exist after the build`, 'BuildFailed');
       } else {
         source = resolve(artifact.file!);
         if (!existsSync(source)) throw ApplicationFailure.nonRetryable(`artifact.file ${source} does not exist`, 'ArtifactMissing');
       }
-      const digest = createHash('sha256').update(await readFile(source)).digest('hex');
+      const digest = createHash('sha256')
+        .update(await readFile(source))
+        .digest('hex');
       if (artifact.sha256 && artifact.sha256 !== digest)
-        throw ApplicationFailure.nonRetryable(`artifact.sha256 mismatch: file has ${digest}, spec pins ${artifact.sha256}`, 'ArtifactMismatch');
+        throw ApplicationFailure.nonRetryable(
+          `artifact.sha256 mismatch: file has ${digest}, spec pins ${artifact.sha256}`,
+          'ArtifactMismatch',
+        );
       const stored = join(store, `${digest}.zip`);
       if (!existsSync(stored)) {
         await copyFile(source, `${stored}.tmp`);
@@ -92,15 +98,22 @@ export function commandActivities(deps: ActivityDeps) {
     async runStageCommand(input: { stage: string; command: string; cwd?: string; env?: Record<string, string> }): Promise<CommandResult> {
       const res = await runShell(input.command, input.cwd, input.env);
       if (res.exitCode !== 0)
-        throw ApplicationFailure.nonRetryable(`${input.stage} command exited ${res.exitCode}: ${res.tail.slice(-500)}`, `${input.stage}Failed`);
+        throw ApplicationFailure.nonRetryable(
+          `${input.stage} command exited ${res.exitCode}: ${res.tail.slice(-500)}`,
+          `${input.stage}Failed`,
+        );
       return res;
     },
 
     /** The migration's report of the current schema revision (last non-empty output line). */
     async readSchemaRev(input: { command: string; cwd?: string }): Promise<string> {
       const res = await runShell(input.command, input.cwd);
-      if (res.exitCode !== 0) throw ApplicationFailure.nonRetryable(`schema_rev command exited ${res.exitCode}: ${res.tail.slice(-300)}`, 'MigrationCheckFailed');
-      const lines = res.tail.split('\n').map((l) => l.trim()).filter(Boolean);
+      if (res.exitCode !== 0)
+        throw ApplicationFailure.nonRetryable(`schema_rev command exited ${res.exitCode}: ${res.tail.slice(-300)}`, 'MigrationCheckFailed');
+      const lines = res.tail
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       return lines[lines.length - 1] ?? '';
     },
   };

@@ -48,7 +48,9 @@ export function targetActivities(deps: ActivityDeps) {
 
     async deployRevision(input: { target: TargetSpec; artifact: ArtifactRef; contract: ReleaseContract; rolloutId: string }) {
       return withHeartbeat(() =>
-        mapProviderErrors(() => providerFor(deps, input.target).deployRevision(input.target, input.artifact, input.contract, input.rolloutId)),
+        mapProviderErrors(() =>
+          providerFor(deps, input.target).deployRevision(input.target, input.artifact, input.contract, input.rolloutId),
+        ),
       );
     },
 
@@ -73,7 +75,8 @@ export function targetActivities(deps: ActivityDeps) {
           for (const key of ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH'] as const) {
             const want = input.contract[key];
             const got = next.contract[key];
-            if (want !== undefined && got !== want) contractProblems.push(`${key} is ${got === undefined ? 'missing' : `"${got}"`}, spec says "${want}"`);
+            if (want !== undefined && got !== want)
+              contractProblems.push(`${key} is ${got === undefined ? 'missing' : `"${got}"`}, spec says "${want}"`);
           }
           const drift = compareFingerprints(stable, next);
           const failedProbes = probes.filter((r) => !r.ok);
@@ -82,7 +85,8 @@ export function targetActivities(deps: ActivityDeps) {
           if (failedProbes.length) parts.push(`probe ${failedProbes.map((f) => `${f.probe}: ${f.detail}`).join(', ')}`);
           if (contractProblems.length) parts.push(`contract: ${contractProblems.join('; ')}`);
           if (drift.missing.length) parts.push(`env keys missing vs stable ${input.stableVersion}: ${drift.missing.join(', ')}`);
-          if (drift.changed.length) parts.push(`env values changed (by hash): ${drift.changed.map((c) => `${c.key} ${c.stable}->${c.next}`).join(', ')}`);
+          if (drift.changed.length)
+            parts.push(`env values changed (by hash): ${drift.changed.map((c) => `${c.key} ${c.stable}->${c.next}`).join(', ')}`);
           if (ok) parts.unshift(`${probes.length} probe(s) ok, contract ok, no missing env keys`);
           return { ok, probes, contractProblems, drift, summary: `${input.target.name}: ${parts.join('; ')}` };
         }),
@@ -91,17 +95,23 @@ export function targetActivities(deps: ActivityDeps) {
 
     async setTraffic(input: { target: TargetSpec; stableVersion: string; newVersion: string; percent: number }) {
       return withHeartbeat(() =>
-        mapProviderErrors(() => providerFor(deps, input.target).setTraffic(input.target, input.stableVersion, input.newVersion, input.percent)),
+        mapProviderErrors(() =>
+          providerFor(deps, input.target).setTraffic(input.target, input.stableVersion, input.newVersion, input.percent),
+        ),
       );
     },
 
     /** Promote (version = new) or revert (version = stable): 100 % on one version. */
     async routeAll(input: { target: TargetSpec; version: string; dropTag?: boolean }) {
-      return withHeartbeat(() => mapProviderErrors(() => providerFor(deps, input.target).routeAll(input.target, input.version, { dropTag: input.dropTag })));
+      return withHeartbeat(() =>
+        mapProviderErrors(() => providerFor(deps, input.target).routeAll(input.target, input.version, { dropTag: input.dropTag })),
+      );
     },
 
     async recordRelease(input: { target: TargetSpec; version: string; release: string; digest: string }) {
-      return mapProviderErrors(() => providerFor(deps, input.target).recordRelease(input.target, input.version, input.release, input.digest));
+      return mapProviderErrors(() =>
+        providerFor(deps, input.target).recordRelease(input.target, input.version, input.release, input.digest),
+      );
     },
   };
 }

@@ -68,7 +68,11 @@ export class CloudWatchMetrics implements MetricProvider {
     const dims = lambdaVersionDimensions(t, version);
     const q = (metric: string, qid: string): MetricDataQuery => ({
       Id: `${id}${qid}`,
-      MetricStat: { Metric: { Namespace: 'AWS/Lambda', MetricName: metric, Dimensions: dims }, Period: this.period(startMs, endMs), Stat: 'Sum' },
+      MetricStat: {
+        Metric: { Namespace: 'AWS/Lambda', MetricName: metric, Dimensions: dims },
+        Period: this.period(startMs, endMs),
+        Stat: 'Sum',
+      },
     });
     const res = await this.client(t.region).send(
       new GetMetricDataCommand({
@@ -78,12 +82,20 @@ export class CloudWatchMetrics implements MetricProvider {
       }),
     );
     const total = (qid: string) =>
-      (res.MetricDataResults ?? []).filter((r) => r.Id === `${id}${qid}`).flatMap((r) => r.Values ?? []).reduce((a, b) => a + b, 0);
+      (res.MetricDataResults ?? [])
+        .filter((r) => r.Id === `${id}${qid}`)
+        .flatMap((r) => r.Values ?? [])
+        .reduce((a, b) => a + b, 0);
     return { invocations: total('inv'), errors: total('err'), throttles: total('thr') };
   }
 
   /** p99 where the source serves percentiles; Maximum (a stricter stand-in, labelled so) where it does not. */
-  private async latency(t: LambdaTargetSpec, version: string, startMs: number, endMs: number): Promise<Pick<RevisionSamples, 'latencyP99Ms' | 'latencyStat'>> {
+  private async latency(
+    t: LambdaTargetSpec,
+    version: string,
+    startMs: number,
+    endMs: number,
+  ): Promise<Pick<RevisionSamples, 'latencyP99Ms' | 'latencyStat'>> {
     const dims = lambdaVersionDimensions(t, version);
     const query = async (stat: string) => {
       const res = await this.client(t.region).send(
@@ -91,7 +103,14 @@ export class CloudWatchMetrics implements MetricProvider {
           StartTime: new Date(startMs),
           EndTime: new Date(endMs),
           MetricDataQueries: [
-            { Id: 'lat', MetricStat: { Metric: { Namespace: 'AWS/Lambda', MetricName: 'Duration', Dimensions: dims }, Period: this.period(startMs, endMs), Stat: stat } },
+            {
+              Id: 'lat',
+              MetricStat: {
+                Metric: { Namespace: 'AWS/Lambda', MetricName: 'Duration', Dimensions: dims },
+                Period: this.period(startMs, endMs),
+                Stat: stat,
+              },
+            },
           ],
         }),
       );

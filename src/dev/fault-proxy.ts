@@ -101,9 +101,13 @@ export class FaultProxy {
 
 /** Lambda REST operations by path, for counting and fault matching. */
 export const lambdaOp = {
-  publishVersion: (fn?: string) => (c: RecordedCall) => c.method === 'POST' && /\/functions\/([^/]+)\/versions$/.test(c.path.split('?')[0]) && (!fn || c.path.includes(`/functions/${fn}/`)),
-  updateAlias: (fn?: string) => (c: RecordedCall) => c.method === 'PUT' && /\/functions\/[^/]+\/aliases\/[^/]+$/.test(c.path.split('?')[0]) && (!fn || c.path.includes(`/functions/${fn}/`)),
-  invoke: (fn?: string) => (c: RecordedCall) => c.method === 'POST' && /\/functions\/[^/]+\/invocations/.test(c.path) && (!fn || c.path.includes(`/functions/${fn}/`)),
-  updateCode: (fn?: string) => (c: RecordedCall) => c.method === 'PUT' && /\/functions\/[^/]+\/code$/.test(c.path.split('?')[0]) && (!fn || c.path.includes(`/functions/${fn}/`)),
+  publishVersion: (fn?: string) => (c: RecordedCall) =>
+    c.method === 'POST' && /\/functions\/([^/]+)\/versions$/.test(c.path.split('?')[0]) && (!fn || c.path.includes(`/functions/${fn}/`)),
+  updateAlias: (fn?: string) => (c: RecordedCall) =>
+    c.method === 'PUT' && /\/functions\/[^/]+\/aliases\/[^/]+$/.test(c.path.split('?')[0]) && (!fn || c.path.includes(`/functions/${fn}/`)),
+  invoke: (fn?: string) => (c: RecordedCall) =>
+    c.method === 'POST' && /\/functions\/[^/]+\/invocations/.test(c.path) && (!fn || c.path.includes(`/functions/${fn}/`)),
+  updateCode: (fn?: string) => (c: RecordedCall) =>
+    c.method === 'PUT' && /\/functions\/[^/]+\/code$/.test(c.path.split('?')[0]) && (!fn || c.path.includes(`/functions/${fn}/`)),
   any: (fn?: string) => (c: RecordedCall) => c.path.includes('/2015-03-31/functions') && (!fn || c.path.includes(`/functions/${fn}`)),
 };

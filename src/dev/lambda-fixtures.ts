@@ -61,7 +61,9 @@ export async function putVersionMetrics(
       MetricData: [
         { MetricName: 'Invocations', Dimensions: dims, Value: m.invocations, Unit: 'Count', Timestamp: now },
         { MetricName: 'Errors', Dimensions: dims, Value: m.errors, Unit: 'Count', Timestamp: now },
-        ...(m.durationMs !== undefined ? [{ MetricName: 'Duration', Dimensions: dims, Value: m.durationMs, Unit: 'Milliseconds' as const, Timestamp: now }] : []),
+        ...(m.durationMs !== undefined
+          ? [{ MetricName: 'Duration', Dimensions: dims, Value: m.durationMs, Unit: 'Milliseconds' as const, Timestamp: now }]
+          : []),
       ],
     }),
   );

@@ -28,7 +28,9 @@ export function temporalCliPath(): string {
 export function motoServerPath(): string {
   const p = process.env.MOTO_SERVER_PATH || venvBin('moto_server');
   if (!existsSync(p))
-    throw new Error(`moto_server not found at ${p}. Install it with \`bash scripts/setup.sh\` (pip ${PINNED.moto} into .venv) or set MOTO_SERVER_PATH.`);
+    throw new Error(
+      `moto_server not found at ${p}. Install it with \`bash scripts/setup.sh\` (pip ${PINNED.moto} into .venv) or set MOTO_SERVER_PATH.`,
+    );
   return p;
 }
 
@@ -79,7 +81,9 @@ export interface DevServer extends Managed {
 }
 
 /** `temporal server start-dev` on loopback with SQLite persistence and rollgate's search attributes. */
-export async function startTemporalDevServer(o: { dbFile?: string; ui?: boolean; port?: number; uiPort?: number } = {}): Promise<DevServer> {
+export async function startTemporalDevServer(
+  o: { dbFile?: string; ui?: boolean; port?: number; uiPort?: number } = {},
+): Promise<DevServer> {
   const bin = temporalCliPath();
   const port = o.port ?? (await freePort());
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', 'default', '--log-level', 'error'];
@@ -131,7 +135,13 @@ export async function startMoto(o: { port?: number } = {}): Promise<MotoServer> 
   child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
   child.stderr!.on('data', (b) => (out = (out + b).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${url}/moto-api/`)).status < 500, 60_000, 'moto_server', child, () => out);
+  await waitFor(
+    async () => (await fetch(`${url}/moto-api/`)).status < 500,
+    60_000,
+    'moto_server',
+    child,
+    () => out,
+  );
   const configure = async () => {
     const r = await fetch(`${url}/moto-api/config`, {
       method: 'POST',

@@ -58,7 +58,8 @@ const NON_RETRYABLE = new Set([
 const CONTRACT_KEYS = ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH'] as const;
 
 export function lambdaWeightFraction(percent: number): number {
-  if (!(percent > 0 && percent < 100)) throw new NonRetryableProviderError(`weight ${percent}% must be between 0 and 100 exclusive for a weighted alias`, 'InvalidWeight');
+  if (!(percent > 0 && percent < 100))
+    throw new NonRetryableProviderError(`weight ${percent}% must be between 0 and 100 exclusive for a weighted alias`, 'InvalidWeight');
   return Math.round(percent * 100) / 10_000; // 0.01 % resolution
 }
 
@@ -106,7 +107,10 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     const zip = await readFile(artifact.path);
     const actual = createHash('sha256').update(zip).digest('hex');
     if (actual !== artifact.digest)
-      throw new NonRetryableProviderError(`artifact ${artifact.path} changed since build: sha256 ${actual} != recorded ${artifact.digest}`, 'ArtifactChanged');
+      throw new NonRetryableProviderError(
+        `artifact ${artifact.path} changed since build: sha256 ${actual} != recorded ${artifact.digest}`,
+        'ArtifactChanged',
+      );
 
     const c = this.client(t.region);
     const latest = await this.call(t, () => c.send(new GetFunctionConfigurationCommand({ FunctionName: t.function })));
@@ -181,7 +185,8 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
   }
 
   async routeAll(t: LambdaTargetSpec, version: string): Promise<{ changed: boolean }> {
-    if (!/^\d+$/.test(version)) throw new NonRetryableProviderError(`alias must point at a published version, got "${version}"`, 'InvalidVersion');
+    if (!/^\d+$/.test(version))
+      throw new NonRetryableProviderError(`alias must point at a published version, got "${version}"`, 'InvalidVersion');
     const alias = await this.getAlias(t);
     const weights = alias.RoutingConfig?.AdditionalVersionWeights ?? {};
     if (alias.FunctionVersion === version && Object.keys(weights).length === 0) return { changed: false };
@@ -203,7 +208,8 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       );
       const body = res.Payload ? Buffer.from(res.Payload).toString('utf8') : '';
       const latencyMs = Date.now() - started;
-      if (res.FunctionError) return { probe: probe.name, ok: false, detail: `function error ${res.FunctionError}: ${body.slice(0, 200)}`, latencyMs };
+      if (res.FunctionError)
+        return { probe: probe.name, ok: false, detail: `function error ${res.FunctionError}: ${body.slice(0, 200)}`, latencyMs };
       if (res.StatusCode !== 200) return { probe: probe.name, ok: false, detail: `status ${res.StatusCode}`, latencyMs };
       if (probe.expect_contains && !body.includes(probe.expect_contains))
         return { probe: probe.name, ok: false, detail: `response does not contain "${probe.expect_contains}"`, latencyMs };

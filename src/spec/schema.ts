@@ -5,9 +5,7 @@
 import { z } from 'zod';
 import { durationMs } from './duration';
 
-const name = z
-  .string()
-  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits and dashes (max 63)');
+const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits and dashes (max 63)');
 
 const duration = z.string().refine((s) => durationMs(s) !== undefined, {
   message: 'must be a duration such as "30 seconds", "5m" or "1 hour"',
@@ -20,7 +18,10 @@ const command = z.string().min(1, 'must not be empty');
 export const ArtifactSchema = z
   .object({
     /** Build once: run `build.command` in `build.cwd`, then record sha256 of `build.output`. */
-    build: z.object({ command, output: z.string().min(1), cwd: z.string().optional() }).strict().optional(),
+    build: z
+      .object({ command, output: z.string().min(1), cwd: z.string().optional() })
+      .strict()
+      .optional(),
     /** Prebuilt zip for Lambda; `sha256` pins it. */
     file: z.string().min(1).optional(),
     sha256: sha256Hex.optional(),
@@ -111,9 +112,7 @@ const rollback = z
 
 const weekday = z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']);
 const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$|^24:00$/, 'must be HH:MM (24h)');
-const localDateTime = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/, 'must be a local date-time YYYY-MM-DDTHH:MM');
+const localDateTime = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/, 'must be a local date-time YYYY-MM-DDTHH:MM');
 
 const timeZone = z.string().refine(isTimeZone, { message: 'must be an IANA time zone such as Europe/Berlin' });
 
@@ -121,15 +120,17 @@ export const FreezeWindowSchema = z
   .object({
     name,
     timezone: timeZone,
-    weekly: z.object({ days: z.array(weekday).min(1), from: clock, to: clock }).strict().optional(),
+    weekly: z
+      .object({ days: z.array(weekday).min(1), from: clock, to: clock })
+      .strict()
+      .optional(),
     from: localDateTime.optional(),
     to: localDateTime.optional(),
   })
   .strict()
   .superRefine((w, ctx) => {
     const oneOff = w.from !== undefined || w.to !== undefined;
-    if (!!w.weekly === oneOff)
-      ctx.addIssue({ code: 'custom', message: 'give either weekly {days, from, to} or one-off from/to' });
+    if (!!w.weekly === oneOff) ctx.addIssue({ code: 'custom', message: 'give either weekly {days, from, to} or one-off from/to' });
     if (oneOff && (!w.from || !w.to))
       ctx.addIssue({ code: 'custom', path: [w.from ? 'to' : 'from'], message: 'one-off windows need from and to' });
     if (w.from && w.to && w.from >= w.to) ctx.addIssue({ code: 'custom', path: ['to'], message: 'must be after from' });
@@ -156,13 +157,14 @@ export const RolloutSpecSchema = z
       .optional(),
     targets: z.array(TargetSchema).min(1, 'needs at least one target'),
     probes: z.array(probe).default([]),
-    canary: z
-      .object({ targets: z.array(name).min(1, 'needs at least one target'), weight: percent.max(50), bake: duration })
-      .strict(),
+    canary: z.object({ targets: z.array(name).min(1, 'needs at least one target'), weight: percent.max(50), bake: duration }).strict(),
     waves: z.array(wave).default([]),
     rollback: rollback.default({}),
     approvers: z.array(z.string().min(1)).default([]),
-    notify: z.object({ webhook: z.string().url('must be an http(s) URL') }).strict().optional(),
+    notify: z
+      .object({ webhook: z.string().url('must be an http(s) URL') })
+      .strict()
+      .optional(),
     freeze_windows: z.array(FreezeWindowSchema).default([]),
     shared_dependencies: z.array(name).default([]),
   })
@@ -170,14 +172,12 @@ export const RolloutSpecSchema = z
   .superRefine((spec, ctx) => {
     const names = new Map<string, number>();
     spec.targets.forEach((t, i) => {
-      if (names.has(t.name))
-        ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `duplicate target name "${t.name}"` });
+      if (names.has(t.name)) ctx.addIssue({ code: 'custom', path: ['targets', i, 'name'], message: `duplicate target name "${t.name}"` });
       names.set(t.name, i);
     });
     const checkRefs = (list: string[], path: (string | number)[]) =>
       list.forEach((n, i) => {
-        if (!names.has(n))
-          ctx.addIssue({ code: 'custom', path: [...path, i], message: `unknown target "${n}"` });
+        if (!names.has(n)) ctx.addIssue({ code: 'custom', path: [...path, i], message: `unknown target "${n}"` });
       });
     checkRefs(spec.canary.targets, ['canary', 'targets']);
     const placed = new Map<string, string>();
@@ -197,8 +197,7 @@ export const RolloutSpecSchema = z
     });
     const waveNames = new Set<string>();
     spec.waves.forEach((w, wi) => {
-      if (waveNames.has(w.name))
-        ctx.addIssue({ code: 'custom', path: ['waves', wi, 'name'], message: `duplicate wave name "${w.name}"` });
+      if (waveNames.has(w.name)) ctx.addIssue({ code: 'custom', path: ['waves', wi, 'name'], message: `duplicate wave name "${w.name}"` });
       waveNames.add(w.name);
     });
     const lambdaArtifact = spec.artifact.build || spec.artifact.file;

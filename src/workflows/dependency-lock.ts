@@ -20,7 +20,7 @@ export async function dependencyLockWorkflow(input: { dependency: string; queue?
   });
   setHandler(lockStateQuery, () => ({ holder: granted, waiting: queue.filter((q) => q !== granted) }));
 
-  for (let grants = 0; ; ) {
+  for (let grants = 0; ;) {
     const busy = await condition(() => queue.length > 0, '10 minutes');
     if (!busy) {
       await condition(allHandlersFinished);

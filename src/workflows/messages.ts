@@ -23,17 +23,7 @@ export interface RolloutInput {
 export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';
 
 export type Stage =
-  | 'pending'
-  | 'build'
-  | 'test'
-  | 'migrate'
-  | 'deploy'
-  | 'verify'
-  | 'canary'
-  | `wave:${string}`
-  | 'promote'
-  | 'rollback'
-  | 'done';
+  'pending' | 'build' | 'test' | 'migrate' | 'deploy' | 'verify' | 'canary' | `wave:${string}` | 'promote' | 'rollback' | 'done';
 
 export type VerdictKind = 'pass' | 'fail' | 'inconclusive';
 

@@ -159,7 +159,10 @@ export class RolloutRun {
   private checkApprover(by: string, action: string): void {
     if (!by || !by.trim()) throw ApplicationFailure.nonRetryable(`${action} needs --by NAME`, 'Refused');
     if (!this.spec.approvers.includes(by))
-      throw ApplicationFailure.nonRetryable(`${by} is not an approver of ${this.spec.service} (approvers: ${this.spec.approvers.join(', ') || 'none'})`, 'Refused');
+      throw ApplicationFailure.nonRetryable(
+        `${by} is not an approver of ${this.spec.service} (approvers: ${this.spec.approvers.join(', ') || 'none'})`,
+        'Refused',
+      );
     if (!this.awaitingApproval)
       throw ApplicationFailure.nonRetryable(`rollout is not waiting for an approval (stage ${this.stage}, state ${this.state})`, 'Refused');
   }

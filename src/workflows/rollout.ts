@@ -116,13 +116,20 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<void>
       if (t.stableVersion === undefined) {
         const traffic = await acts.readTraffic({ target: t.spec });
         if (traffic.newVersion !== undefined && traffic.newWeight > 0)
-          throw new RolloutStop('stage-failed', `${t.name} already routes ${traffic.newWeight} % to version ${traffic.newVersion}: another deployment is in progress`);
+          throw new RolloutStop(
+            'stage-failed',
+            `${t.name} already routes ${traffic.newWeight} % to version ${traffic.newVersion}: another deployment is in progress`,
+          );
         t.stableVersion = traffic.stableVersion;
       }
       const res = await acts.deployRevision({ target: t.spec, artifact: run.artifact!, contract: contractOf(run.spec), rolloutId: run.id });
       t.newVersion = res.newVersion;
-      run.record('decision', `${t.name}: ${res.created ? 'published' : 'found already published'} version ${res.newVersion} (stable ${t.stableVersion})`);
-      if (t.newVersion === t.stableVersion) throw new RolloutStop('stage-failed', `${t.name} already serves release ${run.spec.release} (version ${t.newVersion})`);
+      run.record(
+        'decision',
+        `${t.name}: ${res.created ? 'published' : 'found already published'} version ${res.newVersion} (stable ${t.stableVersion})`,
+      );
+      if (t.newVersion === t.stableVersion)
+        throw new RolloutStop('stage-failed', `${t.name} already serves release ${run.spec.release} (version ${t.newVersion})`);
       // Undo for everything this target will go through: 100 % back on the stable version.
       const stable = t.stableVersion;
       saga.push(`revert ${t.name}`, 'revert-targets', async () => {
@@ -150,7 +157,12 @@ async function verify(run: RolloutRun): Promise<void> {
   for (const r of reports) run.record('decision', `verify ${r.summary}`);
   const failed = reports.filter((r) => !r.ok);
   if (failed.length) throw new RolloutStop('stage-failed', `verify failed: ${failed.map((r) => r.summary).join(' | ')}`);
-  await acts.preflightMetrics({ targets: analysisTargets(run, [...run.targets.values()].map((t) => t.spec)) });
+  await acts.preflightMetrics({
+    targets: analysisTargets(
+      run,
+      [...run.targets.values()].map((t) => t.spec),
+    ),
+  });
 }
 
 // ---- 6-8: canary, region waves, promote ---------------------------------------------------
@@ -208,7 +220,10 @@ export function analysisTargets(run: RolloutRun, targets: TargetSpec[]) {
 function toStop(run: RolloutRun, err: unknown): RolloutStop {
   if (err instanceof RolloutStop) return err;
   if (isCancellation(err) || run.abortRequested)
-    return new RolloutStop('aborted', `aborted${run.abortRequested?.by ? ` by ${run.abortRequested.by}` : ''}${run.abortRequested?.reason ? `: ${run.abortRequested.reason}` : ''}`);
+    return new RolloutStop(
+      'aborted',
+      `aborted${run.abortRequested?.by ? ` by ${run.abortRequested.by}` : ''}${run.abortRequested?.reason ? `: ${run.abortRequested.reason}` : ''}`,
+    );
   return new RolloutStop('stage-failed', failureMessage(err));
 }
 

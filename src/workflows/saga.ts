@@ -37,7 +37,7 @@ export class Saga {
     const outcomes: CompensationOutcome[] = [];
     await CancellationScope.nonCancellable(async () => {
       const steps = [...this.steps].reverse();
-      for (let i = 0; i < steps.length; ) {
+      for (let i = 0; i < steps.length;) {
         let j = i;
         while (j < steps.length && steps[j].group === steps[i].group) j++;
         const batch = steps.slice(i, j);

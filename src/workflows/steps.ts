@@ -52,10 +52,7 @@ export async function bakeAndAnalyze(run: RolloutRun, targets: TargetSpec[], bak
       run.record('decision', `no data, extending the bake (${extensions}/${rule.max_extensions}): ${v.reason}`);
       continue;
     }
-    throw new RolloutStop(
-      'no-data',
-      `${v.reason}${rule.on_no_data === 'extend-then-fail' ? ` (after ${extensions} extension(s))` : ''}`,
-    );
+    throw new RolloutStop('no-data', `${v.reason}${rule.on_no_data === 'extend-then-fail' ? ` (after ${extensions} extension(s))` : ''}`);
   }
 }
 

@@ -168,7 +168,11 @@ export function lambdaSpec(h: Harness, service: string, over: Partial<RolloutSpe
   });
 }
 
-export async function createFunctions(h: Harness, spec: RolloutSpec, env: Record<string, string> = { DB_PASSWORD: 's3cret-value', LOG_LEVEL: 'info' }) {
+export async function createFunctions(
+  h: Harness,
+  spec: RolloutSpec,
+  env: Record<string, string> = { DB_PASSWORD: 's3cret-value', LOG_LEVEL: 'info' },
+) {
   for (const t of spec.targets) if (t.provider === 'aws-lambda') await createSampleFunction(h.motoUrl, t, env);
 }
 
@@ -198,5 +202,7 @@ export async function waitForStatus(
     }
     await new Promise((r) => setTimeout(r, 150));
   }
-  throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last && { state: last.state, stage: last.stage, detail: last.detail, targets: last.targets })}`);
+  throw new Error(
+    `timed out waiting for ${what}; last status: ${JSON.stringify(last && { state: last.state, stage: last.stage, detail: last.detail, targets: last.targets })}`,
+  );
 }

