@@ -2,6 +2,11 @@
  * The rollgate worker: rollout and lock workflows plus the activities, wired to real clients.
  * Endpoints come from the AWS SDK's standard variables (AWS_ENDPOINT_URL_LAMBDA,
  * AWS_ENDPOINT_URL_CLOUDWATCH, AWS_REGION credentials chain) so the same worker talks to AWS or moto.
+ * Google Cloud (Cloud Run, Cloud Monitoring) uses Application Default Credentials, unless
+ * ROLLGATE_CLOUD_RUN_ENDPOINT / ROLLGATE_CLOUD_MONITORING_ENDPOINT (host:port, plaintext gRPC)
+ * point it at the dev/test fakes; ROLLGATE_CLOUD_RUN_PROBE_VIA (http://127.0.0.1:PORT, dev/test only)
+ * sends tag-URL probes through the Cloud Run fake's loopback HTTP server, and
+ * ROLLGATE_CLOUD_RUN_PROBE_ID_TOKEN=1 sends an ID token with probes (services that require IAM).
  */
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -9,6 +14,8 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { createActivities, type ActivityDeps } from './activities';
 import { LambdaProvider } from './providers/aws-lambda';
 import { CloudWatchMetrics } from './analysis/cloudwatch';
+import { CloudRunProvider, probeUrlVia } from './providers/cloud-run';
+import { CloudMonitoringMetrics } from './analysis/cloud-monitoring';
 import { TASK_QUEUE } from './workflows/messages';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
@@ -39,13 +46,25 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
   });
 }
 
-/** Activity dependencies from the environment (real AWS, or moto via AWS_ENDPOINT_URL_*). */
+/**
+ * Activity dependencies from the environment (real AWS, or moto via AWS_ENDPOINT_URL_*; real Google
+ * Cloud, or the fakes via ROLLGATE_CLOUD_*). Google clients are created on first use, so a worker
+ * that never sees a cloud-run target never talks to Google.
+ */
 export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Client): ActivityDeps {
   return {
     providers: {
       'aws-lambda': new LambdaProvider({ endpoint: env.AWS_ENDPOINT_URL_LAMBDA || undefined }),
+      'cloud-run': new CloudRunProvider({
+        endpoint: env.ROLLGATE_CLOUD_RUN_ENDPOINT || undefined,
+        probeUrlRewrite: env.ROLLGATE_CLOUD_RUN_PROBE_VIA ? probeUrlVia(env.ROLLGATE_CLOUD_RUN_PROBE_VIA) : undefined,
+        probeIdToken: ['1', 'true'].includes(env.ROLLGATE_CLOUD_RUN_PROBE_ID_TOKEN ?? ''),
+      }),
     },
-    metrics: [new CloudWatchMetrics({ endpoint: env.AWS_ENDPOINT_URL_CLOUDWATCH || undefined })],
+    metrics: [
+      new CloudWatchMetrics({ endpoint: env.AWS_ENDPOINT_URL_CLOUDWATCH || undefined }),
+      new CloudMonitoringMetrics({ endpoint: env.ROLLGATE_CLOUD_MONITORING_ENDPOINT || undefined }),
+    ],
     stateDir: resolve(env.ROLLGATE_STATE_DIR || '.state'),
     hashKey: env.ROLLGATE_HASH_KEY || randomBytes(32).toString('hex'),
     client,

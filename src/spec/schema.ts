@@ -55,7 +55,8 @@ const cloudRunTarget = z
     provider: z.literal('cloud-run'),
     project: z.string().regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'must be a GCP project id'),
     region: z.string().regex(/^[a-z]+-[a-z]+\d$/, 'must be a GCP region such as europe-west1'),
-    service: name,
+    /** Cloud Run caps service names at 49 characters (revision names SERVICE-SUFFIX must fit 63). */
+    service: name.refine((s) => s.length <= 49, 'must be at most 49 characters (Cloud Run service name)'),
     tag: name.optional(),
   })
   .strict();

@@ -15,6 +15,10 @@ import { TrafficSimulator } from '../../src/dev/traffic-simulator';
 import { validateSpec } from '../../src/spec/validate';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../../src/spec/schema';
 import { statusQuery, type RolloutStatus } from '../../src/workflows/messages';
+import { CloudRunFake } from '../../src/dev/cloud-run-fake';
+import { CloudMonitoringFake } from '../../src/dev/cloud-monitoring-fake';
+import { CloudRunProvider } from '../../src/providers/cloud-run';
+import { CloudMonitoringMetrics } from '../../src/analysis/cloud-monitoring';
 
 let runtimeInstalled = false;
 function installRuntime() {
@@ -70,12 +74,20 @@ export interface Harness {
   motoUrl: string;
   workDir: string;
   deps: ActivityDeps;
+  /** With `{ cloudRun: true }`: the Cloud Run Admin API fake and the Cloud Monitoring fake, wired into deps. */
+  cloudRun?: CloudRunFake;
+  monitoring?: CloudMonitoringFake;
   startWorker(overrides?: Partial<ActivityDeps>): Promise<Worker>;
   stopWorker(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function createHarness(name: string): Promise<Harness> {
+export interface HarnessOptions {
+  /** Start the Cloud Run and Cloud Monitoring fakes for this file and add their providers to deps. */
+  cloudRun?: boolean;
+}
+
+export async function createHarness(name: string, opts: HarnessOptions = {}): Promise<Harness> {
   installRuntime();
   const address = process.env.ROLLGATE_TEST_TEMPORAL!;
   const motoUrl = process.env.ROLLGATE_TEST_MOTO!;
@@ -94,6 +106,25 @@ export async function createHarness(name: string): Promise<Harness> {
     hashKey: 'test-hash-key',
     client,
   };
+  let cloudRun: CloudRunFake | undefined;
+  let monitoring: CloudMonitoringFake | undefined;
+  let cloudRunProvider: CloudRunProvider | undefined;
+  let monitoringMetrics: CloudMonitoringMetrics | undefined;
+  if (opts.cloudRun) {
+    process.env.METADATA_SERVER_DETECTION = 'none';
+    [cloudRun, monitoring] = await Promise.all([new CloudRunFake().start(), new CloudMonitoringFake().start()]);
+    const fake = cloudRun;
+    cloudRunProvider = new CloudRunProvider({
+      endpoint: fake.address,
+      probeUrlRewrite: (u) => fake.loopbackUrl(u),
+      pollIntervalMs: 100,
+      maxPollIntervalMs: 500,
+      operationTimeoutMs: 60_000,
+    });
+    monitoringMetrics = new CloudMonitoringMetrics({ endpoint: monitoring.address });
+    deps.providers['cloud-run'] = cloudRunProvider;
+    deps.metrics.push(monitoringMetrics);
+  }
   const workers: { worker: Worker; run: Promise<void> }[] = [];
   const h: Harness = {
     client,
@@ -104,6 +135,8 @@ export async function createHarness(name: string): Promise<Harness> {
     motoUrl,
     workDir,
     deps,
+    cloudRun,
+    monitoring,
     async startWorker(overrides = {}) {
       const worker = await createRollgateWorker({
         connection: nativeConnection,
@@ -124,6 +157,10 @@ export async function createHarness(name: string): Promise<Harness> {
       while (workers.length) await h.stopWorker();
       await proxy.stop();
       await webhook.close();
+      await cloudRunProvider?.close();
+      await monitoringMetrics?.close();
+      await cloudRun?.stop();
+      await monitoring?.stop();
       await client.connection.close();
       await nativeConnection.close();
     },

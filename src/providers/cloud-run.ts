@@ -1,0 +1,559 @@
+/**
+ * Google Cloud Run traffic router: a service's `traffic` list with explicit
+ * TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION targets and integer percents (Admin API v2 over gRPC).
+ *
+ * - Deploy: the service template gets an explicit revision name derived from service and release
+ *   (a retry or replay finds the same revision instead of creating another), the image by digest,
+ *   RELEASE_ID / SCHEMA_REV / INDEX_HASH in the env, and a tag (target.tag ?? "canary") on the new
+ *   revision at 0 %: all traffic stays where it was. The long-running operation is awaited with a
+ *   deadline and heartbeats.
+ * - A traffic change counts as applied only when its operation is done, the service is not
+ *   reconciling and `trafficStatuses` match what was asked.
+ * - Probes go to the revision's tag URL from `trafficStatuses` (tests inject a rewrite of that URL
+ *   to the Cloud Run fake's loopback server; nothing else differs).
+ * - Errors: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED (and anything unknown) are
+ *   retryable; INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION, ALREADY_EXISTS,
+ *   UNAUTHENTICATED, UNIMPLEMENTED, OUT_OF_RANGE are not.
+ */
+import { createHash } from 'node:crypto';
+import { Context } from '@temporalio/activity';
+import { GoogleAuth, Status, type Operation } from 'google-gax';
+import { RevisionsClient, ServicesClient } from '@google-cloud/run';
+import type { google } from '@google-cloud/run/build/protos/protos';
+import type { CloudRunTargetSpec, ProbeSpec } from '../spec/schema';
+import { mustDurationMs } from '../spec/duration';
+import {
+  NonRetryableProviderError,
+  type ArtifactRef,
+  type DeployResult,
+  type EnvFingerprint,
+  type ProbeResult,
+  type ReleaseContract,
+  type TargetProvider,
+  type TrafficState,
+} from './types';
+import { saltedHash } from './fingerprint';
+import { gcpClientOptions } from './gcp-client';
+
+type IService = google.cloud.run.v2.IService;
+type IRevision = google.cloud.run.v2.IRevision;
+type ITrafficTarget = google.cloud.run.v2.ITrafficTarget;
+type IRevisionTemplate = google.cloud.run.v2.IRevisionTemplate;
+type IContainer = google.cloud.run.v2.IContainer;
+
+export interface CloudRunProviderOptions {
+  /** host:port of a plaintext gRPC Admin API (the dev/test fake). Unset: Cloud Run itself, with ADC. */
+  endpoint?: string;
+  /** Rewrite a tag URL before probing it (tests: to the fake's loopback HTTP server). */
+  probeUrlRewrite?: (url: string) => string;
+  /** Send an ID token for the tag URL's audience with probes (services that require IAM invokers). */
+  probeIdToken?: boolean;
+  /** Deadline for one long-running operation or one wait for the service to settle (ms). */
+  operationTimeoutMs?: number;
+  /** First and largest pause between operation polls (ms). */
+  pollIntervalMs?: number;
+  maxPollIntervalMs?: number;
+}
+
+export const DEFAULT_TAG = 'canary';
+
+/**
+ * Dev/test: send a tag URL's request to `base` instead, as `BASE/host/<tag url host>/<path>`
+ * (the Cloud Run fake routes that host through the service's trafficStatuses).
+ */
+export function probeUrlVia(base: string): (url: string) => string {
+  return (url) => {
+    const u = new URL(url);
+    return `${base.replace(/\/$/, '')}/host/${u.host}${u.pathname === '/' ? '' : u.pathname}${u.search}`;
+  };
+}
+const TYPE_REVISION = 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION';
+const TYPE_LATEST = 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST';
+const CONTRACT_KEYS = ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH'] as const;
+/** Cloud Run caps service names so that SERVICE-SUFFIX revision names fit a 63-character label. */
+const MAX_SERVICE_NAME = 49;
+
+const NON_RETRYABLE = new Set<number>([
+  Status.INVALID_ARGUMENT,
+  Status.NOT_FOUND,
+  Status.PERMISSION_DENIED,
+  Status.FAILED_PRECONDITION,
+  Status.ALREADY_EXISTS,
+  Status.UNAUTHENTICATED,
+  Status.UNIMPLEMENTED,
+  Status.OUT_OF_RANGE,
+]);
+
+/** A gRPC failure as rollgate sees it: retryable (plain Error, Temporal retries) or not. */
+export function mapCloudRunError(err: unknown, context: string): Error {
+  const e = err as { code?: unknown; message?: string; details?: string };
+  if (err instanceof NonRetryableProviderError || typeof e?.code !== 'number' || !(e.code in Status)) return err as Error;
+  const name = Status[e.code];
+  const message = `${context}: ${name}: ${(e.details || e.message || '').replace(/^\d+ [A-Z_]+: /, '')}`;
+  if (NON_RETRYABLE.has(e.code)) return new NonRetryableProviderError(message, name);
+  const out = new Error(message);
+  out.name = `CloudRun${name}`;
+  return out;
+}
+
+/**
+ * Integer percent Cloud Run can route: rounded, and never rounded to 0 or 100 when the caller
+ * asked for a real split (0.3 % becomes 1 %, 99.7 % becomes 99 %).
+ */
+export function cloudRunPercent(percent: number): number {
+  if (!Number.isFinite(percent)) throw new NonRetryableProviderError(`traffic percent ${percent} is not a number`, 'InvalidWeight');
+  if (percent <= 0) return 0;
+  if (percent >= 100) return 100;
+  return Math.min(99, Math.max(1, Math.round(percent)));
+}
+
+/** The two-revision split: explicit REVISION targets, integer percents summing to 100, tag on the new one. */
+export function cloudRunSplit(stable: string, next: string, percent: number, tag?: string): ITrafficTarget[] {
+  if (!stable || !next) throw new NonRetryableProviderError('a split needs two revision names', 'InvalidRevision');
+  if (stable === next) throw new NonRetryableProviderError(`stable and new revision are the same (${stable})`, 'InvalidRevision');
+  const p = cloudRunPercent(percent);
+  const targets: ITrafficTarget[] = [];
+  if (100 - p > 0) targets.push({ type: TYPE_REVISION, revision: stable, percent: 100 - p });
+  targets.push({ type: TYPE_REVISION, revision: next, percent: p, ...(tag ? { tag } : {}) });
+  if (p === 0 && !tag) targets.pop();
+  validateTraffic(targets);
+  return targets;
+}
+
+/** Our own check before Cloud Run's: integer percents in 0..100 that sum to 100, unique tags. */
+export function validateTraffic(targets: ITrafficTarget[]): void {
+  let sum = 0;
+  const tags = new Set<string>();
+  for (const t of targets) {
+    const p = t.percent ?? 0;
+    if (!Number.isInteger(p) || p < 0 || p > 100)
+      throw new NonRetryableProviderError(`traffic percent ${p} must be an integer in 0..100`, 'InvalidTraffic');
+    if (t.type === TYPE_REVISION && !t.revision)
+      throw new NonRetryableProviderError('REVISION traffic target without a revision', 'InvalidTraffic');
+    if (t.tag) {
+      if (tags.has(t.tag)) throw new NonRetryableProviderError(`traffic tag "${t.tag}" used twice`, 'InvalidTraffic');
+      tags.add(t.tag);
+    }
+    sum += p;
+  }
+  if (sum !== 100) throw new NonRetryableProviderError(`traffic percents sum to ${sum}, not 100`, 'InvalidTraffic');
+}
+
+/**
+ * Explicit revision name for a release: SERVICE-RELEASE when the release is already a clean DNS
+ * label part, else a sanitized (and, if needed, shortened) form plus a stable hash of the exact
+ * release, so two releases never map to one name. At most 63 characters.
+ */
+export function cloudRunRevisionName(service: string, release: string): string {
+  if (service.length > MAX_SERVICE_NAME)
+    throw new NonRetryableProviderError(
+      `Cloud Run service names have at most ${MAX_SERVICE_NAME} characters: ${service}`,
+      'InvalidService',
+    );
+  const slug = release
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-|-$/g, '');
+  const plain = `${service}-${slug}`;
+  if (slug === release && plain.length <= 63) return plain;
+  const hash = createHash('sha256').update(release).digest('hex').slice(0, 6);
+  const room = 63 - service.length - 1 - hash.length - 1;
+  const short = slug.slice(0, room).replace(/-+$/, '');
+  return short ? `${service}-${short}-${hash}` : `${service}-${hash}`;
+}
+
+/** Label values: lowercase letters, digits, "_" and "-", at most 63 characters. */
+export function labelValue(v: string): string {
+  return v
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '_')
+    .slice(0, 63);
+}
+
+/** Key names, salted hashes and secret references of a revision's containers (values never leave). */
+export function revisionFingerprint(containers: IContainer[], salt: string): EnvFingerprint {
+  const values: Record<string, string> = {};
+  const secretRefs: Record<string, string> = {};
+  const contract: Partial<ReleaseContract> = {};
+  const ingress = ingressIndex(containers);
+  containers.forEach((c, i) => {
+    const prefix = i === ingress ? '' : `${c.name || `container-${i}`}/`;
+    for (const e of c.env ?? []) {
+      const key = `${prefix}${e.name}`;
+      const ref = e.valueSource?.secretKeyRef;
+      if (ref) {
+        secretRefs[key] = `${ref.secret}:${ref.version || 'latest'}`;
+        continue;
+      }
+      const value = e.value ?? '';
+      values[key] = saltedHash(salt, key, value);
+      if (!prefix && (CONTRACT_KEYS as readonly string[]).includes(e.name!)) (contract as Record<string, string>)[e.name!] = value;
+    }
+  });
+  return { values, secretRefs, contract };
+}
+
+/** The serving (ingress) container: the one with a port, else the first. */
+function ingressIndex(containers: IContainer[]): number {
+  const i = containers.findIndex((c) => (c.ports ?? []).length > 0);
+  return i >= 0 ? i : 0;
+}
+
+const shortName = (full: string | null | undefined) => (full ?? '').slice((full ?? '').lastIndexOf('/') + 1);
+
+/** Served percent per revision (LATEST resolved to the latest ready revision). */
+export function servedSplit(svc: IService): Map<string, number> {
+  const statuses = (svc.trafficStatuses ?? []).length ? svc.trafficStatuses! : (svc.traffic ?? []);
+  const out = new Map<string, number>();
+  for (const s of statuses) {
+    const rev = s.type === TYPE_LATEST ? shortName(svc.latestReadyRevision) : (s.revision ?? '');
+    if (!rev) continue;
+    out.set(rev, (out.get(rev) ?? 0) + (s.percent ?? 0));
+  }
+  return out;
+}
+
+/** Order-insensitive identity of a traffic list (type, revision, percent, tag). */
+export function trafficKey(targets: ITrafficTarget[]): string {
+  return targets
+    .map(
+      (t) =>
+        `${t.type === TYPE_LATEST ? 'LATEST' : 'REVISION'}|${t.type === TYPE_LATEST ? '' : (t.revision ?? '')}|${t.percent ?? 0}|${t.tag ?? ''}`,
+    )
+    .sort()
+    .join(',');
+}
+
+function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Heartbeat with a progress note when running inside an activity (no-op elsewhere). */
+function beat(detail: string): void {
+  try {
+    Context.current().heartbeat(detail);
+  } catch {
+    // not in an activity (CLI, tests)
+  }
+}
+
+export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
+  readonly kind = 'cloud-run' as const;
+  private servicesClient?: ServicesClient;
+  private revisionsClient?: RevisionsClient;
+  private auth?: GoogleAuth;
+
+  constructor(private readonly opts: CloudRunProviderOptions = {}) {}
+
+  private get services(): ServicesClient {
+    this.servicesClient ??= new ServicesClient(gcpClientOptions(this.opts.endpoint));
+    return this.servicesClient;
+  }
+
+  private get revisions(): RevisionsClient {
+    this.revisionsClient ??= new RevisionsClient(gcpClientOptions(this.opts.endpoint));
+    return this.revisionsClient;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.servicesClient?.close(), this.revisionsClient?.close()]);
+  }
+
+  roundWeight(percent: number): number {
+    return cloudRunPercent(percent);
+  }
+
+  private tag(t: CloudRunTargetSpec): string {
+    return t.tag ?? DEFAULT_TAG;
+  }
+
+  serviceName(t: CloudRunTargetSpec): string {
+    return `projects/${t.project}/locations/${t.region}/services/${t.service}`;
+  }
+
+  revisionName(t: CloudRunTargetSpec, revision: string): string {
+    return `${this.serviceName(t)}/revisions/${revision}`;
+  }
+
+  async readTraffic(t: CloudRunTargetSpec): Promise<TrafficState> {
+    const svc = await this.getService(t);
+    const split = [...servedSplit(svc).entries()].filter(([, p]) => p > 0).sort((a, b) => b[1] - a[1]);
+    if (split.length === 0) throw new NonRetryableProviderError(`${t.name}: service ${t.service} serves no revision`, 'NoTraffic');
+    const [stable] = split[0];
+    const next = split[1];
+    return { stableVersion: stable, newVersion: next?.[0], newWeight: next?.[1] ?? 0 };
+  }
+
+  async deployRevision(t: CloudRunTargetSpec, artifact: ArtifactRef, contract: ReleaseContract, rolloutId: string): Promise<DeployResult> {
+    const image = artifact.image;
+    if (!image || !/@sha256:[a-f0-9]{64}$/.test(image))
+      throw new NonRetryableProviderError('cloud-run targets need artifact.image pinned by digest (name@sha256:...)', 'NoImage');
+    const name = cloudRunRevisionName(t.service, contract.RELEASE_ID);
+    const tag = this.tag(t);
+    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? 600_000);
+
+    const existing = await this.findRevision(t, name);
+    if (existing) {
+      const containers = existing.containers ?? [];
+      const c = containers[ingressIndex(containers)];
+      const release = (c?.env ?? []).find((e) => e.name === 'RELEASE_ID')?.value;
+      if (release !== contract.RELEASE_ID || c?.image !== image)
+        throw new NonRetryableProviderError(
+          `${t.name}: revision ${name} already exists with release "${release ?? ''}" and image ${c?.image ?? '?'}; release ${contract.RELEASE_ID} needs ${image}`,
+          'RevisionNameTaken',
+        );
+      await this.waitRevisionReady(t, name, deadline);
+      // An earlier attempt made it; make sure it still has its tag (a no-op when it has).
+      const svc = await this.getService(t);
+      if (!(svc.traffic ?? []).some((x) => x.tag === tag && x.revision === name)) {
+        await this.applyTraffic(t, svc, deployTraffic(svc, name, tag), deadline, 'tag the revision');
+      } else await this.waitTraffic(t, svc.traffic ?? [], deadline);
+      return { newVersion: name, created: false };
+    }
+
+    const svc = await this.getService(t);
+    const template: IRevisionTemplate = JSON.parse(JSON.stringify(svc.template ?? {}));
+    template.revision = name;
+    template.labels = { ...(template.labels ?? {}), 'rollgate-rollout': labelValue(rolloutId) };
+    const containers = template.containers ?? [];
+    if (containers.length === 0) throw new NonRetryableProviderError(`${t.name}: service ${t.service} has no container`, 'NoContainer');
+    const c = containers[ingressIndex(containers)];
+    c.image = image;
+    const env = (c.env ?? []).filter((e) => !(CONTRACT_KEYS as readonly string[]).includes(e.name ?? ''));
+    env.push({ name: 'RELEASE_ID', value: contract.RELEASE_ID }, { name: 'SCHEMA_REV', value: contract.SCHEMA_REV });
+    if (contract.INDEX_HASH) env.push({ name: 'INDEX_HASH', value: contract.INDEX_HASH });
+    c.env = env;
+    const traffic = deployTraffic(svc, name, tag);
+    beat(`deploying revision ${name}`);
+    const [op] = await this.call(t, 'UpdateService (deploy)', () =>
+      this.services.updateService({ service: { ...svc, template, traffic } }),
+    );
+    await this.waitOperation(t, op, `deploy ${name}`, deadline);
+    await this.waitRevisionReady(t, name, deadline);
+    await this.waitTraffic(t, traffic, deadline);
+    return { newVersion: name, created: true };
+  }
+
+  async fingerprint(t: CloudRunTargetSpec, version: string, salt: string): Promise<EnvFingerprint> {
+    const [rev] = await this.call(t, `GetRevision ${version}`, () => this.revisions.getRevision({ name: this.revisionName(t, version) }));
+    return revisionFingerprint(rev.containers ?? [], salt);
+  }
+
+  async setTraffic(t: CloudRunTargetSpec, stable: string, next: string, percent: number): Promise<{ changed: boolean }> {
+    const p = cloudRunPercent(percent);
+    if (p >= 100) return this.routeAll(t, next);
+    if (p <= 0) return this.routeAll(t, stable);
+    const svc = await this.getService(t);
+    const tag = this.tag(t);
+    const desired = withKeptTags(cloudRunSplit(stable, next, p, tag), svc.traffic ?? [], new Set([tag]));
+    return this.converge(t, svc, desired, `${next} at ${p} %`);
+  }
+
+  async routeAll(t: CloudRunTargetSpec, version: string, opts: { dropTag?: boolean } = {}): Promise<{ changed: boolean }> {
+    if (!version) throw new NonRetryableProviderError('routeAll needs a revision name', 'InvalidRevision');
+    const svc = await this.getService(t);
+    const drop = new Set<string>(opts.dropTag ? [this.tag(t)] : []);
+    const desired = withKeptTags([{ type: TYPE_REVISION, revision: version, percent: 100 }], svc.traffic ?? [], drop);
+    return this.converge(t, svc, desired, `100 % on ${version}${opts.dropTag ? `, tag ${this.tag(t)} dropped` : ''}`);
+  }
+
+  /** Apply `desired` unless the service already routes exactly so (spec and served status). */
+  private async converge(t: CloudRunTargetSpec, svc: IService, desired: ITrafficTarget[], what: string): Promise<{ changed: boolean }> {
+    validateTraffic(desired);
+    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? 600_000);
+    if (trafficKey(svc.traffic ?? []) === trafficKey(desired)) {
+      await this.waitTraffic(t, desired, deadline); // an earlier attempt asked for it: wait until it serves
+      return { changed: false };
+    }
+    await this.applyTraffic(t, svc, desired, deadline, what);
+    return { changed: true };
+  }
+
+  private async applyTraffic(
+    t: CloudRunTargetSpec,
+    svc: IService,
+    traffic: ITrafficTarget[],
+    deadline: number,
+    what: string,
+  ): Promise<void> {
+    validateTraffic(traffic);
+    beat(`traffic: ${what}`);
+    const [op] = await this.call(t, `UpdateService (${what})`, () => this.services.updateService({ service: { ...svc, traffic } }));
+    await this.waitOperation(t, op, what, deadline);
+    await this.waitTraffic(t, traffic, deadline);
+  }
+
+  async probe(t: CloudRunTargetSpec, version: string, probe: ProbeSpec): Promise<ProbeResult> {
+    const started = Date.now();
+    try {
+      const svc = await this.getService(t);
+      const statuses = (svc.trafficStatuses ?? []).filter((s) => s.revision === version && s.tag && s.uri);
+      const status = statuses.find((s) => s.tag === this.tag(t)) ?? statuses[0];
+      if (!status) return { probe: probe.name, ok: false, detail: `revision ${version} has no tag URL in trafficStatuses`, latencyMs: 0 };
+      const tagUrl = `${status.uri!.replace(/\/$/, '')}${probe.path ?? '/'}`;
+      const url = this.opts.probeUrlRewrite ? this.opts.probeUrlRewrite(tagUrl) : tagUrl;
+      const headers: Record<string, string> = { 'user-agent': 'rollgate-probe' };
+      if (this.opts.probeIdToken) {
+        this.auth ??= new GoogleAuth();
+        const client = await this.auth.getIdTokenClient(status.uri!);
+        const h = await client.getRequestHeaders(tagUrl);
+        h.forEach((v, k) => (headers[k] = v));
+      }
+      const res = await fetch(url, { headers, signal: AbortSignal.timeout(mustDurationMs(probe.timeout)) });
+      const body = await res.text();
+      const latencyMs = Date.now() - started;
+      if (res.status !== 200)
+        return { probe: probe.name, ok: false, detail: `HTTP ${res.status} from ${tagUrl}: ${body.slice(0, 200)}`, latencyMs };
+      if (probe.expect_contains && !body.includes(probe.expect_contains))
+        return { probe: probe.name, ok: false, detail: `response from ${tagUrl} does not contain "${probe.expect_contains}"`, latencyMs };
+      return { probe: probe.name, ok: true, detail: `HTTP 200 from ${tagUrl} in ${latencyMs} ms`, latencyMs };
+    } catch (err) {
+      const e = err as Error;
+      return { probe: probe.name, ok: false, detail: `${e.name}: ${e.message}`.slice(0, 300), latencyMs: Date.now() - started };
+    }
+  }
+
+  async recordRelease(t: CloudRunTargetSpec, version: string, release: string, digest: string): Promise<void> {
+    const svc = await this.getService(t);
+    const labels = {
+      ...(svc.labels ?? {}),
+      'rollgate-release': labelValue(release),
+      'rollgate-revision': labelValue(version),
+      'rollgate-digest': labelValue(digest.replace(/^sha256:/, '')),
+    };
+    if (Object.entries(labels).every(([k, v]) => svc.labels?.[k] === v)) return;
+    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? 600_000);
+    const [op] = await this.call(t, 'UpdateService (labels)', () => this.services.updateService({ service: { ...svc, labels } }));
+    await this.waitOperation(t, op, 'record release labels', deadline);
+  }
+
+  // ---- waits and calls ------------------------------------------------------------------------
+
+  private async getService(t: CloudRunTargetSpec): Promise<IService> {
+    const [svc] = await this.call(t, 'GetService', () => this.services.getService({ name: this.serviceName(t) }));
+    return svc;
+  }
+
+  private async findRevision(t: CloudRunTargetSpec, revision: string): Promise<IRevision | undefined> {
+    try {
+      const [rev] = await this.revisions.getRevision({ name: this.revisionName(t, revision) });
+      return rev;
+    } catch (err) {
+      if ((err as { code?: number }).code === Status.NOT_FOUND) return undefined;
+      throw mapCloudRunError(err, `${t.name}: GetRevision ${revision} (cloud-run ${t.project}/${t.region}/${t.service})`);
+    }
+  }
+
+  private async pause(delay: number): Promise<number> {
+    await sleep(delay);
+    return Math.min(delay * 1.5, this.opts.maxPollIntervalMs ?? 5_000);
+  }
+
+  /** Poll the operation until done, with a deadline; an operation error maps like a call error. */
+  private async waitOperation(
+    t: CloudRunTargetSpec,
+    op: Operation | { latestResponse: Operation['latestResponse']; getOperation(): Promise<unknown> },
+    what: string,
+    deadline: number,
+  ): Promise<void> {
+    let delay = this.opts.pollIntervalMs ?? 500;
+    const opName = op.latestResponse?.name ?? '?';
+    for (;;) {
+      const r = op.latestResponse;
+      if (r?.done) {
+        if (r.error) throw mapCloudRunError({ code: r.error.code, message: r.error.message }, `${t.name}: ${what} (operation ${opName})`);
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`${t.name}: ${what}: operation ${opName} still running at the deadline`);
+      beat(`${what}: waiting for operation ${opName}`);
+      delay = await this.pause(delay);
+      try {
+        await op.getOperation();
+      } catch (err) {
+        throw mapCloudRunError(err, `${t.name}: ${what} (operation ${opName})`);
+      }
+    }
+  }
+
+  /** Until the revision's Ready condition succeeds; a failed revision is final. */
+  private async waitRevisionReady(t: CloudRunTargetSpec, revision: string, deadline: number): Promise<void> {
+    let delay = this.opts.pollIntervalMs ?? 500;
+    for (;;) {
+      const [rev] = await this.call(t, `GetRevision ${revision}`, () =>
+        this.revisions.getRevision({ name: this.revisionName(t, revision) }),
+      );
+      const ready = (rev.conditions ?? []).find((c) => c.type === 'Ready');
+      if (ready?.state === 'CONDITION_SUCCEEDED') return;
+      if (ready?.state === 'CONDITION_FAILED')
+        throw new NonRetryableProviderError(`${t.name}: revision ${revision} is not ready: ${ready.message ?? ''}`, 'RevisionFailed');
+      if (Date.now() > deadline) throw new Error(`${t.name}: revision ${revision} not ready at the deadline`);
+      beat(`waiting for revision ${revision} to become ready`);
+      delay = await this.pause(delay);
+    }
+  }
+
+  /** Until the service is not reconciling and serves exactly `traffic` (trafficStatuses match). */
+  private async waitTraffic(t: CloudRunTargetSpec, traffic: ITrafficTarget[], deadline: number): Promise<void> {
+    let delay = this.opts.pollIntervalMs ?? 500;
+    const want = trafficKey(traffic);
+    for (;;) {
+      const svc = await this.getService(t);
+      if (!svc.reconciling && trafficKey(svc.trafficStatuses ?? []) === want) return;
+      const failed = svc.terminalCondition?.state === 'CONDITION_FAILED' && !svc.reconciling;
+      if (failed && trafficKey(svc.traffic ?? []) === want)
+        throw new NonRetryableProviderError(`${t.name}: traffic not applied: ${svc.terminalCondition?.message ?? ''}`, 'TrafficFailed');
+      if (Date.now() > deadline) throw new Error(`${t.name}: traffic not applied at the deadline (reconciling=${svc.reconciling})`);
+      beat('waiting for trafficStatuses to match');
+      delay = await this.pause(delay);
+    }
+  }
+
+  private async call<R>(t: CloudRunTargetSpec, what: string, fn: () => Promise<R>): Promise<R> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw mapCloudRunError(err, `${t.name}: ${what} (cloud-run ${t.project}/${t.region}/${t.service})`);
+    }
+  }
+}
+
+/**
+ * Deploy-time traffic: what the service serves now, pinned to explicit revisions (a LATEST target
+ * would hand the new revision all traffic), plus the new revision at 0 % with the tag. The tag
+ * moves off any other revision; other tags stay.
+ */
+export function deployTraffic(svc: IService, revision: string, tag: string): ITrafficTarget[] {
+  const latest = shortName(svc.latestReadyRevision);
+  const out: ITrafficTarget[] = [];
+  for (const x of svc.traffic ?? []) {
+    const rev = x.type === TYPE_LATEST ? latest : (x.revision ?? '');
+    if (!rev) throw new NonRetryableProviderError(`service ${svc.name} routes to LATEST but has no ready revision`, 'NoReadyRevision');
+    const keepTag = x.tag && x.tag !== tag ? x.tag : undefined;
+    if ((x.percent ?? 0) === 0 && !keepTag) continue;
+    if (rev === revision && (x.percent ?? 0) === 0) continue;
+    out.push({ type: TYPE_REVISION, revision: rev, percent: x.percent ?? 0, ...(keepTag ? { tag: keepTag } : {}) });
+  }
+  const existing = out.find((x) => x.revision === revision && !x.tag);
+  if (existing) existing.tag = tag;
+  else out.push({ type: TYPE_REVISION, revision, percent: 0, tag });
+  validateTraffic(out);
+  return out;
+}
+
+/**
+ * `desired` plus the tags of `current` that are neither rollgate's own (already in `desired`) nor
+ * dropped: each kept tag goes on its revision's untagged target in `desired`, or on a 0 % target.
+ */
+export function withKeptTags(desired: ITrafficTarget[], current: ITrafficTarget[], drop: Set<string>): ITrafficTarget[] {
+  const out = desired.map((x) => ({ ...x }));
+  const taken = new Set(out.map((x) => x.tag).filter(Boolean));
+  for (const x of current) {
+    if (!x.tag || drop.has(x.tag) || taken.has(x.tag) || x.type === TYPE_LATEST || !x.revision) continue;
+    const slot = out.find((y) => y.revision === x.revision && !y.tag);
+    if (slot) slot.tag = x.tag;
+    else out.push({ type: TYPE_REVISION, revision: x.revision, percent: 0, tag: x.tag });
+    taken.add(x.tag);
+  }
+  return out;
+}
