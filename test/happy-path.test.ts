@@ -1,4 +1,8 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WorkflowHandle } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startRollout } from '../src/client';
 import type { RolloutResult } from '../src/workflows/messages';
 import { historyText } from './support/history';
@@ -43,6 +47,13 @@ test('a release goes build → verify → canary → waves → promote, alias ch
     void wave2T;
 
     // Secrets never enter the history: the env value of DB_PASSWORD is nowhere in it.
+    // The live history replays against the current workflow code; with ROLLGATE_RECORD_HISTORIES=1 it
+    // is saved as the committed fixture that test/replay.test.ts replays on every run.
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.ROLLGATE_TEST_BUNDLE! } }, history, handle.workflowId);
+    if (process.env.ROLLGATE_RECORD_HISTORIES === '1')
+      writeFileSync(join(__dirname, 'histories', 'happy-path.json'), JSON.stringify(JSON.parse(historyToJSON(history)), null, 1));
+
     const text = await historyText(handle);
     expect(text).toContain('RELEASE_ID'); // payloads were decoded: the check below can see values
     expect(text).not.toContain('s3cret-value');

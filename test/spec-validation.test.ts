@@ -1,0 +1,165 @@
+/**
+ * Malformed specs are refused with the path of every bad field, before anything starts and without
+ * a single provider call (the CLI `start` is run against a live server and a counting proxy).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SpecError, validateSpec, parseSpecText } from '../src/spec/validate';
+import { main } from '../src/cli/main';
+import { createHarness, type Harness } from './support/harness';
+
+const base = () => ({
+  service: 'checkout',
+  release: 'r42',
+  schema_rev: 7,
+  artifact: { file: './fn.zip' },
+  targets: [
+    { name: 'use1', provider: 'aws-lambda', region: 'us-east-1', function: 'checkout', alias: 'live' },
+    { name: 'euw1', provider: 'aws-lambda', region: 'eu-west-1', function: 'checkout', alias: 'live' },
+  ],
+  canary: { targets: ['use1'], weight: 10, bake: '5 minutes' },
+  waves: [{ name: 'eu', targets: ['euw1'], steps: [10, 50, 100], bake: '10 minutes', approval: true }],
+  approvers: ['alice'],
+});
+
+type Spec = ReturnType<typeof base> & Record<string, any>;
+const cases: [string, (s: Spec) => void, string][] = [
+  ['missing service', (s) => delete (s as any).service, 'service'],
+  ['service with capitals', (s) => (s.service = 'Checkout'), 'service'],
+  ['release with spaces', (s) => (s.release = 'r 42'), 'release'],
+  ['schema_rev missing', (s) => delete (s as any).schema_rev, 'schema_rev'],
+  ['schema_rev negative', (s) => (s.schema_rev = -1), 'schema_rev'],
+  ['no artifact source', (s) => (s.artifact = {} as any), 'artifact'],
+  ['build and file', (s) => (s.artifact = { file: 'a.zip', build: { command: 'make', output: 'a.zip' } } as any), 'artifact.file'],
+  ['image not pinned', (s) => (s.artifact = { file: 'a.zip', image: 'gcr.io/x/app:latest' } as any), 'artifact.image'],
+  ['bad sha256', (s) => (s.artifact = { file: 'a.zip', sha256: 'abc' } as any), 'artifact.sha256'],
+  ['empty build command', (s) => (s.artifact = { build: { command: '', output: 'a.zip' } } as any), 'artifact.build.command'],
+  ['unknown top-level field', (s) => (s.canaries = {}), '(root)'],
+  ['no targets', (s) => (s.targets = []), 'targets'],
+  ['unknown provider', (s) => (s.targets[0].provider = 'azure-functions'), 'targets[0].provider'],
+  ['bad region', (s) => (s.targets[1].region = 'europe'), 'targets[1].region'],
+  ['bad function name', (s) => (s.targets[0].function = 'check out!'), 'targets[0].function'],
+  ['numeric alias', (s) => (s.targets[0].alias = '3'), 'targets[0].alias'],
+  ['duplicate target', (s) => (s.targets[1].name = 'use1'), 'targets[1].name'],
+  [
+    'cloud-run target without image',
+    (s) => s.targets.push({ name: 'gcp', provider: 'cloud-run', project: 'my-proj-1', region: 'europe-west1', service: 'checkout' } as any),
+    'targets[2].provider',
+  ],
+  ['canary unknown target', (s) => (s.canary.targets = ['nowhere']), 'canary.targets[0]'],
+  ['canary weight over 50', (s) => (s.canary.weight = 60), 'canary.weight'],
+  ['canary weight zero', (s) => (s.canary.weight = 0), 'canary.weight'],
+  ['canary bake not a duration', (s) => (s.canary.bake = 'soon'), 'canary.bake'],
+  ['wave steps decreasing', (s) => (s.waves[0].steps = [50, 10, 100]), 'waves[0].steps'],
+  ['wave last step not 100', (s) => (s.waves[0].steps = [10, 50]), 'waves[0].steps'],
+  ['wave step over 100', (s) => (s.waves[0].steps = [10, 150]), 'waves[0].steps[1]'],
+  ['wave unknown target', (s) => (s.waves[0].targets = ['apse2']), 'waves[0].targets[0]'],
+  [
+    'target in two waves',
+    (s) => s.waves.push({ name: 'eu2', targets: ['euw1'], steps: [100], bake: '1m', approval: false }),
+    'waves[1].targets[0]',
+  ],
+  ['approval without approvers', (s) => (s.approvers = []), 'waves[0].approval'],
+  ['wave bake missing', (s) => delete (s.waves[0] as any).bake, 'waves[0].bake'],
+  ['rollback pp negative', (s) => (s.rollback = { max_error_rate_increase_pp: -1 }), 'rollback.max_error_rate_increase_pp'],
+  ['rollback unknown no-data policy', (s) => (s.rollback = { on_no_data: 'ignore' }), 'rollback.on_no_data'],
+  ['rollback interval too short', (s) => (s.rollback = { interval: '10ms' }), 'rollback.interval'],
+  ['notify webhook not a URL', (s) => (s.notify = { webhook: 'slack' }), 'notify.webhook'],
+  ['probe path without slash', (s) => (s.probes = [{ name: 'health', path: 'healthz' }]), 'probes[0].path'],
+  [
+    'freeze window bad time zone',
+    (s) => (s.freeze_windows = [{ name: 'fri', timezone: 'Mars/Olympus', weekly: { days: ['fri'], from: '12:00', to: '23:00' } }]),
+    'freeze_windows[0].timezone',
+  ],
+  [
+    'freeze window bad day',
+    (s) => (s.freeze_windows = [{ name: 'fri', timezone: 'UTC', weekly: { days: ['friday'], from: '12:00', to: '23:00' } }]),
+    'freeze_windows[0].weekly.days[0]',
+  ],
+  [
+    'freeze window end before start',
+    (s) => (s.freeze_windows = [{ name: 'bf', timezone: 'UTC', from: '2026-11-28T00:00', to: '2026-11-27T00:00' }]),
+    'freeze_windows[0].to',
+  ],
+  ['shared dependency bad name', (s) => (s.shared_dependencies = ['Orders DB']), 'shared_dependencies[0]'],
+  ['migration without current_command', (s) => (s.migration = { command: 'migrate up' }), 'migration.current_command'],
+];
+
+describe('each malformed spec is refused with its field path', () => {
+  test.each(cases)('%s', (_name, mutate, path) => {
+    const spec = base() as Spec;
+    mutate(spec);
+    let err: unknown;
+    try {
+      validateSpec(spec);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SpecError);
+    const paths = (err as SpecError).problems.map((p) => p.path);
+    expect(paths).toContain(path);
+  });
+});
+
+test('the valid base spec passes and gets defaults', () => {
+  const spec = validateSpec(base());
+  expect(spec.schema_rev).toBe('7');
+  expect(spec.rollback).toMatchObject({ max_error_rate_increase_pp: 2, on_no_data: 'extend-then-fail', max_extensions: 2 });
+});
+
+test('all problems come in one message', () => {
+  const s = base() as Spec;
+  s.canary.weight = 90;
+  s.targets[1].region = 'nowhere';
+  s.waves[0].steps = [10];
+  const err = (() => {
+    try {
+      validateSpec(s, 'spec.yaml');
+    } catch (e) {
+      return e as SpecError;
+    }
+  })()!;
+  expect(err.message).toMatch(/^spec.yaml is invalid:/);
+  for (const p of ['canary.weight', 'targets[1].region', 'waves[0].steps']) expect(err.message).toContain(`  - ${p}: `);
+});
+
+test('YAML syntax errors and non-mappings are refused', () => {
+  expect(() => parseSpecText('service: [unclosed')).toThrow(/\(file\): not valid YAML\/JSON/);
+  expect(() => parseSpecText('- a\n- b')).toThrow(/\(root\): must be a mapping/);
+});
+
+describe('CLI start with a malformed spec', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness('specs');
+    await h.startWorker();
+  });
+  afterAll(async () => h?.close());
+
+  test('exits 2 for every malformed spec, starts nothing and calls no provider', async () => {
+    const dir = join(h.workDir, 'specs');
+    mkdirSync(dir, { recursive: true });
+    process.env.TEMPORAL_ADDRESS = process.env.ROLLGATE_TEST_TEMPORAL;
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      for (const [i, [, mutate, path]] of cases.entries()) {
+        const spec = base() as Spec;
+        spec.service = `bad-${i}`;
+        mutate(spec);
+        const file = join(dir, `bad-${i}.json`);
+        writeFileSync(file, JSON.stringify(spec));
+        stderr.mockClear();
+        const code = await main(['start', file, '--task-queue', h.taskQueue, '--by', 'carol']);
+        expect(code).toBe(2);
+        expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toContain(`- ${path}: `);
+      }
+    } finally {
+      stderr.mockRestore();
+    }
+    expect(h.proxy.calls).toHaveLength(0);
+    const started = h.client.workflow.list({ query: `TaskQueue = '${h.taskQueue}'` });
+    const ids: string[] = [];
+    for await (const wf of started) ids.push(wf.workflowId);
+    expect(ids).toEqual([]);
+  });
+});
