@@ -9,6 +9,13 @@ export const acts = proxyActivities<Activities>({
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '15 seconds', maximumAttempts: 8 },
 });
 
+/** Reverts: retried quickly a few times, then escalated to the operator (state rollback-failed). */
+export const compensations = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '250 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 6 },
+});
+
 /** Build, test and migration commands run once: a retry could rebuild or re-migrate. */
 export const commands = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',

@@ -12,7 +12,7 @@ import type { ReleaseContract } from '../providers/types';
 import type { RolloutInput, RolloutResult, RolloutState } from './messages';
 import { RolloutRun, RolloutStop } from './rollout-state';
 import { Saga, failureMessage } from './saga';
-import { acts, commands } from './activity-options';
+import { acts, commands, compensations } from './activity-options';
 import { alertOperator, awaitApproval, bakeAndAnalyze, holdForFreezeWindows, releaseDependencyLocks, withDependencyLocks } from './steps';
 
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
@@ -55,17 +55,20 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
       return finish(run, 'succeeded', `release ${spec.release} promoted on ${spec.targets.length} target(s)`);
     } catch (err) {
       const stop = toStop(run, err);
-      const outcome = await rollback(run, saga, stop);
-      await releaseDependencyLocks(run);
-      if (outcome === 'rollback-failed') {
-        const next = await waitForOperator(run, 'rollback-failed');
-        if (next === 'abort') return finish(run, 'rollback-failed', run.rollbackReason);
-        continue;
+      let outcome = await rollback(run, saga, stop);
+      // A failed compensation escalates (alert, state rollback-failed) and waits for the operator:
+      // `resume` retries the failed reverts, `abort` closes the rollout as rollback-failed.
+      while (outcome === 'rollback-failed') {
+        if ((await waitForOperator(run, 'rollback-failed')) === 'abort') {
+          await releaseDependencyLocks(run);
+          return finish(run, 'rollback-failed', run.rollbackReason);
+        }
+        outcome = await rollback(run, saga, stop);
       }
+      await releaseDependencyLocks(run);
       // An abort while the pipeline ran closes the rollout after reverting.
       if (stop.kind === 'aborted') return finish(run, 'aborted', stop.message);
-      const next = await waitForOperator(run, 'paused');
-      if (next === 'abort') return finish(run, 'rolled-back', run.rollbackReason);
+      if ((await waitForOperator(run, 'paused')) === 'abort') return finish(run, 'rolled-back', run.rollbackReason);
     } finally {
       run.onAbort = undefined;
     }
@@ -133,7 +136,7 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<void>
       // Undo for everything this target will go through: 100 % back on the stable version.
       const stable = t.stableVersion;
       saga.push(`revert ${t.name}`, 'revert-targets', async () => {
-        await acts.routeAll({ target: t.spec, version: stable, dropTag: true });
+        await compensations.routeAll({ target: t.spec, version: stable, dropTag: true });
         run.setWeight(t.name, 0);
         run.record('compensation', `${t.name}: 100 % back on version ${stable}`);
       });
@@ -236,6 +239,7 @@ async function rollback(run: RolloutRun, saga: Saga, stop: RolloutStop): Promise
   const reverted = outcomes.filter((o) => o.ok && o.label.startsWith('revert ')).map((o) => o.label.slice(7));
   if (failed.length) {
     run.state = 'rollback-failed';
+    run.record('alert', `escalating: ${failed.length} compensation(s) failed after retries`);
     const text = `ROLLBACK FAILED for ${run.spec.service} ${run.spec.release} after ${stop.kind} in ${stageAtStop}: ${failed
       .map((f) => `${f.label}: ${f.error}`)
       .join('; ')}. Fix the target, then \`rollgate resume ${run.id}\` to retry the revert.`;

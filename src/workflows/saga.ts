@@ -2,7 +2,7 @@
  * Compensation saga: each side-effecting step pushes how to undo it. Compensations run in reverse
  * order inside a non-cancellable scope (an abort must not interrupt a revert); entries pushed with
  * the same `group` are independent (one per target) and run in parallel, so ten targets revert in
- * the time of one. A failed compensation is reported, never dropped.
+ * the time of one. A failed compensation is reported and kept for a retry, never dropped.
  */
 import { CancellationScope } from '@temporalio/workflow';
 
@@ -58,8 +58,13 @@ export class Saga {
         i = j;
       }
     });
+    // Failed compensations stay on the saga: the operator fixes the target and `resume` retries them.
+    const failed = new Set(outcomes.filter((o) => !o.ok).map((o) => o.label));
+    const remaining = this.steps.filter((s) => failed.has(s.label));
     this.steps.length = 0;
+    this.steps.push(...remaining);
     this.labels.clear();
+    for (const s of remaining) this.labels.add(s.label);
     return outcomes;
   }
 }

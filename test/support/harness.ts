@@ -25,7 +25,7 @@ function installRuntime() {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
   } catch {
     // already installed by another file in this process
   }
@@ -195,7 +195,7 @@ export function lambdaSpec(h: Harness, service: string, over: Partial<RolloutSpe
     probes: [{ name: 'health', payload: { ping: true }, expect_contains: 'ping' }],
     canary: { targets: [targets[0].name], weight: 10, bake: '1 second' },
     waves: [
-      { name: 'wave-1', targets: [targets[1].name], steps: [50, 100], bake: '1 second' },
+      ...(n > 1 ? [{ name: 'wave-1', targets: [targets[1].name], steps: [50, 100], bake: '1 second' }] : []),
       ...(n > 2 ? [{ name: 'wave-2', targets: targets.slice(2).map((t) => t.name), steps: [25, 100], bake: '1 second' }] : []),
     ],
     rollback: { max_error_rate_increase_pp: 2, min_requests: 5 },

@@ -1,0 +1,165 @@
+/** Build/test/migrate stages, verify failures (probe, env drift), escalation of a failed revert, alert retries. */
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LambdaClient, UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
+import { startRollout } from '../src/client';
+import { lambdaOp } from '../src/dev/fault-proxy';
+import { sampleZip, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
+import type { LambdaTargetSpec } from '../src/spec/schema';
+import { validateSpec } from '../src/spec/validate';
+import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { historyText } from './support/history';
+import { aliasState, publishedVersions } from './support/lambda';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness('stages');
+  await h.startWorker();
+});
+afterAll(async () => h?.close());
+
+function oneTarget(service: string, over: Record<string, unknown> = {}) {
+  const base = lambdaSpec(h, service, {}, 1);
+  return validateSpec({ ...JSON.parse(JSON.stringify(base)), waves: [], ...over });
+}
+
+test('build runs once and its digest is deployed; tests and the migration run before any deploy', async () => {
+  const dir = h.workDir;
+  writeFileSync(join(dir, 'src.zip'), sampleZip('built by the build stage'));
+  writeFileSync(join(dir, 'schema'), '6\n');
+  const spec = oneTarget('staged', {
+    artifact: { build: { command: 'echo build >> build.log && cp src.zip out.zip', output: 'out.zip', cwd: dir } },
+    test: { command: 'test -f out.zip', cwd: dir },
+    migration: { command: 'echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', cwd: dir },
+  });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const res = (await handle.result()) as RolloutResult;
+    expect(res.state).toBe('succeeded');
+    const digest = createHash('sha256')
+      .update(readFileSync(join(dir, 'out.zip')))
+      .digest('hex');
+    expect(res.status.artifactDigest).toBe(digest);
+    expect(readFileSync(join(dir, 'build.log'), 'utf8')).toBe('build\n');
+    const stages = res.status.history.filter((e) => e.kind === 'stage').map((e) => e.text.split(':')[0]);
+    expect(stages).toEqual([
+      'stage build',
+      'stage test',
+      'stage migrate',
+      'stage deploy',
+      'stage verify',
+      'stage canary',
+      'stage promote',
+      'stage done',
+    ]);
+    expect(res.status.history.some((e) => e.text === 'schema_rev 7 verified')).toBe(true);
+    // The first Lambda write comes after the migration finished.
+    const migrated = res.status.history.find((e) => e.text === 'schema_rev 7 verified')!.atMs;
+    const firstWrite = h.proxy.calls.find((c) => c.method !== 'GET' && lambdaOp.any('staged-fn')(c))!;
+    expect(firstWrite.atMs).toBeGreaterThanOrEqual(migrated);
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('a failing test command ends the rollout before anything is deployed', async () => {
+  const spec = oneTarget('failing-tests', { test: { command: 'echo "2 tests failed" && exit 3' } });
+  await createFunctions(h, spec);
+  const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+  const res = (await handle.result()) as RolloutResult;
+  expect(res.state).toBe('failed');
+  expect(res.reason).toMatch(/test command exited 3: 2 tests failed/);
+  expect(h.proxy.count(lambdaOp.any('failing-tests-fn'))).toBe(0);
+});
+
+test('a migration that reports another schema_rev fails before any deploy', async () => {
+  const spec = oneTarget('bad-migration', { migration: { command: 'true', current_command: 'echo 6' } });
+  await createFunctions(h, spec);
+  const res = (await (await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue })).result()) as RolloutResult;
+  expect(res.state).toBe('failed');
+  expect(res.reason).toBe('migration reports schema_rev "6", spec expects "7"');
+  expect(h.proxy.count(lambdaOp.any('bad-migration-fn'))).toBe(0);
+});
+
+test('a failing health probe fails verify before traffic moves; the alert is retried until delivered', async () => {
+  const spec = oneTarget('bad-probe');
+  await createFunctions(h, spec);
+  h.proxy.inject({
+    match: (c) => lambdaOp.invoke('bad-probe-fn')(c) && c.path.includes('Qualifier=2'),
+    action: { respond: () => ({ status: 200, headers: { 'x-amz-function-error': 'Unhandled' }, body: '{"errorMessage":"boom"}' }) },
+  });
+  h.webhook.failNext(2, 503);
+  const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+  const paused = await waitForStatus(handle, (s) => s.state === 'paused', 60_000, 'paused after verify');
+  expect(paused.rollbackReason).toMatch(/verify failed: us-east-1: probe health: function error Unhandled/);
+  expect(h.proxy.count(lambdaOp.updateAlias('bad-probe-fn'))).toBe(0);
+  await waitForStatus(handle, (s) => s.history.some((e) => /rolled-back alert delivered/.test(e.text)), 30_000, 'alert delivered');
+  expect(h.webhook.received.filter((r) => r.body.rollgate.service === 'bad-probe')).toHaveLength(1);
+  await handle.signal(abortSignal);
+  expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+});
+
+test('env drift: a key missing versus the stable version fails verify; changed values are reported by hash only', async () => {
+  const spec = oneTarget('drift');
+  await createFunctions(h, spec, { DB_PASSWORD: 'hunter2-secret', LOG_LEVEL: 'info' });
+  const t = spec.targets[0] as LambdaTargetSpec;
+  // Someone changed $LATEST's configuration: the password is gone, the log level changed.
+  const lambda = new LambdaClient({ endpoint: h.motoUrl, region: t.region, credentials: TEST_CREDENTIALS });
+  await lambda.send(
+    new UpdateFunctionConfigurationCommand({ FunctionName: t.function, Environment: { Variables: { LOG_LEVEL: 'debug-verbose' } } }),
+  );
+  const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+  const paused = await waitForStatus(handle, (s) => s.state === 'paused', 60_000, 'paused after drift');
+  expect(paused.rollbackReason).toMatch(/env keys missing vs stable 1: DB_PASSWORD/);
+  expect(paused.rollbackReason).toMatch(/env values changed \(by hash\): LOG_LEVEL [0-9a-f]{12}->[0-9a-f]{12}/);
+  const text = await historyText(handle);
+  for (const secret of ['hunter2-secret', 'debug-verbose']) expect(text).not.toContain(secret);
+  expect(JSON.stringify(paused)).not.toContain('hunter2-secret');
+  await handle.signal(abortSignal);
+  await handle.result();
+});
+
+test('a revert that keeps failing escalates (rollback-failed + alert); resume retries only the revert', async () => {
+  const spec = oneTarget('stuck-revert');
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2'); // canary breaches
+  // Every alias update after the canary shift fails with a (retryable) service error.
+  let shifted = false;
+  h.proxy.inject({
+    match: (c) => {
+      if (!lambdaOp.updateAlias('stuck-revert-fn')(c)) return false;
+      if (!shifted) {
+        shifted = true;
+        return false;
+      }
+      return true;
+    },
+    times: 1000,
+    action: { status: 503, errorType: 'ServiceException', message: 'Lambda is having a bad day' },
+  });
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const failed = await waitForStatus(handle, (s) => s.state === 'rollback-failed', 60_000, 'rollback-failed');
+    expect(failed.detail).toMatch(/ROLLBACK FAILED for stuck-revert r2 after breach in canary: revert us-east-1: .*bad day/);
+    // Retried (6 activity attempts, each with the SDK's own retries) before escalating.
+    expect(h.proxy.count(lambdaOp.updateAlias('stuck-revert-fn'))).toBeGreaterThanOrEqual(1 + 6);
+    const alert = h.webhook.received.find((r) => r.body.rollgate.service === 'stuck-revert');
+    expect(alert?.body.rollgate.event).toBe('rollback-failed');
+    expect((await aliasState(h.motoUrl, spec.targets[0])).weights).toEqual({ '2': 0.1 });
+
+    h.proxy.clearFaults();
+    await handle.signal(resumeSignal, { by: 'carol' });
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused after the retried revert');
+    expect(paused.targets[0].weight).toBe(0);
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
+    expect(await publishedVersions(h.motoUrl, spec.targets[0])).toEqual(['1', '2']);
+    await handle.signal(abortSignal);
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+  } finally {
+    traffic.stop();
+  }
+});
