@@ -9,8 +9,18 @@ import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { loadSpecFile, resolveSpecPaths, SpecError } from '../spec/validate';
 import { connectClient } from '../temporal/connection';
 import { getStatus, RolloutRefusedError, startRollout } from '../client';
-import { abortSignal, approveUpdate, pauseSignal, rejectUpdate, resumeSignal, TASK_QUEUE, type RolloutResult } from '../workflows/messages';
+import {
+  SA,
+  abortSignal,
+  approveUpdate,
+  pauseSignal,
+  rejectUpdate,
+  resumeSignal,
+  TASK_QUEUE,
+  type RolloutResult,
+} from '../workflows/messages';
 import { formatStatus } from './format';
+import { formatPlan, planRollout } from '../spec/plan';
 
 class UsageError extends Error {}
 
@@ -139,6 +149,101 @@ export function buildProgram(): Command {
         });
       });
   }
+
+  program
+    .command('plan')
+    .argument('<file>', 'rollout spec (YAML or JSON)')
+    .option('--json', 'machine-readable output')
+    .description('Show the stages, waves, steps, bakes and approvals, and the minimum duration; starts nothing.')
+    .action((file: string, o: { json?: boolean }) => {
+      const plan = planRollout(loadSpecFile(file));
+      print(o.json, plan, formatPlan(plan));
+    });
+
+  program
+    .command('watch')
+    .argument('<id>', 'rollout id')
+    .option('--interval <ms>', 'refresh interval in ms', '1000')
+    .option('--json', 'one JSON status per line (NDJSON)')
+    .description("Live view: stage, each target's weight as a bar, bake countdown, last verdict; ends with the rollout.")
+    .action(async (id: string, o: { interval: string; json?: boolean }) => {
+      await withClient(async (client) => {
+        const tty = process.stdout.isTTY && !o.json;
+        for (;;) {
+          const s = await getStatus(client, id);
+          if (o.json) process.stdout.write(`${JSON.stringify(s)}\n`);
+          else process.stdout.write(`${tty ? '\x1b[2J\x1b[H' : ''}${formatStatus(s)}\n${tty ? '' : '\n'}`);
+          if (!['running', 'paused'].includes(s.state)) {
+            if (s.state !== 'succeeded') process.exitCode = 1;
+            return;
+          }
+          await new Promise((r) => setTimeout(r, Number(o.interval) || 1000));
+        }
+      });
+    });
+
+  program
+    .command('list')
+    .option('--service <name>', 'only this service')
+    .option('--state <state>', 'running | paused | succeeded | rolled-back | rollback-failed | aborted | failed')
+    .option('--limit <n>', 'at most this many', '50')
+    .option('--json', 'machine-readable output')
+    .description('Rollouts from Temporal visibility, newest first.')
+    .action(async (o: { service?: string; state?: string; limit: string; json?: boolean }) => {
+      const states = ['running', 'paused', 'succeeded', 'rolled-back', 'rollback-failed', 'aborted', 'failed'];
+      if (o.state && !states.includes(o.state)) throw new UsageError(`--state must be one of ${states.join(', ')}`);
+      const clauses = [`WorkflowType = 'rolloutWorkflow'`];
+      if (o.service) clauses.push(`RolloutService = '${o.service.replace(/'/g, '')}'`);
+      if (o.state) clauses.push(`RolloutState = '${o.state}'`);
+      await withClient(async (client) => {
+        const rows: Record<string, unknown>[] = [];
+        for await (const wf of client.workflow.list({ query: clauses.join(' AND ') })) {
+          const sa = wf.typedSearchAttributes;
+          rows.push({
+            id: wf.workflowId,
+            runId: wf.runId,
+            service: sa.get(SA.service),
+            release: sa.get(SA.release),
+            state: sa.get(SA.state),
+            stage: sa.get(SA.stage),
+            startTime: wf.startTime.toISOString(),
+            closeTime: wf.closeTime?.toISOString(),
+          });
+          if (rows.length >= Number(o.limit)) break;
+        }
+        const text = rows.length
+          ? rows.map((r) => `${r.id}  ${r.release}  ${r.state}  ${r.stage}  started ${r.startTime}`).join('\n')
+          : 'no rollouts match';
+        print(o.json, rows, text);
+      });
+    });
+
+  program
+    .command('history')
+    .argument('<id>', 'rollout id')
+    .option('--json', 'machine-readable output')
+    .description('Decisions, approvals, verdicts and compensations in time order.')
+    .action(async (id: string, o: { json?: boolean }) => {
+      await withClient(async (client) => {
+        const s = await getStatus(client, id);
+        print(o.json, s.history, s.history.map((e) => `${new Date(e.atMs).toISOString()}  ${e.kind.padEnd(12)} ${e.text}`).join('\n'));
+      });
+    });
+
+  program
+    .command('retry')
+    .argument('<id>', 'rollout id')
+    .option('--by <name>', 'operator', defaultUser())
+    .description('Retry a pipeline paused after a rollback (from the canary), or a failed revert.')
+    .action(async (id: string, o: { by: string }) => {
+      await withClient(async (client) => {
+        const s = await getStatus(client, id);
+        if (s.state !== 'paused' && s.state !== 'rollback-failed')
+          throw new RolloutRefusedError(`rollout ${id} is ${s.state}; retry works on a paused pipeline (see \`rollgate status ${id}\`)`);
+        await client.workflow.getHandle(id).signal(resumeSignal, { by: o.by });
+        console.log(`${id}: retrying${s.state === 'rollback-failed' ? ' the failed revert' : ' from the canary'}`);
+      });
+    });
 
   program
     .command('worker')
