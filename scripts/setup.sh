@@ -12,7 +12,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund >&2
 fi
-[ -f dist/cli/main.js ] || npm run --silent build >&2
+npm run --silent build >&2   # always: a stale dist/ would make `npx rollgate` lie
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2

@@ -19,6 +19,8 @@ import { CloudMonitoringMetrics } from './analysis/cloud-monitoring';
 import { TASK_QUEUE } from './workflows/messages';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
+// --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
+import { setupObservabilityFromEnv } from './observability';
 
 export interface RollgateWorkerOptions {
   connection: NativeConnection;
@@ -42,6 +44,9 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     ...workflowSource,
     activities: createActivities(o.deps),
     shutdownGraceTime: '30 seconds',
+    // A crashed worker's sticky queue is abandoned after this long and its rollouts move on to a
+    // live worker (the SDK default is 10 s). Healthy workers pick sticky tasks up in milliseconds.
+    stickyQueueScheduleToStartTimeout: '2 seconds',
     ...o.workerOptions,
   });
 }
@@ -73,6 +78,8 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
 
 /** `rollgate worker`: run until SIGINT/SIGTERM, then drain in-flight activities and exit. */
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
+  const obs = await setupObservabilityFromEnv(env);
   const settings = connectionSettingsFromEnv(env);
   const client = await connectClient(settings);
   const note = await ensureSearchAttributes(client);
@@ -84,12 +91,16 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
     taskQueue: env.ROLLGATE_TASK_QUEUE || TASK_QUEUE,
     deps: depsFromEnv(env, client),
     workflowBundlePath: env.ROLLGATE_WORKFLOW_BUNDLE || undefined,
+    // observability sinks + payload codec (undefined when ROLLGATE_CODEC_KEY is unset)
+    workerOptions: { sinks: obs.sinks, dataConverter: settings.dataConverter },
   });
+  obs.setReady(true);
   console.error(
     `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`,
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();
+  await obs.close();
   await connection.close();
   await client.connection.close();
 }
