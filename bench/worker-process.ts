@@ -1,0 +1,49 @@
+/**
+ * A worker in its own process for the benchmarks (RSS, crash-to-resume, cold start).
+ * BENCH_TEMPORAL, BENCH_TASK_QUEUE, BENCH_BUNDLE (optional prebuilt bundle), BENCH_PROVIDER
+ * (memory | emulators), BENCH_LAMBDA_ENDPOINT, BENCH_STATE_DIR. Prints "worker ready <ms>" where
+ * <ms> is the time since the process started.
+ */
+import { performance } from 'node:perf_hooks';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { createRollgateWorker } from '../src/worker';
+import { LambdaProvider } from '../src/providers/aws-lambda';
+import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
+import { MemoryMetrics, MemoryProvider } from '../src/dev/memory-provider';
+import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
+import type { ActivityDeps } from '../src/activities';
+
+async function main() {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const env = process.env;
+  const connection = await NativeConnection.connect({ address: env.BENCH_TEMPORAL! });
+  const memory = env.BENCH_PROVIDER === 'memory';
+  const deps: ActivityDeps = memory
+    ? {
+        providers: { 'aws-lambda': new MemoryProvider() },
+        metrics: [new MemoryMetrics()],
+        stateDir: env.BENCH_STATE_DIR!,
+        hashKey: 'bench',
+      }
+    : {
+        providers: { 'aws-lambda': new LambdaProvider({ endpoint: env.BENCH_LAMBDA_ENDPOINT!, credentials: TEST_CREDENTIALS }) },
+        metrics: [new CloudWatchMetrics({ endpoint: env.BENCH_LAMBDA_ENDPOINT!, credentials: TEST_CREDENTIALS })],
+        stateDir: env.BENCH_STATE_DIR!,
+        hashKey: 'bench',
+      };
+  const worker = await createRollgateWorker({
+    connection,
+    taskQueue: env.BENCH_TASK_QUEUE!,
+    deps,
+    workflowBundlePath: env.BENCH_BUNDLE || undefined,
+    workerOptions: env.BENCH_MAX_CACHED ? { maxCachedWorkflows: Number(env.BENCH_MAX_CACHED) } : {},
+  });
+  const run = worker.run();
+  console.log(`worker ready ${performance.now().toFixed(0)}`);
+  await run;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
