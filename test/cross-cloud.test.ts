@@ -254,6 +254,7 @@ test('worker process SIGKILLed while the Cloud Run deploy operation is in flight
       child = await startChildWorker(env);
       fake.knobs.operationPolls = 1;
       fake.knobs.operationMaxMs = 2_000;
+      await waitForStatus(handle, (s) => s.state !== 'running', 90_000, 'the rollout to finish on the new worker');
       const res = (await handle.result()) as RolloutResult;
       expect(res.state).toBe('succeeded');
       expect(res.status.history.some((e) => /cr-eu: found already published version xcrash-r2/.test(e.text))).toBe(true);

@@ -1,8 +1,20 @@
+/**
+ * Canary analysis: pick each target's metric source from the spec (native CloudWatch / Cloud
+ * Monitoring, Prometheus, or synthetic traffic), judge the samples (threshold rule or statistical),
+ * and fold in the custom checks. One verdict per target.
+ */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { RollbackRule, TargetSpec } from '../spec/schema';
-import { judgeThreshold } from '../analysis/threshold-judge';
+import { durationMs } from '../spec/duration';
+import { combineVerdicts, judgeThreshold } from '../analysis/threshold-judge';
+import { judgeStatistical, type StatisticalJudgeConfig } from '../analysis/statistical-judge';
+import { PrometheusMetrics } from '../analysis/prometheus';
+import { SyntheticTraffic, httpEndpoints, lambdaEndpoints } from '../analysis/synthetic';
+import { preflightCustomCheck, runCustomChecks, type CustomCheckSpec } from '../analysis/custom-check';
+import type { CanarySamples, MetricProvider } from '../analysis/types';
 import type { Verdict } from '../workflows/messages';
-import type { ActivityDeps } from './deps';
+import { providerFor, type ActivityDeps } from './deps';
+import { mapProviderErrors, withHeartbeat } from './heartbeat';
 
 export interface AnalysisTarget {
   target: TargetSpec;
@@ -10,45 +22,147 @@ export interface AnalysisTarget {
   newVersion: string;
 }
 
+const seconds = (d: string | undefined) => (d === undefined ? undefined : Math.round((durationMs(d) ?? 0) / 1000));
+
 export function analysisActivities(deps: ActivityDeps) {
-  const providerFor = (t: TargetSpec) => {
+  const prometheus = new Map<string, PrometheusMetrics>();
+
+  function nativeSource(t: TargetSpec): MetricProvider {
     const m = deps.metrics.find((p) => p.supports(t));
     if (!m) throw ApplicationFailure.nonRetryable(`no metric provider configured for ${t.provider} target ${t.name}`, 'NoMetricProvider');
     return m;
-  };
-  return {
-    /** Every metric source answers for the stable revision before any traffic moves. */
-    async preflightMetrics(input: { targets: AnalysisTarget[] }): Promise<string[]> {
-      const out: string[] = [];
-      for (const t of input.targets) {
-        const m = providerFor(t.target);
-        try {
-          await m.preflight(t.target, t.stableVersion);
-        } catch (err) {
-          throw ApplicationFailure.nonRetryable(
-            `metrics preflight failed for ${t.target.name} (${m.name}): ${(err as Error).message}`,
-            'MetricsPreflight',
-          );
-        }
-        out.push(`${t.target.name}: ${m.name} ok`);
+  }
+
+  function syntheticSource(rule: RollbackRule, t: TargetSpec): SyntheticTraffic {
+    const cfg = rule.metrics[t.provider].synthetic;
+    const timeoutMs = durationMs(cfg.timeout);
+    const resolve =
+      t.provider === 'aws-lambda'
+        ? lambdaEndpoints({ ...deps.synthetic?.lambda, payload: cfg.payload, timeoutMs })
+        : httpEndpoints({
+            url: async (target, version) => {
+              const p = providerFor(deps, target);
+              if (!p.revisionUrl)
+                throw ApplicationFailure.nonRetryable(`${target.provider} cannot address a single revision`, 'NoRevisionUrl');
+              const url = `${await p.revisionUrl(target, version)}${cfg.path}`;
+              return deps.synthetic?.httpUrlRewrite ? deps.synthetic.httpUrlRewrite(url) : url;
+            },
+            timeoutMs,
+            expectContains: cfg.expect_contains,
+          });
+    return new SyntheticTraffic({ resolve, requests: cfg.requests, concurrency: cfg.concurrency, timeoutMs });
+  }
+
+  function sourceFor(rule: RollbackRule, t: TargetSpec): MetricProvider {
+    const m = rule.metrics[t.provider];
+    if (m.source === 'synthetic') return syntheticSource(rule, t);
+    if (m.source === 'prometheus') {
+      const cfg = m.prometheus!;
+      const key = `${cfg.url}|${t.provider}|${cfg.requests}|${cfg.errors}|${cfg.latency_p99_ms}`;
+      let p = prometheus.get(key);
+      if (!p) {
+        p = new PrometheusMetrics({
+          url: cfg.url,
+          queries: { [t.provider]: { requests: cfg.requests, errors: cfg.errors, latency_p99_ms: cfg.latency_p99_ms } },
+          stepSeconds: seconds(cfg.step),
+          rangeWindowSeconds: seconds(cfg.range_window),
+          minWindowSeconds: seconds(cfg.min_window),
+        });
+        prometheus.set(key, p);
       }
-      return out;
+      return p;
+    }
+    return nativeSource(t);
+  }
+
+  function judge(rule: RollbackRule, samples: CanarySamples, target: string): Verdict {
+    return rule.judge.kind === 'statistical'
+      ? judgeStatistical(rule.judge as StatisticalJudgeConfig, samples, target)
+      : judgeThreshold(rule, samples, target);
+  }
+
+  function checksFor(rule: RollbackRule, t: TargetSpec): CustomCheckSpec[] {
+    return rule.custom_checks
+      .filter((c) => !c.targets || c.targets.includes(t.name))
+      .map((c) => ({
+        name: c.name,
+        url: c.url,
+        json_path: c.json_path,
+        threshold: c.threshold,
+        direction: c.direction,
+        timeout_ms: durationMs(c.timeout),
+      }));
+  }
+
+  return {
+    /** Every metric source and custom check answers for the stable revision before any traffic moves. */
+    async preflightMetrics(input: { targets: AnalysisTarget[]; rule: RollbackRule }): Promise<string[]> {
+      return withHeartbeat(async () => {
+        const out: string[] = [];
+        for (const t of input.targets) {
+          const sources = [sourceFor(input.rule, t.target)];
+          if (input.rule.on_no_data === 'synthetic' && input.rule.metrics[t.target.provider].source !== 'synthetic')
+            sources.push(syntheticSource(input.rule, t.target));
+          for (const m of sources) {
+            try {
+              await m.preflight(t.target, t.stableVersion);
+            } catch (err) {
+              throw ApplicationFailure.nonRetryable(
+                `metrics preflight failed for ${t.target.name} (${m.name}): ${(err as Error).message}`,
+                'MetricsPreflight',
+              );
+            }
+            out.push(`${t.target.name}: ${m.name} ok`);
+          }
+          for (const c of checksFor(input.rule, t.target)) {
+            try {
+              await preflightCustomCheck(c, t.target, t.stableVersion);
+            } catch (err) {
+              throw ApplicationFailure.nonRetryable(
+                `custom check ${c.name} preflight failed for ${t.target.name}: ${(err as Error).message}`,
+                'MetricsPreflight',
+              );
+            }
+            out.push(`${t.target.name}: check ${c.name} ok`);
+          }
+        }
+        return out;
+      });
     },
 
-    /** One verdict per target over [startMs, now]. */
-    async analyzeCanary(input: { targets: AnalysisTarget[]; rule: RollbackRule; startMs: number }): Promise<Verdict[]> {
-      const endMs = Date.now() + 60_000; // include samples stamped up to a minute ahead (clock skew)
-      return Promise.all(
-        input.targets.map(async (t) => {
-          const samples = await providerFor(t.target).collect({
-            target: t.target,
-            canaryVersion: t.newVersion,
-            baselineVersion: t.stableVersion,
-            startMs: input.startMs,
-            endMs,
-          });
-          return { ...judgeThreshold(input.rule, samples, t.target.name), atMs: Date.now() };
-        }),
+    /**
+     * One verdict per target over [startMs, now]: the judge's verdict on the configured source (or
+     * synthetic traffic, when `synthetic` is set by the no-data policy) combined with the custom checks.
+     */
+    async analyzeCanary(input: {
+      targets: AnalysisTarget[];
+      rule: RollbackRule;
+      startMs: number;
+      synthetic?: boolean;
+    }): Promise<Verdict[]> {
+      return withHeartbeat(() =>
+        mapProviderErrors(() =>
+          Promise.all(
+            input.targets.map(async (t) => {
+              const source = input.synthetic ? syntheticSource(input.rule, t.target) : sourceFor(input.rule, t.target);
+              const samples = await source.collect({
+                target: t.target,
+                canaryVersion: t.newVersion,
+                baselineVersion: t.stableVersion,
+                startMs: input.startMs,
+                endMs: Date.now() + 60_000, // include samples stamped up to a minute ahead (clock skew)
+              });
+              const verdict = judge(input.rule, samples, t.target.name);
+              const checks = await runCustomChecks(checksFor(input.rule, t.target), {
+                target: t.target,
+                canaryVersion: t.newVersion,
+                baselineVersion: t.stableVersion,
+              });
+              const combined = checks.length ? { ...combineVerdicts([verdict, ...checks]), target: t.target.name } : verdict;
+              return { ...combined, atMs: Date.now() };
+            }),
+          ),
+        ),
       );
     },
   };

@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import type { TargetSpec } from '../spec/schema';
 import type { TargetProvider } from '../providers/types';
 import type { MetricProvider } from '../analysis/types';
+import type { LambdaEndpointOptions } from '../analysis/synthetic';
 
 export interface ActivityDeps {
   /** One provider per target kind. */
@@ -14,6 +15,8 @@ export interface ActivityDeps {
   hashKey: string;
   /** For shared-dependency locks (signal-with-start from an activity). */
   client?: Client;
+  /** Synthetic traffic: Lambda client settings, and a URL rewrite for revision URLs (tests point tag URLs at a fake). */
+  synthetic?: { lambda?: LambdaEndpointOptions; httpUrlRewrite?: (url: string) => string };
   /** Webhook delivery timeout per attempt (ms). */
   webhookTimeoutMs?: number;
 }

@@ -1,35 +1,9 @@
 /** Thin activities over the TargetProvider interface; the provider does the idempotency checks. */
-import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { ProbeSpec, TargetSpec } from '../spec/schema';
-import { NonRetryableProviderError, type ArtifactRef, type ProbeResult, type ReleaseContract, type TrafficState } from '../providers/types';
+import { type ArtifactRef, type ProbeResult, type ReleaseContract, type TrafficState } from '../providers/types';
 import { compareFingerprints, type DriftReport } from '../providers/fingerprint';
 import { providerFor, type ActivityDeps } from './deps';
-
-/** Map provider errors to Temporal failures: non-retryable ones fail the stage at once. */
-export async function mapProviderErrors<R>(fn: () => Promise<R>): Promise<R> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof NonRetryableProviderError) throw ApplicationFailure.nonRetryable(err.message, err.code);
-    throw err;
-  }
-}
-
-/** Heartbeat every second while a long provider call runs, so a dead worker is noticed quickly. */
-async function withHeartbeat<R>(fn: () => Promise<R>): Promise<R> {
-  let inActivity = true;
-  try {
-    Context.current();
-  } catch {
-    inActivity = false;
-  }
-  const timer = inActivity ? setInterval(() => heartbeat(), 1000) : undefined;
-  try {
-    return await fn();
-  } finally {
-    if (timer) clearInterval(timer);
-  }
-}
+import { mapProviderErrors, withHeartbeat } from './heartbeat';
 
 export interface VerifyReport {
   ok: boolean;
@@ -115,3 +89,4 @@ export function targetActivities(deps: ActivityDeps) {
     },
   };
 }
+export { mapProviderErrors } from './heartbeat';

@@ -9,7 +9,9 @@ import type { CanarySamples } from './types';
 
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
 
-export function judgeThreshold(rule: RollbackRule, s: CanarySamples, target: string): Verdict {
+export type ThresholdRule = Pick<RollbackRule, 'max_error_rate_increase_pp' | 'p99_latency_ms' | 'min_requests'>;
+
+export function judgeThreshold(rule: ThresholdRule, s: CanarySamples, target: string): Verdict {
   const { canary, baseline } = s;
   if (canary.requests < rule.min_requests || canary.requests === 0) {
     return {

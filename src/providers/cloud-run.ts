@@ -384,6 +384,20 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     await this.waitTraffic(t, traffic, deadline);
   }
 
+  /**
+   * The revision's own tag URL when it has one (the new revision always does); otherwise the service
+   * URL, which for the stable revision during a canary is mostly, not only, that revision.
+   * The probe URL rewrite applies, as for probes.
+   */
+  async revisionUrl(t: CloudRunTargetSpec, version: string): Promise<string> {
+    const svc = await this.getService(t);
+    const statuses = (svc.trafficStatuses ?? []).filter((s) => s.revision === version && s.tag && s.uri);
+    const status = statuses.find((s) => s.tag === this.tag(t)) ?? statuses[0];
+    const base = (status?.uri ?? svc.uri ?? '').replace(/\/$/, '');
+    if (!base) throw new NonRetryableProviderError(`${t.name}: service ${t.service} has no URL yet`, 'NoUrl');
+    return this.opts.probeUrlRewrite ? this.opts.probeUrlRewrite(base) : base;
+  }
+
   async probe(t: CloudRunTargetSpec, version: string, probe: ProbeSpec): Promise<ProbeResult> {
     const started = Date.now();
     try {

@@ -69,6 +69,8 @@ export interface TargetProvider<T extends TargetSpec = TargetSpec> {
   probe(target: T, version: string, probe: ProbeSpec): Promise<ProbeResult>;
   /** Record the promoted release on the target (tags/labels). */
   recordRelease(target: T, version: string, release: string, digest: string): Promise<void>;
+  /** A URL that reaches exactly this revision (Cloud Run tag URL), for probes and synthetic traffic. */
+  revisionUrl?(target: T, version: string): Promise<string>;
   /** Traffic share as the provider can express it (Lambda weights are fractions, Cloud Run integers). */
   roundWeight(percent: number): number;
 }

@@ -95,6 +95,123 @@ const wave = z
   })
   .strict();
 
+// ---- analysis: metric sources, judges, custom checks ----------------------------------------
+const direction = z.enum(['higher-is-worse', 'lower-is-worse']);
+const PROM_PLACEHOLDERS = ['revision', 'version', 'window', 'target', 'function', 'alias', 'region', 'project', 'service'];
+const promQuery = z
+  .string()
+  .min(1)
+  .superRefine((q, ctx) => {
+    for (const m of q.matchAll(/\{\{\s*([a-zA-Z_]+)\s*\}\}/g))
+      if (!PROM_PLACEHOLDERS.includes(m[1]))
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown placeholder {{${m[1]}}} (known: ${PROM_PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')})`,
+        });
+    if (!/\{\{\s*(revision|version)\s*\}\}/.test(q))
+      ctx.addIssue({ code: 'custom', message: 'must select the revision with {{revision}}' });
+  });
+const prometheusSource = z
+  .object({
+    url: z.string().url('must be an http(s) URL'),
+    requests: promQuery,
+    errors: promQuery,
+    latency_p99_ms: promQuery.optional(),
+    /** query_range step (series for the statistical judge). */
+    step: duration.default('30 seconds'),
+    /** {{window}} of range queries; >= 2 scrape intervals. */
+    range_window: duration.optional(),
+    /** Shortest {{window}} of the totals queries. */
+    min_window: duration.default('1 minute'),
+  })
+  .strict();
+const syntheticTraffic = z
+  .object({
+    requests: z.number().int().min(1).max(500).default(50),
+    concurrency: z.number().int().min(1).max(16).default(4),
+    timeout: duration.default('5 seconds'),
+    /** cloud-run: path on the revision's tag URL. */
+    path: z.string().startsWith('/').default('/'),
+    /** aws-lambda: Invoke payload (Qualifier = the version). */
+    payload: z.unknown().optional(),
+    expect_contains: z.string().optional(),
+  })
+  .strict();
+const metricSource = (native: 'cloudwatch' | 'cloud-monitoring') =>
+  z
+    .object({
+      source: z.enum([native, 'prometheus', 'synthetic']).default(native),
+      prometheus: prometheusSource.optional(),
+      /** Also used by on_no_data: synthetic. */
+      synthetic: syntheticTraffic.default({}),
+    })
+    .strict();
+const customCheck = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be lowercase letters, digits and _'),
+    /** May contain {{revision}}, {{baseline}}, {{target}}. Answers a number (text, or JSON at json_path). */
+    url: z.string().url('must be an http(s) URL'),
+    json_path: z.string().min(1).optional(),
+    threshold: z.number(),
+    direction,
+    timeout: duration.default('10 seconds'),
+    /** Default: every analysed target. */
+    targets: z.array(name).optional(),
+  })
+  .strict();
+const statMetric = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be lowercase letters, digits and _'),
+    samples: z.union([
+      z.enum(['errors', 'latencies']),
+      z.custom<`series:${string}`>(
+        (v) => typeof v === 'string' && /^series:[a-z0-9_]+$/.test(v),
+        'must be "errors", "latencies" or "series:NAME"',
+      ),
+    ]),
+    group: z.string().min(1),
+    direction: direction.default('higher-is-worse'),
+    min_samples: z.number().int().min(1).default(10),
+    allowed_change: z.number().min(0).default(0.1),
+    min_abs_change: z.number().min(0).default(0),
+    statistic: z.enum(['median', 'mean']).default('median'),
+    critical: z.boolean().default(false),
+    unit: z.string().optional(),
+  })
+  .strict();
+const statisticalJudge = z
+  .object({
+    kind: z.literal('statistical'),
+    confidence: z.number().min(0.5).lt(1).default(0.95),
+    pass_score: z.number().min(0).max(100).default(95),
+    marginal_score: z.number().min(0).max(100).default(75),
+    groups: z.record(z.string(), z.number().min(0)).default({ errors: 60, latency: 40 }),
+    metrics: z
+      .array(statMetric)
+      .min(1)
+      .default([
+        { name: 'error_rate', samples: 'errors', group: 'errors', min_samples: 50, min_abs_change: 0.005 },
+        { name: 'latency', samples: 'latencies', group: 'latency', unit: 'ms' },
+      ]),
+  })
+  .strict();
+const judge = z
+  .discriminatedUnion('kind', [z.object({ kind: z.literal('threshold') }).strict(), statisticalJudge])
+  .superRefine((j, ctx) => {
+    if (j.kind !== 'statistical') return;
+    if (j.marginal_score > j.pass_score) ctx.addIssue({ code: 'custom', path: ['marginal_score'], message: 'must be <= pass_score' });
+    const seen = new Set<string>();
+    j.metrics.forEach((m, i) => {
+      if (seen.has(m.name)) ctx.addIssue({ code: 'custom', path: ['metrics', i, 'name'], message: `duplicate metric "${m.name}"` });
+      seen.add(m.name);
+      if (Object.keys(j.groups).length && !(m.group in j.groups))
+        ctx.addIssue({ code: 'custom', path: ['metrics', i, 'group'], message: `group "${m.group}" has no weight in groups` });
+    });
+    if (Object.keys(j.groups).length && !Object.values(j.groups).some((w) => w > 0))
+      ctx.addIssue({ code: 'custom', path: ['groups'], message: 'at least one weight must be > 0' });
+  })
+  .default({ kind: 'threshold' });
+
 const rollback = z
   .object({
     /** Breach when canary error rate > baseline error rate + this many percentage points. */
@@ -103,11 +220,20 @@ const rollback = z
     p99_latency_ms: z.number().positive().optional(),
     /** Fewer canary requests than this in a window means "no data" (inconclusive). */
     min_requests: z.number().int().min(0).default(20),
-    /** What an inconclusive (no data) verdict does once extensions are used up. */
-    on_no_data: z.enum(['extend-then-fail', 'fail', 'pass']).default('extend-then-fail'),
+    /** What an inconclusive (no data) verdict does: extend the bake (then fail), fail, switch to synthetic traffic, or pass (explicit opt-in). */
+    on_no_data: z.enum(['extend-then-fail', 'fail', 'synthetic', 'pass']).default('extend-then-fail'),
     max_extensions: z.number().int().min(0).max(10).default(2),
     /** Analysis runs at this interval during every bake (and once at its end). */
     interval: duration.optional(),
+    /** threshold (the rule above) or statistical (Mann-Whitney per metric, Kayenta-style score). */
+    judge,
+    /** Where samples come from, per target kind. */
+    metrics: z
+      .object({ 'aws-lambda': metricSource('cloudwatch').default({}), 'cloud-run': metricSource('cloud-monitoring').default({}) })
+      .strict()
+      .default({}),
+    /** Business/quality checks: an HTTP endpoint that answers a number, with a threshold. */
+    custom_checks: z.array(customCheck).default([]),
   })
   .strict();
 
@@ -216,6 +342,25 @@ export const RolloutSpecSchema = z
           message: 'cloud-run targets need artifact.image (pinned by digest)',
         });
     });
+    for (const kind of ['aws-lambda', 'cloud-run'] as const) {
+      const m = spec.rollback.metrics[kind];
+      if (m.source === 'prometheus' && !m.prometheus)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rollback', 'metrics', kind, 'prometheus'],
+          message: 'source prometheus needs a prometheus block',
+        });
+    }
+    const checkNames = new Set<string>();
+    spec.rollback.custom_checks.forEach((c, i) => {
+      if (checkNames.has(c.name))
+        ctx.addIssue({ code: 'custom', path: ['rollback', 'custom_checks', i, 'name'], message: `duplicate check "${c.name}"` });
+      checkNames.add(c.name);
+      c.targets?.forEach((n, j) => {
+        if (!names.has(n))
+          ctx.addIssue({ code: 'custom', path: ['rollback', 'custom_checks', i, 'targets', j], message: `unknown target "${n}"` });
+      });
+    });
     if (spec.rollback.interval) {
       const iv = durationMs(spec.rollback.interval) ?? 0;
       if (iv < 1000) ctx.addIssue({ code: 'custom', path: ['rollback', 'interval'], message: 'must be >= 1 second' });
@@ -231,6 +376,8 @@ export type ProbeSpec = RolloutSpec['probes'][number];
 export type WaveSpec = RolloutSpec['waves'][number];
 export type RollbackRule = RolloutSpec['rollback'];
 export type FreezeWindow = z.output<typeof FreezeWindowSchema>;
+export type CustomCheckSpecInput = RollbackRule['custom_checks'][number];
+export type StatisticalJudgeSpec = Extract<RollbackRule['judge'], { kind: 'statistical' }>;
 
 function isTimeZone(tz: string): boolean {
   try {

@@ -114,7 +114,8 @@ function contractOf(spec: RolloutSpec): ReleaseContract {
 }
 
 async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<void> {
-  await Promise.all(
+  // allSettled, not all: when one target fails, the others still finish and push their undo.
+  const results = await Promise.allSettled(
     [...run.targets.values()].map(async (t) => {
       if (t.stableVersion === undefined) {
         const traffic = await acts.readTraffic({ target: t.spec });
@@ -143,6 +144,8 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<void>
     }),
   );
   run.publish();
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 async function verify(run: RolloutRun): Promise<void> {
@@ -160,12 +163,8 @@ async function verify(run: RolloutRun): Promise<void> {
   for (const r of reports) run.record('decision', `verify ${r.summary}`);
   const failed = reports.filter((r) => !r.ok);
   if (failed.length) throw new RolloutStop('stage-failed', `verify failed: ${failed.map((r) => r.summary).join(' | ')}`);
-  await acts.preflightMetrics({
-    targets: analysisTargets(
-      run,
-      [...run.targets.values()].map((t) => t.spec),
-    ),
-  });
+  const all = [...run.targets.values()].map((t) => t.spec);
+  await acts.preflightMetrics({ targets: analysisTargets(run, all), rule: run.spec.rollback });
 }
 
 // ---- 6-8: canary, region waves, promote ---------------------------------------------------

@@ -47,6 +47,18 @@ export async function bakeAndAnalyze(run: RolloutRun, targets: TargetSpec[], bak
       run.record('decision', `no data, passing because rollback.on_no_data is "pass": ${v.reason}`);
       return;
     }
+    if (rule.on_no_data === 'synthetic') {
+      run.record('decision', `no data, switching to synthetic traffic: ${v.reason}`);
+      const s = await analyze(run, targets, windowStartMs, true);
+      if (s.verdict === 'pass') return;
+      if (s.verdict === 'fail') throw new RolloutStop('breach', s.reason);
+      if (extensions < rule.max_extensions) {
+        extensions++;
+        run.record('decision', `synthetic traffic inconclusive, extending the bake (${extensions}/${rule.max_extensions}): ${s.reason}`);
+        continue;
+      }
+      throw new RolloutStop('no-data', `${s.reason} (synthetic traffic, after ${extensions} extension(s))`);
+    }
     if (rule.on_no_data === 'extend-then-fail' && extensions < rule.max_extensions) {
       extensions++;
       run.record('decision', `no data, extending the bake (${extensions}/${rule.max_extensions}): ${v.reason}`);
@@ -56,9 +68,10 @@ export async function bakeAndAnalyze(run: RolloutRun, targets: TargetSpec[], bak
   }
 }
 
-async function analyze(run: RolloutRun, targets: TargetSpec[], startMs: number): Promise<Verdict> {
+async function analyze(run: RolloutRun, targets: TargetSpec[], startMs: number, synthetic = false): Promise<Verdict> {
   await run.holdWhilePaused();
   const verdicts = await acts.analyzeCanary({
+    ...(synthetic ? { synthetic } : {}),
     targets: targets.map((spec) => {
       const t = run.targets.get(spec.name)!;
       return { target: spec, stableVersion: t.stableVersion!, newVersion: t.newVersion! };
