@@ -26,6 +26,8 @@ export class RolloutRefusedError extends Error {
 export interface StartOptions {
   startedBy: string;
   taskQueue?: string;
+  /** Revert mode (used by scheduled analyses after a failed post-promotion check). */
+  revertPromoted?: RolloutInput['revertPromoted'];
 }
 
 /**
@@ -34,7 +36,7 @@ export interface StartOptions {
  */
 export async function startRollout(client: Client, spec: RolloutSpec, opts: StartOptions): Promise<WorkflowHandle<typeof rolloutWorkflow>> {
   const workflowId = rolloutWorkflowId(spec.service);
-  const input: RolloutInput = { spec, startedBy: opts.startedBy };
+  const input: RolloutInput = { spec, startedBy: opts.startedBy, ...(opts.revertPromoted ? { revertPromoted: opts.revertPromoted } : {}) };
   const providers = [...new Set(spec.targets.map((t) => t.provider))];
   const digest = spec.artifact.sha256 ?? spec.artifact.image?.split('@')[1] ?? 'built at the build stage';
   try {
@@ -51,7 +53,7 @@ export async function startRollout(client: Client, spec: RolloutSpec, opts: Star
         { key: SA.state, value: 'running' },
         { key: SA.providers, value: providers },
       ],
-      staticSummary: `rollout ${spec.service} ${spec.release}`,
+      staticSummary: `${opts.revertPromoted ? 'revert' : 'rollout'} ${spec.service} ${spec.release}`,
       staticDetails: [
         `**service** ${spec.service}  `,
         `**release** ${spec.release} (schema_rev ${spec.schema_rev}${spec.index_hash ? `, index ${spec.index_hash}` : ''})  `,

@@ -24,6 +24,11 @@ export interface AnalysisTarget {
 
 const seconds = (d: string | undefined) => (d === undefined ? undefined : Math.round((durationMs(d) ?? 0) / 1000));
 
+/** Every reason names where its numbers come from ("cloudwatch us-east-1", "synthetic 50 requests/revision; ..."). */
+function withSource(v: Verdict, source: string): Verdict {
+  return v.reason.includes(source) ? v : { ...v, reason: `${v.reason} [${source}]` };
+}
+
 export function analysisActivities(deps: ActivityDeps) {
   const prometheus = new Map<string, PrometheusMetrics>();
 
@@ -38,7 +43,7 @@ export function analysisActivities(deps: ActivityDeps) {
     const timeoutMs = durationMs(cfg.timeout);
     const resolve =
       t.provider === 'aws-lambda'
-        ? lambdaEndpoints({ ...deps.synthetic?.lambda, payload: cfg.payload, timeoutMs })
+        ? lambdaEndpoints({ ...deps.synthetic?.lambda, payload: cfg.payload, timeoutMs, expectContains: cfg.expect_contains })
         : httpEndpoints({
             url: async (target, version) => {
               const p = providerFor(deps, target);
@@ -58,7 +63,8 @@ export function analysisActivities(deps: ActivityDeps) {
     if (m.source === 'synthetic') return syntheticSource(rule, t);
     if (m.source === 'prometheus') {
       const cfg = m.prometheus!;
-      const key = `${cfg.url}|${t.provider}|${cfg.requests}|${cfg.errors}|${cfg.latency_p99_ms}`;
+      // Every option shapes the answers: two specs differing only in step or window must not share an instance.
+      const key = JSON.stringify([t.provider, cfg]);
       let p = prometheus.get(key);
       if (!p) {
         p = new PrometheusMetrics({
@@ -152,7 +158,7 @@ export function analysisActivities(deps: ActivityDeps) {
                 startMs: input.startMs,
                 endMs: Date.now() + 60_000, // include samples stamped up to a minute ahead (clock skew)
               });
-              const verdict = judge(input.rule, samples, t.target.name);
+              const verdict = withSource(judge(input.rule, samples, t.target.name), samples.source);
               const checks = await runCustomChecks(checksFor(input.rule, t.target), {
                 target: t.target,
                 canaryVersion: t.newVersion,

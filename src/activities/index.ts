@@ -8,6 +8,7 @@ import { coordinationActivities } from './coordination';
 import type { ActivityDeps } from './deps';
 import { notifyActivities } from './notify';
 import { targetActivities } from './targets';
+import { scheduledActivities } from './scheduled';
 
 export function createActivities(deps: ActivityDeps) {
   return {
@@ -16,6 +17,7 @@ export function createActivities(deps: ActivityDeps) {
     ...analysisActivities(deps),
     ...notifyActivities(deps),
     ...coordinationActivities(deps),
+    ...scheduledActivities(deps),
   };
 }
 

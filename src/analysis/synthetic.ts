@@ -188,12 +188,14 @@ export interface LambdaEndpointOptions {
   /** JSON payload for every invocation (default {}). */
   payload?: unknown;
   timeoutMs?: number;
+  /** The response payload must contain this (as the spec's synthetic.expect_contains). */
+  expectContains?: string;
 }
 
 /**
  * Synthetic Lambda invocations: Invoke with Qualifier = the version (bypassing the alias split), no
  * SDK retries (a throttle is what a caller would see, so it counts as an error). Success means
- * HTTP 2xx without FunctionError.
+ * HTTP 2xx without FunctionError (and, with `expectContains`, a response payload containing it).
  */
 export function lambdaEndpoints(o: LambdaEndpointOptions = {}): EndpointResolver {
   const clients = new Map<string, LambdaClient>();
@@ -223,6 +225,13 @@ export function lambdaEndpoints(o: LambdaEndpointOptions = {}): EndpointResolver
           if (r.FunctionError) return { ok: false, latencyMs, detail: `FunctionError ${r.FunctionError}` };
           if (r.StatusCode !== undefined && (r.StatusCode < 200 || r.StatusCode >= 300))
             return { ok: false, latencyMs, detail: `StatusCode ${r.StatusCode}` };
+          if (
+            o.expectContains !== undefined &&
+            !Buffer.from(r.Payload ?? new Uint8Array())
+              .toString('utf8')
+              .includes(o.expectContains)
+          )
+            return { ok: false, latencyMs, detail: `response lacks "${o.expectContains}"` };
           return { ok: true, latencyMs };
         } catch (err) {
           const e = err as Error;

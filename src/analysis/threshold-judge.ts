@@ -8,6 +8,8 @@ import type { Verdict } from '../workflows/messages';
 import type { CanarySamples } from './types';
 
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
+/** Request counts: integers as they are; extrapolated ones (Prometheus increase()) with one decimal. */
+const count = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(1));
 
 export type ThresholdRule = Pick<RollbackRule, 'max_error_rate_increase_pp' | 'p99_latency_ms' | 'min_requests'>;
 
@@ -18,7 +20,7 @@ export function judgeThreshold(rule: ThresholdRule, s: CanarySamples, target: st
       verdict: 'inconclusive',
       target,
       metric: 'requests',
-      reason: `${target}: no data: ${canary.requests} canary requests < minimum ${rule.min_requests} (${s.source})`,
+      reason: `${target}: no data: ${count(canary.requests)} canary requests < minimum ${rule.min_requests} (${s.source})`,
     };
   }
   const canaryRate = canary.errors / canary.requests;
@@ -45,7 +47,7 @@ export function judgeThreshold(rule: ThresholdRule, s: CanarySamples, target: st
     verdict: 'pass',
     target,
     metric: 'error_rate',
-    reason: `${target}: error rate ${pct(canaryRate)} (canary, ${canary.requests} req) vs ${pct(baseRate)} (baseline) <= threshold ${pct(limit)}${
+    reason: `${target}: error rate ${pct(canaryRate)} (canary, ${count(canary.requests)} req) vs ${pct(baseRate)} (baseline) <= threshold ${pct(limit)}${
       canary.latencyP99Ms !== undefined && rule.p99_latency_ms !== undefined
         ? `; ${canary.latencyStat ?? 'p99'} ${canary.latencyP99Ms.toFixed(0)} ms <= SLO ${rule.p99_latency_ms} ms`
         : ''

@@ -11,6 +11,7 @@ import { connectClient } from '../temporal/connection';
 import { getStatus, RolloutRefusedError, startRollout } from '../client';
 import {
   SA,
+  analysisScheduleId,
   abortSignal,
   approveUpdate,
   pauseSignal,
@@ -21,6 +22,7 @@ import {
 } from '../workflows/messages';
 import { formatStatus } from './format';
 import { formatPlan, planRollout } from '../spec/plan';
+import { createAnalysisSchedule, listAnalysisSchedules, scheduleAction, ScheduleUsageError } from '../schedules';
 
 class UsageError extends Error {}
 
@@ -245,6 +247,62 @@ export function buildProgram(): Command {
       });
     });
 
+  const schedule = program
+    .command('schedule')
+    .description(
+      'Scheduled canary analyses (Temporal Schedules): during a rollout they feed it verdicts; after a promotion, for a watch window, a fail reverts the release and pauses the pipeline.',
+    );
+  schedule
+    .command('create')
+    .argument('<service>', 'service name')
+    .requiredOption('--every <duration>', 'interval, e.g. 5m')
+    .option('--window <duration>', 'watch window after a promotion', '1h')
+    .option('--task-queue <queue>', 'worker task queue', process.env.ROLLGATE_TASK_QUEUE || TASK_QUEUE)
+    .description('Create the analysis schedule of a service.')
+    .action(async (service: string, o: { every: string; window: string; taskQueue: string }) => {
+      await withClient(async (client) => {
+        const id = await createAnalysisSchedule(client, { service, every: o.every, window: o.window, taskQueue: o.taskQueue });
+        console.log(`${id}: every ${o.every}, watch window ${o.window} after a promotion`);
+      });
+    });
+  schedule
+    .command('list')
+    .option('--json', 'machine-readable output')
+    .description('Analysis schedules.')
+    .action(async (o: { json?: boolean }) => {
+      await withClient(async (client) => {
+        const rows = await listAnalysisSchedules(client);
+        print(
+          o.json,
+          rows,
+          rows.length
+            ? rows
+                .map(
+                  (r) =>
+                    `${r.id}  every ${r.every ?? '?'}  ${r.paused ? 'PAUSED' : 'active'}  runs ${r.recentActions}  next ${r.nextRun ?? '-'}`,
+                )
+                .join('\n')
+            : 'no analysis schedules',
+        );
+      });
+    });
+  for (const action of ['pause', 'unpause', 'delete', 'trigger'] as const) {
+    schedule
+      .command(action)
+      .argument('<service>', 'service name')
+      .description(
+        { pause: 'Pause the schedule.', unpause: 'Resume the schedule.', delete: 'Delete the schedule.', trigger: 'Run one analysis now.' }[
+          action
+        ],
+      )
+      .action(async (service: string) => {
+        await withClient(async (client) => {
+          await scheduleAction(client, service, action);
+          console.log(`${analysisScheduleId(service)}: ${action} done`);
+        });
+      });
+  }
+
   program
     .command('worker')
     .description('Run a worker (connection from TEMPORAL_ADDRESS/TEMPORAL_NAMESPACE, AWS endpoints from AWS_ENDPOINT_URL_*).')
@@ -270,7 +328,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${err.message}\n`);
       return 2;
     }
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof ScheduleUsageError) {
       process.stderr.write(`rollgate: ${err.message}\n`);
       return 2;
     }

@@ -146,11 +146,23 @@ const metricSource = (native: 'cloudwatch' | 'cloud-monitoring') =>
       synthetic: syntheticTraffic.default({}),
     })
     .strict();
+const CHECK_PLACEHOLDERS = ['revision', 'version', 'baseline', 'target'];
 const customCheck = z
   .object({
     name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be lowercase letters, digits and _'),
-    /** May contain {{revision}}, {{baseline}}, {{target}}. Answers a number (text, or JSON at json_path). */
-    url: z.string().url('must be an http(s) URL'),
+    /** May contain {{revision}} (or {{version}}), {{baseline}}, {{target}}. Answers a number (text, or JSON at json_path). */
+    url: z
+      .string()
+      .url('must be an http(s) URL')
+      .superRefine((u, ctx) => {
+        // An unknown placeholder would be sent as is: refuse it here rather than ask the endpoint about "{{revison}}".
+        for (const m of u.matchAll(/\{\{\s*([a-zA-Z_]+)\s*\}\}/g))
+          if (!CHECK_PLACEHOLDERS.includes(m[1]))
+            ctx.addIssue({
+              code: 'custom',
+              message: `unknown placeholder {{${m[1]}}} (known: ${CHECK_PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')})`,
+            });
+      }),
     json_path: z.string().min(1).optional(),
     threshold: z.number(),
     direction,

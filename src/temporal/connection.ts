@@ -1,10 +1,14 @@
 /**
  * Connection settings from the environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, and for a real
  * cluster TEMPORAL_API_KEY or TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY (mTLS, Temporal Cloud).
+ * ROLLGATE_CODEC_KEY/ROLLGATE_CODEC_KEY_ID turn on payload encryption (see ./codec.ts) for the
+ * client and the worker alike.
  */
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
+import type { DataConverter } from '@temporalio/common';
+import { dataConverterFromEnv } from './codec';
 import { SEARCH_ATTRIBUTES } from '../workflows/messages';
 
 export interface ConnectionSettings {
@@ -12,6 +16,8 @@ export interface ConnectionSettings {
   namespace: string;
   apiKey?: string;
   tls?: { clientCertPair?: { crt: Buffer; key: Buffer } } | boolean;
+  /** Payload codec (encryption) when configured; the same for Client and Worker. */
+  dataConverter?: DataConverter;
 }
 
 export function connectionSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): ConnectionSettings {
@@ -22,12 +28,13 @@ export function connectionSettingsFromEnv(env: NodeJS.ProcessEnv = process.env):
     namespace: env.TEMPORAL_NAMESPACE || 'default',
     apiKey: env.TEMPORAL_API_KEY || undefined,
     tls: cert && key ? { clientCertPair: { crt: readFileSync(cert), key: readFileSync(key) } } : env.TEMPORAL_API_KEY ? true : undefined,
+    dataConverter: dataConverterFromEnv(env),
   };
 }
 
 export async function connectClient(s: ConnectionSettings = connectionSettingsFromEnv()): Promise<Client> {
   const connection = await Connection.connect({ address: s.address, apiKey: s.apiKey, tls: s.tls, connectTimeout: '5 seconds' });
-  return new Client({ connection, namespace: s.namespace });
+  return new Client({ connection, namespace: s.namespace, dataConverter: s.dataConverter });
 }
 
 /**

@@ -5,6 +5,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { RolloutSpec } from '../spec/schema';
+import type { ArtifactRef } from '../providers/types';
 
 export const TASK_QUEUE = 'rollgate';
 
@@ -18,6 +19,15 @@ export interface RolloutInput {
   spec: RolloutSpec;
   /** Who started it; may not approve it (four-eyes rule). */
   startedBy: string;
+  /**
+   * Set by a scheduled analysis that failed after a promotion: put every target back on its
+   * previous version, then pause the pipeline (resume re-runs the release from the canary).
+   */
+  revertPromoted?: {
+    reason: string;
+    artifact: ArtifactRef;
+    targets: { name: string; stableVersion: string; newVersion: string }[];
+  };
 }
 
 export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';
@@ -72,6 +82,9 @@ export interface RolloutStatus {
   history: HistoryEntry[];
   /** Why the last rollback happened. */
   rollbackReason?: string;
+  /** The spec this rollout runs (no secrets: env values never enter a spec). */
+  spec: RolloutSpec;
+  startedAtMs: number;
 }
 
 export interface RolloutResult {
@@ -103,6 +116,28 @@ export const lockAcquireSignal = defineSignal<[{ holder: string }]>('lockAcquire
 export const lockReleaseSignal = defineSignal<[{ holder: string }]>('lockRelease');
 export const lockGrantedSignal = defineSignal<[{ dependency: string }]>('lockGranted');
 export const lockStateQuery = defineQuery<{ holder?: string; waiting: string[] }>('lockState');
+
+/** Scheduled canary analysis of a service (Temporal Schedule id and workflow id prefix). */
+export function analysisScheduleId(service: string): string {
+  return `rollgate-analysis-${service}`;
+}
+
+export interface ScheduledAnalysisInput {
+  service: string;
+  /** Samples since this long ago are analysed (the schedule's interval). */
+  lookbackMs: number;
+  /** After a promotion, for this long, a fail reverts the promoted release. */
+  watchMs: number;
+  taskQueue?: string;
+}
+
+export interface ScheduledAnalysisResult {
+  service: string;
+  /** What the analysis looked at: a running rollout, a recent promotion, or nothing. */
+  mode: 'during-rollout' | 'after-promotion' | 'report-only' | 'nothing-to-analyse';
+  verdict: Verdict;
+  action: string;
+}
 
 export function dependencyLockWorkflowId(dependency: string): string {
   return `rollgate-lock-${dependency}`;

@@ -50,13 +50,15 @@ export function targetLocation(t: TargetSpec): string {
   return t.provider === 'aws-lambda' ? `${t.region}/${t.function}:${t.alias}` : `${t.project}/${t.region}/${t.service}`;
 }
 
+export type RolloutTarget = TargetStatus & { spec: TargetSpec };
+
 export class RolloutRun {
   readonly spec: RolloutInput['spec'];
   state: RolloutState = 'running';
   stage: Stage = 'pending';
   detail = 'starting';
   artifact?: ArtifactRef;
-  targets = new Map<string, TargetStatus & { spec: TargetSpec }>();
+  targets = new Map<string, RolloutTarget>();
   lastAnalysis?: Verdict;
   bakeEndsAtMs?: number;
   awaitingApproval?: string;
@@ -75,8 +77,11 @@ export class RolloutRun {
   /** Called when abort arrives, to cancel the running pipeline scope. */
   onAbort?: () => void;
 
+  readonly startedAtMs: number;
+
   constructor(readonly input: RolloutInput) {
     this.spec = input.spec;
+    this.startedAtMs = workflowInfo().runStartTime.getTime();
     for (const t of input.spec.targets)
       this.targets.set(t.name, { name: t.name, provider: t.provider, location: targetLocation(t), weight: 0, spec: t });
   }
@@ -233,6 +238,8 @@ export class RolloutRun {
       approvals: this.approvals,
       history: this.history,
       rollbackReason: this.rollbackReason,
+      spec: this.spec,
+      startedAtMs: this.startedAtMs,
     };
   }
 

@@ -10,7 +10,7 @@ import type { RolloutSpec, TargetSpec, WaveSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
 import type { ReleaseContract } from '../providers/types';
 import type { RolloutInput, RolloutResult, RolloutState } from './messages';
-import { RolloutRun, RolloutStop } from './rollout-state';
+import { RolloutRun, RolloutStop, type RolloutTarget } from './rollout-state';
 import { Saga, failureMessage } from './saga';
 import { acts, commands, compensations } from './activity-options';
 import { alertOperator, awaitApproval, bakeAndAnalyze, holdForFreezeWindows, releaseDependencyLocks, withDependencyLocks } from './steps';
@@ -21,15 +21,19 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   run.publish();
   const { spec } = input;
 
+  // A scheduled analysis found the promoted release worse: revert it first (see revertPromoted).
+  let pendingStop = input.revertPromoted ? loadPromotedRelease(run, input.revertPromoted) : undefined;
+
   // Stages 1-3 deploy nothing: a failure (or an abort) here ends the rollout without a saga.
   const early = new CancellationScope();
   run.onAbort = () => early.cancel();
   try {
-    await early.run(async () => {
-      await runStage(run, 'build', 'building the artifact once', () => build(run));
-      if (spec.test) await runStage(run, 'test', `running ${spec.test.command}`, () => runTests(spec));
-      if (spec.migration) await runStage(run, 'migrate', 'migrating the schema before any traffic moves', () => migrate(run));
-    });
+    if (!pendingStop)
+      await early.run(async () => {
+        await runStage(run, 'build', 'building the artifact once', () => build(run));
+        if (spec.test) await runStage(run, 'test', `running ${spec.test.command}`, () => runTests(spec));
+        if (spec.migration) await runStage(run, 'migrate', 'migrating the schema before any traffic moves', () => migrate(run));
+      });
   } catch (err) {
     if (run.abortRequested) return finish(run, 'aborted', 'aborted by operator before anything was deployed');
     return finish(run, 'failed', failureMessage(err));
@@ -43,6 +47,12 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
     run.onAbort = () => scope.cancel();
     try {
       if (run.abortRequested) throw new RolloutStop('aborted', 'aborted by operator');
+      if (pendingStop) {
+        for (const t of run.targets.values()) pushRevert(run, saga, t);
+        const stop = pendingStop;
+        pendingStop = undefined;
+        throw stop;
+      }
       await scope.run(async () => {
         await runStage(run, 'deploy', 'publishing the new revision with 0 % traffic', () => deployCanaryRevisions(run, saga));
         await runStage(run, 'verify', 'probes, deployment contract and env drift', () => verify(run));
@@ -134,18 +144,36 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<void>
       );
       if (t.newVersion === t.stableVersion)
         throw new RolloutStop('stage-failed', `${t.name} already serves release ${run.spec.release} (version ${t.newVersion})`);
-      // Undo for everything this target will go through: 100 % back on the stable version.
-      const stable = t.stableVersion;
-      saga.push(`revert ${t.name}`, 'revert-targets', async () => {
-        await compensations.routeAll({ target: t.spec, version: stable, dropTag: true });
-        run.setWeight(t.name, 0);
-        run.record('compensation', `${t.name}: 100 % back on version ${stable}`);
-      });
+      pushRevert(run, saga, t);
     }),
   );
   run.publish();
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+}
+
+/** Undo for everything a target goes through: 100 % back on its stable version (and its tag dropped). */
+function pushRevert(run: RolloutRun, saga: Saga, t: RolloutTarget): void {
+  const stable = t.stableVersion!;
+  saga.push(`revert ${t.name}`, 'revert-targets', async () => {
+    await compensations.routeAll({ target: t.spec, version: stable, dropTag: true });
+    run.setWeight(t.name, 0);
+    run.record('compensation', `${t.name}: 100 % back on version ${stable}`);
+  });
+}
+
+/** Revert mode: the targets run the promoted release at 100 %; the saga puts them back. */
+function loadPromotedRelease(run: RolloutRun, r: NonNullable<RolloutInput['revertPromoted']>): RolloutStop {
+  run.artifact = r.artifact;
+  for (const p of r.targets) {
+    const t = run.targets.get(p.name);
+    if (!t) continue;
+    t.stableVersion = p.stableVersion;
+    t.newVersion = p.newVersion;
+    t.weight = 100;
+  }
+  run.record('decision', `post-promotion analysis failed: reverting release ${run.spec.release} on every target`);
+  return new RolloutStop('breach', `no increase in error rate after rollout: ${r.reason}`);
 }
 
 async function verify(run: RolloutRun): Promise<void> {

@@ -1,0 +1,121 @@
+/** Activities of the scheduled canary analysis: read a service's rollout, judge a promotion, revert it. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
+import { RolloutRefusedError, startRollout } from '../client';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { RollbackRule, RolloutSpec } from '../spec/schema';
+import type { ArtifactRef } from '../providers/types';
+import { judgeThreshold } from '../analysis/threshold-judge';
+import { rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus, type Verdict } from '../workflows/messages';
+import type { ActivityDeps } from './deps';
+import type { AnalysisTarget } from './analysis';
+import { withHeartbeat } from './heartbeat';
+
+export interface ServiceRollout {
+  workflowId: string;
+  open: boolean;
+  closedAtMs?: number;
+  status: RolloutStatus;
+}
+
+export function scheduledActivities(deps: ActivityDeps) {
+  const client = () => {
+    if (!deps.client) throw ApplicationFailure.nonRetryable('scheduled analyses need a Temporal client in the worker', 'NoClient');
+    return deps.client;
+  };
+  const metricsFor = (t: AnalysisTarget['target']) => {
+    const m = deps.metrics.find((p) => p.supports(t));
+    if (!m) throw ApplicationFailure.nonRetryable(`no metric provider for ${t.provider} target ${t.name}`, 'NoMetricProvider');
+    return m;
+  };
+
+  return {
+    /** The service's latest rollout (open or closed) with its status, or null when it never had one. */
+    async readServiceRollout(input: { service: string }): Promise<ServiceRollout | null> {
+      const handle = client().workflow.getHandle(rolloutWorkflowId(input.service));
+      let desc;
+      try {
+        desc = await handle.describe();
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return null;
+        throw err;
+      }
+      const open = desc.status.name === 'RUNNING';
+      if (open) return { workflowId: handle.workflowId, open, status: await handle.query(statusQuery) };
+      if (desc.status.name !== 'COMPLETED') return null; // terminated/failed: nothing promoted to watch
+      const res = (await handle.result()) as RolloutResult;
+      return { workflowId: handle.workflowId, open, closedAtMs: desc.closeTime?.getTime(), status: res.status };
+    },
+
+    /**
+     * "No increase in error rate after rollout": the promoted version now (last `lookbackMs`) against
+     * the previous version in the same length of time before the rollout started.
+     */
+    async analyzePromoted(input: {
+      targets: AnalysisTarget[];
+      rule: RollbackRule;
+      rolloutStartMs: number;
+      lookbackMs: number;
+    }): Promise<Verdict[]> {
+      return withHeartbeat(() =>
+        Promise.all(
+          input.targets.map(async (t) => {
+            const m = metricsFor(t.target);
+            const now = Date.now();
+            const [after, before] = await Promise.all([
+              m.collect({
+                target: t.target,
+                canaryVersion: t.newVersion,
+                baselineVersion: t.stableVersion,
+                startMs: now - input.lookbackMs,
+                endMs: now + 60_000,
+              }),
+              m.collect({
+                target: t.target,
+                canaryVersion: t.newVersion,
+                baselineVersion: t.stableVersion,
+                startMs: input.rolloutStartMs - input.lookbackMs,
+                endMs: input.rolloutStartMs,
+              }),
+            ]);
+            const v = judgeThreshold(
+              input.rule,
+              { source: `${after.source}, baseline before the rollout`, canary: after.canary, baseline: before.baseline },
+              t.target.name,
+            );
+            return { ...v, atMs: Date.now() };
+          }),
+        ),
+      );
+    },
+
+    /** Start the revert of a promoted release under the service's rollout id (which pauses its pipeline). */
+    async startRevertRollout(input: {
+      spec: RolloutSpec;
+      reason: string;
+      artifactDigest: string;
+      targets: { name: string; stableVersion: string; newVersion: string }[];
+      taskQueue: string;
+    }): Promise<string> {
+      const path = join(deps.stateDir, 'artifacts', `${input.artifactDigest}.zip`);
+      const artifact: ArtifactRef = {
+        digest: input.artifactDigest,
+        path: existsSync(path) ? path : undefined,
+        image: input.spec.artifact.image,
+      };
+      try {
+        await startRollout(client(), input.spec, {
+          startedBy: 'rollgate-schedule',
+          taskQueue: input.taskQueue,
+          revertPromoted: { reason: input.reason, artifact, targets: input.targets },
+        });
+        return `started the revert of ${input.spec.release} as ${rolloutWorkflowId(input.spec.service)}`;
+      } catch (err) {
+        if (err instanceof RolloutRefusedError)
+          return `not reverted: ${rolloutWorkflowId(input.spec.service)} is already open (a newer rollout runs)`;
+        throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,126 @@
+/** Scheduled canary analyses (Temporal Schedules) on the real dev server, driven through the CLI. */
+import { main } from '../src/cli/main';
+import { RolloutRefusedError, startRollout } from '../src/client';
+import { analysisScheduleId, rolloutWorkflowId, statusQuery, type RolloutResult } from '../src/workflows/messages';
+import { aliasState } from './support/lambda';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness('sched');
+  await h.startWorker();
+  process.env.TEMPORAL_ADDRESS = process.env.ROLLGATE_TEST_TEMPORAL;
+});
+afterAll(async () => h?.close());
+
+async function cli(...args: string[]) {
+  let out = '';
+  let err = '';
+  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
+  const l = jest.spyOn(console, 'log').mockImplementation((...a) => void (out += `${a.join(' ')}\n`));
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+    l.mockRestore();
+  }
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('schedule create / list / pause / unpause / trigger / delete', async () => {
+  expect((await cli('schedule', 'create', 'quiet', '--every', '1h', '--task-queue', h.taskQueue)).code).toBe(0);
+  expect((await cli('schedule', 'create', 'quiet', '--every', '1h', '--task-queue', h.taskQueue)).err).toMatch(/already exists/);
+  expect((await cli('schedule', 'create', 'quiet2', '--every', 'often')).code).toBe(2);
+  // The list comes from visibility, which takes a moment to show a new schedule.
+  const listed = async () => {
+    for (let i = 0; i < 100; i++) {
+      const row = JSON.parse((await cli('schedule', 'list', '--json')).out).find((r: any) => r.service === 'quiet');
+      if (row) return row;
+      await sleep(100);
+    }
+  };
+  expect(await listed()).toMatchObject({ id: 'rollgate-analysis-quiet', paused: false, every: '3600s' });
+  expect((await cli('schedule', 'pause', 'quiet')).code).toBe(0);
+  expect((await listed()).paused).toBe(true);
+  expect((await cli('schedule', 'unpause', 'quiet')).code).toBe(0);
+  expect((await cli('schedule', 'trigger', 'quiet')).code).toBe(0);
+  const handle = h.client.schedule.getHandle(analysisScheduleId('quiet'));
+  let runs: any[] = [];
+  for (let i = 0; i < 100 && runs.length === 0; i++) {
+    runs = (await handle.describe()).info.recentActions;
+    if (!runs.length) await sleep(100);
+  }
+  const run = h.client.workflow.getHandle(runs[0].action.workflow.workflowId);
+  expect(await run.result()).toMatchObject({ service: 'quiet', mode: 'nothing-to-analyse', verdict: { verdict: 'inconclusive' } });
+  expect((await cli('schedule', 'delete', 'quiet')).code).toBe(0);
+  const missing = await cli('schedule', 'trigger', 'quiet');
+  expect(missing).toMatchObject({ code: 1, err: expect.stringContaining('no analysis schedule for quiet') });
+});
+
+test('after a promotion, a scheduled analysis that fails reverts the release and pauses the pipeline', async () => {
+  const spec = lambdaSpec(h, 'watched');
+  await createFunctions(h, spec);
+  let broken = false;
+  const traffic = simulateTraffic(h, spec, (_t, v) => broken && v === '2');
+  try {
+    await sleep(3500); // baseline data for version 1 before the rollout
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    expect(((await handle.result()) as RolloutResult).state).toBe('succeeded');
+    broken = true;
+    await sleep(3500); // the promoted version now fails 30 % of requests
+    expect((await cli('schedule', 'create', 'watched', '--every', '3s', '--window', '1h', '--task-queue', h.taskQueue)).code).toBe(0);
+    const revert = h.client.workflow.getHandle(rolloutWorkflowId('watched'));
+    const deadline = Date.now() + 60_000;
+    let status;
+    for (;;) {
+      const d = await revert.describe();
+      if (d.status.name === 'RUNNING') {
+        status = await revert.query(statusQuery);
+        if (status.state === 'paused') break;
+      }
+      if (Date.now() > deadline) throw new Error(`no revert: ${JSON.stringify(status)}`);
+      await sleep(250);
+    }
+    expect(status.rollbackReason).toMatch(
+      /^no increase in error rate after rollout: us-east-1: error rate .* \(canary\) vs .* \(baseline\) > threshold/,
+    );
+    expect(status.startedBy).toBe('rollgate-schedule');
+    for (const t of spec.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });
+    const alert = h.webhook.received.find((r) => r.body.rollgate.service === 'watched');
+    expect(alert!.body.text).toMatch(/no increase in error rate after rollout/);
+    // The service's pipeline is paused: a new rollout is refused.
+    await expect(startRollout(h.client, { ...spec, release: 'r3' }, { startedBy: 'carol', taskQueue: h.taskQueue })).rejects.toBeInstanceOf(
+      RolloutRefusedError,
+    );
+    await cli('schedule', 'delete', 'watched');
+    await revert.signal('abort');
+    expect(((await revert.result()) as RolloutResult).state).toBe('rolled-back');
+  } finally {
+    traffic.stop();
+    await cli('schedule', 'delete', 'watched');
+  }
+});
+
+test('during a rollout, a scheduled analysis fail makes the rollout roll back before its bake ends', async () => {
+  const spec = lambdaSpec(h, 'sched-live', { canary: { targets: ['us-east-1'], weight: 10, bake: '2 minutes' } });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2');
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.stage === 'canary' && /baking/.test(s.detail), 30_000, 'canary bake');
+    const t0 = Date.now();
+    expect((await cli('schedule', 'create', 'sched-live', '--every', '2s', '--task-queue', h.taskQueue)).code).toBe(0);
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused by scheduled verdict');
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(paused.rollbackReason).toMatch(/^scheduled analysis: us-east-1: error rate/);
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
+    await cli('schedule', 'delete', 'sched-live');
+    await handle.signal('abort');
+    await handle.result();
+  } finally {
+    traffic.stop();
+    await cli('schedule', 'delete', 'sched-live');
+  }
+});
