@@ -99,6 +99,8 @@ export async function startTemporalDevServer(
   }
   for (const a of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${a.name}=${a.type}`);
   args.push('--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
+  // Eager activities: a worker that schedules an activity may start it from the same response.
+  args.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
