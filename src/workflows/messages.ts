@@ -44,6 +44,9 @@ export interface Verdict {
   target?: string;
   metric?: string;
   atMs?: number;
+  /** Observed error rates (0-1), when the judge had them (for metrics). */
+  canaryErrorRate?: number;
+  baselineErrorRate?: number;
 }
 
 export interface TargetStatus {

@@ -13,6 +13,7 @@ import {
   log,
 } from '@temporalio/workflow';
 import type { TargetSpec, WaveSpec } from '../spec/schema';
+import { emitRolloutEvent } from '../observability/workflow-sink';
 import type { ArtifactRef } from '../providers/types';
 import {
   SA,
@@ -211,6 +212,7 @@ export class RolloutRun {
   throwIfExternalBreach(): void {
     if (this.externalBreach) {
       const v = this.externalBreach;
+      emitRolloutEvent({ kind: 'breach', service: this.spec.service, metric: 'external', target: v.target });
       this.externalBreach = undefined;
       this.lastAnalysis = v;
       throw new RolloutStop('breach', v.reason);
@@ -245,9 +247,15 @@ export class RolloutRun {
 
   /** Search attributes (for the UI's list filters) and current details (a small markdown table). */
   private publishedSA = '';
+  private publishedPaused = false;
   publish(): void {
     // Upsert only on change: each upsert is a history event.
     const sa = `${this.stage}|${this.state}`;
+    const paused = this.state === 'paused' || this.state === 'rollback-failed';
+    if (paused !== this.publishedPaused) {
+      this.publishedPaused = paused;
+      emitRolloutEvent({ kind: 'paused', service: this.spec.service, paused });
+    }
     if (sa !== this.publishedSA) {
       this.publishedSA = sa;
       upsertSearchAttributes([

@@ -12,6 +12,7 @@ import type { ReleaseContract } from '../providers/types';
 import type { RolloutInput, RolloutResult, RolloutState } from './messages';
 import { RolloutRun, RolloutStop, type RolloutTarget } from './rollout-state';
 import { Saga, failureMessage } from './saga';
+import { emitRolloutEvent } from '../observability/workflow-sink';
 import { acts, commands, compensations } from './activity-options';
 import { alertOperator, awaitApproval, bakeAndAnalyze, holdForFreezeWindows, releaseDependencyLocks, withDependencyLocks } from './steps';
 
@@ -20,6 +21,7 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   run.installHandlers();
   run.publish();
   const { spec } = input;
+  emitRolloutEvent({ kind: 'started', service: spec.service, release: spec.release });
 
   // A scheduled analysis found the promoted release worse: revert it first (see revertPromoted).
   let pendingStop = input.revertPromoted ? loadPromotedRelease(run, input.revertPromoted) : undefined;
@@ -88,9 +90,13 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
 async function runStage(run: RolloutRun, stage: RolloutRun['stage'], detail: string, body: () => Promise<void>): Promise<void> {
   await run.holdWhilePaused();
   run.enterStage(stage, detail);
+  const t0 = Date.now();
+  const service = run.spec.service;
   try {
     await body();
+    emitRolloutEvent({ kind: 'stage', service, stage, durationMs: Date.now() - t0, outcome: 'ok' });
   } catch (err) {
+    emitRolloutEvent({ kind: 'stage', service, stage, durationMs: Date.now() - t0, outcome: 'failed' });
     if (err instanceof RolloutStop || isCancellation(err)) throw err;
     throw new RolloutStop('stage-failed', `stage ${stage} failed: ${failureMessage(err)}`);
   }
@@ -264,6 +270,7 @@ async function rollback(run: RolloutRun, saga: Saga, stop: RolloutStop): Promise
   const outcomes = await saga.compensate();
   const failed = outcomes.filter((o) => !o.ok);
   const reverted = outcomes.filter((o) => o.ok && o.label.startsWith('revert ')).map((o) => o.label.slice(7));
+  for (const f of failed) emitRolloutEvent({ kind: 'compensation-failed', service: run.spec.service, step: f.label });
   if (failed.length) {
     run.state = 'rollback-failed';
     run.record('alert', `escalating: ${failed.length} compensation(s) failed after retries`);
@@ -310,5 +317,6 @@ function finish(run: RolloutRun, state: RolloutState, reason?: string): RolloutR
   run.bakeEndsAtMs = undefined;
   run.awaitingApproval = undefined;
   run.enterStage('done', `${state}${reason ? `: ${reason}` : ''}`);
+  emitRolloutEvent({ kind: 'finished', service: run.spec.service, release: run.spec.release, state });
   return { state, reason, status: run.status() };
 }

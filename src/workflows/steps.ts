@@ -8,6 +8,7 @@ import type { Verdict } from './messages';
 import { RolloutRun, RolloutStop } from './rollout-state';
 import { acts, alerts, local } from './activity-options';
 import { failureMessage } from './saga';
+import { emitRolloutEvent } from '../observability/workflow-sink';
 
 /**
  * Bake with a durable timer, analysing at `rollback.interval` during the bake (a breach mid-bake
@@ -79,7 +80,31 @@ async function analyze(run: RolloutRun, targets: TargetSpec[], startMs: number, 
     rule: run.spec.rollback,
     startMs,
   });
-  for (const v of verdicts) if (v.target) run.targets.get(v.target)!.lastAnalysis = v;
+  for (const v of verdicts) {
+    if (!v.target) continue;
+    const t = run.targets.get(v.target)!;
+    t.lastAnalysis = v;
+    const service = run.spec.service;
+    if (v.canaryErrorRate !== undefined)
+      emitRolloutEvent({
+        kind: 'error-rate',
+        service,
+        target: t.name,
+        revision: t.newVersion!,
+        role: 'canary',
+        errorRate: v.canaryErrorRate,
+      });
+    if (v.baselineErrorRate !== undefined)
+      emitRolloutEvent({
+        kind: 'error-rate',
+        service,
+        target: t.name,
+        revision: t.stableVersion!,
+        role: 'baseline',
+        errorRate: v.baselineErrorRate,
+      });
+    if (v.verdict === 'fail') emitRolloutEvent({ kind: 'breach', service, metric: v.metric ?? 'unknown', target: v.target });
+  }
   const combined = { ...combineVerdicts(verdicts), atMs: Date.now() };
   run.lastAnalysis = combined;
   run.record('verdict', `${combined.verdict}: ${combined.reason}`);

@@ -1,0 +1,339 @@
+/**
+ * The deployable files, without a Docker engine: docker-compose.yml and deploy/prometheus.yml are
+ * parsed and their service graph, images, ports, env and healthchecks checked; the Dockerfile is
+ * read instruction by instruction. Then the image's start path runs for real: the prebuilt workflow
+ * bundle from scripts/bundle-workflows.ts, loaded by the worker entry point (`ROLLGATE_WORKFLOW_BUNDLE`,
+ * as the Dockerfile's CMD does) against the test server, runs a rollout, and SIGTERM drains it to exit 0.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { isMap, isPair, isScalar, parse, parseDocument, type Pair, type YAMLMap } from 'yaml';
+import { freePort } from '../src/dev/processes';
+import { startRollout } from '../src/client';
+import type { RolloutResult } from '../src/workflows/messages';
+import { createHarness, lambdaSpec, type Harness } from './support/harness';
+
+const ROOT = resolve(__dirname, '..');
+const read = (f: string) => readFileSync(join(ROOT, f), 'utf8');
+
+interface Service {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  depends_on?: Record<string, { condition: string }>;
+  environment?: Record<string, string | number>;
+  ports?: string[];
+  healthcheck?: { test: string[]; interval: string; retries: number };
+  volumes?: string[];
+  command?: string[];
+  profiles?: string[];
+  stop_grace_period?: string;
+  stop_signal?: string;
+  init?: boolean;
+}
+
+const compose = parse(read('docker-compose.yml')) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+const services = compose.services;
+const PINNED = /^[a-z0-9./-]+:v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?$/;
+
+describe('docker-compose.yml', () => {
+  test('has the five services, every image pinned to a version (no :latest, no bare name)', () => {
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(['postgresql', 'temporal', 'temporal-ui', 'rollgate-worker', 'prometheus', 'codec-server']),
+    );
+    expect(services.temporal.image).toMatch(/^temporalio\/auto-setup:/);
+    expect(services['temporal-ui'].image).toMatch(/^temporalio\/ui:/);
+    expect(services.postgresql.image).toMatch(/^postgres:/);
+    expect(services.prometheus.image).toMatch(/^prom\/prometheus:/);
+    for (const [name, s] of Object.entries(services)) {
+      expect({ name, image: s.image, pinned: PINNED.test(s.image ?? '') }).toEqual({ name, image: s.image, pinned: true });
+      expect(s.image).not.toMatch(/:latest$/);
+    }
+    // The worker is built from this repo's Dockerfile; the codec server reuses that image.
+    expect(services['rollgate-worker'].build).toEqual({ context: '.', dockerfile: 'Dockerfile' });
+    expect(services['codec-server'].image).toBe(services['rollgate-worker'].image);
+    expect(services['codec-server'].profiles).toEqual(['codec']);
+  });
+
+  test('service graph: depends_on waits for healthy dependencies, every dependency has a healthcheck, no cycles', () => {
+    const edges: Record<string, string[]> = {};
+    for (const [name, s] of Object.entries(services)) {
+      expect({ name, healthcheck: Array.isArray(s.healthcheck?.test) }).toEqual({ name, healthcheck: true });
+      edges[name] = Object.keys(s.depends_on ?? {});
+      for (const [dep, cond] of Object.entries(s.depends_on ?? {})) {
+        expect(services[dep]).toBeDefined();
+        expect({ from: name, to: dep, condition: cond.condition }).toEqual({ from: name, to: dep, condition: 'service_healthy' });
+      }
+    }
+    expect(edges).toMatchObject({
+      postgresql: [],
+      temporal: ['postgresql'],
+      'temporal-ui': ['temporal'],
+      'rollgate-worker': ['temporal'],
+      prometheus: ['rollgate-worker'],
+    });
+    // Start order exists (topological sort succeeds).
+    const order: string[] = [];
+    const visiting = new Set<string>();
+    const visit = (n: string) => {
+      if (order.includes(n)) return;
+      if (visiting.has(n)) throw new Error(`depends_on cycle through ${n}`);
+      visiting.add(n);
+      edges[n].forEach(visit);
+      order.push(n);
+    };
+    Object.keys(edges).forEach(visit);
+    expect(order.indexOf('postgresql')).toBeLessThan(order.indexOf('temporal'));
+    expect(order.indexOf('temporal')).toBeLessThan(order.indexOf('rollgate-worker'));
+    expect(order.indexOf('rollgate-worker')).toBeLessThan(order.indexOf('prometheus'));
+  });
+
+  test('ports are published on loopback only, and the env wires the services to each other', () => {
+    const published = Object.fromEntries(Object.entries(services).map(([n, s]) => [n, s.ports ?? []]));
+    expect(published).toMatchObject({
+      temporal: ['127.0.0.1:7233:7233'],
+      'temporal-ui': ['127.0.0.1:8080:8080'],
+      prometheus: ['127.0.0.1:9090:9090'],
+      'codec-server': ['127.0.0.1:8089:8089'],
+    });
+    for (const ports of Object.values(published)) for (const p of ports) expect(p).toMatch(/^127\.0\.0\.1:\d+:\d+$/);
+
+    const t = services.temporal.environment!;
+    expect(t).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgresql', DB_PORT: 5432, DEFAULT_NAMESPACE: 'default' });
+    expect(t.POSTGRES_USER).toBe(services.postgresql.environment!.POSTGRES_USER);
+    expect(t.POSTGRES_PWD).toBe(services.postgresql.environment!.POSTGRES_PASSWORD);
+    expect(services['temporal-ui'].environment!.TEMPORAL_ADDRESS).toBe('temporal:7233');
+    const w = services['rollgate-worker'].environment!;
+    expect(w).toMatchObject({
+      TEMPORAL_ADDRESS: 'temporal:7233',
+      TEMPORAL_NAMESPACE: t.DEFAULT_NAMESPACE,
+      ROLLGATE_METRICS_ADDRESS: '0.0.0.0:9464',
+      ROLLGATE_SDK_METRICS_ADDRESS: '0.0.0.0:9465',
+      ROLLGATE_WORKFLOW_BUNDLE: '/app/dist/workflow-bundle.js',
+      ROLLGATE_STATE_DIR: '/var/lib/rollgate',
+    });
+    for (const k of ['ROLLGATE_CODEC_KEY', 'ROLLGATE_CODEC_KEY_ID', 'ROLLGATE_LOG_LEVEL', 'AWS_REGION']) expect(w).toHaveProperty(k);
+    // The worker's healthcheck probes the metrics port's /healthz.
+    expect(services['rollgate-worker'].healthcheck!.test.join(' ')).toContain('127.0.0.1:9464/healthz');
+    // Graceful stop: longer than the worker's 30 s shutdownGraceTime.
+    expect(services['rollgate-worker'].stop_signal).toBe('SIGTERM');
+    expect(parseInt(services['rollgate-worker'].stop_grace_period!, 10)).toBeGreaterThan(30);
+    // Named volumes exist for every named mount.
+    for (const s of Object.values(services))
+      for (const v of s.volumes ?? []) {
+        const src = v.split(':')[0];
+        if (src.startsWith('./')) expect(existsSync(join(ROOT, src))).toBe(true);
+        else expect(compose.volumes).toHaveProperty(src);
+      }
+  });
+
+  test('every environment variable is documented with a comment', () => {
+    const doc = parseDocument(read('docker-compose.yml'));
+    const undocumented: string[] = [];
+    for (const name of Object.keys(services)) {
+      const env = doc.getIn(['services', name, 'environment'], true);
+      if (!env) continue;
+      expect(isMap(env)).toBe(true);
+      const items = (env as YAMLMap).items as Pair[];
+      items.forEach((pair, i) => {
+        expect(isPair(pair)).toBe(true);
+        const key = pair.key as { commentBefore?: string | null; value?: unknown };
+        const value = pair.value as { comment?: string | null } | null;
+        // A comment right above the key, or at the end of its line; for the first key, the map's comment.
+        const documented = !!key.commentBefore || !!value?.comment || (i === 0 && !!(env as YAMLMap).commentBefore);
+        if (!documented) undocumented.push(`${name}.${isScalar(pair.key) ? String(pair.key.value) : '?'}`);
+      });
+    }
+    expect(undocumented).toEqual([]);
+  });
+
+  test('deploy/prometheus.yml scrapes the worker on both metrics ports and the server; compose mounts it', () => {
+    const prom = parse(read('deploy/prometheus.yml')) as {
+      scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+    };
+    const targets = Object.fromEntries(prom.scrape_configs.map((c) => [c.job_name, c.static_configs.flatMap((s) => s.targets)]));
+    expect(targets).toEqual({
+      rollgate: ['rollgate-worker:9464'],
+      'temporal-sdk': ['rollgate-worker:9465'],
+      'temporal-server': ['temporal:8000'],
+    });
+    // The scrape targets are the ports the worker serves and the server's PROMETHEUS_ENDPOINT.
+    const w = services['rollgate-worker'].environment!;
+    expect(String(w.ROLLGATE_METRICS_ADDRESS).split(':')[1]).toBe('9464');
+    expect(String(w.ROLLGATE_SDK_METRICS_ADDRESS).split(':')[1]).toBe('9465');
+    expect(services.temporal.environment!.PROMETHEUS_ENDPOINT).toBe('0.0.0.0:8000');
+    expect(services.prometheus.volumes).toContain('./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
+    expect(services.prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
+    const dyn = services.temporal.volumes!.find((v) => v.startsWith('./deploy/temporal-dynamicconfig.yaml:'))!;
+    expect(dyn).toContain(`/etc/temporal/${services.temporal.environment!.DYNAMIC_CONFIG_FILE_PATH}`);
+    expect(parse(read('deploy/temporal-dynamicconfig.yaml'))['frontend.enableUpdateWorkflowExecution']).toEqual([{ value: true }]);
+  });
+});
+
+/** Dockerfile instructions, continuation lines joined, comments dropped, split into stages. */
+function dockerfile(): { stages: { name?: string; image: string; lines: { op: string; args: string }[] }[] } {
+  const joined = read('Dockerfile')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  const stages: { name?: string; image: string; lines: { op: string; args: string }[] }[] = [];
+  for (const l of joined) {
+    const m = /^(\w+)\s+(.*)$/.exec(l);
+    if (!m) throw new Error(`unparsable Dockerfile line: ${l}`);
+    const op = m[1].toUpperCase();
+    if (op === 'FROM') {
+      const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(m[2])!;
+      stages.push({ image: f[1], name: f[2], lines: [] });
+    } else {
+      expect(stages.length).toBeGreaterThan(0);
+      stages[stages.length - 1].lines.push({ op, args: m[2].replace(/\s+/g, ' ') });
+    }
+  }
+  return { stages };
+}
+
+describe('Dockerfile', () => {
+  const { stages } = dockerfile();
+  const final = stages[stages.length - 1];
+  const ops = (s: (typeof stages)[number], op: string) => s.lines.filter((l) => l.op === op).map((l) => l.args);
+
+  test('multi-stage with pinned base images; the build stage bundles the workflows; the runtime copies only the results', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const s of stages) expect(s.image).toMatch(/^node:\d+\.\d+\.\d+-bookworm-slim$/);
+    const build = stages.find((s) => s.name === 'build')!;
+    const buildRuns = ops(build, 'RUN').join(' && ');
+    expect(buildRuns).toMatch(/npm ci\b/);
+    expect(buildRuns).not.toMatch(/npm install\b/);
+    expect(buildRuns).toContain('npm run build');
+    expect(buildRuns).toContain('scripts/bundle-workflows.ts dist/workflow-bundle.js');
+    expect(buildRuns).toContain('npm prune --omit=dev');
+    const copies = ops(final, 'COPY');
+    expect(copies).toEqual(expect.arrayContaining(['--from=build /app/dist ./dist', '--from=build /app/node_modules ./node_modules']));
+    // Everything the build stage copies from the context exists in the repo.
+    for (const c of stages.flatMap((s) => ops(s, 'COPY')).filter((c) => !c.startsWith('--from'))) {
+      const srcs = c.split(' ').slice(0, -1);
+      for (const src of srcs) expect({ src, exists: existsSync(join(ROOT, src)) }).toEqual({ src, exists: true });
+    }
+    // The build context excludes local state and dependencies.
+    expect(read('.dockerignore').split('\n')).toEqual(expect.arrayContaining(['node_modules', 'dist', '.venv', '.state']));
+  });
+
+  test('runs as a non-root user, starts the worker on the prebuilt bundle, stops on SIGTERM, has a healthcheck', () => {
+    const user = ops(final, 'USER');
+    expect(user).toHaveLength(1);
+    expect(user[0]).not.toMatch(/^(root|0)(:|$)/);
+    expect(user[0]).toMatch(/^\d+:\d+$|^[a-z][a-z0-9_-]*$/);
+    // USER comes after the last RUN (nothing after it runs as root).
+    const idx = (op: string) => final.lines.map((l) => l.op).lastIndexOf(op);
+    expect(idx('USER')).toBeGreaterThan(idx('RUN'));
+    const env = ops(final, 'ENV').join(' ');
+    expect(env).toContain('ROLLGATE_WORKFLOW_BUNDLE=/app/dist/workflow-bundle.js');
+    expect(env).toContain('ROLLGATE_METRICS_ADDRESS=0.0.0.0:9464');
+    const cmd = ops(final, 'CMD');
+    expect(cmd).toHaveLength(1);
+    expect(JSON.parse(cmd[0])).toEqual(['node', 'dist/worker.js']); // exec form: node receives SIGTERM
+    expect(ops(final, 'STOPSIGNAL')).toEqual(['SIGTERM']);
+    expect(ops(final, 'EXPOSE')).toEqual(['9464 9465']);
+    expect(ops(final, 'HEALTHCHECK')[0]).toContain('127.0.0.1:9464/healthz');
+    // dist/worker.js is what `tsc -p tsconfig.build.json` makes of src/worker.ts.
+    expect(JSON.parse(read('tsconfig.build.json')).compilerOptions).toMatchObject({ rootDir: 'src', outDir: 'dist' });
+    expect(existsSync(join(ROOT, 'src', 'worker.ts'))).toBe(true);
+  });
+});
+
+describe('the image start path against the test server', () => {
+  let h: Harness;
+  let child: ChildProcess | undefined;
+  beforeAll(async () => {
+    h = await createHarness('deploy');
+  });
+  afterAll(async () => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+    await h?.close();
+  });
+
+  test('scripts/bundle-workflows.ts builds a bundle; the worker entry point cold-starts on it, runs a rollout, drains on SIGTERM', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'rollgate-bundle-')), 'workflow-bundle.js');
+    await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/bundle-workflows.ts', out], { cwd: ROOT, timeout: 120_000 });
+    expect(statSync(out).size).toBeGreaterThan(100_000);
+    const bundle = readFileSync(out, 'utf8');
+    expect(bundle).toContain('rolloutWorkflow');
+    expect(bundle).toContain('encodeCommonAttributes');
+
+    // The Dockerfile's CMD, with tsx instead of the compiled dist/: src/worker.ts as the main module.
+    const [metricsPort, sdkPort] = [await freePort(), await freePort()];
+    const taskQueue = `deploy-${randomBytes(3).toString('hex')}`;
+    const started = Date.now();
+    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'worker.ts')], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: process.env.ROLLGATE_TEST_TEMPORAL,
+        TEMPORAL_NAMESPACE: 'default',
+        ROLLGATE_TASK_QUEUE: taskQueue,
+        ROLLGATE_WORKFLOW_BUNDLE: out,
+        ROLLGATE_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
+        ROLLGATE_SDK_METRICS_ADDRESS: `127.0.0.1:${sdkPort}`,
+        ROLLGATE_STATE_DIR: h.workDir,
+        ROLLGATE_LOG_LEVEL: 'INFO',
+        AWS_ENDPOINT_URL_LAMBDA: h.motoUrl,
+        AWS_ENDPOINT_URL_CLOUDWATCH: h.motoUrl,
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (b) => (stderr += b));
+    child.stdout!.on('data', (b) => (stderr += b));
+    const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+    // Ready = /healthz 200 (the compose healthcheck's probe).
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`worker did not become healthy: ${stderr.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const coldStartMs = Date.now() - started;
+    expect(coldStartMs).toBeLessThan(20_000);
+
+    // The bundle runs the rollout workflow: a missing artifact fails the build stage, a clean 'failed' result.
+    const spec = lambdaSpec(
+      h,
+      `deploy-${randomBytes(2).toString('hex')}`,
+      { waves: [], artifact: { file: join(h.workDir, 'missing.zip') } },
+      1,
+    );
+    const handle = await startRollout(h.client, spec, { startedBy: 'deploy-test', taskQueue });
+    const res = (await handle.result()) as RolloutResult;
+    expect(res.state).toBe('failed');
+    expect(res.status.stage).toBe('done');
+    expect(res.reason).toMatch(/build/);
+    expect(await (await fetch(`http://127.0.0.1:${sdkPort}/metrics`)).text()).toMatch(/temporal_workflow_completed_total\{/);
+
+    // SIGTERM: the SDK's shutdown hook stops polling, Worker.run() resolves, the process exits 0.
+    child.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 40_000))]);
+    expect({ code, tail: code === 0 ? '' : stderr.slice(-2000) }).toEqual({ code: 0, tail: '' });
+    // Its logs are JSON lines from the Runtime logger, with the rollout fields.
+    const jsonLines = stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(jsonLines.find((l) => l.msg === 'stage build: building the artifact once')).toMatchObject({
+      rolloutId: handle.workflowId,
+      service: spec.service,
+      release: 'r2',
+      stage: 'build',
+      component: 'rollgate-worker',
+    });
+    console.log(`worker cold start on the prebuilt bundle: ${coldStartMs} ms (tsx, incl. node start and connecting)`);
+  });
+});
