@@ -22,6 +22,9 @@ import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
 import { setupObservabilityFromEnv } from './observability';
 
+/** The sinks workflow code calls, as no-ops (for replay workers and workers without observability). */
+export const noopSinks = { rolloutMetrics: { record: { fn: () => undefined, callDuringReplay: false } } };
+
 export interface RollgateWorkerOptions {
   connection: NativeConnection;
   namespace?: string;
@@ -44,6 +47,9 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     ...workflowSource,
     activities: createActivities(o.deps),
     shutdownGraceTime: '30 seconds',
+    // Workflows emit metric events through this sink; a no-op unless observability is set up
+    // (runWorkerFromEnv passes the real one in workerOptions).
+    sinks: noopSinks,
     // A crashed worker's sticky queue is abandoned after this long and its rollouts move on to a
     // live worker (the SDK default is 10 s). Healthy workers pick sticky tasks up in milliseconds.
     stickyQueueScheduleToStartTimeout: '2 seconds',

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkflowHandle } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
+import { noopSinks } from '../src/worker';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startRollout } from '../src/client';
 import type { RolloutResult } from '../src/workflows/messages';
@@ -50,7 +51,11 @@ test('a release goes build → verify → canary → waves → promote, alias ch
     // The live history replays against the current workflow code; with ROLLGATE_RECORD_HISTORIES=1 it
     // is saved as the committed fixture that test/replay.test.ts replays on every run.
     const history = await handle.fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.ROLLGATE_TEST_BUNDLE! } }, history, handle.workflowId);
+    await Worker.runReplayHistory(
+      { workflowBundle: { codePath: process.env.ROLLGATE_TEST_BUNDLE! }, sinks: noopSinks },
+      history,
+      handle.workflowId,
+    );
     if (process.env.ROLLGATE_RECORD_HISTORIES === '1')
       writeFileSync(join(__dirname, 'histories', 'happy-path.json'), JSON.stringify(JSON.parse(historyToJSON(history)), null, 1));
 

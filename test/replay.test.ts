@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
+import { noopSinks } from '../src/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 
 const dir = join(__dirname, 'histories');
@@ -19,5 +20,5 @@ test('there is at least one recorded history', () => {
 test.each(files)('%s replays without non-determinism', async (file) => {
   const history = historyFromJSON(JSON.parse(readFileSync(join(dir, file), 'utf8')));
   expect(history.events!.length).toBeGreaterThan(20);
-  await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.ROLLGATE_TEST_BUNDLE! } }, history, file);
+  await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.ROLLGATE_TEST_BUNDLE! }, sinks: noopSinks }, history, file);
 });

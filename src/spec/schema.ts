@@ -377,6 +377,30 @@ export const RolloutSpecSchema = z
       const iv = durationMs(spec.rollback.interval) ?? 0;
       if (iv < 1000) ctx.addIssue({ code: 'custom', path: ['rollback', 'interval'], message: 'must be >= 1 second' });
     }
+    // A statistical metric its source can never feed is "no data" at every analysis: the canary could
+    // never pass. Raw latencies come only from synthetic traffic, per-step series only from Prometheus.
+    const judge = spec.rollback.judge;
+    if (judge.kind === 'statistical') {
+      for (const kind of new Set(spec.targets.map((t) => t.provider))) {
+        const source = spec.rollback.metrics[kind].source;
+        judge.metrics.forEach((m, i) => {
+          const problem =
+            m.samples === 'latencies' && source !== 'synthetic' && spec.rollback.on_no_data !== 'synthetic'
+              ? `raw latency samples come only from synthetic traffic, but ${kind} targets use source ${source}: set rollback.metrics.${kind}.source or rollback.on_no_data to synthetic${
+                  source === 'prometheus' ? ', or use samples "series:latency_p99_ms"' : ''
+                }`
+              : m.samples.startsWith('series:') && source !== 'prometheus'
+                ? `per-step series come only from prometheus, but ${kind} targets use source ${source}`
+                : undefined;
+          if (problem)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['rollback', 'judge', 'metrics', i, 'samples'],
+              message: `metric "${m.name}": ${problem}`,
+            });
+        });
+      }
+    }
   });
 
 export type RolloutSpecInput = z.input<typeof RolloutSpecSchema>;
