@@ -163,3 +163,19 @@ test('a revert that keeps failing escalates (rollback-failed + alert); resume re
     traffic.stop();
   }
 });
+
+test('the same stage failing in 3 consecutive rollouts escalates in the alert', async () => {
+  const alertsOf = () => h.webhook.received.filter((r) => r.body.rollgate.service === 'escalating').map((r) => r.body);
+  for (let i = 1; i <= 3; i++) {
+    const spec = oneTarget('escalating', { release: `r${i}`, test: { command: 'exit 1' } });
+    const res = (await (await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue })).result()) as RolloutResult;
+    expect(res).toMatchObject({ state: 'failed', status: { failedStage: 'test' } });
+    await new Promise((r) => setTimeout(r, 1500)); // visibility catches up with the closed run
+  }
+  const alerts = alertsOf();
+  expect(alerts).toHaveLength(3);
+  expect(alerts[0].text).toMatch(/^rollgate: escalating r1 failed in stage test before anything was deployed/);
+  expect(alerts[1].rollgate.escalation).toBeUndefined();
+  expect(alerts[2].rollgate.escalation).toBe('ESCALATION: stage test failed in 3 consecutive rollouts of escalating');
+  expect(alerts[2].text).toMatch(/^ESCALATION: stage test failed in 3 consecutive rollouts of escalating\. rollgate: escalating r3 failed/);
+});

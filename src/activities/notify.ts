@@ -13,6 +13,7 @@ export interface AlertPayload {
     reason?: string;
     revertedTargets?: string[];
     next?: string;
+    escalation?: string;
   };
 }
 

@@ -90,6 +90,27 @@ export function scheduledActivities(deps: ActivityDeps) {
       );
     },
 
+    /**
+     * How many rollouts of the service in a row (this one included) ended with a failure in `stage`:
+     * read from the closed runs' results in visibility, newest first.
+     */
+    async consecutiveStageFailures(input: { service: string; stage: string; workflowId: string }): Promise<number> {
+      const c = client();
+      const runs: { runId: string; start: number }[] = [];
+      for await (const wf of c.workflow.list({ query: `WorkflowId = '${input.workflowId}' AND ExecutionStatus = 'Completed'` })) {
+        runs.push({ runId: wf.runId, start: wf.startTime.getTime() });
+        if (runs.length >= 100) break;
+      }
+      runs.sort((a, b) => b.start - a.start);
+      let streak = 1; // this rollout
+      for (const r of runs) {
+        const res = (await c.workflow.getHandle(input.workflowId, r.runId).result()) as RolloutResult;
+        if (res.state === 'succeeded' || res.status.failedStage !== input.stage) break;
+        streak++;
+      }
+      return streak;
+    },
+
     /** Start the revert of a promoted release under the service's rollout id (which pauses its pipeline). */
     async startRevertRollout(input: {
       spec: RolloutSpec;

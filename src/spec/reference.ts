@@ -104,6 +104,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   approvers: 'Who may approve or reject waves; the starter may not approve.',
   notify: 'Alerts.',
   'notify.webhook': 'Slack-compatible webhook (JSON POST with `text`), retried with backoff.',
+  'notify.escalate_after': 'The alert escalates when the same stage failed in this many consecutive rollouts of the service (0: never).',
   freeze_windows: 'Windows in which no traffic step advances.',
   'freeze_windows[].name': 'Window name.',
   'freeze_windows[].timezone': 'IANA time zone of the times.',

@@ -301,7 +301,11 @@ export const RolloutSpecSchema = z
     rollback: rollback.default({}),
     approvers: z.array(z.string().min(1)).default([]),
     notify: z
-      .object({ webhook: z.string().url('must be an http(s) URL') })
+      .object({
+        webhook: z.string().url('must be an http(s) URL'),
+        /** Say so in the alert when the same stage failed in this many consecutive rollouts (0: never). */
+        escalate_after: z.number().int().min(0).max(100).default(3),
+      })
       .strict()
       .optional(),
     freeze_windows: z.array(FreezeWindowSchema).default([]),

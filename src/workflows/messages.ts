@@ -85,6 +85,8 @@ export interface RolloutStatus {
   history: HistoryEntry[];
   /** Why the last rollback happened. */
   rollbackReason?: string;
+  /** The stage in which the last failure, breach or rejection happened (for escalations). */
+  failedStage?: string;
   /** The spec this rollout runs (no secrets: env values never enter a spec). */
   spec: RolloutSpec;
   startedAtMs: number;

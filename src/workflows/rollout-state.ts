@@ -66,6 +66,7 @@ export class RolloutRun {
   approvals: RolloutStatus['approvals'] = [];
   history: HistoryEntry[] = [];
   rollbackReason?: string;
+  failedStage?: string;
 
   /** Operator pause (during a run) or the pipeline pause after a rollback. */
   paused = false;
@@ -240,6 +241,7 @@ export class RolloutRun {
       approvals: this.approvals,
       history: this.history,
       rollbackReason: this.rollbackReason,
+      failedStage: this.failedStage,
       spec: this.spec,
       startedAtMs: this.startedAtMs,
     };

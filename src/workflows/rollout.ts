@@ -38,7 +38,17 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
       });
   } catch (err) {
     if (run.abortRequested) return finish(run, 'aborted', 'aborted by operator before anything was deployed');
-    return finish(run, 'failed', failureMessage(err));
+    run.failedStage = run.stage;
+    const reason = failureMessage(err);
+    await alertOperator(
+      run,
+      'failed',
+      `rollgate: ${spec.service} ${spec.release} failed in stage ${run.stage} before anything was deployed: ${reason}`,
+      {
+        reason,
+      },
+    );
+    return finish(run, 'failed', reason);
   }
 
   // Stages 4-8. `resume` after a rollback comes back here and retries from the deploy stage;
@@ -266,6 +276,7 @@ function toStop(run: RolloutRun, err: unknown): RolloutStop {
 async function rollback(run: RolloutRun, saga: Saga, stop: RolloutStop): Promise<'reverted' | 'rollback-failed'> {
   run.rollbackReason = stop.message;
   const stageAtStop = run.stage;
+  if (stop.kind !== 'aborted') run.failedStage = stageAtStop;
   run.enterStage('rollback', `${stop.kind}: ${stop.message}`);
   const outcomes = await saga.compensate();
   const failed = outcomes.filter((o) => !o.ok);

@@ -184,8 +184,18 @@ export async function alertOperator(
     run.record('alert', `${event} (no notify webhook configured): ${text}`);
     return;
   }
+  // "CI pipeline repeatedly fails in the same stage": say so when it is the Nth time in a row.
+  const escalateAfter = run.spec.notify?.escalate_after ?? 3;
+  let escalation: string | undefined;
+  if (run.failedStage && escalateAfter > 0) {
+    const streak = await acts.consecutiveStageFailures({ service: run.spec.service, stage: run.failedStage, workflowId: run.id });
+    if (streak >= escalateAfter) {
+      escalation = `ESCALATION: stage ${run.failedStage} failed in ${streak} consecutive rollouts of ${run.spec.service}`;
+      run.record('alert', escalation);
+    }
+  }
   const payload: AlertPayload = {
-    text,
+    text: escalation ? `${escalation}. ${text}` : text,
     rollgate: {
       rolloutId: run.id,
       service: run.spec.service,
@@ -193,6 +203,7 @@ export async function alertOperator(
       event,
       state: run.state,
       next: `rollgate resume ${run.id} | rollgate abort ${run.id}`,
+      ...(escalation ? { escalation } : {}),
       ...extra,
     },
   };
