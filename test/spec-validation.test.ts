@@ -23,6 +23,13 @@ const base = () => ({
 });
 
 type Spec = ReturnType<typeof base> & Record<string, any>;
+const driftCheck = {
+  name: 'drift',
+  url: 'http://rag/drift?rev={{revision}}',
+  json_path: 'drift',
+  threshold: 0.03,
+  direction: 'higher-is-worse',
+};
 const cases: [string, (s: Spec) => void, string][] = [
   ['missing service', (s) => delete (s as any).service, 'service'],
   ['service with capitals', (s) => (s.service = 'Checkout'), 'service'],
@@ -64,6 +71,94 @@ const cases: [string, (s: Spec) => void, string][] = [
   ['rollback pp negative', (s) => (s.rollback = { max_error_rate_increase_pp: -1 }), 'rollback.max_error_rate_increase_pp'],
   ['rollback unknown no-data policy', (s) => (s.rollback = { on_no_data: 'ignore' }), 'rollback.on_no_data'],
   ['rollback interval too short', (s) => (s.rollback = { interval: '10ms' }), 'rollback.interval'],
+  [
+    'prometheus source without a prometheus block',
+    (s) => (s.rollback = { metrics: { 'aws-lambda': { source: 'prometheus' } } }),
+    'rollback.metrics.aws-lambda.prometheus',
+  ],
+  [
+    'metric source unknown',
+    (s) => (s.rollback = { metrics: { 'aws-lambda': { source: 'datadog' } } }),
+    'rollback.metrics.aws-lambda.source',
+  ],
+  [
+    'prometheus query with a misspelt placeholder',
+    (s) =>
+      (s.rollback = {
+        metrics: {
+          'aws-lambda': {
+            source: 'prometheus',
+            prometheus: {
+              url: 'http://prom:9090',
+              requests: 'sum(increase(reqs{v="{{revison}}"}[{{window}}]))',
+              errors: 'sum(errs{v="{{revision}}"})',
+            },
+          },
+        },
+      }),
+    'rollback.metrics.aws-lambda.prometheus.requests',
+  ],
+  [
+    'prometheus query without the revision',
+    (s) =>
+      (s.rollback = {
+        metrics: {
+          'cloud-run': {
+            source: 'prometheus',
+            prometheus: { url: 'http://prom:9090', requests: 'sum(reqs)', errors: 'sum(errs{r="{{revision}}"})' },
+          },
+        },
+      }),
+    'rollback.metrics.cloud-run.prometheus.requests',
+  ],
+  [
+    'custom check unknown target',
+    (s) => (s.rollback = { custom_checks: [{ ...driftCheck, targets: ['use1', 'apse2'] }] }),
+    'rollback.custom_checks[0].targets[1]',
+  ],
+  [
+    'duplicate custom check names',
+    (s) => (s.rollback = { custom_checks: [driftCheck, { ...driftCheck, url: 'http://rag/other' }] }),
+    'rollback.custom_checks[1].name',
+  ],
+  [
+    'custom check URL with a misspelt placeholder',
+    (s) => (s.rollback = { custom_checks: [{ ...driftCheck, url: 'http://rag/drift?rev={{revison}}' }] }),
+    'rollback.custom_checks[0].url',
+  ],
+  [
+    'custom check without threshold',
+    (s) => (s.rollback = { custom_checks: [{ ...driftCheck, threshold: undefined }] }),
+    'rollback.custom_checks[0].threshold',
+  ],
+  [
+    'statistical judge marginal above pass',
+    (s) => (s.rollback = { judge: { kind: 'statistical', pass_score: 80, marginal_score: 90 } }),
+    'rollback.judge.marginal_score',
+  ],
+  [
+    'statistical metric in a group without weight',
+    (s) =>
+      (s.rollback = {
+        judge: { kind: 'statistical', groups: { errors: 1 }, metrics: [{ name: 'lat', samples: 'latencies', group: 'latency' }] },
+      }),
+    'rollback.judge.metrics[0].group',
+  ],
+  ['unknown judge', (s) => (s.rollback = { judge: { kind: 'vibes' } }), 'rollback.judge.kind'],
+  [
+    'statistical latency from a source without raw latencies (the default metrics on CloudWatch)',
+    (s) => (s.rollback = { judge: { kind: 'statistical' } }),
+    'rollback.judge.metrics[1].samples',
+  ],
+  [
+    'statistical series from a source without series',
+    (s) =>
+      (s.rollback = {
+        judge: { kind: 'statistical', groups: {}, metrics: [{ name: 'p99', samples: 'series:latency_p99_ms', group: 'latency' }] },
+        metrics: { 'aws-lambda': { source: 'synthetic' } },
+      }),
+    'rollback.judge.metrics[0].samples',
+  ],
   ['notify webhook not a URL', (s) => (s.notify = { webhook: 'slack' }), 'notify.webhook'],
   ['probe path without slash', (s) => (s.probes = [{ name: 'health', path: 'healthz' }]), 'probes[0].path'],
   [
