@@ -12,7 +12,7 @@ import type { CloudRunTargetSpec, RolloutSpec } from '../src/spec/schema';
 import { startChildWorker, sigkill } from './support/child-worker';
 import { aliasState, publishedVersions } from './support/lambda';
 import { cloudRunState, cloudRunTarget, lambdaTarget, mixedSpec, seedCloudRun, simulateCloudRunTraffic } from './support/cloud-run';
-import { createFunctions, createHarness, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+import { createFunctions, createHarness, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
 
 let h: Harness;
 let child: ChildProcess | undefined;
@@ -165,7 +165,7 @@ test('breach on Cloud Run in a mixed wave: every touched target in both clouds r
     expect(paused.rollbackReason).toMatch(/^cr-us: error rate .* \(canary\) vs .* \(baseline\) > threshold/);
     expect(paused.targets.map((t) => t.weight)).toEqual([0, 0, 0]);
     await expectAllPrevious(spec, first);
-    const alert = h.webhook.received.find((r) => r.body.rollgate.service === 'xbreach');
+    const alert = await waitForAlert(h, 'xbreach');
     expect(alert!.body.rollgate.revertedTargets.sort()).toEqual(['cr-eu', 'cr-us', 'us-east-1']);
     await handle.signal(abortSignal, { by: 'carol' });
     expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');

@@ -1,8 +1,11 @@
-/** The quick start's demo command runs end to end (fast bakes, exits instead of waiting for Ctrl-C). */
+/**
+ * The quick start's demo command runs end to end (fast bakes, exits instead of waiting for Ctrl-C):
+ * a cross-cloud rollout over moto and the Cloud Run / Cloud Monitoring fakes.
+ */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
-test('demo: r1 promoted, r2 rolled back with a paused pipeline, everything stopped', async () => {
+test('demo: cross-cloud r1 promoted, r2 breaches in the mixed wave and both clouds are reverted, everything stopped', async () => {
   const root = join(__dirname, '..');
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'demo.ts'), '--exit', '--fast', '--port', '0'], {
     cwd: root,
@@ -13,8 +16,18 @@ test('demo: r1 promoted, r2 rolled back with a paused pipeline, everything stopp
   child.stdout.on('data', (b) => (out += b));
   child.stderr.on('data', (b) => (out += b));
   const code = await new Promise<number | null>((r) => child.on('exit', r));
+  expect(out).toMatch(/Cloud Run Admin API v2 fake listening on 127\.0\.0\.1:\d+/);
+  expect(out).toMatch(/Cloud Monitoring fake listening on 127\.0\.0\.1:\d+/);
+  expect(out).toContain('DEV/TEST FAKES');
   expect(out).toContain('release r1 finished: succeeded');
-  expect(out).toMatch(/ALERT received by the demo webhook:\n\s+rollgate: checkout r2 rolled back after breach in canary/);
+  expect(out).toMatch(/run-europe-west1: 1 probe\(s\) ok/);
+  expect(out).toMatch(/eu-west-1, run-europe-west1 at 25 %/);
+  expect(out).toMatch(/ap-southeast-2, run-us-central1 at 100 %/);
+  expect(out).toContain('SIMULATED');
+  expect(out).toMatch(/ALERT received by the demo webhook:\n\s+rollgate: checkout r2 rolled back after breach in wave:eu/);
+  expect(out).toMatch(/compensation run-europe-west1: 100 % back on version checkout-r1/);
+  expect(out).toMatch(/compensation eu-west-1: 100 % back on version 2/);
+  expect(out).toContain('every touched target in both clouds is back on its previous version/revision');
   expect(out).toContain('release r2 rolled back and the pipeline of checkout is paused.');
   expect(out).toMatch(/Temporal UI: http:\/\/127\.0\.0\.1:\d+/);
   expect(code).toBe(0);

@@ -1,7 +1,7 @@
 import { startRollout } from '../src/client';
 import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
 import { aliasState, publishedVersions } from './support/lambda';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -25,7 +25,7 @@ test('breach at the canary: canary target reverted, pipeline paused, alert sent;
     expect(paused.targets.map((t) => t.weight)).toEqual([0, 0, 0]);
     await expectAllStable(spec);
 
-    const alert = h.webhook.received.find((r) => r.body.rollgate.service === 'breach-canary');
+    const alert = await waitForAlert(h, 'breach-canary');
     expect(alert).toBeDefined();
     expect(alert!.body.text).toMatch(/rolled back after breach in canary/);
     expect(alert!.body.rollgate.revertedTargets.sort()).toEqual(['ap-southeast-2', 'eu-west-1', 'us-east-1']);
@@ -51,6 +51,7 @@ test('breach in wave 2 reverts every touched target; resume retries from the can
     expect(paused.rollbackReason).toMatch(/^ap-southeast-2: error rate/);
     expect(paused.history.some((e) => e.kind === 'compensation' && e.text.startsWith('eu-west-1: 100 % back on version 1'))).toBe(true);
     await expectAllStable(spec);
+    await waitForAlert(h, 'breach-wave2');
     expect(h.webhook.received.filter((r) => r.body.rollgate.service === 'breach-wave2')).toHaveLength(1);
 
     broken = false;

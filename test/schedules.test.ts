@@ -3,7 +3,7 @@ import { main } from '../src/cli/main';
 import { RolloutRefusedError, startRollout } from '../src/client';
 import { analysisScheduleId, rolloutWorkflowId, statusQuery, type RolloutResult } from '../src/workflows/messages';
 import { aliasState } from './support/lambda';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -88,7 +88,7 @@ test('after a promotion, a scheduled analysis that fails reverts the release and
     );
     expect(status.startedBy).toBe('rollgate-schedule');
     for (const t of spec.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });
-    const alert = h.webhook.received.find((r) => r.body.rollgate.service === 'watched');
+    const alert = await waitForAlert(h, 'watched');
     expect(alert!.body.text).toMatch(/no increase in error rate after rollout/);
     // The service's pipeline is paused: a new rollout is refused.
     await expect(startRollout(h.client, { ...spec, release: 'r3' }, { startedBy: 'carol', taskQueue: h.taskQueue })).rejects.toBeInstanceOf(

@@ -11,7 +11,7 @@ import { validateSpec } from '../src/spec/validate';
 import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
 import { historyText } from './support/history';
 import { aliasState, publishedVersions } from './support/lambda';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -147,7 +147,7 @@ test('a revert that keeps failing escalates (rollback-failed + alert); resume re
     expect(failed.detail).toMatch(/ROLLBACK FAILED for stuck-revert r2 after breach in canary: revert us-east-1: .*bad day/);
     // Retried (6 activity attempts, each with the SDK's own retries) before escalating.
     expect(h.proxy.count(lambdaOp.updateAlias('stuck-revert-fn'))).toBeGreaterThanOrEqual(1 + 6);
-    const alert = h.webhook.received.find((r) => r.body.rollgate.service === 'stuck-revert');
+    const alert = await waitForAlert(h, 'stuck-revert');
     expect(alert?.body.rollgate.event).toBe('rollback-failed');
     expect((await aliasState(h.motoUrl, spec.targets[0])).weights).toEqual({ '2': 0.1 });
 

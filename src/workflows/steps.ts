@@ -32,12 +32,13 @@ export async function bakeAndAnalyze(run: RolloutRun, targets: TargetSpec[], bak
       const interrupted = await condition(() => run.paused || !!run.externalBreach, slice, {
         summary: `bake ${formatDuration(slice)} at ${label}`,
       });
-      remaining -= Date.now() - t0;
       run.throwIfExternalBreach();
-      if (!interrupted && remaining > 0) {
+      if (!interrupted && remaining - (Date.now() - t0) > 0) {
         const v = await analyze(run, targets, windowStartMs);
         if (v.verdict === 'fail') throw new RolloutStop('breach', v.reason);
       }
+      // Time spent analysing counts as baked: the bake lasts its duration, not duration + analyses.
+      remaining -= Date.now() - t0;
     }
     run.bakeEndsAtMs = undefined;
     const v = await analyze(run, targets, windowStartMs);

@@ -243,3 +243,14 @@ export async function waitForStatus(
     `timed out waiting for ${what}; last status: ${JSON.stringify(last && { state: last.state, stage: last.stage, detail: last.detail, targets: last.targets })}`,
   );
 }
+
+/** The first alert the webhook received for a service (alerts are sent right after the state changes). */
+export async function waitForAlert(h: Harness, service: string, timeoutMs = 20_000): Promise<{ body: any; atMs: number }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = h.webhook.received.find((r) => r.body?.rollgate?.service === service);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no alert for ${service} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
