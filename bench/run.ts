@@ -7,23 +7,38 @@
  *
  * Numbers on shared machines are noisy: medians over repeated runs; every comparison is a ratio
  * measured in the same run.
+ *
+ * Benchmarks 1, 2 and 4 are cross-cloud: Lambda targets in moto and Cloud Run targets in rollgate's
+ * dev/test fakes of the Cloud Run Admin API and Cloud Monitoring (src/dev/, in this process). The
+ * fake completes an operation on its first GetOperation poll (operationPolls = 1), so every Cloud
+ * Run change costs at least one provider poll interval (CLOUD_RUN_POLL_MS) on top of the calls.
+ * To see how much of a number that is: BENCH_CLOUD_RUN_POLL_MS=N (provider's first poll pause, ms)
+ * and BENCH_CLOUD_RUN_OPERATION_POLLS=0 (the fake returns finished operations: no poll pause at all).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { startMoto, startTemporalDevServer, type DevServer, type MotoServer } from '../src/dev/processes';
 import { createSampleFunction, sampleZip, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { FaultProxy } from '../src/dev/fault-proxy';
 import { LambdaProvider } from '../src/providers/aws-lambda';
+import { CloudRunProvider } from '../src/providers/cloud-run';
 import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
+import { CloudMonitoringMetrics } from '../src/analysis/cloud-monitoring';
+import { CloudRunFake } from '../src/dev/cloud-run-fake';
+import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
+import type { TargetProvider } from '../src/providers/types';
+import type { MetricProvider } from '../src/analysis/types';
 import { createRollgateWorker } from '../src/worker';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
-import type { LambdaTargetSpec, RolloutSpec } from '../src/spec/schema';
+import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
 import type { ArtifactRef } from '../src/providers/types';
 import { abortSignal, externalVerdictSignal, pauseSignal, statusQuery, type RolloutResult } from '../src/workflows/messages';
 import { aliasOf } from './support';
@@ -34,6 +49,11 @@ const ONLY = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',
 const OUT = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : join(__dirname, 'results', QUICK ? 'quick.json' : 'latest.json');
 const ROOT = resolve(__dirname, '..');
 const STATE = join(ROOT, '.state', 'bench');
+/** Cloud Run provider: first pause between operation / status polls, and the largest (ms). Same as the test harness. */
+const CLOUD_RUN_POLL_MS = Number(process.env.BENCH_CLOUD_RUN_POLL_MS || 100);
+const CLOUD_RUN_MAX_POLL_MS = 500;
+const GCP_PROJECT = 'bench-project';
+const LOAD_AT_START = loadavg().map((x) => Math.round(x * 100) / 100);
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -58,13 +78,15 @@ function report(bench: string, metric: string, value: number, unit: string, targ
   const ok = target ? (target.op === '<=' ? value <= target.v : value >= target.v) : undefined;
   rows.push({ bench, metric, value: Math.round(value * 100) / 100, unit, target: target ? `${target.op} ${target.v}` : undefined, ok });
   console.log(
-    `  ${bench.padEnd(10)} ${metric.padEnd(42)} ${String(Math.round(value * 100) / 100).padStart(10)} ${unit.padEnd(6)} ${target ? `${target.op} ${target.v} ${ok ? 'ok' : 'MISSED'}` : ''}`,
+    `  ${bench.padEnd(10)} ${metric.padEnd(50)} ${String(Math.round(value * 100) / 100).padStart(10)} ${unit.padEnd(6)} ${target ? `${target.op} ${target.v} ${ok ? 'ok' : 'MISSED'}` : ''}`,
   );
 }
 
 let temporal: DevServer;
 let moto: MotoServer;
 let proxy: FaultProxy;
+let cloudRun: CloudRunFake;
+let monitoring: CloudMonitoringFake;
 let client: Client;
 let nativeConnection: NativeConnection;
 let bundlePath: string;
@@ -82,6 +104,8 @@ const REGIONS = [
   'ap-south-1',
 ];
 
+const RUN_REGIONS = ['europe-west1', 'us-central1', 'asia-northeast1', 'europe-north1', 'us-east4', 'australia-southeast1'];
+
 function lambdaTargets(prefix: string, functions: number, regions: number): LambdaTargetSpec[] {
   const out: LambdaTargetSpec[] = [];
   for (let f = 0; f < functions; f++)
@@ -96,10 +120,45 @@ function lambdaTargets(prefix: string, functions: number, regions: number): Lamb
   return out;
 }
 
+/** One Cloud Run service per region, seeded in the fake at one ready revision serving 100 %. */
+function cloudRunTargets(prefix: string, regions: number): CloudRunTargetSpec[] {
+  const out = RUN_REGIONS.slice(0, regions).map((region) => ({
+    name: `${prefix}-run-${region}`.slice(0, 63),
+    provider: 'cloud-run' as const,
+    project: GCP_PROJECT,
+    region,
+    service: `${prefix}-svc`,
+  }));
+  for (const t of out)
+    cloudRun.seedService({
+      project: t.project,
+      region: t.region,
+      service: t.service,
+      image: imageFor(t.service, 'seed'),
+      env: { RELEASE_ID: 'seed', SCHEMA_REV: '1', LOG_LEVEL: 'info' },
+      secretEnv: { DB_PASSWORD: ['db-password', '1'] },
+    });
+  return out;
+}
+
+function imageFor(service: string, release: string): string {
+  return `europe-docker.pkg.dev/${GCP_PROJECT}/apps/${service}@sha256:${createHash('sha256').update(`${service}:${release}`).digest('hex')}`;
+}
+
+function cloudRunProvider(): CloudRunProvider {
+  return new CloudRunProvider({
+    endpoint: cloudRun.address,
+    probeUrlRewrite: (u) => cloudRun.loopbackUrl(u),
+    pollIntervalMs: CLOUD_RUN_POLL_MS,
+    maxPollIntervalMs: CLOUD_RUN_MAX_POLL_MS,
+    operationTimeoutMs: 60_000,
+  });
+}
+
 let releaseCounter = 0;
 function spec(
   service: string,
-  targets: LambdaTargetSpec[],
+  targets: TargetSpec[],
   waves: string[][],
   steps: number[],
   bake: string,
@@ -112,9 +171,9 @@ function spec(
     service,
     release,
     schema_rev: '1',
-    artifact: { file: zip },
+    artifact: { file: zip, ...(targets.some((t) => t.provider === 'cloud-run') ? { image: imageFor(`${service}-svc`, release) } : {}) },
     targets,
-    probes: [{ name: 'health', payload: { ping: 1 } }],
+    probes: [{ name: 'health', payload: { ping: 1 }, path: '/ping' }],
     canary: { targets: [targets[0].name], weight: 10, bake },
     waves: waves.map((ts, i) => ({ name: `w${i + 1}`, targets: ts, steps, bake })),
     rollback: { min_requests: 0, on_no_data: 'pass' },
@@ -122,39 +181,51 @@ function spec(
   });
 }
 
+/** A worker in this process with both clouds: Lambda + CloudWatch at `endpoint`, Cloud Run + Cloud Monitoring in the fakes. */
 async function inProcessWorker(taskQueue: string, endpoint: string) {
+  const run = cloudRunProvider();
+  const mon = new CloudMonitoringMetrics({ endpoint: monitoring.address });
   const worker = await createRollgateWorker({
     connection: nativeConnection,
     taskQueue,
     workflowBundlePath: bundlePath,
     deps: {
-      providers: { 'aws-lambda': new LambdaProvider({ endpoint, credentials: TEST_CREDENTIALS }) },
-      metrics: [new CloudWatchMetrics({ endpoint, credentials: TEST_CREDENTIALS })],
+      providers: { 'aws-lambda': new LambdaProvider({ endpoint, credentials: TEST_CREDENTIALS }), 'cloud-run': run },
+      metrics: [new CloudWatchMetrics({ endpoint, credentials: TEST_CREDENTIALS }), mon],
       stateDir: STATE,
       hashKey: 'bench',
       client,
     },
   });
-  const run = worker.run();
+  const running = worker.run();
   return async () => {
     worker.shutdown();
-    await run;
+    await running;
+    await run.close();
+    await mon.close();
   };
 }
 
 // ---- 1 + 4: orchestration overhead, history size ---------------------------------------------
 
 async function benchOverhead() {
-  console.log('1. orchestration overhead (reference rollout: 2 functions x 3 regions, canary + 3 waves x 3 steps, bakes 0, analysis on)');
-  const targets = lambdaTargets('ref', 2, 3);
-  for (const t of targets) await createSampleFunction(moto.url, t);
-  const names = targets.map((t) => t.name);
-  const waves = [names.slice(1, 3), names.slice(3, 5), names.slice(5)];
+  console.log(
+    '1. orchestration overhead (reference rollout: 2 providers x 3 regions = 3 Lambda in moto + 3 Cloud Run in the fake,\n' +
+      '   canary + 3 waves x 3 steps, bakes 0, analysis on)',
+  );
+  const lambdas = lambdaTargets('ref', 1, 3);
+  for (const t of lambdas) await createSampleFunction(moto.url, t);
+  const runs3 = cloudRunTargets('ref', 3);
+  const targets: TargetSpec[] = [...lambdas, ...runs3];
+  // Canary on Lambda us-east-1; waves mix both clouds: [Lambda eu-west-1, Cloud Run europe-west1],
+  // [Lambda ap-southeast-2, Cloud Run us-central1], [Cloud Run asia-northeast1].
+  const waves = [[lambdas[1].name, runs3[0].name], [lambdas[2].name, runs3[1].name], [runs3[2].name]];
   const steps = [10, 50, 100];
   const stop = await inProcessWorker('bench-overhead', moto.url);
   const runs = QUICK ? 1 : 5;
   const wf: number[] = [];
   const script: number[] = [];
+  const profiles: HistoryProfile[] = [];
   let events = 0;
   // Transitions: 8 stages + 1 canary step + 9 wave steps.
   const transitions = 8 + 1 + waves.length * steps.length;
@@ -170,7 +241,9 @@ async function benchOverhead() {
       const res = (await h.result()) as RolloutResult;
       wf.push(performance.now() - t0);
       if (res.state !== 'succeeded') throw new Error(`reference rollout ${res.state}: ${res.reason}`);
-      events = (await h.fetchHistory()).events!.length;
+      const history = (await h.fetchHistory()).events!;
+      events = history.length;
+      profiles.push(historyProfile(history));
       const s2 = spec('ref', targets, waves, steps, '0 seconds');
       const t1 = performance.now();
       await plainScript(s2, waves, steps);
@@ -185,38 +258,154 @@ async function benchOverhead() {
   report('overhead', 'plain script, same calls (median)', s, 'ms');
   report('overhead', 'ratio Temporal / script', w / s, 'x', { op: '<=', v: 2 });
   report('overhead', `overhead per stage transition (${transitions})`, Math.max(0, w - s) / transitions, 'ms', { op: '<=', v: 20 });
+  // Where the workflow's time goes (p50 over the runs, from the history's server timestamps).
+  const prof = (k: Exclude<keyof HistoryProfile, 'kinds'>) => median(profiles.map((x) => x[k]));
+  report('overhead', '  history: first event -> completed', prof('totalMs'), 'ms');
+  report('overhead', '  time with >= 1 activity in flight', prof('busyMs'), 'ms');
+  report('overhead', '  time with no activity in flight (gaps)', prof('idleMs'), 'ms');
+  report('overhead', '  activities per rollout', prof('activities'), '');
+  report('overhead', '  activity dispatch p50 (scheduled -> started)', prof('dispatchP50'), 'ms');
+  report('overhead', '  workflow tasks per rollout', prof('workflowTasks'), '');
+  report('overhead', '  workflow task p50 (scheduled -> completed)', prof('wftP50'), 'ms');
+  report('overhead', '  workflow tasks, total (scheduled -> completed)', prof('wftTotalMs'), 'ms');
+  report('overhead', '  timers started per rollout', prof('timers'), '');
+  const kinds = profiles[profiles.length - 1]?.kinds ?? {};
+  console.log(
+    `             activities by type: ${Object.entries(kinds)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}`,
+  );
   report('history', 'events per reference rollout', events, 'events', { op: '<=', v: 400 });
 }
 
-/** The same provider calls as the workflow, in the same order and parallelism, without Temporal. */
+interface HistoryProfile {
+  totalMs: number;
+  busyMs: number;
+  idleMs: number;
+  activities: number;
+  dispatchP50: number;
+  workflowTasks: number;
+  wftP50: number;
+  wftTotalMs: number;
+  timers: number;
+  /** Activity type -> count, and markers (local activities, side effects) as "marker". */
+  kinds: Record<string, number>;
+}
+
+const eventMs = (e: HistoryEvent) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
+
+/**
+ * Orchestration vs provider time in one rollout's history: the union of activity intervals
+ * (started -> closed) is provider time; the rest of the wall time (workflow tasks, dispatch, timers
+ * of 0 s) is what Temporal adds on the critical path.
+ */
+function historyProfile(events: HistoryEvent[]): HistoryProfile {
+  const byId = new Map(events.map((e) => [Number(e.eventId), e]));
+  const intervals: [number, number][] = [];
+  const dispatch: number[] = [];
+  for (const e of events) {
+    const a =
+      e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? undefined;
+    if (!a) continue;
+    const started = byId.get(Number(a.startedEventId));
+    const scheduled = byId.get(Number(a.scheduledEventId));
+    if (!started || !scheduled) continue;
+    intervals.push([eventMs(started), eventMs(e)]);
+    dispatch.push(eventMs(started) - eventMs(scheduled));
+  }
+  intervals.sort((x, y) => x[0] - y[0]);
+  let busy = 0;
+  let cur: [number, number] | undefined;
+  for (const iv of intervals) {
+    if (cur && iv[0] <= cur[1]) cur[1] = Math.max(cur[1], iv[1]);
+    else {
+      if (cur) busy += cur[1] - cur[0];
+      cur = [...iv];
+    }
+  }
+  if (cur) busy += cur[1] - cur[0];
+  const wft: number[] = [];
+  for (const e of events) {
+    const c = e.workflowTaskCompletedEventAttributes;
+    const scheduled = c && byId.get(Number(c.scheduledEventId));
+    if (scheduled) wft.push(eventMs(e) - eventMs(scheduled));
+  }
+  const total = eventMs(events[events.length - 1]) - eventMs(events[0]);
+  const kinds: Record<string, number> = {};
+  for (const e of events) {
+    const k = e.activityTaskScheduledEventAttributes?.activityType?.name ?? (e.markerRecordedEventAttributes ? 'marker' : undefined);
+    if (k) kinds[k] = (kinds[k] ?? 0) + 1;
+  }
+  return {
+    totalMs: total,
+    busyMs: busy,
+    idleMs: total - busy,
+    activities: intervals.length,
+    dispatchP50: median(dispatch),
+    workflowTasks: wft.length,
+    wftP50: median(wft),
+    wftTotalMs: wft.reduce((x, y) => x + y, 0),
+    timers: events.filter((e) => e.timerStartedEventAttributes).length,
+    kinds,
+  };
+}
+
+/**
+ * The same provider calls as the workflow, in the same order and parallelism, without Temporal:
+ * LambdaProvider + CloudWatchMetrics against moto, CloudRunProvider + CloudMonitoringMetrics against
+ * the fakes, each configured as the worker's.
+ */
 async function plainScript(s: RolloutSpec, waves: string[][], steps: number[]) {
-  const p = new LambdaProvider({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
-  const m = new CloudWatchMetrics({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
-  const targets = s.targets as LambdaTargetSpec[];
+  const lambda = new LambdaProvider({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
+  const run = cloudRunProvider();
+  const cw = new CloudWatchMetrics({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
+  const mon = new CloudMonitoringMetrics({ endpoint: monitoring.address });
+  try {
+    await plainRollout(s, waves, steps, lambda, run, cw, mon);
+  } finally {
+    await run.close();
+    await mon.close();
+  }
+}
+
+async function plainRollout(
+  s: RolloutSpec,
+  waves: string[][],
+  steps: number[],
+  lambda: LambdaProvider,
+  run: CloudRunProvider,
+  cw: MetricProvider,
+  mon: MetricProvider,
+) {
+  const provider = (t: TargetSpec): TargetProvider<any> => (t.provider === 'cloud-run' ? run : lambda);
+  const metrics = (t: TargetSpec): MetricProvider => (t.provider === 'cloud-run' ? mon : cw);
+  const targets = s.targets;
   const byName = new Map(targets.map((t) => [t.name, t]));
-  const artifact: ArtifactRef = { digest: createDigest(s.artifact.file!), path: s.artifact.file };
+  const artifact: ArtifactRef = { digest: createDigest(s.artifact.file!), path: s.artifact.file, image: s.artifact.image };
   const contract = { RELEASE_ID: s.release, SCHEMA_REV: s.schema_rev };
   const stable = new Map<string, string>();
   const next = new Map<string, string>();
   await Promise.all(
     targets.map(async (t) => {
+      const p = provider(t);
       stable.set(t.name, (await p.readTraffic(t)).stableVersion);
       next.set(t.name, (await p.deployRevision(t, artifact, contract, 'script')).newVersion);
     }),
   );
   await Promise.all(
     targets.map(async (t) => {
+      const p = provider(t);
       for (const probe of s.probes) await p.probe(t, next.get(t.name)!, probe);
       await Promise.all([p.fingerprint(t, stable.get(t.name)!, 'k'), p.fingerprint(t, next.get(t.name)!, 'k')]);
     }),
   );
-  for (const t of targets) await m.preflight(t, stable.get(t.name)!);
+  for (const t of targets) await metrics(t).preflight(t, stable.get(t.name)!);
   const step = async (names: string[], percent: number) => {
-    await Promise.all(names.map((n) => p.setTraffic(byName.get(n)!, stable.get(n)!, next.get(n)!, percent)));
+    await Promise.all(names.map((n) => provider(byName.get(n)!).setTraffic(byName.get(n)!, stable.get(n)!, next.get(n)!, percent)));
     const now = Date.now();
     await Promise.all(
       names.map((n) =>
-        m.collect({
+        metrics(byName.get(n)!).collect({
           target: byName.get(n)!,
           canaryVersion: next.get(n)!,
           baselineVersion: stable.get(n)!,
@@ -230,25 +419,36 @@ async function plainScript(s: RolloutSpec, waves: string[][], steps: number[]) {
   for (const w of waves) for (const pc of steps) await step(w, pc);
   await Promise.all(
     targets.map(async (t) => {
-      await p.routeAll(t, next.get(t.name)!);
-      await p.recordRelease(t, next.get(t.name)!, s.release, artifact.digest);
+      await provider(t).routeAll(t, next.get(t.name)!);
+      await provider(t).recordRelease(t, next.get(t.name)!, s.release, artifact.digest);
     }),
   );
 }
 
 function createDigest(path: string) {
-  return require('node:crypto').createHash('sha256').update(readFileSync(path)).digest('hex') as string;
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
 // ---- 2: breach to revert -----------------------------------------------------------------------
 
 async function benchBreach() {
-  console.log('2. breach to revert (10 targets mid-wave; breach delivered as a signal; until every target is 100 % on stable in moto)');
-  const targets = lambdaTargets('brc', 1, 10);
-  for (const t of targets) await createSampleFunction(moto.url, t);
+  console.log(
+    '2. breach to revert (10 targets = 5 Lambda in moto + 5 Cloud Run in the fake, mid-wave; breach delivered as a signal;\n' +
+      '   until every target is 100 % on stable as seen by moto and the fake; then the same 10 reverts without Temporal)',
+  );
+  const lambdas = lambdaTargets('brc', 1, 5);
+  for (const t of lambdas) await createSampleFunction(moto.url, t);
+  const runs5 = cloudRunTargets('brc', 5);
+  const targets: TargetSpec[] = [...lambdas, ...runs5];
   const stop = await inProcessWorker('bench-breach', moto.url);
+  // For the direct comparison: the same providers, configured as the worker's, called from this process.
+  const lambda = new LambdaProvider({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
+  const run = cloudRunProvider();
+  const provider = (t: TargetSpec): TargetProvider<any> => (t.provider === 'cloud-run' ? run : lambda);
   const runs = QUICK ? 2 : 20;
-  const times: number[] = [];
+  const wf: RevertTimes[] = [];
+  const direct: RevertTimes[] = [];
+  const phases: BreachPhases[] = [];
   try {
     for (let i = 0; i < runs; i++) {
       const s = spec('brc', targets, [targets.slice(1).map((t) => t.name)], [50, 100], '1 hour', {
@@ -260,22 +460,166 @@ async function benchBreach() {
         if (st.stage === 'wave:w1' && st.bakeEndsAtMs) break;
         await sleep(50);
       }
-      const stable = new Map((await h.query(statusQuery)).targets.map((t) => [t.name, t.stableVersion!]));
+      const status = await h.query(statusQuery);
+      const stable = new Map(status.targets.map((t) => [t.name, t.stableVersion!]));
+      const next = new Map(status.targets.map((t) => [t.name, t.newVersion!]));
       const t0 = performance.now();
+      const t0Wall = Date.now();
       await h.signal(externalVerdictSignal, { verdict: 'fail', reason: 'bench breach' });
-      for (;;) {
-        const states = await Promise.all(targets.map((t) => aliasOf(moto.url, t)));
-        if (states.every((a, j) => a.version === stable.get(targets[j].name) && Object.keys(a.weights).length === 0)) break;
-      }
-      times.push(performance.now() - t0);
+      const times = await waitAllStable(lambdas, runs5, stable, t0);
+      wf.push(times);
+      // The fake serves the reverted split before the Cloud Run activity has seen it and returned:
+      // read the history once the rollback is over, so every revert activity has completed.
+      for (let k = 0; (await h.query(statusQuery)).state !== 'paused' && k < 600; k++) await sleep(50);
+      phases.push(breachPhases((await h.fetchHistory()).events ?? [], t0Wall, t0Wall + times.all));
       await h.signal(abortSignal);
       await h.result();
+
+      // The floor: back to mid-wave with the providers, then the same 10 reverts in parallel, no Temporal.
+      await Promise.all(targets.map((t) => provider(t).setTraffic(t, stable.get(t.name)!, next.get(t.name)!, t === targets[0] ? 10 : 50)));
+      const t1 = performance.now();
+      const done = await Promise.all(
+        targets.map(async (t) => {
+          await provider(t).routeAll(t, stable.get(t.name)!, { dropTag: true });
+          return [t.provider, performance.now() - t1] as const;
+        }),
+      );
+      const seen = await waitAllStable(lambdas, runs5, stable, t1);
+      const callsDone = (kind: TargetSpec['provider']) => Math.max(...done.filter(([k]) => k === kind).map(([, ms]) => ms));
+      // all: until seen in the emulators, like the workflow's; per cloud: until that cloud's calls returned.
+      direct.push({ all: seen.all, lambda: callsDone('aws-lambda'), run: callsDone('cloud-run') });
     }
   } finally {
     await stop();
+    await run.close();
   }
-  report('breach', `breach -> all 10 reverted, p50 (${times.length} runs)`, median(times), 'ms', { op: '<=', v: 250 });
-  report('breach', 'breach -> all 10 reverted, p95', pct(times, 95), 'ms');
+  const p50 = (xs: RevertTimes[], k: keyof RevertTimes) => median(xs.map((x) => x[k]));
+  report('breach', `breach -> all 10 reverted, p50 (${wf.length} runs)`, p50(wf, 'all'), 'ms', { op: '<=', v: 250 });
+  report(
+    'breach',
+    'breach -> all 10 reverted, p95',
+    pct(
+      wf.map((x) => x.all),
+      95,
+    ),
+    'ms',
+  );
+  report('breach', 'breach -> 5 Lambda reverted (moto), p50', p50(wf, 'lambda'), 'ms');
+  report('breach', 'breach -> 5 Cloud Run reverted (fake), p50', p50(wf, 'run'), 'ms');
+  report('breach', 'direct: same 10 reverts, no Temporal, p50', p50(direct, 'all'), 'ms');
+  report('breach', 'direct: 5 Lambda routeAll calls returned, p50', p50(direct, 'lambda'), 'ms');
+  report('breach', 'direct: 5 Cloud Run routeAll calls returned, p50', p50(direct, 'run'), 'ms');
+  report('breach', 'ratio workflow / direct (p50)', p50(wf, 'all') / p50(direct, 'all'), 'x');
+  // Where the time goes (p50 of each phase, from the workflow history's server timestamps).
+  const phase = (k: keyof BreachPhases) => median(phases.map((x) => x[k]).filter((v) => Number.isFinite(v)));
+  const phaseRow = (metric: string, k: keyof BreachPhases) => {
+    const v = phase(k);
+    if (Number.isFinite(v)) report('breach', metric, v, 'ms');
+    else console.log(`  ${'breach'.padEnd(10)} ${metric.padEnd(50)} (not in the histories)`);
+  };
+  phaseRow('  signal sent -> signal in history', 'signalled');
+  phaseRow('  signal -> reacting workflow task started', 'taskStarted');
+  phaseRow('  task started -> revert activities scheduled', 'scheduled');
+  phaseRow('  activities scheduled -> last one started', 'started');
+  phaseRow('  Lambda revert activity (routeAll), slowest', 'lambdaActivity');
+  phaseRow('  Cloud Run revert activity (routeAll), slowest', 'runActivity');
+  phaseRow('  last revert activity completed -> seen in emulators', 'seen');
+}
+
+interface RevertTimes {
+  all: number;
+  lambda: number;
+  run: number;
+}
+
+/** Poll moto and the Cloud Run fake until every target serves 100 % on its stable version; ms since t0. */
+async function waitAllStable(
+  lambdas: LambdaTargetSpec[],
+  runs: CloudRunTargetSpec[],
+  stable: Map<string, string>,
+  t0: number,
+): Promise<RevertTimes> {
+  const lambdaBack = Array.from({ length: lambdas.length }, () => 0);
+  const runBack = Array.from({ length: runs.length }, () => 0);
+  for (;;) {
+    const states = await Promise.all(lambdas.map((t) => aliasOf(moto.url, t)));
+    const at = performance.now() - t0;
+    states.forEach((a, j) => {
+      if (!lambdaBack[j] && a.version === stable.get(lambdas[j].name) && Object.keys(a.weights).length === 0) lambdaBack[j] = at;
+    });
+    runs.forEach((t, j) => {
+      const split = cloudRun.servedSplit(t.project, t.region, t.service);
+      const keys = Object.keys(split);
+      if (!runBack[j] && keys.length === 1 && keys[0] === stable.get(t.name) && split[keys[0]] === 100) runBack[j] = at;
+    });
+    if (lambdaBack.every(Boolean) && runBack.every(Boolean)) break;
+    if (performance.now() - t0 > 120_000) throw new Error('targets not back on stable after 120 s');
+    await sleep(5); // leave moto (one Python process) to the worker's calls between polls
+  }
+  return { all: Math.max(...lambdaBack, ...runBack), lambda: Math.max(...lambdaBack), run: Math.max(...runBack) };
+}
+
+type HistoryEvent = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number];
+
+interface BreachPhases {
+  signalled: number;
+  taskStarted: number;
+  scheduled: number;
+  started: number;
+  lambdaActivity: number;
+  runActivity: number;
+  seen: number;
+}
+
+/**
+ * Phases of one breach, from the history's (server) event times and the bench's wall clock (same
+ * machine): signal → history, → the workflow task that reacts, → revert activities scheduled, →
+ * started (dispatch), each provider's slowest activity, last completion → state seen in emulators.
+ */
+function breachPhases(events: HistoryEvent[], sentMs: number, seenMs: number): BreachPhases {
+  const at = eventMs;
+  const out: BreachPhases = {
+    signalled: NaN,
+    taskStarted: NaN,
+    scheduled: NaN,
+    started: NaN,
+    lambdaActivity: NaN,
+    runActivity: NaN,
+    seen: NaN,
+  };
+  const sig = events.find((e) => e.workflowExecutionSignaledEventAttributes?.signalName === externalVerdictSignal.name);
+  if (!sig) return out;
+  const sigMs = at(sig);
+  const after = events.filter((e) => Number(e.eventId) > Number(sig.eventId));
+  const task = after.find((e) => e.workflowTaskStartedEventAttributes);
+  const scheduled = after.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'routeAll');
+  if (!task || !scheduled.length) return out;
+  const ids = new Set(scheduled.map((e) => Number(e.eventId)));
+  const startedEv = after.filter((e) => ids.has(Number(e.activityTaskStartedEventAttributes?.scheduledEventId)));
+  const completed = after.filter((e) => ids.has(Number(e.activityTaskCompletedEventAttributes?.scheduledEventId)));
+  const provider = (schedId: number) => {
+    const input = events.find((e) => Number(e.eventId) === schedId)?.activityTaskScheduledEventAttributes?.input?.payloads?.[0];
+    const arg = input ? (defaultPayloadConverter.fromPayload(input as Payload) as { target: TargetSpec }) : undefined;
+    return arg?.target.provider;
+  };
+  const slowest = (kind: TargetSpec['provider']) =>
+    Math.max(
+      ...completed
+        .filter((c) => provider(Number(c.activityTaskCompletedEventAttributes!.scheduledEventId)) === kind)
+        .map((c) => {
+          const sid = Number(c.activityTaskCompletedEventAttributes!.scheduledEventId);
+          const st = startedEv.find((e) => Number(e.activityTaskStartedEventAttributes!.scheduledEventId) === sid);
+          return st ? at(c) - at(st) : NaN;
+        }),
+    );
+  out.signalled = sigMs - sentMs;
+  out.taskStarted = at(task) - sigMs;
+  out.scheduled = at(scheduled[0]) - at(task);
+  out.started = Math.max(...startedEv.map(at)) - at(scheduled[0]);
+  out.lambdaActivity = slowest('aws-lambda');
+  out.runActivity = slowest('cloud-run');
+  out.seen = seenMs - Math.max(...completed.map(at));
+  return out;
 }
 
 // ---- 3: parked rollouts ------------------------------------------------------------------------
@@ -452,7 +796,17 @@ async function main() {
   mkdirSync(STATE, { recursive: true });
   mkdirSync(join(__dirname, 'results'), { recursive: true });
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  [temporal, moto] = await Promise.all([startTemporalDevServer({}), startMoto()]);
+  process.env.METADATA_SERVER_DETECTION ??= 'none'; // the Google clients talk to the fakes: no credentials lookup
+  [temporal, moto, cloudRun, monitoring] = await Promise.all([
+    startTemporalDevServer({}),
+    startMoto(),
+    new CloudRunFake().start(),
+    new CloudMonitoringFake().start(),
+  ]);
+  if (process.env.BENCH_CLOUD_RUN_OPERATION_POLLS) cloudRun.knobs.operationPolls = Number(process.env.BENCH_CLOUD_RUN_OPERATION_POLLS);
+  console.log(
+    `Cloud Run fake (dev/test): ${cloudRun.address}, operations finish after ${cloudRun.knobs.operationPolls} poll(s); provider poll ${CLOUD_RUN_POLL_MS}-${CLOUD_RUN_MAX_POLL_MS} ms`,
+  );
   proxy = await new FaultProxy(moto.url).start();
   nativeConnection = await NativeConnection.connect({ address: temporal.address });
   client = new Client({ connection: await Connection.connect({ address: temporal.address }) });
@@ -472,10 +826,22 @@ async function main() {
     await proxy.stop();
     await client.connection.close();
     await nativeConnection.close();
-    await Promise.all([temporal.stop(), moto.stop()]);
+    await Promise.all([temporal.stop(), moto.stop(), cloudRun.stop(), monitoring.stop()]);
   }
-  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
-  writeFileSync(OUT, JSON.stringify({ at: new Date().toISOString(), quick: QUICK, machine, rows }, null, 2));
+  const machine = {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    loadAvgAtStart: LOAD_AT_START,
+    loadAvgAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+  const config = {
+    cloudRunPollMs: CLOUD_RUN_POLL_MS,
+    cloudRunMaxPollMs: CLOUD_RUN_MAX_POLL_MS,
+    fakeOperationPolls: cloudRun.knobs.operationPolls,
+  };
+  writeFileSync(OUT, JSON.stringify({ at: new Date().toISOString(), quick: QUICK, machine, config, rows }, null, 2));
   console.log(`\nwrote ${OUT}`);
   process.exit(0);
 }

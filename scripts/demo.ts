@@ -1,29 +1,42 @@
 /**
- * The embedded default: a local Temporal dev server (SQLite under .state/demo), moto on loopback,
- * a rollgate worker, sample Lambda functions in three regions, and two releases: one promoted
- * through a canary and two waves, one whose canary breaches (simulated metrics) and is rolled back.
+ * The embedded default, a CROSS-CLOUD rollout on loopback only: a local Temporal dev server (SQLite
+ * under .state/demo), moto (AWS emulator), rollgate's dev/test fakes of the Cloud Run Admin API and
+ * of Cloud Monitoring (src/dev/: no Cloud Run emulator exists), a rollgate worker, a sample Lambda
+ * function in three AWS regions, a sample Cloud Run service in two GCP regions, and two releases:
+ * - r1: canary on Lambda us-east-1, wave eu (Lambda eu-west-1 + Cloud Run europe-west1), wave
+ *   apac-us (Lambda ap-southeast-2 + Cloud Run us-central1): promoted;
+ * - r2: its new Lambda version and Cloud Run revision fail in Europe (SIMULATED metrics pushed into
+ *   moto's CloudWatch and the Cloud Monitoring fake): the canary passes, wave eu breaches, every
+ *   touched target in both clouds goes back to its previous version/revision, the pipeline pauses
+ *   and the alert is printed.
  *
  *   bash scripts/demo.sh            # runs, then keeps everything up for the Temporal UI until Ctrl-C
  *   bash scripts/demo.sh --exit     # runs and exits (CI smoke)
  *   options: --fast (1 s bakes), --port N (Temporal port, 0 = any free; default 7233)
  */
-import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { GetAliasCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { freePort, startMoto, startTemporalDevServer } from '../src/dev/processes';
 import { createSampleFunction, sampleZip, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { TrafficSimulator } from '../src/dev/traffic-simulator';
+import { CloudRunFake } from '../src/dev/cloud-run-fake';
+import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
+import { CloudRunTrafficSimulator } from '../src/dev/cloud-run-traffic';
 import { LambdaProvider } from '../src/providers/aws-lambda';
+import { CloudRunProvider, cloudRunRevisionName } from '../src/providers/cloud-run';
 import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
+import { CloudMonitoringMetrics } from '../src/analysis/cloud-monitoring';
 import { createRollgateWorker } from '../src/worker';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
-import type { LambdaTargetSpec, RolloutSpec } from '../src/spec/schema';
+import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
 import { abortSignal, rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus } from '../src/workflows/messages';
 import { formatStatus } from '../src/cli/format';
 import { startWebhookReceiver } from './demo-webhook';
-import { writeFileSync } from 'node:fs';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -36,7 +49,14 @@ const BAKE = flag('--fast') ? '1 second' : '3 seconds';
 const ROOT = resolve(__dirname, '..');
 const STATE = join(ROOT, '.state', 'demo');
 const SERVICE = 'checkout';
+const PROJECT = 'demo-project';
 const TASK_QUEUE = 'rollgate';
+/** Where r2 is broken (SIMULATED): its new version/revision fails this share of requests there. */
+const BROKEN_IN = new Set(['eu-west-1', 'europe-west1']);
+const BROKEN_ERROR_RATE = 0.25;
+
+// The Google clients talk plaintext gRPC to the fakes: never look for Google credentials.
+process.env.METADATA_SERVER_DETECTION ??= 'none';
 
 const stoppers: (() => Promise<void>)[] = [];
 let stopping = false;
@@ -55,6 +75,10 @@ process.on('SIGTERM', () => void stopAll(0));
 
 const say = (s: string) => console.log(`\x1b[1m==>\x1b[0m ${s}`);
 
+/** A deterministic, digest-pinned image reference per release (the fake runs no containers). */
+const imageFor = (release: string) =>
+  `europe-docker.pkg.dev/${PROJECT}/apps/${SERVICE}@sha256:${createHash('sha256').update(`${SERVICE}:${release}`).digest('hex')}`;
+
 async function main() {
   mkdirSync(STATE, { recursive: true });
   Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -65,20 +89,42 @@ async function main() {
   say(`starting Temporal dev server on 127.0.0.1:${port} (SQLite: .state/demo/temporal.db)`);
   const temporal = await startTemporalDevServer({ dbFile: join(STATE, 'temporal.db'), ui: true, port, uiPort });
   stoppers.push(temporal.stop);
-  say('starting moto (AWS emulator) on loopback');
   const moto = await startMoto();
   stoppers.push(moto.stop);
+  say(`moto (AWS emulator: Lambda, CloudWatch) listening on ${moto.url}`);
+  const [cloudRun, monitoring] = await Promise.all([new CloudRunFake().start(), new CloudMonitoringFake().start()]);
+  stoppers.push(
+    () => cloudRun.stop(),
+    () => monitoring.stop(),
+  );
+  say(
+    `Cloud Run Admin API v2 fake listening on ${cloudRun.address} (gRPC; tag-URL probes via ${cloudRun.httpUrl})\n` +
+      `    Cloud Monitoring fake listening on ${monitoring.address} (gRPC)\n` +
+      `    both are rollgate's DEV/TEST FAKES (src/dev/), not Google: no Cloud Run emulator exists; they run no containers`,
+  );
   const hook = await startWebhookReceiver((body) => say(`ALERT received by the demo webhook:\n    ${body.text}`));
   stoppers.push(hook.close);
 
   const connection = await NativeConnection.connect({ address: temporal.address });
   const client = new Client({ connection: await Connection.connect({ address: temporal.address }) });
+  const cloudRunProvider = new CloudRunProvider({
+    endpoint: cloudRun.address,
+    probeUrlRewrite: (u) => cloudRun.loopbackUrl(u),
+    pollIntervalMs: 100,
+    maxPollIntervalMs: 500,
+    operationTimeoutMs: 60_000,
+  });
+  const monitoringMetrics = new CloudMonitoringMetrics({ endpoint: monitoring.address });
+  const cloudWatchMetrics = new CloudWatchMetrics({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
   const worker = await createRollgateWorker({
     connection,
     taskQueue: TASK_QUEUE,
     deps: {
-      providers: { 'aws-lambda': new LambdaProvider({ endpoint: moto.url, credentials: TEST_CREDENTIALS }) },
-      metrics: [new CloudWatchMetrics({ endpoint: moto.url, credentials: TEST_CREDENTIALS })],
+      providers: {
+        'aws-lambda': new LambdaProvider({ endpoint: moto.url, credentials: TEST_CREDENTIALS }),
+        'cloud-run': cloudRunProvider,
+      },
+      metrics: [cloudWatchMetrics, monitoringMetrics],
       stateDir: STATE,
       hashKey: 'demo',
       client,
@@ -88,44 +134,100 @@ async function main() {
   stoppers.push(async () => {
     worker.shutdown();
     await running;
+    await cloudRunProvider.close();
+    await monitoringMetrics.close();
   });
   say(`worker polling task queue "${TASK_QUEUE}"`);
   say(`Temporal UI: ${temporal.uiUrl}  (filter: RolloutService = "${SERVICE}")`);
 
   await closeLeftovers(client);
 
-  const targets: LambdaTargetSpec[] = ['us-east-1', 'eu-west-1', 'ap-southeast-2'].map((region) => ({
+  const lambdas: LambdaTargetSpec[] = ['us-east-1', 'eu-west-1', 'ap-southeast-2'].map((region) => ({
     name: region,
     provider: 'aws-lambda',
     region,
     function: 'checkout-fn',
     alias: 'live',
   }));
-  for (const t of targets) await createSampleFunction(moto.url, t, { DB_PASSWORD: 'demo-secret', LOG_LEVEL: 'info' });
-  say(`created sample Lambda function checkout-fn (alias live -> version 1) in ${targets.map((t) => t.region).join(', ')}`);
+  const runs: CloudRunTargetSpec[] = ['europe-west1', 'us-central1'].map((region) => ({
+    name: `run-${region}`,
+    provider: 'cloud-run',
+    project: PROJECT,
+    region,
+    service: SERVICE,
+  }));
+  const targets: TargetSpec[] = [...lambdas, ...runs];
+  for (const t of lambdas) await createSampleFunction(moto.url, t, { DB_PASSWORD: 'demo-secret', LOG_LEVEL: 'info' });
+  say(`created sample Lambda function checkout-fn (alias live -> version 1) in ${lambdas.map((t) => t.region).join(', ')}`);
+  const seeded = runs.map((t) => {
+    const svc = cloudRun.seedService({
+      project: t.project,
+      region: t.region,
+      service: t.service,
+      image: imageFor('r0'),
+      env: { RELEASE_ID: 'r0', SCHEMA_REV: '12', LOG_LEVEL: 'info' },
+      secretEnv: { DB_PASSWORD: ['db-password', '3'] },
+    });
+    return `${t.region} (100 % on ${(svc.latestReadyRevision as string).split('/').pop()})`;
+  });
+  say(`seeded Cloud Run service ${PROJECT}/${SERVICE} in the fake: ${seeded.join(', ')}`);
 
-  // SIMULATED traffic: moto runs no code and emits no Lambda metrics, so the demo pushes them.
-  let broken = new Set<string>();
-  const traffic = new TrafficSimulator(moto.url, moto.url, targets, {
+  // SIMULATED traffic: moto runs no code and emits no Lambda metrics, and the Cloud Run fake runs no
+  // containers, so the demo pushes per-version / per-revision metrics into CloudWatch and the
+  // Cloud Monitoring fake, following the weights each cloud actually routes.
+  let broken = { lambdaVersion: '', revision: '' };
+  const traffic = new TrafficSimulator(moto.url, moto.url, lambdas, {
     requestsPerTick: 200,
-    errorRate: (_t, v) => (broken.has(v) ? 0.25 : 0.002),
+    errorRate: (t, v) => (v === broken.lambdaVersion && BROKEN_IN.has(t.region) ? BROKEN_ERROR_RATE : 0.002),
     durationMs: () => 80,
   }).start(300);
-  stoppers.push(async () => traffic.stop());
+  const runTraffic = new CloudRunTrafficSimulator(cloudRun.address, monitoring, runs, {
+    requestsPerTick: 200,
+    errorRate: (t, rev) => (rev === broken.revision && BROKEN_IN.has(t.region) ? BROKEN_ERROR_RATE : 0.002),
+    latencyMs: () => 80,
+  }).start(300);
+  stoppers.push(async () => {
+    traffic.stop();
+    runTraffic.stop();
+  });
 
-  // Release r1: canary then two waves, promoted.
+  // Release r1: canary on Lambda, then two waves that each mix Lambda and Cloud Run: promoted.
   const r1 = demoSpec('r1', targets, hook.url);
-  say(`release r1: canary 10 % on us-east-1, wave eu (eu-west-1: 25 → 100 %), wave apac (ap-southeast-2: 50 → 100 %), bakes ${BAKE}`);
+  say(
+    `release r1 (Lambda version 2, Cloud Run revision ${cloudRunRevisionName(SERVICE, 'r1')}), bakes ${BAKE}:\n` +
+      '    canary   10 % on Lambda us-east-1\n' +
+      '    wave eu       Lambda eu-west-1 + Cloud Run europe-west1: 25 → 100 %\n' +
+      '    wave apac-us  Lambda ap-southeast-2 + Cloud Run us-central1: 50 → 100 %',
+  );
   const res1 = await runAndFollow(client, r1);
   say(`release r1 finished: ${res1.state}`);
+  await printClouds(moto.url, cloudRun, lambdas, runs, 'after r1, as seen by moto and the Cloud Run fake');
 
-  // Release r2: its canary errors (simulated) → rollback, paused pipeline, alert.
-  broken = new Set(['3']);
+  // Release r2: broken in Europe (simulated) → the mixed wave eu breaches → both clouds reverted.
+  broken = { lambdaVersion: '3', revision: cloudRunRevisionName(SERVICE, 'r2') };
   const r2 = demoSpec('r2', targets, hook.url);
-  say('release r2: the new version fails 25 % of requests (SIMULATED errors pushed into CloudWatch)');
+  say(
+    `release r2: its new Lambda version 3 and Cloud Run revision ${broken.revision} fail ${BROKEN_ERROR_RATE * 100} % of requests in Europe\n` +
+      `    (SIMULATED errors pushed into moto's CloudWatch and the Cloud Monitoring fake; us-east-1 stays healthy, so the canary passes)`,
+  );
+  const r2StartedMs = Date.now();
   const handle = await startRollout(client, r2, { startedBy: 'demo-user', taskQueue: TASK_QUEUE });
   const paused = await follow(client, handle.workflowId, (s) => s.state === 'paused' || !['running'].includes(s.state));
   console.log(formatStatus(paused));
+  await printEuropeMetrics(
+    [
+      [lambdas[1], '3', '2', cloudWatchMetrics, "moto's CloudWatch"],
+      [runs[0], broken.revision, cloudRunRevisionName(SERVICE, 'r1'), monitoringMetrics, 'the Cloud Monitoring fake'],
+    ],
+    r2StartedMs,
+  );
+  const back = await printClouds(moto.url, cloudRun, lambdas, runs, 'after r2, as seen by moto and the Cloud Run fake');
+  const allBack = back.every((b) => b.previous);
+  say(
+    allBack
+      ? 'every touched target in both clouds is back on its previous version/revision (r1), canary tags dropped'
+      : 'NOT every target is back on its previous version/revision: see above',
+  );
   say(`release r2 rolled back and the pipeline of ${SERVICE} is paused.`);
   say(
     `a new rollout of ${SERVICE} is refused until you run: rollgate resume ${handle.workflowId}  or  rollgate abort ${handle.workflowId}`,
@@ -136,13 +238,13 @@ async function main() {
     await handle.signal(abortSignal, { by: 'demo', reason: 'demo finished' });
     const final = (await handle.result()) as RolloutResult;
     say(`aborted r2: ${final.state}`);
-    writeFileSync(join(STATE, 'last-demo.json'), JSON.stringify({ r1: res1.state, r2: paused.state, r2final: final.state }));
-    return stopAll(res1.state === 'succeeded' && paused.state === 'paused' && final.state === 'rolled-back' ? 0 : 1);
+    writeFileSync(join(STATE, 'last-demo.json'), JSON.stringify({ r1: res1.state, r2: paused.state, r2final: final.state, allBack }));
+    return stopAll(res1.state === 'succeeded' && paused.state === 'paused' && final.state === 'rolled-back' && allBack ? 0 : 1);
   }
   say(`everything stays up for the Temporal UI at ${temporal.uiUrl}. Press Ctrl-C to stop.`);
 }
 
-function demoSpec(release: string, targets: LambdaTargetSpec[], webhook: string): RolloutSpec {
+function demoSpec(release: string, targets: TargetSpec[], webhook: string): RolloutSpec {
   const zip = join(STATE, `checkout-${release}.zip`);
   writeFileSync(zip, sampleZip(`checkout ${release}`));
   return validateSpec({
@@ -150,18 +252,70 @@ function demoSpec(release: string, targets: LambdaTargetSpec[], webhook: string)
     release,
     schema_rev: '12',
     index_hash: 'faiss-2026-11-26',
-    artifact: { file: zip },
+    artifact: { file: zip, image: imageFor(release) },
     targets,
-    probes: [{ name: 'health', payload: { path: '/healthz' }, expect_contains: 'healthz' }],
+    // Lambda: Invoke with this payload (moto echoes it); Cloud Run: GET path on the revision's tag URL.
+    probes: [{ name: 'health', payload: { path: '/healthz' }, path: '/healthz', expect_contains: 'healthz' }],
     canary: { targets: ['us-east-1'], weight: 10, bake: BAKE },
     waves: [
-      { name: 'eu', targets: ['eu-west-1'], steps: [25, 100], bake: BAKE },
-      { name: 'apac', targets: ['ap-southeast-2'], steps: [50, 100], bake: BAKE },
+      { name: 'eu', targets: ['eu-west-1', 'run-europe-west1'], steps: [25, 100], bake: BAKE },
+      { name: 'apac-us', targets: ['ap-southeast-2', 'run-us-central1'], steps: [50, 100], bake: BAKE },
     ],
     rollback: { max_error_rate_increase_pp: 2, min_requests: 20 },
     approvers: ['alice', 'bob'],
     notify: { webhook },
   });
+}
+
+/** The SIMULATED samples both clouds' metric sources hold for the broken European targets since `sinceMs`. */
+async function printEuropeMetrics(
+  rows: [TargetSpec, string, string, CloudWatchMetrics | CloudMonitoringMetrics, string][],
+  sinceMs: number,
+): Promise<void> {
+  say(
+    "what the metric sources hold for Europe over the last minute (SIMULATED by the demo, read back through rollgate's metric providers)",
+  );
+  for (const [target, canaryVersion, baselineVersion, metrics, where] of rows) {
+    const s = await metrics.collect({ target, canaryVersion, baselineVersion, startMs: sinceMs - 60_000, endMs: Date.now() + 60_000 });
+    const rate = (r: { requests: number; errors: number }) =>
+      `${r.requests ? ((100 * r.errors) / r.requests).toFixed(1) : '-'} % errors of ${r.requests} req`;
+    console.log(
+      `    ${target.name.padEnd(18)} ${where.padEnd(26)} new ${canaryVersion}: ${rate(s.canary)}; stable ${baselineVersion}: ${rate(s.baseline)}`,
+    );
+  }
+}
+
+/** Each target's routing read straight from moto and the Cloud Run fake (not from rollgate). */
+async function printClouds(
+  motoUrl: string,
+  fake: CloudRunFake,
+  lambdas: LambdaTargetSpec[],
+  runs: CloudRunTargetSpec[],
+  title: string,
+): Promise<{ name: string; previous: boolean }[]> {
+  say(title);
+  const out: { name: string; previous: boolean }[] = [];
+  for (const t of lambdas) {
+    const c = new LambdaClient({ endpoint: motoUrl, region: t.region, credentials: TEST_CREDENTIALS });
+    const a = await c.send(new GetAliasCommand({ FunctionName: t.function, Name: t.alias }));
+    c.destroy();
+    const weights = Object.entries(a.RoutingConfig?.AdditionalVersionWeights ?? {});
+    const extra = weights.map(([v, w]) => ` + version ${v} at ${Math.round(w * 1000) / 10} %`).join('');
+    console.log(`    ${t.name.padEnd(18)} lambda    ${t.region}/${t.function}:${t.alias} -> version ${a.FunctionVersion}${extra}`);
+    out.push({ name: t.name, previous: a.FunctionVersion === '2' && weights.length === 0 });
+  }
+  for (const t of runs) {
+    const split = Object.entries(fake.servedSplit(t.project, t.region, t.service));
+    const svc = fake.getServiceState(t.project, t.region, t.service)!;
+    const tags = (svc.trafficStatuses as { tag?: string; revision?: string }[]).filter((s) => s.tag).map((s) => `${s.tag}:${s.revision}`);
+    const served = split.map(([rev, p]) => `${rev} ${p} %`).join(' + ');
+    console.log(
+      `    ${t.name.padEnd(18)} cloud-run ${t.project}/${t.region}/${t.service} -> ${served}${tags.length ? `  (tags: ${tags.join(', ')})` : ''}`,
+    );
+    const r1 = cloudRunRevisionName(SERVICE, 'r1');
+    out.push({ name: t.name, previous: split.length === 1 && split[0][0] === r1 && tags.length === 0 });
+  }
+  return out;
 }
 
 async function runAndFollow(client: Client, spec: RolloutSpec): Promise<RolloutStatus> {
