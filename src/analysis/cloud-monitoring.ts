@@ -11,6 +11,7 @@
 import { MetricServiceClient } from '@google-cloud/monitoring';
 import type { CloudRunTargetSpec, TargetSpec } from '../spec/schema';
 import { gcpClientOptions } from '../providers/gcp-client';
+import { NonRetryableProviderError } from '../providers/types';
 import type { CanarySamples, MetricProvider, MetricWindow, RevisionSamples } from './types';
 
 export interface CloudMonitoringOptions {
@@ -94,6 +95,9 @@ export function revisionFilter(metric: string, t: CloudRunTargetSpec, revision: 
 
 const ts = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 });
 
+/** INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION, UNAUTHENTICATED. */
+const MONITORING_NON_RETRYABLE = new Set([3, 5, 7, 9, 16]);
+
 export class CloudMonitoringMetrics implements MetricProvider {
   readonly name = 'cloud-monitoring';
   private clientInstance?: MetricServiceClient;
@@ -155,12 +159,25 @@ export class CloudMonitoringMetrics implements MetricProvider {
     endMs: number,
     view: 'FULL' | 'HEADERS' = 'FULL',
   ) {
-    const [series] = await this.client.listTimeSeries({
-      name: `projects/${t.project}`,
-      filter: revisionFilter(metric, t, revision),
-      interval: { startTime: ts(startMs), endTime: ts(endMs) },
-      view,
-    });
-    return series;
+    try {
+      const [series] = await this.client.listTimeSeries(
+        {
+          name: `projects/${t.project}`,
+          filter: revisionFilter(metric, t, revision),
+          interval: { startTime: ts(startMs), endTime: ts(endMs) },
+          view,
+        },
+        // A few quick client retries; longer outages are retried by Temporal with heartbeats, not
+        // by a client call that blocks for the library's default of minutes.
+        { maxRetries: 2, timeout: 10_000 },
+      );
+      return series;
+    } catch (err) {
+      // Bad filters, permissions and unknown projects are final; UNAVAILABLE & co. are retried.
+      const code = (err as { code?: number }).code;
+      if (code !== undefined && MONITORING_NON_RETRYABLE.has(code))
+        throw new NonRetryableProviderError(`cloud-monitoring ${t.project}: ${(err as Error).message}`, `GRPC_${code}`);
+      throw err;
+    }
   }
 }

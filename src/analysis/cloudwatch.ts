@@ -6,6 +6,17 @@
 import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { LambdaTargetSpec, TargetSpec } from '../spec/schema';
 import type { CanarySamples, MetricProvider, MetricWindow, RevisionSamples } from './types';
+import { NonRetryableProviderError } from '../providers/types';
+
+const CW_NON_RETRYABLE = new Set([
+  'InvalidParameterValueException',
+  'InvalidParameterCombinationException',
+  'MissingRequiredParameterException',
+  'AccessDenied',
+  'AccessDeniedException',
+  'UnrecognizedClientException',
+  'InvalidClientTokenId',
+]);
 
 export interface CloudWatchOptions {
   endpoint?: string;
@@ -36,6 +47,17 @@ export class CloudWatchMetrics implements MetricProvider {
       this.clients.set(region, c);
     }
     return c;
+  }
+
+  /** Bad queries and permissions are final; throttling, 5xx and network errors are retried (SDK, then Temporal). */
+  private async call<R>(fn: () => Promise<R>): Promise<R> {
+    try {
+      return await fn();
+    } catch (err) {
+      const e = err as Error;
+      if (CW_NON_RETRYABLE.has(e.name)) throw new NonRetryableProviderError(`cloudwatch: ${e.name}: ${e.message}`, e.name);
+      throw err;
+    }
   }
 
   async preflight(target: TargetSpec, baselineVersion: string): Promise<void> {
@@ -74,12 +96,14 @@ export class CloudWatchMetrics implements MetricProvider {
         Stat: 'Sum',
       },
     });
-    const res = await this.client(t.region).send(
-      new GetMetricDataCommand({
-        StartTime: new Date(startMs),
-        EndTime: new Date(endMs),
-        MetricDataQueries: [q('Invocations', 'inv'), q('Errors', 'err'), q('Throttles', 'thr')],
-      }),
+    const res = await this.call(() =>
+      this.client(t.region).send(
+        new GetMetricDataCommand({
+          StartTime: new Date(startMs),
+          EndTime: new Date(endMs),
+          MetricDataQueries: [q('Invocations', 'inv'), q('Errors', 'err'), q('Throttles', 'thr')],
+        }),
+      ),
     );
     const total = (qid: string) =>
       (res.MetricDataResults ?? [])
