@@ -693,12 +693,17 @@ async function benchParked() {
       const rate = todo / ((performance.now() - t0) / 1000);
       started = n;
       // Parked = every rollout has reached its bake.
-      const deadline = Date.now() + 600_000;
+      const deadline = Date.now() + (QUICK ? 60_000 : 600_000);
       for (;;) {
         const { count } = await client.workflow.count(
           `WorkflowType = 'rolloutWorkflow' AND RolloutStage = 'canary' AND TaskQueue = 'bench-parked'`,
         );
-        if (count >= n || Date.now() > deadline) break;
+        if (count >= n) break;
+        const closed = await client.workflow.count(
+          `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
+        );
+        if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: see rollout-parked-* results`);
+        if (Date.now() > deadline) throw new Error(`only ${count} of ${n} rollouts reached their bake in time`);
         await sleep(500);
       }
       await sleep(1000);

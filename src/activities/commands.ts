@@ -1,6 +1,6 @@
 /** Build, test and migration steps: shell commands whose output tail is kept for the operator. */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -87,8 +87,10 @@ export function commandActivities(deps: ActivityDeps) {
         );
       const stored = join(store, `${digest}.zip`);
       if (!existsSync(stored)) {
-        await copyFile(source, `${stored}.tmp`);
-        await rename(`${stored}.tmp`, stored);
+        // A unique temp name: rollouts of several services may store the same artifact at once.
+        const tmp = `${stored}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+        await copyFile(source, tmp);
+        await rename(tmp, stored);
       }
       const ref: ArtifactRef = { digest, path: stored, image: artifact.image };
       await writeFile(record, JSON.stringify(ref));
