@@ -372,8 +372,18 @@ describe('Prometheus as the metric source', () => {
     // The stable versions have served traffic for a while (preflight needs their series).
     exporter.set('ae-prom-ok-fn:1', { requests: 50, errors: 0, latencyMs: 40 });
     exporter.set('ae-prom-bad-fn:1', { requests: 50, errors: 0, latencyMs: 40 });
-    const scrapes = exporter.scrapes;
-    while (exporter.scrapes < scrapes + 2) await new Promise((r) => setTimeout(r, 100));
+    // Wait until Prometheus itself answers the preflight's query for both stable series (a scrape
+    // counted by the exporter is not yet a queryable increase() on a loaded machine).
+    for (const fn of ['ae-prom-ok-fn', 'ae-prom-bad-fn']) {
+      const q = encodeURIComponent(`sum(increase(${REQ}{revision="${fn}:1"}[3600s]))`);
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const body = (await (await fetch(`${prom.url}/api/v1/query?query=${q}`)).json()) as { data?: { result?: unknown[] } };
+        if ((body.data?.result ?? []).length > 0) break;
+        if (Date.now() > deadline) throw new Error(`Prometheus has no series for ${fn}:1`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     const [g, b] = await Promise.all([start(good), start(bad)]);
     // The canary versions get traffic once the canary starts.
     await Promise.all([
