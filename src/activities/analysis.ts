@@ -13,7 +13,7 @@ import { SyntheticTraffic, httpEndpoints, lambdaEndpoints } from '../analysis/sy
 import { preflightCustomCheck, runCustomChecks, type CustomCheckSpec } from '../analysis/custom-check';
 import type { CanarySamples, MetricProvider } from '../analysis/types';
 import type { Verdict } from '../workflows/messages';
-import { providerFor, type ActivityDeps } from './deps';
+import { nativeMetricSource, providerFor, type ActivityDeps } from './deps';
 import { mapProviderErrors, withHeartbeat } from './heartbeat';
 
 export interface AnalysisTarget {
@@ -31,12 +31,6 @@ function withSource(v: Verdict, source: string): Verdict {
 
 export function analysisActivities(deps: ActivityDeps) {
   const prometheus = new Map<string, PrometheusMetrics>();
-
-  function nativeSource(t: TargetSpec): MetricProvider {
-    const m = deps.metrics.find((p) => p.supports(t));
-    if (!m) throw ApplicationFailure.nonRetryable(`no metric provider configured for ${t.provider} target ${t.name}`, 'NoMetricProvider');
-    return m;
-  }
 
   function syntheticSource(rule: RollbackRule, t: TargetSpec): SyntheticTraffic {
     const cfg = rule.metrics[t.provider].synthetic;
@@ -78,7 +72,7 @@ export function analysisActivities(deps: ActivityDeps) {
       }
       return p;
     }
-    return nativeSource(t);
+    return nativeMetricSource(deps, t);
   }
 
   function judge(rule: RollbackRule, samples: CanarySamples, target: string): Verdict {

@@ -1,15 +1,11 @@
 /** Freeze windows and shared-dependency locks. */
-import { ApplicationFailure } from '@temporalio/activity';
 import type { FreezeWindow } from '../spec/schema';
 import { activeFreeze, type FreezeState } from '../spec/freeze';
 import { dependencyLockWorkflowId, lockAcquireSignal, lockReleaseSignal } from '../workflows/messages';
-import type { ActivityDeps } from './deps';
+import { requireClient, type ActivityDeps } from './deps';
 
 export function coordinationActivities(deps: ActivityDeps) {
-  const client = () => {
-    if (!deps.client) throw ApplicationFailure.nonRetryable('shared_dependencies need a Temporal client in the worker', 'NoClient');
-    return deps.client;
-  };
+  const client = () => requireClient(deps, 'shared_dependencies');
   return {
     /** Run as a local activity: the answer is recorded, so a tz-data update cannot change a replay. */
     async checkFreeze(input: { windows: FreezeWindow[] }): Promise<FreezeState | null> {

@@ -1,3 +1,4 @@
+import { ApplicationFailure } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { TargetSpec } from '../spec/schema';
 import type { TargetProvider } from '../providers/types';
@@ -25,4 +26,17 @@ export function providerFor(deps: ActivityDeps, t: TargetSpec): TargetProvider<a
   const p = deps.providers[t.provider];
   if (!p) throw new Error(`no provider configured for ${t.provider} (target ${t.name})`);
   return p;
+}
+
+/** The worker's Temporal client, for activities that start or signal workflows. */
+export function requireClient(deps: ActivityDeps, purpose: string): Client {
+  if (!deps.client) throw ApplicationFailure.nonRetryable(`${purpose} need a Temporal client in the worker`, 'NoClient');
+  return deps.client;
+}
+
+/** The configured native metric source (CloudWatch, Cloud Monitoring) for a target. */
+export function nativeMetricSource(deps: ActivityDeps, t: TargetSpec): MetricProvider {
+  const m = deps.metrics.find((p) => p.supports(t));
+  if (!m) throw ApplicationFailure.nonRetryable(`no metric provider configured for ${t.provider} target ${t.name}`, 'NoMetricProvider');
+  return m;
 }

@@ -1,14 +1,13 @@
 /** Activities of the scheduled canary analysis: read a service's rollout, judge a promotion, revert it. */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ApplicationFailure } from '@temporalio/activity';
 import { RolloutRefusedError, startRollout } from '../client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { RollbackRule, RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
 import { judgeThreshold } from '../analysis/threshold-judge';
 import { rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus, type Verdict } from '../workflows/messages';
-import type { ActivityDeps } from './deps';
+import { nativeMetricSource, requireClient, type ActivityDeps } from './deps';
 import type { AnalysisTarget } from './analysis';
 import { withHeartbeat } from './heartbeat';
 
@@ -20,15 +19,7 @@ export interface ServiceRollout {
 }
 
 export function scheduledActivities(deps: ActivityDeps) {
-  const client = () => {
-    if (!deps.client) throw ApplicationFailure.nonRetryable('scheduled analyses need a Temporal client in the worker', 'NoClient');
-    return deps.client;
-  };
-  const metricsFor = (t: AnalysisTarget['target']) => {
-    const m = deps.metrics.find((p) => p.supports(t));
-    if (!m) throw ApplicationFailure.nonRetryable(`no metric provider for ${t.provider} target ${t.name}`, 'NoMetricProvider');
-    return m;
-  };
+  const client = () => requireClient(deps, 'scheduled analyses');
 
   return {
     /** The service's latest rollout (open or closed) with its status, or null when it never had one. */
@@ -61,7 +52,7 @@ export function scheduledActivities(deps: ActivityDeps) {
       return withHeartbeat(() =>
         Promise.all(
           input.targets.map(async (t) => {
-            const m = metricsFor(t.target);
+            const m = nativeMetricSource(deps, t.target);
             const now = Date.now();
             const [after, before] = await Promise.all([
               m.collect({

@@ -9,6 +9,7 @@ import type { CloudRunTargetSpec } from '../spec/schema';
 import { gcpClientOptions } from '../providers/gcp-client';
 import { servedSplit } from '../providers/cloud-run';
 import type { CloudMonitoringFake } from './cloud-monitoring-fake';
+import { PeriodicSimulator } from './periodic-simulator';
 
 export interface CloudRunTrafficProfile {
   /** Requests per tick across all revisions of a service. */
@@ -19,11 +20,8 @@ export interface CloudRunTrafficProfile {
   latencyMs?: (target: CloudRunTargetSpec, revision: string) => number;
 }
 
-export class CloudRunTrafficSimulator {
-  private timer?: NodeJS.Timeout;
-  private running = false;
+export class CloudRunTrafficSimulator extends PeriodicSimulator {
   private readonly client: ServicesClient;
-  ticks = 0;
 
   constructor(
     cloudRunEndpoint: string,
@@ -31,48 +29,35 @@ export class CloudRunTrafficSimulator {
     private readonly targets: CloudRunTargetSpec[],
     public profile: CloudRunTrafficProfile,
   ) {
+    super();
     this.client = new ServicesClient(gcpClientOptions(cloudRunEndpoint));
   }
 
-  start(intervalMs = 400): this {
-    this.timer = setInterval(() => void this.tick(), intervalMs);
-    return this;
-  }
-
-  async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      await Promise.all(
-        this.targets.map(async (t) => {
-          const [svc] = await this.client.getService({ name: `projects/${t.project}/locations/${t.region}/services/${t.service}` });
-          for (const [revision, percent] of servedSplit(svc)) {
-            const requests = Math.round((this.profile.requestsPerTick * percent) / 100);
-            if (requests <= 0) continue;
-            const errors = Math.round(requests * this.profile.errorRate(t, revision));
-            const latency = this.profile.latencyMs?.(t, revision) ?? 120;
-            this.monitoring.recordRevisionTraffic({
-              project: t.project,
-              region: t.region,
-              service: t.service,
-              revision,
-              requests,
-              errors,
-              latenciesMs: Array.from({ length: Math.min(requests, 50) }, (_, i) => latency * (0.8 + (0.4 * i) / 50)),
-            });
-          }
-        }),
-      );
-      this.ticks++;
-    } catch {
-      // a service not created yet (test setup in progress) is skipped until the next tick
-    } finally {
-      this.running = false;
-    }
+  protected async once(): Promise<void> {
+    await Promise.all(
+      this.targets.map(async (t) => {
+        const [svc] = await this.client.getService({ name: `projects/${t.project}/locations/${t.region}/services/${t.service}` });
+        for (const [revision, percent] of servedSplit(svc)) {
+          const requests = Math.round((this.profile.requestsPerTick * percent) / 100);
+          if (requests <= 0) continue;
+          const errors = Math.round(requests * this.profile.errorRate(t, revision));
+          const latency = this.profile.latencyMs?.(t, revision) ?? 120;
+          this.monitoring.recordRevisionTraffic({
+            project: t.project,
+            region: t.region,
+            service: t.service,
+            revision,
+            requests,
+            errors,
+            latenciesMs: Array.from({ length: Math.min(requests, 50) }, (_, i) => latency * (0.8 + (0.4 * i) / 50)),
+          });
+        }
+      }),
+    );
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    super.stop();
     void this.client.close();
   }
 }

@@ -45,6 +45,8 @@ export async function createSampleFunction(endpoint: string, t: LambdaTargetSpec
   await c.send(new CreateAliasCommand({ FunctionName: t.function, Name: t.alias, FunctionVersion: v.Version! }));
 }
 
+const cloudwatchClients = new Map<string, CloudWatchClient>();
+
 /** Push simulated per-version metrics, the way Lambda reports a weighted alias. */
 export async function putVersionMetrics(
   endpoint: string,
@@ -52,7 +54,9 @@ export async function putVersionMetrics(
   version: string,
   m: { invocations: number; errors: number; durationMs?: number },
 ): Promise<void> {
-  const cw = new CloudWatchClient({ endpoint, region: t.region, credentials: TEST_CREDENTIALS });
+  const key = `${endpoint}|${t.region}`;
+  let cw = cloudwatchClients.get(key);
+  if (!cw) cloudwatchClients.set(key, (cw = new CloudWatchClient({ endpoint, region: t.region, credentials: TEST_CREDENTIALS })));
   const dims = lambdaVersionDimensions(t, version);
   const now = new Date();
   await cw.send(

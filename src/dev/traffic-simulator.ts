@@ -7,63 +7,51 @@
 import { GetAliasCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { LambdaTargetSpec } from '../spec/schema';
 import { putVersionMetrics, TEST_CREDENTIALS } from './lambda-fixtures';
+import { PeriodicSimulator } from './periodic-simulator';
 
 export interface TrafficProfile {
   /** Requests per tick across both versions of a target. */
   requestsPerTick: number;
-  /** Error rate (0-1) of a version; `isNew` tells whether it is the alias's additional version or its only one after promote. */
+  /** Error rate (0-1) of a version. */
   errorRate: (target: LambdaTargetSpec, version: string) => number;
   durationMs?: (target: LambdaTargetSpec, version: string) => number;
 }
 
-export class TrafficSimulator {
-  private timer?: NodeJS.Timeout;
-  private running = false;
-  ticks = 0;
+export class TrafficSimulator extends PeriodicSimulator {
+  private readonly clients = new Map<string, LambdaClient>();
 
   constructor(
     private readonly lambdaEndpoint: string,
     private readonly cloudwatchEndpoint: string,
     private readonly targets: LambdaTargetSpec[],
     public profile: TrafficProfile,
-  ) {}
-
-  start(intervalMs = 400): this {
-    this.timer = setInterval(() => void this.tick(), intervalMs);
-    return this;
+  ) {
+    super();
   }
 
-  async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      await Promise.all(
-        this.targets.map(async (t) => {
-          const c = new LambdaClient({ endpoint: this.lambdaEndpoint, region: t.region, credentials: TEST_CREDENTIALS });
-          const alias = await c.send(new GetAliasCommand({ FunctionName: t.function, Name: t.alias }));
-          const extra = Object.entries(alias.RoutingConfig?.AdditionalVersionWeights ?? {});
-          const shares: [string, number][] = [[alias.FunctionVersion!, 1 - (extra[0]?.[1] ?? 0)], ...extra];
-          for (const [version, share] of shares) {
-            const invocations = Math.round(this.profile.requestsPerTick * share);
-            if (invocations <= 0) continue;
-            const errors = Math.round(invocations * this.profile.errorRate(t, version));
-            await putVersionMetrics(this.cloudwatchEndpoint, t, version, {
-              invocations,
-              errors,
-              durationMs: this.profile.durationMs?.(t, version) ?? 120,
-            });
-          }
-        }),
-      );
-      this.ticks++;
-    } catch {
-      // a missing function or alias (test setup in progress) is skipped until the next tick
-    } finally {
-      this.running = false;
-    }
+  private client(region: string): LambdaClient {
+    let c = this.clients.get(region);
+    if (!c) this.clients.set(region, (c = new LambdaClient({ endpoint: this.lambdaEndpoint, region, credentials: TEST_CREDENTIALS })));
+    return c;
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
+  protected async once(): Promise<void> {
+    await Promise.all(
+      this.targets.map(async (t) => {
+        const alias = await this.client(t.region).send(new GetAliasCommand({ FunctionName: t.function, Name: t.alias }));
+        const extra = Object.entries(alias.RoutingConfig?.AdditionalVersionWeights ?? {});
+        const shares: [string, number][] = [[alias.FunctionVersion!, 1 - (extra[0]?.[1] ?? 0)], ...extra];
+        for (const [version, share] of shares) {
+          const invocations = Math.round(this.profile.requestsPerTick * share);
+          if (invocations <= 0) continue;
+          const errors = Math.round(invocations * this.profile.errorRate(t, version));
+          await putVersionMetrics(this.cloudwatchEndpoint, t, version, {
+            invocations,
+            errors,
+            durationMs: this.profile.durationMs?.(t, version) ?? 120,
+          });
+        }
+      }),
+    );
   }
 }
