@@ -3,8 +3,10 @@
  * over these functions.
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { ServiceError, WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { formatDuration } from './spec/duration';
 import type { RolloutSpec } from './spec/schema';
+import { MAX_SPEC_BYTES } from './spec/validate';
 import {
   SA,
   TASK_QUEUE,
@@ -34,7 +36,11 @@ export interface StartOptions {
  * Start the rollout of one release. The workflow id is derived from the service, so Temporal
  * itself refuses a second rollout of a service while one runs or is paused after a rollback.
  */
-export async function startRollout(client: Client, spec: RolloutSpec, opts: StartOptions): Promise<WorkflowHandle<typeof rolloutWorkflow>> {
+export async function startRollout(
+  client: Client,
+  spec: RolloutSpec,
+  opts: StartOptions,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof rolloutWorkflow>> {
   const workflowId = rolloutWorkflowId(spec.service);
   const input: RolloutInput = { spec, startedBy: opts.startedBy, ...(opts.revertPromoted ? { revertPromoted: opts.revertPromoted } : {}) };
   const providers = [...new Set(spec.targets.map((t) => t.provider))];
@@ -75,13 +81,55 @@ export async function startRollout(client: Client, spec: RolloutSpec, opts: Star
         `service ${spec.service} already has rollout ${workflowId}: ${what}. Only one rollout per service runs at a time; ${hint}.`,
       );
     }
+    if (err instanceof ServiceError) {
+      // The SDK's message is a bare "Failed to start Workflow"; the reason is in the gRPC cause.
+      const cause = err.cause as (Error & { code?: number; details?: string }) | undefined;
+      const said = (cause?.details || cause?.message || '').split('\n')[0];
+      if (isSizeRefusal(cause)) {
+        const bytes = Buffer.byteLength(JSON.stringify(input), 'utf8');
+        const blob = /blob/i.test(said);
+        throw new RolloutRefusedError(
+          `the Temporal server refused to start ${workflowId}: the request is over its ${blob ? 'payload' : 'message'} size limit (workflow input ${Math.ceil(bytes / 1024)} KiB; server said: ${said}). ` +
+            `Nothing was started. Make the spec smaller (\`rollgate validate\` allows ${MAX_SPEC_BYTES / 1024} KiB)${blob ? ' or raise the server limit limit.blobSize.error' : ''}.`,
+        );
+      }
+      // Keep the error's class (callers may test for ServiceError); give it the server's reason.
+      if (said) err.message = `${err.message} ${workflowId}: ${said}`;
+    }
     throw err;
   }
 }
 
+/**
+ * A refusal for size: the frontend's payload limit ("Blob data size exceeds limit.", INVALID_ARGUMENT,
+ * answered at once) or gRPC's 4 MiB message limit ("received message larger than max",
+ * RESOURCE_EXHAUSTED, which the SDK retries for ~40 s before giving up).
+ */
+function isSizeRefusal(cause: (Error & { details?: string }) | undefined): boolean {
+  if (!cause) return false;
+  return /blob data size exceeds limit|larger than max|message too large|exceeds .*size limit/i.test(
+    `${cause.details ?? ''} ${cause.message ?? ''}`,
+  );
+}
+
 /** Status of a rollout: from its query while open, from its result once closed. */
-export async function getStatus(client: Client, rolloutId: string): Promise<RolloutStatus> {
-  const handle = client.workflow.getHandle(rolloutId);
+export async function getStatus(client: Client, rolloutId: string, runId?: string): Promise<RolloutStatus> {
+  const o = await observeRollout(client, rolloutId, runId);
+  if (!o.status)
+    throw new RolloutRefusedError(`rollout ${rolloutId} is ${o.execution.toLowerCase().replace(/_/g, ' ')} and its status cannot be read`);
+  return o.status;
+}
+
+/** One look at a rollout: the workflow execution's status and, when it can be read, the rollout's. */
+export interface RolloutObservation {
+  runId: string;
+  /** Temporal's execution status: RUNNING, COMPLETED, TERMINATED, FAILED, TIMED_OUT, CANCELLED, ... */
+  execution: string;
+  status?: RolloutStatus;
+}
+
+export async function observeRollout(client: Client, rolloutId: string, runId?: string): Promise<RolloutObservation> {
+  const handle = client.workflow.getHandle(rolloutId, runId);
   let desc;
   try {
     desc = await handle.describe();
@@ -89,12 +137,169 @@ export async function getStatus(client: Client, rolloutId: string): Promise<Roll
     if (err instanceof WorkflowNotFoundError) throw new RolloutRefusedError(`no rollout with id ${rolloutId}`);
     throw err;
   }
-  if (desc.status.name === 'RUNNING') return handle.query(statusQuery);
-  if (desc.status.name === 'COMPLETED') return ((await handle.result()) as RolloutResult).status;
+  const execution = desc.status.name;
+  // A run that continued as new: follow the chain to its current run.
+  if (execution === 'CONTINUED_AS_NEW' && runId) return observeRollout(client, rolloutId);
+  const pinned = client.workflow.getHandle(rolloutId, desc.runId);
+  if (execution === 'RUNNING') return { runId: desc.runId, execution, status: await pinned.query(statusQuery) };
+  if (execution === 'COMPLETED') return { runId: desc.runId, execution, status: ((await pinned.result()) as RolloutResult).status };
   // Terminated/failed/timed out: the status query still answers by replaying the history on a worker.
   try {
-    return await handle.query(statusQuery);
+    return { runId: desc.runId, execution, status: await pinned.query(statusQuery) };
   } catch {
-    throw new RolloutRefusedError(`rollout ${rolloutId} is ${desc.status.name.toLowerCase()} and its status cannot be read`);
+    return { runId: desc.runId, execution };
+  }
+}
+
+// ---- waiting for an outcome (start --wait, watch) -------------------------------------------
+
+/**
+ * How a wait ends. Besides the closed states, a rollout that waits on a human decision it has
+ * announced ends the wait too: the pipeline paused after a rollback (`rolled-back`, open until
+ * resume/abort) and a failed revert (`rollback-failed`, open until resume/abort). An approval gate
+ * ends it only when asked (`awaiting-approval`); an operator's pause never does (someone paused on
+ * purpose and will resume or abort: use a timeout to bound the wait).
+ */
+export type RolloutOutcome = 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed' | 'timeout' | 'awaiting-approval';
+
+export interface OutcomeReport {
+  outcome: RolloutOutcome;
+  /** Whether the rollout is still open (waiting for resume/abort/approve, or still running at a timeout). */
+  open: boolean;
+  /** One line: why, and what to do next. */
+  reason: string;
+  /** The last status read, when there was one. */
+  status?: RolloutStatus;
+}
+
+/**
+ * The pipeline is paused after a rollback (waiting for resume or abort), not by an operator's pause.
+ * The status has no field for that (the workflow's `pausedAfterRollback` is internal), so this looks
+ * for positive evidence that the rollback is done: the detail the workflow sets once the reverts
+ * succeeded, or the `rolled-back` alert recorded after the last rollback stage began. An operator's
+ * pause that is followed by an abort also reads paused/rollback while the reverts run: neither sign
+ * is there, so the wait goes on until the rollout closes as aborted.
+ */
+export function isPausedAfterRollback(s: RolloutStatus): boolean {
+  if (s.state !== 'paused' || s.stage !== 'rollback') return false;
+  if (/^pipeline paused after /.test(s.detail)) return true;
+  let i = s.history.length - 1;
+  while (i >= 0 && !(s.history[i].kind === 'stage' && s.history[i].text.startsWith('stage rollback'))) i--;
+  return s.history.slice(i + 1).some((e) => e.kind === 'alert' && e.text.startsWith('rolled-back '));
+}
+
+/** The outcome a status means, or undefined while the wait goes on. */
+export function classifyRollout(o: RolloutObservation, opts: { exitOnApproval?: boolean } = {}): Omit<OutcomeReport, 'status'> | undefined {
+  const s = o.status;
+  const id = s?.id ?? 'the rollout';
+  if (o.execution !== 'RUNNING' && o.execution !== 'COMPLETED') {
+    const how = o.execution.toLowerCase().replace(/_/g, ' ');
+    return {
+      outcome: 'failed',
+      open: false,
+      reason: `the workflow was ${how}${s ? ` in stage ${s.stage} (state ${s.state})` : ''}; targets may not be on their stable version: check \`rollgate status ${id}\``,
+    };
+  }
+  if (!s) return undefined;
+  const why = s.rollbackReason ?? s.detail;
+  if (o.execution === 'COMPLETED' || !['running', 'paused'].includes(s.state)) {
+    const open = o.execution === 'RUNNING';
+    switch (s.state) {
+      case 'succeeded':
+        return { outcome: 'succeeded', open: false, reason: s.detail.replace(/^succeeded: /, '') };
+      case 'rolled-back':
+        return { outcome: 'rolled-back', open: false, reason: `rolled back and closed: ${why}` };
+      case 'aborted':
+        return { outcome: 'aborted', open: false, reason: s.detail.replace(/^aborted: /, '') };
+      case 'failed':
+        return { outcome: 'failed', open: false, reason: s.detail.replace(/^failed: /, '') };
+      case 'rollback-failed':
+        return {
+          outcome: 'rollback-failed',
+          open,
+          reason: open
+            ? `a revert failed, targets may still serve the new version: ${why}; fix the target, then \`rollgate resume ${id}\` (retry the revert) or \`rollgate abort ${id}\``
+            : `closed with a failed revert: ${why}`,
+        };
+      default:
+        // COMPLETED with a state the result should never carry: report it rather than wait forever.
+        return { outcome: 'failed', open: false, reason: `workflow completed in state ${s.state}: ${s.detail}` };
+    }
+  }
+  if (isPausedAfterRollback(s))
+    return {
+      outcome: 'rolled-back',
+      open: true,
+      reason: `rolled back, pipeline paused: ${why}; \`rollgate resume ${id}\` retries from the canary, \`rollgate abort ${id}\` closes it`,
+    };
+  if (opts.exitOnApproval && s.awaitingApproval)
+    return {
+      outcome: 'awaiting-approval',
+      open: true,
+      reason: `waiting for an approval of wave ${s.awaitingApproval}: \`rollgate approve ${id} --by NAME\` (approvers: ${s.spec.approvers.join(', ')})`,
+    };
+  return undefined;
+}
+
+export interface WaitOptions {
+  /** Follow this run (default: the latest run at the first look, then that run). */
+  runId?: string;
+  /** Give up after this long (outcome `timeout`; the rollout goes on). */
+  timeoutMs?: number;
+  /** End the wait when the rollout waits for an approval. */
+  exitOnApproval?: boolean;
+  /** Poll interval (default 1 s). */
+  intervalMs?: number;
+  /** Called with every status read (watch prints them). */
+  onStatus?: (s: RolloutStatus) => void;
+  /** Reading the status may fail for this long in a row (worker restart, server restart) before the error is thrown. */
+  toleranceMs?: number;
+}
+
+/**
+ * Poll a rollout until it reaches an outcome: closed, paused after a rollback, a failed revert,
+ * (with exitOnApproval) an approval gate, or the timeout. Never waits on an operator's pause
+ * beyond the timeout.
+ */
+export async function waitForOutcome(client: Client, rolloutId: string, opts: WaitOptions = {}): Promise<OutcomeReport> {
+  const started = Date.now();
+  const deadline = opts.timeoutMs === undefined ? Infinity : started + opts.timeoutMs;
+  const interval = opts.intervalMs ?? 1000;
+  const tolerance = opts.toleranceMs ?? 60_000;
+  let runId = opts.runId;
+  let last: RolloutStatus | undefined;
+  let failingSince: number | undefined;
+  for (;;) {
+    let o: RolloutObservation | undefined;
+    try {
+      o = await observeRollout(client, rolloutId, runId);
+      failingSince = undefined;
+    } catch (err) {
+      if (err instanceof RolloutRefusedError) throw err;
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince > tolerance)
+        throw new Error(
+          `cannot read the status of ${rolloutId} for ${formatDuration(Date.now() - failingSince)} (is a worker polling its task queue?): ${(err as Error).message.split('\n')[0]}`,
+          { cause: err },
+        );
+    }
+    if (o) {
+      runId = o.runId;
+      if (o.status) {
+        last = o.status;
+        opts.onStatus?.(o.status);
+      }
+      const done = classifyRollout(o, opts);
+      if (done) return { ...done, status: o.status ?? last };
+    }
+    const left = deadline - Date.now();
+    if (left <= 0)
+      return {
+        outcome: 'timeout',
+        open: true,
+        reason: `still ${last ? `${last.state} in stage ${last.stage} (${last.detail})` : 'not readable'} after ${formatDuration(Date.now() - started)}; the rollout goes on`,
+        status: last,
+      };
+    await new Promise((r) => setTimeout(r, Math.min(interval, left)));
   }
 }

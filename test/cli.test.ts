@@ -3,7 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, type Harness } from './support/harness';
+import { lambdaOp } from '../src/dev/fault-proxy';
+import { validateSpec } from '../src/spec/validate';
+import type { RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
+import { abortSignal, resumeSignal } from '../src/workflows/messages';
+import { aliasState } from './support/lambda';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -107,6 +112,160 @@ test('errors: unknown rollout, bad state filter, unreadable spec', async () => {
   const missing = await run('validate', '/nonexistent.yaml');
   expect(missing.code).toBe(2);
   expect(missing.err).toMatch(/\(file\): cannot read \/nonexistent.yaml: ENOENT/);
+});
+
+// ---- start --wait / watch outcomes and their exit codes ------------------------------------
+
+/** A one-target spec (canary only) written to a file for the CLI. */
+function oneTargetSpec(service: string, over: Partial<RolloutSpecInput> = {}): { spec: RolloutSpec; file: string } {
+  const spec = validateSpec({ ...JSON.parse(JSON.stringify(lambdaSpec(h, service, {}, 1))), waves: [], ...over });
+  const file = join(h.workDir, `${service}.json`);
+  writeFileSync(file, JSON.stringify(spec));
+  return { spec, file };
+}
+
+const startArgs = (file: string) => [file, '--by', 'carol', '--task-queue', h.taskQueue];
+
+test('a breach: start --wait ends with exit 3 once the pipeline pauses after the rollback; watch too, open or closed', async () => {
+  const { spec, file } = oneTargetSpec('cli-breach');
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2');
+  try {
+    const started = await run('start', ...startArgs(file), '--wait', '--json');
+    expect(started.code).toBe(3);
+    const res = JSON.parse(started.out);
+    expect(res).toMatchObject({ id: 'rollout-cli-breach', outcome: 'rolled-back', exitCode: 3, open: true, state: 'paused' });
+    expect(res.status).toMatchObject({ state: 'paused', stage: 'rollback' });
+    expect(res.reason).toMatch(/^rolled back, pipeline paused: .*error rate.*`rollgate resume rollout-cli-breach` retries/);
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
+
+    const watched = await run('watch', 'rollout-cli-breach', '--interval', '200');
+    expect(watched.code).toBe(3);
+    expect(watched.out).toMatch(/state=paused\s+stage=rollback/);
+    expect(watched.out).toMatch(/rollout-cli-breach: rolled-back \(rollout still open\): rolled back, pipeline paused: .* \[exit 3\]\n$/);
+
+    // abort closes it as rolled-back: same code.
+    const handle = h.client.workflow.getHandle('rollout-cli-breach');
+    await handle.signal(abortSignal, { by: 'carol' });
+    await handle.result();
+    const closed = await run('watch', 'rollout-cli-breach', '--json');
+    expect(closed.code).toBe(3);
+    expect(JSON.parse(closed.out.trim().split('\n').pop()!)).toMatchObject({ state: 'rolled-back' });
+    expect(closed.err).toMatch(/^rollout-cli-breach: rolled-back: rolled back and closed: .* \[exit 3\]\n$/);
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('a revert that keeps failing: start --wait and watch end with exit 4 (rollback-failed)', async () => {
+  const { spec, file } = oneTargetSpec('cli-stuck');
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2');
+  // The canary shift goes through; every later alias update (the revert) fails.
+  let shifted = false;
+  h.proxy.inject({
+    match: (c) => lambdaOp.updateAlias('cli-stuck-fn')(c) && (shifted ? true : ((shifted = true), false)),
+    times: 1000,
+    action: { status: 503, errorType: 'ServiceException', message: 'Lambda is having a bad day' },
+  });
+  try {
+    const started = await run('start', ...startArgs(file), '--wait', '--timeout', '3m');
+    expect(started.code).toBe(4);
+    expect(started.out).toMatch(
+      /rollout-cli-stuck: rollback-failed \(rollout still open\): a revert failed, targets may still serve the new version: .*`rollgate resume rollout-cli-stuck` \(retry the revert\).* \[exit 4\]/,
+    );
+    const watched = await run('watch', 'rollout-cli-stuck', '--json');
+    expect(watched.code).toBe(4);
+    expect(JSON.parse(watched.out.trim().split('\n').pop()!)).toMatchObject({ state: 'rollback-failed' });
+
+    // Fixed: resume retries the revert, the pipeline pauses: exit 3 from then on.
+    h.proxy.clearFaults();
+    const handle = h.client.workflow.getHandle('rollout-cli-stuck');
+    await handle.signal(resumeSignal, { by: 'carol' });
+    expect((await run('watch', 'rollout-cli-stuck', '--interval', '200', '--timeout', '1m')).code).toBe(3);
+    await handle.signal(abortSignal, { by: 'carol' });
+    await handle.result();
+  } finally {
+    h.proxy.clearFaults();
+    traffic.stop();
+  }
+});
+
+test('start --wait: 0 when promoted, 6 when a stage fails before any traffic moves', async () => {
+  const ok = oneTargetSpec('cli-ok');
+  await createFunctions(h, ok.spec);
+  const traffic = simulateTraffic(h, ok.spec);
+  try {
+    const r = await run('start', ...startArgs(ok.file), '--wait', '--timeout', '2m');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/rollout-cli-ok: succeeded: release r2 promoted on 1 target\(s\) \[exit 0\]\n$/);
+  } finally {
+    traffic.stop();
+  }
+  const bad = oneTargetSpec('cli-red-tests', { test: { command: 'exit 1' } });
+  const r = await run('start', ...startArgs(bad.file), '--wait', '--json');
+  expect(r.code).toBe(6);
+  expect(JSON.parse(r.out)).toMatchObject({ outcome: 'failed', exitCode: 6, open: false, state: 'failed' });
+});
+
+test('approval gate and operator pause keep watch waiting (timeout 7) unless --exit-on-approval (8); abort is 5', async () => {
+  const base = lambdaSpec(h, 'cli-gate', {}, 2);
+  const spec = validateSpec({ ...JSON.parse(JSON.stringify(base)), waves: base.waves.map((w) => ({ ...w, approval: true })) });
+  const file = join(h.workDir, 'cli-gate.json');
+  writeFileSync(file, JSON.stringify(spec));
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  try {
+    expect((await run('start', ...startArgs(file), '--timeout', '5m')).code).toBe(2); // --timeout needs --wait
+    expect((await run('start', ...startArgs(file), '--wait', '--timeout', 'soon')).code).toBe(2);
+    const approval = await run('start', ...startArgs(file), '--wait', '--exit-on-approval', '--json');
+    expect(approval.code).toBe(8);
+    expect(JSON.parse(approval.out)).toMatchObject({ outcome: 'awaiting-approval', open: true, status: { awaitingApproval: 'wave-1' } });
+    const id = 'rollout-cli-gate';
+    expect((await run('watch', id, '--exit-on-approval')).out).toMatch(
+      /awaiting-approval .*`rollgate approve rollout-cli-gate --by NAME` \(approvers: alice, bob\) \[exit 8\]/,
+    );
+
+    const t0 = Date.now();
+    const waited = await run('watch', id, '--timeout', '1500ms', '--interval', '200');
+    expect(waited.code).toBe(7);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+    expect(waited.out).toMatch(
+      /rollout-cli-gate: timeout \(rollout still open\): still running in stage wave:wave-1 .*the rollout goes on \[exit 7\]/,
+    );
+
+    expect((await run('pause', id, '--by', 'carol')).code).toBe(0);
+    const paused = await run('watch', id, '--timeout', '1s', '--interval', '200');
+    expect(paused.code).toBe(7);
+    expect(paused.out).toMatch(/timeout \(rollout still open\): still paused in stage wave:wave-1/);
+
+    expect((await run('abort', id, '--by', 'carol')).code).toBe(0);
+    const aborted = await run('watch', id, '--interval', '200', '--timeout', '1m');
+    expect(aborted.code).toBe(5);
+    expect(aborted.out).toMatch(/rollout-cli-gate: aborted: aborted by carol \[exit 5\]\n$/);
+    await waitForStatus(h.client.workflow.getHandle(id), (s) => s.state === 'aborted');
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('--help documents the exit codes and when start --wait / watch end', async () => {
+  for (const args of [['--help'], ['start', '--help'], ['watch', '--help']]) {
+    const r = await run(...args);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Exit codes:');
+    for (const line of [
+      '0  ok',
+      '3  rolled back',
+      '4  rollback failed',
+      '5  aborted',
+      '6  failed',
+      '7  --timeout elapsed',
+      '8  waiting for an approval',
+    ])
+      expect(r.out).toContain(`  ${line}`);
+  }
+  expect((await run('watch', '--help')).out).toMatch(/An operator's pause keeps them waiting/);
 });
 
 test('the installed bin runs (npx rollgate)', () => {

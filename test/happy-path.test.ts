@@ -1,9 +1,7 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { recordHistory } from './support/history';
 import { WorkflowHandle } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { noopSinks } from '../src/worker';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startRollout } from '../src/client';
 import type { RolloutResult } from '../src/workflows/messages';
 import { historyText } from './support/history';
@@ -56,8 +54,7 @@ test('a release goes build → verify → canary → waves → promote, alias ch
       history,
       handle.workflowId,
     );
-    if (process.env.ROLLGATE_RECORD_HISTORIES === '1')
-      writeFileSync(join(__dirname, 'histories', 'happy-path.json'), JSON.stringify(JSON.parse(historyToJSON(history)), null, 1));
+    await recordHistory(handle, 'rollout-v2-happy-path');
 
     const text = await historyText(handle);
     expect(text).toContain('RELEASE_ID'); // payloads were decoded: the check below can see values

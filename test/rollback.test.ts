@@ -1,6 +1,4 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { recordHistory } from './support/history';
 import { startRollout } from '../src/client';
 import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
 import { aliasState, publishedVersions } from './support/lambda';
@@ -63,11 +61,7 @@ test('breach in wave 2 reverts every touched target; resume retries from the can
     expect(res.state).toBe('succeeded');
     expect(res.status.history.some((e) => /found already published version 2/.test(e.text))).toBe(true);
     // A saga + resume path for the replay suite (see test/replay.test.ts).
-    if (process.env.ROLLGATE_RECORD_HISTORIES === '1')
-      writeFileSync(
-        join(__dirname, 'histories', 'breach-resume.json'),
-        JSON.stringify(JSON.parse(historyToJSON(await handle.fetchHistory())), null, 1),
-      );
+    await recordHistory(handle, 'rollout-v2-breach-resume');
     for (const t of spec.targets) {
       expect(await publishedVersions(h.motoUrl, t)).toEqual(['1', '2']);
       expect(await aliasState(h.motoUrl, t)).toEqual({ version: '2', weights: {} });

@@ -2,11 +2,13 @@
  * Malformed specs are refused with the path of every bad field, before anything starts and without
  * a single provider call (the CLI `start` is run against a live server and a counting proxy).
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SpecError, validateSpec, parseSpecText } from '../src/spec/validate';
+import { MAX_SPEC_BYTES, SpecError, validateSpec, parseSpecText } from '../src/spec/validate';
 import { main } from '../src/cli/main';
-import { createHarness, type Harness } from './support/harness';
+import { RolloutRefusedError, startRollout } from '../src/client';
+import { createHarness, lambdaSpec, type Harness } from './support/harness';
 
 const base = () => ({
   service: 'checkout',
@@ -160,6 +162,27 @@ const cases: [string, (s: Spec) => void, string][] = [
     'rollback.judge.metrics[0].samples',
   ],
   ['notify webhook not a URL', (s) => (s.notify = { webhook: 'slack' }), 'notify.webhook'],
+  ['notify webhook not http(s)', (s) => (s.notify = { webhook: 'ftp://hooks.example.com/alerts' }), 'notify.webhook'],
+  ['notify webhook file URL', (s) => (s.notify = { webhook: 'file:///etc/passwd' }), 'notify.webhook'],
+  [
+    'custom check URL not http(s)',
+    (s) => (s.rollback = { custom_checks: [{ ...driftCheck, url: 'ftp://rag/drift?rev={{revision}}' }] }),
+    'rollback.custom_checks[0].url',
+  ],
+  [
+    'prometheus URL not http(s)',
+    (s) =>
+      (s.rollback = {
+        metrics: {
+          'aws-lambda': {
+            source: 'prometheus',
+            prometheus: { url: 'gopher://prom:9090', requests: 'sum(r{v="{{revision}}"})', errors: 'sum(e{v="{{revision}}"})' },
+          },
+        },
+      }),
+    'rollback.metrics.aws-lambda.prometheus.url',
+  ],
+  ['spec over the size limit', (s) => ((s as any).probes = [{ name: 'big', payload: { blob: 'x'.repeat(5 * 1024 * 1024) } }]), '(root)'],
   ['probe path without slash', (s) => (s.probes = [{ name: 'health', path: 'healthz' }]), 'probes[0].path'],
   [
     'freeze window bad time zone',
@@ -218,6 +241,25 @@ test('all problems come in one message', () => {
   for (const p of ['canary.weight', 'targets[1].region', 'waves[0].steps']) expect(err.message).toContain(`  - ${p}: `);
 });
 
+test('http and https webhooks are accepted', () => {
+  for (const webhook of ['http://127.0.0.1:9/hook', 'https://hooks.slack.com/services/T/B/X'])
+    expect(validateSpec({ ...base(), notify: { webhook } }).notify?.webhook).toBe(webhook);
+  expect(() => validateSpec({ ...base(), notify: { webhook: 'ftp://hooks.example.com/alerts' } })).toThrow(
+    /notify\.webhook: must be an http\(s\) URL, not ftp:/,
+  );
+});
+
+test('an oversized spec is refused with its size, the limit and its largest fields', () => {
+  const big = { ...base(), probes: [{ name: 'big', payload: { blob: 'x'.repeat(5 * 1024 * 1024) } }] };
+  expect(() => validateSpec(big, 'big.json')).toThrow(
+    /\(root\): spec is 5\.0 MiB as JSON, over the limit of 256 KiB .*largest fields: probes 5\.0 MiB/,
+  );
+  // Just under the limit passes: the limit is on the serialized (normalized) spec.
+  const pad = MAX_SPEC_BYTES - Buffer.byteLength(JSON.stringify(validateSpec(base())));
+  const under = { ...base(), probes: [{ name: 'pad', payload: 'x'.repeat(pad - 200) }] };
+  expect(() => validateSpec(under)).not.toThrow();
+});
+
 test('YAML syntax errors and non-mappings are refused', () => {
   expect(() => parseSpecText('service: [unclosed')).toThrow(/\(file\): not valid YAML\/JSON/);
   expect(() => parseSpecText('- a\n- b')).toThrow(/\(root\): must be a mapping/);
@@ -234,6 +276,7 @@ describe('CLI start with a malformed spec', () => {
   test('exits 2 for every malformed spec, starts nothing and calls no provider', async () => {
     const dir = join(h.workDir, 'specs');
     mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'fn.zip'), 'zip'); // the base spec's artifact.file exists: each case fails on its own problem
     process.env.TEMPORAL_ADDRESS = process.env.ROLLGATE_TEST_TEMPORAL;
     const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
@@ -256,5 +299,102 @@ describe('CLI start with a malformed spec', () => {
     const ids: string[] = [];
     for await (const wf of started) ids.push(wf.workflowId);
     expect(ids).toEqual([]);
+  });
+});
+
+describe('file checks and size refusals before anything starts', () => {
+  let h: Harness;
+  let dir: string;
+  beforeAll(async () => {
+    h = await createHarness('specfiles');
+    await h.startWorker();
+    dir = join(h.workDir, 'specs');
+    mkdirSync(dir, { recursive: true });
+    process.env.TEMPORAL_ADDRESS = process.env.ROLLGATE_TEST_TEMPORAL;
+  });
+  afterAll(async () => h?.close());
+
+  async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+    const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
+    try {
+      return { code: await main(args), out, err };
+    } finally {
+      o.mockRestore();
+      e.mockRestore();
+      process.exitCode = undefined;
+    }
+  }
+
+  async function workflowsOf(service: string): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const wf of h.client.workflow.list({ query: `TaskQueue = '${h.taskQueue}'` }))
+      if (wf.workflowId === `rollout-${service}`) ids.push(wf.runId);
+    return ids;
+  }
+
+  test('a nonexistent artifact.file is refused by validate and start, naming the field and the path', async () => {
+    const spec = { ...base(), service: 'ghost-zip', artifact: { file: './build/missing.zip' } };
+    const file = join(dir, 'ghost-zip.json');
+    writeFileSync(file, JSON.stringify(spec));
+    const resolved = join(dir, 'build', 'missing.zip');
+    const v = await cli('validate', file);
+    expect(v.code).toBe(2);
+    expect(v.err).toContain(`- artifact.file: file not found: ./build/missing.zip (resolved to ${resolved})`);
+    const s = await cli('start', file, '--task-queue', h.taskQueue, '--by', 'carol');
+    expect(s.code).toBe(2);
+    expect(s.err).toContain(`- artifact.file: file not found: ./build/missing.zip (resolved to ${resolved})`);
+    // A folder is not a zip either.
+    writeFileSync(join(dir, 'dir-zip.json'), JSON.stringify({ ...spec, artifact: { file: '.' } }));
+    expect((await cli('validate', join(dir, 'dir-zip.json'))).err).toMatch(/- artifact\.file: \. \(resolved to .*\) is not a file/);
+    // Once the file is there, the same spec validates.
+    mkdirSync(join(dir, 'build'), { recursive: true });
+    writeFileSync(resolved, 'zip bytes');
+    expect(await cli('validate', file)).toMatchObject({ code: 0, out: expect.stringContaining('ok (ghost-zip r42') });
+    expect(h.proxy.calls).toHaveLength(0);
+    expect(await workflowsOf('ghost-zip')).toEqual([]);
+  });
+
+  test('artifact.sha256 that does not match the file is refused before anything starts', async () => {
+    writeFileSync(join(dir, 'pinned.zip'), 'the real bytes');
+    const digest = createHash('sha256').update('the real bytes').digest('hex');
+    const wrong = createHash('sha256').update('other bytes').digest('hex');
+    const file = join(dir, 'pinned.json');
+    writeFileSync(file, JSON.stringify({ ...base(), service: 'pinned', artifact: { file: 'pinned.zip', sha256: wrong } }));
+    const r = await cli('start', file, '--task-queue', h.taskQueue, '--by', 'carol');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(
+      `- artifact.sha256: pinned.zip (resolved to ${join(dir, 'pinned.zip')}) has sha256 ${digest}, the spec pins ${wrong}`,
+    );
+    expect(await workflowsOf('pinned')).toEqual([]);
+  });
+
+  test('a 5 MB spec is refused by validate and start with the limit', async () => {
+    writeFileSync(join(dir, 'fn.zip'), 'zip');
+    const file = join(dir, 'huge.json');
+    writeFileSync(file, JSON.stringify({ ...base(), service: 'huge', probes: [{ name: 'big', payload: 'x'.repeat(5 * 1024 * 1024) }] }));
+    for (const cmd of ['validate', 'start']) {
+      const r = await cli(cmd, file, ...(cmd === 'start' ? ['--task-queue', h.taskQueue, '--by', 'carol'] : []));
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/- \(root\): spec is 5\.0 MiB as JSON, over the limit of 256 KiB/);
+    }
+    expect(await workflowsOf('huge')).toEqual([]);
+  });
+
+  test('a start the server refuses for its size says so (not a bare "Failed to start Workflow")', async () => {
+    // A spec that skipped validation (a program building its own input): the server refuses it.
+    const spec = lambdaSpec(h, 'oversized', {}, 1);
+    spec.probes = [{ name: 'big', payload: 'x'.repeat(5 * 1024 * 1024), timeout: '10 seconds' }];
+    // 2.5 MB: over the server's 2 MB payload limit (INVALID_ARGUMENT, answered at once). Over 4 MB,
+    // gRPC's message limit answers RESOURCE_EXHAUSTED, which the SDK retries for ~40 s before the same message.
+    spec.probes = [{ name: 'big', payload: 'x'.repeat(2.5 * 1024 * 1024), timeout: '10 seconds' }];
+    const err = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue }).catch((e) => e);
+    expect(err).toBeInstanceOf(RolloutRefusedError);
+    expect(err.message).toMatch(
+      /^the Temporal server refused to start rollout-oversized: the request is over its payload size limit \(workflow input 25\d\d KiB; server said: Blob data size exceeds limit\.?\)\. Nothing was started\. Make the spec smaller \(`rollgate validate` allows 256 KiB\)/,
+    );
+    expect(await workflowsOf('oversized')).toEqual([]);
   });
 });

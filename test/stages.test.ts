@@ -47,6 +47,7 @@ test('build runs once and its digest is deployed; tests and the migration run be
     expect(readFileSync(join(dir, 'build.log'), 'utf8')).toBe('build\n');
     const stages = res.status.history.filter((e) => e.kind === 'stage').map((e) => e.text.split(':')[0]);
     expect(stages).toEqual([
+      'stage preflight',
       'stage build',
       'stage test',
       'stage migrate',
@@ -73,7 +74,8 @@ test('a failing test command ends the rollout before anything is deployed', asyn
   const res = (await handle.result()) as RolloutResult;
   expect(res.state).toBe('failed');
   expect(res.reason).toMatch(/test command exited 3: 2 tests failed/);
-  expect(h.proxy.count(lambdaOp.any('failing-tests-fn'))).toBe(0);
+  // Only the read-only target preflight reached Lambda: no write.
+  expect(h.proxy.count((c) => c.method !== 'GET' && lambdaOp.any('failing-tests-fn')(c))).toBe(0);
 });
 
 test('a migration that reports another schema_rev fails before any deploy', async () => {
@@ -82,7 +84,7 @@ test('a migration that reports another schema_rev fails before any deploy', asyn
   const res = (await (await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue })).result()) as RolloutResult;
   expect(res.state).toBe('failed');
   expect(res.reason).toBe('migration reports schema_rev "6", spec expects "7"');
-  expect(h.proxy.count(lambdaOp.any('bad-migration-fn'))).toBe(0);
+  expect(h.proxy.count((c) => c.method !== 'GET' && lambdaOp.any('bad-migration-fn')(c))).toBe(0);
 });
 
 test('a failing health probe fails verify before traffic moves; the alert is retried until delivered', async () => {
@@ -125,6 +127,7 @@ test('env drift: a key missing versus the stable version fails verify; changed v
 
 test('a revert that keeps failing escalates (rollback-failed + alert); resume retries only the revert', async () => {
   const spec = oneTarget('stuck-revert');
+  spec.rollback.revert_retry_for = '10 seconds'; // escalate within the test (default: 3 minutes)
   await createFunctions(h, spec);
   const traffic = simulateTraffic(h, spec, (_t, v) => v === '2'); // canary breaches
   // Every alias update after the canary shift fails with a (retryable) service error.
@@ -145,7 +148,7 @@ test('a revert that keeps failing escalates (rollback-failed + alert); resume re
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     const failed = await waitForStatus(handle, (s) => s.state === 'rollback-failed', 60_000, 'rollback-failed');
     expect(failed.detail).toMatch(/ROLLBACK FAILED for stuck-revert r2 after breach in canary: revert us-east-1: .*bad day/);
-    // Retried (6 activity attempts, each with the SDK's own retries) before escalating.
+    // Retried for rollback.revert_retry_for (activity attempts, each with the SDK's own retries) before escalating.
     expect(h.proxy.count(lambdaOp.updateAlias('stuck-revert-fn'))).toBeGreaterThanOrEqual(1 + 6);
     const alert = await waitForAlert(h, 'stuck-revert');
     expect(alert?.body.rollgate.event).toBe('rollback-failed');
@@ -168,6 +171,7 @@ test('the same stage failing in 3 consecutive rollouts escalates in the alert', 
   const alertsOf = () => h.webhook.received.filter((r) => r.body.rollgate.service === 'escalating').map((r) => r.body);
   for (let i = 1; i <= 3; i++) {
     const spec = oneTarget('escalating', { release: `r${i}`, test: { command: 'exit 1' } });
+    if (i === 1) await createFunctions(h, spec);
     const res = (await (await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue })).result()) as RolloutResult;
     expect(res).toMatchObject({ state: 'failed', status: { failedStage: 'test' } });
     await new Promise((r) => setTimeout(r, 1500)); // visibility catches up with the closed run

@@ -12,6 +12,7 @@ import { PrometheusMetrics } from '../analysis/prometheus';
 import { SyntheticTraffic, httpEndpoints, lambdaEndpoints } from '../analysis/synthetic';
 import { preflightCustomCheck, runCustomChecks, type CustomCheckSpec } from '../analysis/custom-check';
 import type { CanarySamples, MetricProvider } from '../analysis/types';
+import { NonRetryableProviderError } from '../providers/types';
 import type { Verdict } from '../workflows/messages';
 import { nativeMetricSource, providerFor, type ActivityDeps } from './deps';
 import { mapProviderErrors, withHeartbeat } from './heartbeat';
@@ -20,6 +21,11 @@ export interface AnalysisTarget {
   target: TargetSpec;
   stableVersion: string;
   newVersion: string;
+  /**
+   * Where the baseline comes from when the stable version no longer serves (the step at 100 %):
+   * the window before the shift. Without it the baseline is the stable version in the same window.
+   */
+  baselineWindow?: { startMs: number; endMs: number };
 }
 
 const seconds = (d: string | undefined) => (d === undefined ? undefined : Math.round((durationMs(d) ?? 0) / 1000));
@@ -27,6 +33,19 @@ const seconds = (d: string | undefined) => (d === undefined ? undefined : Math.r
 /** Every reason names where its numbers come from ("cloudwatch us-east-1", "synthetic 50 requests/revision; ..."). */
 function withSource(v: Verdict, source: string): Verdict {
   return v.reason.includes(source) ? v : { ...v, reason: `${v.reason} [${source}]` };
+}
+
+/**
+ * A source that answers with a final error (bad query, permission, missing resource) fails the
+ * stage at once; a transient one (throttling, 5xx, a timeout) is retried by the activity's policy.
+ */
+function preflightFailure(what: string, err: unknown): ApplicationFailure {
+  const e = err as Error;
+  const final = err instanceof NonRetryableProviderError || (err instanceof ApplicationFailure && err.nonRetryable);
+  const message = `${what}: ${e.message}`;
+  return final
+    ? ApplicationFailure.nonRetryable(message, 'MetricsPreflight')
+    : ApplicationFailure.retryable(message, 'MetricsPreflightUnavailable');
 }
 
 export function analysisActivities(deps: ActivityDeps) {
@@ -107,10 +126,7 @@ export function analysisActivities(deps: ActivityDeps) {
             try {
               await m.preflight(t.target, t.stableVersion);
             } catch (err) {
-              throw ApplicationFailure.nonRetryable(
-                `metrics preflight failed for ${t.target.name} (${m.name}): ${(err as Error).message}`,
-                'MetricsPreflight',
-              );
+              throw preflightFailure(`metrics preflight failed for ${t.target.name} (${m.name})`, err);
             }
             out.push(`${t.target.name}: ${m.name} ok`);
           }
@@ -145,13 +161,17 @@ export function analysisActivities(deps: ActivityDeps) {
           Promise.all(
             input.targets.map(async (t) => {
               const source = input.synthetic ? syntheticSource(input.rule, t.target) : sourceFor(input.rule, t.target);
+              const window = { target: t.target, canaryVersion: t.newVersion, baselineVersion: t.stableVersion };
               const samples = await source.collect({
-                target: t.target,
-                canaryVersion: t.newVersion,
-                baselineVersion: t.stableVersion,
+                ...window,
                 startMs: input.startMs,
                 endMs: Date.now() + 60_000, // include samples stamped up to a minute ahead (clock skew)
               });
+              // Synthetic traffic measures both revisions now, whatever the window: no earlier baseline needed.
+              if (t.baselineWindow && !(source instanceof SyntheticTraffic)) {
+                const before = await source.collect({ ...window, startMs: t.baselineWindow.startMs, endMs: t.baselineWindow.endMs });
+                samples.baseline = before.baseline;
+              }
               const verdict = withSource(judge(input.rule, samples, t.target.name), samples.source);
               const checks = await runCustomChecks(checksFor(input.rule, t.target), {
                 target: t.target,

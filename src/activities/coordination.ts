@@ -1,7 +1,7 @@
 /** Freeze windows and shared-dependency locks. */
 import type { FreezeWindow } from '../spec/schema';
 import { activeFreeze, type FreezeState } from '../spec/freeze';
-import { dependencyLockWorkflowId, lockAcquireSignal, lockReleaseSignal } from '../workflows/messages';
+import { dependencyLockWorkflowId, lockAcquireSignal, lockReleaseSignal, lockStateQuery, type LockHolder } from '../workflows/messages';
 import { requireClient, type ActivityDeps } from './deps';
 
 export function coordinationActivities(deps: ActivityDeps) {
@@ -12,23 +12,72 @@ export function coordinationActivities(deps: ActivityDeps) {
       return activeFreeze(Date.now(), input.windows);
     },
 
-    /** Queue `holder` on the dependency's lock workflow (started if absent); the grant arrives as a signal. */
-    async requestDependencyLock(input: { dependency: string; holder: string; taskQueue: string }): Promise<void> {
+    /**
+     * Queue `holder` (workflow id) and `runId` on the dependency's lock workflow (started if absent);
+     * the grant arrives as a signal to that run.
+     */
+    async requestDependencyLock(input: { dependency: string; holder: string; runId?: string; taskQueue: string }): Promise<void> {
       await client().workflow.signalWithStart('dependencyLockWorkflow', {
         workflowId: dependencyLockWorkflowId(input.dependency),
         taskQueue: input.taskQueue,
         args: [{ dependency: input.dependency }],
         signal: lockAcquireSignal,
-        signalArgs: [{ holder: input.holder }],
+        signalArgs: [lockHolder(input)],
       });
     },
 
-    async releaseDependencyLock(input: { dependency: string; holder: string }): Promise<void> {
+    async releaseDependencyLock(input: { dependency: string; holder: string; runId?: string }): Promise<void> {
       try {
-        await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).signal(lockReleaseSignal, { holder: input.holder });
+        await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).signal(lockReleaseSignal, lockHolder(input));
       } catch (err) {
         if ((err as Error).name !== 'WorkflowNotFoundError') throw err; // lock already gone: nothing to release
       }
     },
+
+    /**
+     * Whether the lock workflow itself says this run holds the dependency: a lockGranted signal can be
+     * sent by anyone, the lock's state cannot. A holder queued by the first lock version has no run id.
+     */
+    async confirmDependencyLock(input: { dependency: string; holder: string; runId: string }): Promise<boolean> {
+      try {
+        const state = await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).query(lockStateQuery);
+        return state.holder === input.holder && (state.holderRunId === undefined || state.holderRunId === input.runId);
+      } catch (err) {
+        if ((err as Error).name === 'WorkflowNotFoundError') return false;
+        throw err;
+      }
+    },
+
+    /**
+     * The lock's holders and waiters whose runs no longer run (completed, failed, terminated, timed
+     * out, cancelled, or gone from the server): the lock drops them. A run that continued as new
+     * counts as running while its workflow id's latest run runs. An entry without a run id (queued
+     * by the first lock version) is judged by its workflow id's latest run.
+     */
+    async findClosedLockHolders(input: { holders: LockHolder[] }): Promise<(LockHolder & { status: string })[]> {
+      const closed: (LockHolder & { status: string })[] = [];
+      for (const h of input.holders) {
+        let status = await runStatus(h.holder, h.runId);
+        if (status === 'CONTINUED_AS_NEW') status = await runStatus(h.holder);
+        if (CLOSED.has(status)) closed.push({ ...lockHolder(h), status });
+      }
+      return closed;
+    },
   };
+
+  async function runStatus(workflowId: string, runId?: string): Promise<string> {
+    try {
+      return (await client().workflow.getHandle(workflowId, runId).describe()).status.name;
+    } catch (err) {
+      if ((err as Error).name === 'WorkflowNotFoundError') return 'NOT_FOUND';
+      throw err; // unknown (server unavailable...): the lock keeps the entry and asks again later
+    }
+  }
+}
+
+/** Closed for good; any other status (RUNNING, or one this code does not know) keeps the entry. */
+const CLOSED = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT', 'CONTINUED_AS_NEW', 'NOT_FOUND']);
+
+function lockHolder(h: LockHolder): LockHolder {
+  return h.runId ? { holder: h.holder, runId: h.runId } : { holder: h.holder };
 }

@@ -28,3 +28,35 @@ export function formatStatus(s: RolloutStatus, nowMs = Date.now()): string {
   if (s.rollbackReason) lines.push(`  rollback reason: ${s.rollbackReason}`);
   return lines.join('\n');
 }
+
+/**
+ * Exit codes of the CLI. `start --wait` and `watch` end with one per outcome, so a CI job can
+ * branch on it; every other command uses 0, 1 and 2 only.
+ */
+export const EXIT_CODES = {
+  ok: 0,
+  error: 1,
+  usage: 2,
+  'rolled-back': 3,
+  'rollback-failed': 4,
+  aborted: 5,
+  failed: 6,
+  timeout: 7,
+  'awaiting-approval': 8,
+} as const;
+
+export const EXIT_CODE_TABLE: [number, string][] = [
+  [EXIT_CODES.ok, 'ok; for start --wait / watch: the rollout succeeded (promoted everywhere)'],
+  [EXIT_CODES.error, 'error: refused, not found, cannot connect'],
+  [EXIT_CODES.usage, 'invalid input: bad spec or arguments (nothing started)'],
+  [EXIT_CODES['rolled-back'], 'rolled back: the pipeline is paused after a rollback (resume/abort), or closed as rolled-back'],
+  [EXIT_CODES['rollback-failed'], 'rollback failed: a revert failed, a target may still serve the new version (resume/abort)'],
+  [EXIT_CODES.aborted, 'aborted by an operator (touched targets reverted)'],
+  [EXIT_CODES.failed, 'failed before any traffic moved (build, test, migrate), or the workflow was terminated/timed out'],
+  [EXIT_CODES.timeout, '--timeout elapsed; the rollout goes on'],
+  [EXIT_CODES['awaiting-approval'], 'waiting for an approval (only with --exit-on-approval)'],
+];
+
+export function exitCodeHelp(): string {
+  return `\nExit codes:\n${EXIT_CODE_TABLE.map(([c, t]) => `  ${c}  ${t}`).join('\n')}\n`;
+}

@@ -1,6 +1,7 @@
 /**
  * `rollgate` CLI. Exit codes: 0 ok, 2 invalid input (bad spec, bad arguments), 1 anything else
- * (refused, not found, cannot connect). Errors are one line that says what to do.
+ * (refused, not found, cannot connect); `start --wait` and `watch` end with one code per outcome
+ * (EXIT_CODES in format.ts, README "CLI"). Errors are one line that says what to do.
  */
 import { userInfo } from 'node:os';
 import { dirname } from 'node:path';
@@ -8,7 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { loadSpecFile, resolveSpecPaths, SpecError } from '../spec/validate';
 import { connectClient } from '../temporal/connection';
-import { getStatus, RolloutRefusedError, startRollout } from '../client';
+import { getStatus, RolloutRefusedError, startRollout, waitForOutcome, type OutcomeReport, type WaitOptions } from '../client';
 import {
   SA,
   analysisScheduleId,
@@ -18,9 +19,9 @@ import {
   rejectUpdate,
   resumeSignal,
   TASK_QUEUE,
-  type RolloutResult,
 } from '../workflows/messages';
-import { formatStatus } from './format';
+import { durationMs } from '../spec/duration';
+import { EXIT_CODES, exitCodeHelp, formatStatus } from './format';
 import { formatPlan, planRollout } from '../spec/plan';
 import { createAnalysisSchedule, listAnalysisSchedules, scheduleAction, ScheduleUsageError } from '../schedules';
 
@@ -54,12 +55,46 @@ function print(json: boolean | undefined, value: unknown, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
 }
 
+interface WaitFlags {
+  timeout?: string;
+  exitOnApproval?: boolean;
+}
+
+function waitOptions(o: WaitFlags): Pick<WaitOptions, 'timeoutMs' | 'exitOnApproval'> {
+  let timeoutMs: number | undefined;
+  if (o.timeout !== undefined) {
+    timeoutMs = durationMs(o.timeout);
+    if (timeoutMs === undefined || timeoutMs <= 0)
+      throw new UsageError(`--timeout must be a duration such as 30m or "2 hours", got "${o.timeout}"`);
+  }
+  return { timeoutMs, exitOnApproval: o.exitOnApproval };
+}
+
+function exitCodeOf(r: OutcomeReport): number {
+  return r.outcome === 'succeeded' ? EXIT_CODES.ok : EXIT_CODES[r.outcome];
+}
+
+function outcomeLine(id: string, r: OutcomeReport): string {
+  return `${id}: ${r.outcome}${r.open ? ' (rollout still open)' : ''}: ${r.reason} [exit ${exitCodeOf(r)}]`;
+}
+
+const WAIT_HELP = `
+start --wait and watch end when the rollout
+  - closes (succeeded, rolled-back, aborted, failed, rollback-failed; or its workflow is terminated),
+  - is paused after a rollback (open, waiting for resume or abort),
+  - has a failed revert (rollback-failed, open, waiting for resume or abort),
+  - waits for an approval, only with --exit-on-approval (otherwise they keep waiting for it),
+  - or --timeout elapses (the rollout goes on).
+An operator's pause keeps them waiting (someone paused on purpose; bound it with --timeout).
+`;
+
 export function buildProgram(): Command {
   const program = new Command('rollgate')
     .description('Durable, gated rollouts for AWS Lambda and Google Cloud Run on Temporal.')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', exitCodeHelp());
 
   program
     .command('validate')
@@ -75,18 +110,37 @@ export function buildProgram(): Command {
     .command('start')
     .argument('<file>', 'rollout spec (YAML or JSON)')
     .option('--by <name>', 'who starts it (recorded for the four-eyes rule)', defaultUser())
-    .option('--wait', 'wait until the rollout ends and print its outcome')
+    .option('--wait', 'wait for the outcome (see below) and exit with its code')
+    .option('--timeout <duration>', 'with --wait: stop waiting after this long (exit 7), e.g. 30m')
+    .option('--exit-on-approval', 'with --wait: also end when the rollout waits for an approval (exit 8)')
     .option('--task-queue <queue>', 'worker task queue', process.env.ROLLGATE_TASK_QUEUE || TASK_QUEUE)
     .option('--json', 'machine-readable output')
     .description('Validate the spec, then start its rollout; prints the rollout id.')
-    .action(async (file: string, o: { by: string; wait?: boolean; taskQueue: string; json?: boolean }) => {
+    .addHelpText('after', WAIT_HELP + exitCodeHelp())
+    .action(async (file: string, o: { by: string; wait?: boolean; taskQueue: string; json?: boolean } & WaitFlags) => {
+      if (!o.wait && (o.timeout !== undefined || o.exitOnApproval)) throw new UsageError('--timeout and --exit-on-approval need --wait');
+      const wait = waitOptions(o);
       const spec = resolveSpecPaths(loadSpecFile(file), dirname(file));
       await withClient(async (client) => {
         const handle = await startRollout(client, spec, { startedBy: o.by, taskQueue: o.taskQueue });
         if (!o.wait) return print(o.json, { id: handle.workflowId }, handle.workflowId);
-        const res = (await handle.result()) as RolloutResult;
-        print(o.json, res, `${handle.workflowId}: ${res.state}${res.reason ? ` (${res.reason})` : ''}`);
-        if (res.state !== 'succeeded') process.exitCode = 1;
+        if (!o.json) process.stdout.write(`${handle.workflowId}: started, waiting for its outcome\n`);
+        const r = await waitForOutcome(client, handle.workflowId, { ...wait, runId: handle.firstExecutionRunId });
+        const code = exitCodeOf(r);
+        print(
+          o.json,
+          {
+            id: handle.workflowId,
+            outcome: r.outcome,
+            exitCode: code,
+            open: r.open,
+            reason: r.reason,
+            state: r.status?.state,
+            status: r.status,
+          },
+          outcomeLine(handle.workflowId, r),
+        );
+        process.exitCode = code;
       });
     });
 
@@ -166,21 +220,29 @@ export function buildProgram(): Command {
     .command('watch')
     .argument('<id>', 'rollout id')
     .option('--interval <ms>', 'refresh interval in ms', '1000')
-    .option('--json', 'one JSON status per line (NDJSON)')
-    .description("Live view: stage, each target's weight as a bar, bake countdown, last verdict; ends with the rollout.")
-    .action(async (id: string, o: { interval: string; json?: boolean }) => {
+    .option('--timeout <duration>', 'stop watching after this long (exit 7), e.g. 30m')
+    .option('--exit-on-approval', 'also end when the rollout waits for an approval (exit 8)')
+    .option('--json', 'one JSON status per line (NDJSON); the outcome line goes to stderr')
+    .description(
+      "Live view: stage, each target's weight as a bar, bake countdown, last verdict; ends with the outcome (see below) and its exit code.",
+    )
+    .addHelpText('after', WAIT_HELP + exitCodeHelp())
+    .action(async (id: string, o: { interval: string; json?: boolean } & WaitFlags) => {
+      const wait = waitOptions(o);
       await withClient(async (client) => {
         const tty = process.stdout.isTTY && !o.json;
-        for (;;) {
-          const s = await getStatus(client, id);
-          if (o.json) process.stdout.write(`${JSON.stringify(s)}\n`);
-          else process.stdout.write(`${tty ? '\x1b[2J\x1b[H' : ''}${formatStatus(s)}\n${tty ? '' : '\n'}`);
-          if (!['running', 'paused'].includes(s.state)) {
-            if (s.state !== 'succeeded') process.exitCode = 1;
-            return;
-          }
-          await new Promise((r) => setTimeout(r, Number(o.interval) || 1000));
-        }
+        const r = await waitForOutcome(client, id, {
+          ...wait,
+          intervalMs: Number(o.interval) || 1000,
+          onStatus: (s) => {
+            if (o.json) process.stdout.write(`${JSON.stringify(s)}\n`);
+            else process.stdout.write(`${tty ? '\x1b[2J\x1b[H' : ''}${formatStatus(s)}\n${tty ? '' : '\n'}`);
+          },
+        });
+        // NDJSON stays one status per line; the outcome goes to stderr for the CI log.
+        if (o.json) process.stderr.write(`${outcomeLine(id, r)}\n`);
+        else process.stdout.write(`${outcomeLine(id, r)}\n`);
+        process.exitCode = exitCodeOf(r);
       });
     });
 

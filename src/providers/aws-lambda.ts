@@ -36,13 +36,14 @@ import {
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
+import { stopIfCancelled } from './cancellation';
 
 export interface LambdaProviderOptions {
   /** Overrides AWS_ENDPOINT_URL_LAMBDA (tests point this at moto or the fault proxy). */
   endpoint?: string;
   credentials?: { accessKeyId: string; secretAccessKey: string };
   maxAttempts?: number;
-  /** How long to wait for "update in progress" to clear (ms). */
+  /** How long to wait for "update in progress" to clear (ms; default 100 s: a deploy waits twice, within the activity's 5 minutes). */
   updateWaitMs?: number;
 }
 
@@ -120,12 +121,15 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     if (contract.INDEX_HASH) env.INDEX_HASH = contract.INDEX_HASH;
     else delete env.INDEX_HASH;
 
+    stopIfCancelled('UpdateFunctionConfiguration');
     await this.withUpdateRetry(t, () =>
       c.send(new UpdateFunctionConfigurationCommand({ FunctionName: t.function, Environment: { Variables: env } })),
     );
     await this.waitUpdated(t);
+    stopIfCancelled('UpdateFunctionCode');
     await this.withUpdateRetry(t, () => c.send(new UpdateFunctionCodeCommand({ FunctionName: t.function, ZipFile: zip })));
     await this.waitUpdated(t);
+    stopIfCancelled('PublishVersion');
     const published = await this.withUpdateRetry(t, () =>
       c.send(
         new PublishVersionCommand({
@@ -247,6 +251,7 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       if (!(w > 0 && w < 1)) throw new NonRetryableProviderError(`additional weight ${w} must be in (0, 1)`, 'InvalidRouting');
     }
     const c = this.client(t.region);
+    stopIfCancelled('UpdateAlias');
     await this.withUpdateRetry(t, () =>
       c.send(
         new UpdateAliasCommand({
@@ -262,7 +267,7 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
 
   private async waitUpdated(t: LambdaTargetSpec): Promise<void> {
     await waitUntilFunctionUpdatedV2(
-      { client: this.client(t.region), maxWaitTime: Math.ceil((this.opts.updateWaitMs ?? 300_000) / 1000), minDelay: 1, maxDelay: 5 },
+      { client: this.client(t.region), maxWaitTime: Math.ceil((this.opts.updateWaitMs ?? 100_000) / 1000), minDelay: 1, maxDelay: 5 },
       { FunctionName: t.function },
     );
   }

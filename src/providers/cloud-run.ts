@@ -33,6 +33,7 @@ import {
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
+import { stopIfCancelled } from './cancellation';
 import { gcpClientOptions } from './gcp-client';
 
 type IService = google.cloud.run.v2.IService;
@@ -238,6 +239,9 @@ function beat(detail: string): void {
   }
 }
 
+/** Default deadline of one call's operations and waits: inside the 5-minute activity timeout. */
+const OPERATION_TIMEOUT_MS = 240_000;
+
 export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   readonly kind = 'cloud-run' as const;
   private servicesClient?: ServicesClient;
@@ -291,7 +295,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       throw new NonRetryableProviderError('cloud-run targets need artifact.image pinned by digest (name@sha256:...)', 'NoImage');
     const name = cloudRunRevisionName(t.service, contract.RELEASE_ID);
     const tag = this.tag(t);
-    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? 600_000);
+    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
 
     const existing = await this.findRevision(t, name);
     if (existing) {
@@ -326,6 +330,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     c.env = env;
     const traffic = deployTraffic(svc, name, tag);
     beat(`deploying revision ${name}`);
+    stopIfCancelled(`UpdateService (deploy ${name})`);
     const [op] = await this.call(t, 'UpdateService (deploy)', () =>
       this.services.updateService({ service: { ...svc, template, traffic } }),
     );
@@ -361,7 +366,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   /** Apply `desired` unless the service already routes exactly so (spec and served status). */
   private async converge(t: CloudRunTargetSpec, svc: IService, desired: ITrafficTarget[], what: string): Promise<{ changed: boolean }> {
     validateTraffic(desired);
-    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? 600_000);
+    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
     if (trafficKey(svc.traffic ?? []) === trafficKey(desired)) {
       await this.waitTraffic(t, desired, deadline); // an earlier attempt asked for it: wait until it serves
       return { changed: false };
@@ -379,6 +384,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   ): Promise<void> {
     validateTraffic(traffic);
     beat(`traffic: ${what}`);
+    stopIfCancelled(`UpdateService (${what})`);
     const [op] = await this.call(t, `UpdateService (${what})`, () => this.services.updateService({ service: { ...svc, traffic } }));
     await this.waitOperation(t, op, what, deadline);
     await this.waitTraffic(t, traffic, deadline);
@@ -437,7 +443,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       'rollgate-digest': labelValue(digest.replace(/^sha256:/, '')),
     };
     if (Object.entries(labels).every(([k, v]) => svc.labels?.[k] === v)) return;
-    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? 600_000);
+    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
     const [op] = await this.call(t, 'UpdateService (labels)', () => this.services.updateService({ service: { ...svc, labels } }));
     await this.waitOperation(t, op, 'record release labels', deadline);
   }
@@ -461,6 +467,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
 
   private async pause(delay: number): Promise<number> {
     await sleep(delay);
+    stopIfCancelled('waiting any longer');
     return Math.min(delay * 1.5, this.opts.maxPollIntervalMs ?? 5_000);
   }
 

@@ -15,6 +15,18 @@ const sha256Hex = z.string().regex(/^[a-f0-9]{64}$/, 'must be 64 lowercase hex c
 
 const command = z.string().min(1, 'must not be empty');
 
+/** An http:// or https:// URL (z.string().url() alone also accepts ftp:, file:, mailto: ...). */
+const httpUrl = z.string().superRefine((u, ctx) => {
+  let protocol: string;
+  try {
+    protocol = new URL(u).protocol;
+  } catch {
+    return void ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL' });
+  }
+  if (protocol !== 'http:' && protocol !== 'https:')
+    ctx.addIssue({ code: 'custom', message: `must be an http(s) URL, not ${protocol.replace(/:$/, '')}:` });
+});
+
 export const ArtifactSchema = z
   .object({
     /** Build once: run `build.command` in `build.cwd`, then record sha256 of `build.output`. */
@@ -113,7 +125,7 @@ const promQuery = z
   });
 const prometheusSource = z
   .object({
-    url: z.string().url('must be an http(s) URL'),
+    url: httpUrl,
     requests: promQuery,
     errors: promQuery,
     latency_p99_ms: promQuery.optional(),
@@ -151,18 +163,15 @@ const customCheck = z
   .object({
     name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be lowercase letters, digits and _'),
     /** May contain {{revision}} (or {{version}}), {{baseline}}, {{target}}. Answers a number (text, or JSON at json_path). */
-    url: z
-      .string()
-      .url('must be an http(s) URL')
-      .superRefine((u, ctx) => {
-        // An unknown placeholder would be sent as is: refuse it here rather than ask the endpoint about "{{revison}}".
-        for (const m of u.matchAll(/\{\{\s*([a-zA-Z_]+)\s*\}\}/g))
-          if (!CHECK_PLACEHOLDERS.includes(m[1]))
-            ctx.addIssue({
-              code: 'custom',
-              message: `unknown placeholder {{${m[1]}}} (known: ${CHECK_PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')})`,
-            });
-      }),
+    url: httpUrl.superRefine((u, ctx) => {
+      // An unknown placeholder would be sent as is: refuse it here rather than ask the endpoint about "{{revison}}".
+      for (const m of u.matchAll(/\{\{\s*([a-zA-Z_]+)\s*\}\}/g))
+        if (!CHECK_PLACEHOLDERS.includes(m[1]))
+          ctx.addIssue({
+            code: 'custom',
+            message: `unknown placeholder {{${m[1]}}} (known: ${CHECK_PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')})`,
+          });
+    }),
     json_path: z.string().min(1).optional(),
     threshold: z.number(),
     direction,
@@ -237,6 +246,11 @@ const rollback = z
     max_extensions: z.number().int().min(0).max(10).default(2),
     /** Analysis runs at this interval during every bake (and once at its end). */
     interval: duration.optional(),
+    /**
+     * How long a revert is retried (throttling, 5xx) before it escalates to the operator as
+     * rollback-failed. Non-retryable errors (permission, missing resource) escalate at once.
+     */
+    revert_retry_for: duration.default('3 minutes'),
     /** threshold (the rule above) or statistical (Mann-Whitney per metric, Kayenta-style score). */
     judge,
     /** Where samples come from, per target kind. */
@@ -302,7 +316,7 @@ export const RolloutSpecSchema = z
     approvers: z.array(z.string().min(1)).default([]),
     notify: z
       .object({
-        webhook: z.string().url('must be an http(s) URL'),
+        webhook: httpUrl,
         /** Say so in the alert when the same stage failed in this many consecutive rollouts (0: never). */
         escalate_after: z.number().int().min(0).max(100).default(3),
       })
@@ -377,6 +391,8 @@ export const RolloutSpecSchema = z
           ctx.addIssue({ code: 'custom', path: ['rollback', 'custom_checks', i, 'targets', j], message: `unknown target "${n}"` });
       });
     });
+    const retryFor = durationMs(spec.rollback.revert_retry_for) ?? 0;
+    if (retryFor < 5000) ctx.addIssue({ code: 'custom', path: ['rollback', 'revert_retry_for'], message: 'must be >= 5 seconds' });
     if (spec.rollback.interval) {
       const iv = durationMs(spec.rollback.interval) ?? 0;
       if (iv < 1000) ctx.addIssue({ code: 'custom', path: ['rollback', 'interval'], message: 'must be >= 1 second' });

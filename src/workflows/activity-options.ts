@@ -1,20 +1,52 @@
-/** Activity proxies with the timeouts and retry policies each kind of step needs. */
-import { proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+/** Activity proxies with the timeouts, retry policies and cancellation each kind of step needs. */
+import { ActivityCancellationType, proxyActivities, proxyLocalActivities, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { RolloutSpec } from '../spec/schema';
+import { mustDurationMs } from '../spec/duration';
 
-/** Provider calls: short, heartbeating (a dead worker is noticed in seconds), retried with backoff. */
-export const acts = proxyActivities<Activities>({
+const PROVIDER_RETRY: RetryPolicy = {
+  initialInterval: '500 milliseconds',
+  backoffCoefficient: 2,
+  maximumInterval: '15 seconds',
+  maximumAttempts: 8,
+};
+
+/** Calls that change nothing (reads, tags, lock messages, preflight): no heartbeats, so no heartbeat timeout. */
+export const reads = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry: PROVIDER_RETRY });
+
+/** Long read-only calls that heartbeat every second (verify, analysis): a dead worker is noticed in seconds. */
+export const watched = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '15 seconds', maximumAttempts: 8 },
+  retry: PROVIDER_RETRY,
 });
 
-/** Reverts: retried quickly a few times, then escalated to the operator (state rollback-failed). */
-export const compensations = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
+/**
+ * Deploys and forward traffic changes. WAIT_CANCELLATION_COMPLETED: a cancelled step settles only
+ * once the activity has stopped (it checks for cancellation before every write), so nothing it
+ * does can land after the saga's reverts. The providers' own deadlines are shorter than 5 minutes.
+ */
+export const changes = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '250 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 6 },
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: PROVIDER_RETRY,
 });
+
+/**
+ * Reverts: retried for `rollback.revert_retry_for` (3 minutes by default: a minute of throttling
+ * must not turn an automatic rollback into a human's job), then escalated (state rollback-failed,
+ * alert). Non-retryable errors (permission, missing resource) escalate at once.
+ */
+export function compensationsFor(spec: RolloutSpec) {
+  return proxyActivities<Activities>({
+    startToCloseTimeout: '2 minutes',
+    scheduleToCloseTimeout: mustDurationMs(spec.rollback.revert_retry_for ?? '3 minutes'),
+    heartbeatTimeout: '10 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { initialInterval: '250 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+  });
+}
 
 /** Build, test and migration commands run once: a retry could rebuild or re-migrate. */
 export const commands = proxyActivities<Activities>({
@@ -23,7 +55,7 @@ export const commands = proxyActivities<Activities>({
   retry: { maximumAttempts: 1 },
 });
 
-/** Alerts: retried with backoff for a few minutes, then given up (the rollout's state still says it). */
+/** Alerts: retried with backoff for a few minutes, then given up (recorded in the rollout's history). */
 export const alerts = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },

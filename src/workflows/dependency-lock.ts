@@ -1,24 +1,126 @@
 /**
  * A FIFO lock per shared dependency (a database, a queue). Rollouts queue with lockAcquire
  * (signal-with-start from an activity), get lockGranted as a signal, and release with lockRelease.
- * A holder that no longer exists is skipped. The workflow ends when idle, and continues-as-new
- * long before history limits.
+ * The workflow ends when idle, and continues-as-new long before history limits.
+ *
+ * Since patch `rollgate-lock-run-ids` a holder is a run (workflow id + run id): the grant goes to
+ * that exact run, and a run that closed without releasing (terminated, failed, timed out...) is
+ * dropped. Holder and waiters are checked every `checkEveryMs` (a local activity describes their
+ * runs), when a new acquirer arrives and when a grant cannot be delivered. The first version's
+ * path (holders by workflow id only, never checked) still runs for the histories it recorded;
+ * entries without a run id are what its queue carries over.
  */
-import { condition, continueAsNew, getExternalWorkflowHandle, setHandler, workflowInfo, allHandlersFinished } from '@temporalio/workflow';
-import { lockAcquireSignal, lockGrantedSignal, lockReleaseSignal, lockStateQuery } from './messages';
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  log,
+  patched,
+  proxyLocalActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { lockAcquireSignal, lockGrantedSignal, lockReleaseSignal, lockStateQuery, type LockHolder } from './messages';
 
-export async function dependencyLockWorkflow(input: { dependency: string; queue?: string[] }): Promise<void> {
-  const queue: string[] = [...(input.queue ?? [])];
-  let granted: string | undefined;
-  setHandler(lockAcquireSignal, ({ holder }) => {
-    if (!queue.includes(holder)) queue.push(holder);
+export interface DependencyLockInput {
+  dependency: string;
+  /** Waiting rollouts, the head first; a string is a workflow id queued by the first version. */
+  queue?: (string | LockHolder)[];
+  /** The head of `queue` was already granted (carried over continue-as-new): do not grant again. */
+  headGranted?: boolean;
+  /** How often holder and waiters are checked (default 5 s). */
+  checkEveryMs?: number;
+}
+
+export const LOCK_RUN_IDS_PATCH = 'rollgate-lock-run-ids';
+const DEFAULT_CHECK_MS = 5000;
+
+const checks = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 3 },
+});
+
+export async function dependencyLockWorkflow(input: DependencyLockInput): Promise<void> {
+  const dependency = input.dependency;
+  const checkEveryMs = input.checkEveryMs ?? DEFAULT_CHECK_MS;
+  const queue: LockHolder[] = (input.queue ?? []).map((e) => (typeof e === 'string' ? { holder: e } : entry(e)));
+  let granted: LockHolder | undefined;
+  /** The entry granted before continue-as-new: not granted again. */
+  let carriedGrant: LockHolder | undefined = input.headGranted ? queue[0] : undefined;
+
+  // Whether this execution runs the run-id version. Histories of the first version never reach a
+  // patched() that answers true, so they replay on the first version's path; a running execution
+  // of the first version switches at its next new workflow task that asks.
+  let v2 = false;
+  const upgrade = (): boolean => v2 || (v2 = patched(LOCK_RUN_IDS_PATCH));
+  let checkSoon = false;
+
+  setHandler(lockAcquireSignal, ({ holder, runId }) => {
+    if (runId === undefined || !upgrade()) {
+      if (!queue.some((e) => e.holder === holder && e.runId === undefined)) queue.push({ holder });
+      return;
+    }
+    if (!queue.some((e) => e.holder === holder && e.runId === runId)) queue.push({ holder, runId });
+    // A new acquirer: a good moment to find out whether the holder (maybe this workflow id's
+    // previous run) is still there. Two runs of one workflow id may both be queued until then.
+    checkSoon = true;
   });
-  setHandler(lockReleaseSignal, ({ holder }) => {
-    const i = queue.indexOf(holder);
-    if (i >= 0) queue.splice(i, 1);
-    if (granted === holder) granted = undefined;
+  setHandler(lockReleaseSignal, ({ holder, runId }) => {
+    if (runId === undefined || !upgrade()) {
+      // First version: the first entry of that workflow id.
+      const i = queue.findIndex((e) => e.holder === holder);
+      if (i >= 0) {
+        if (granted === queue[i]) granted = undefined;
+        queue.splice(i, 1);
+      }
+      return;
+    }
+    // This run, and an entry of its workflow id queued without a run id (by the first version).
+    for (let i = queue.length - 1; i >= 0; i--) {
+      const e = queue[i];
+      if (e.holder !== holder || (e.runId !== undefined && e.runId !== runId)) continue;
+      if (granted === e) granted = undefined;
+      queue.splice(i, 1);
+    }
   });
-  setHandler(lockStateQuery, () => ({ holder: granted, waiting: queue.filter((q) => q !== granted) }));
+  setHandler(lockStateQuery, () => ({
+    holder: granted?.holder,
+    ...(granted?.runId ? { holderRunId: granted.runId } : {}),
+    waiting: queue.filter((e) => e !== granted).map((e) => e.holder),
+    queue: queue.filter((e) => e !== granted).map(entry),
+  }));
+
+  /** Drop the entries whose runs no longer run. An unanswered check keeps everything (asked again later). */
+  async function dropClosed(): Promise<void> {
+    checkSoon = false;
+    if (queue.length === 0) return;
+    let closed: (LockHolder & { status: string })[];
+    try {
+      closed = await checks.findClosedLockHolders({ holders: queue.map(entry) });
+    } catch (err) {
+      log.warn(`could not check the holders of ${dependency}: ${(err as Error).message}`);
+      return;
+    }
+    for (const c of closed) {
+      const i = queue.findIndex((e) => e.holder === c.holder && e.runId === c.runId);
+      if (i < 0) continue;
+      log.warn(`dropping ${c.holder}${c.runId ? ` run ${c.runId}` : ''} from the lock on ${dependency}: the run is ${c.status}`);
+      if (granted === queue[i]) granted = undefined;
+      queue.splice(i, 1);
+    }
+  }
+
+  function carried(): DependencyLockInput {
+    return {
+      dependency,
+      // Entries without a run id as strings: the shape the first version reads.
+      queue: queue.map((e) => (e.runId ? entry(e) : e.holder)),
+      ...(granted && queue[0] === granted ? { headGranted: true } : {}),
+      ...(input.checkEveryMs !== undefined ? { checkEveryMs: input.checkEveryMs } : {}),
+    };
+  }
 
   for (let grants = 0; ;) {
     const busy = await condition(() => queue.length > 0, '10 minutes');
@@ -26,20 +128,66 @@ export async function dependencyLockWorkflow(input: { dependency: string; queue?
       await condition(allHandlersFinished);
       if (queue.length === 0) return;
     }
-    const holder = queue[0];
-    granted = holder;
-    try {
-      await getExternalWorkflowHandle(holder).signal(lockGrantedSignal, { dependency: input.dependency });
-    } catch {
-      queue.shift(); // holder is gone: next
+
+    if (!upgrade()) {
+      // The first version, unchanged in its commands: grant by workflow id, wait for the release.
+      const head = queue[0];
+      granted = head;
+      try {
+        await getExternalWorkflowHandle(head.holder).signal(lockGrantedSignal, { dependency });
+      } catch {
+        queue.shift(); // holder is gone: next
+        granted = undefined;
+        continue;
+      }
+      // A message of the new version (v2) switches a running execution over to the checked path.
+      await condition(() => queue[0]?.holder !== head.holder || v2);
       granted = undefined;
+      if (++grants >= 500 || workflowInfo().continueAsNewSuggested) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof dependencyLockWorkflow>(carried());
+      }
       continue;
     }
-    await condition(() => queue[0] !== holder);
-    granted = undefined;
+
+    // A grant to a closed run fails and moves on; a check asked for by a new acquirer runs first.
+    if (checkSoon) await dropClosed();
+    if (queue.length === 0) continue;
+    const head = queue[0];
+    granted = head;
+    if (head === carriedGrant) carriedGrant = undefined;
+    else {
+      try {
+        await getExternalWorkflowHandle(head.holder, head.runId).signal(lockGrantedSignal, {
+          dependency,
+          ...(head.runId ? { runId: head.runId } : {}),
+        });
+      } catch {
+        // That run is closed or gone: next.
+        const i = queue.indexOf(head);
+        if (i >= 0) queue.splice(i, 1);
+        if (granted === head) granted = undefined;
+        continue;
+      }
+    }
+    // Held until released, or until the holder's run is found closed.
+    while (queue[0] === head) {
+      await condition(() => queue[0] !== head || checkSoon, checkEveryMs);
+      if (queue[0] !== head) break;
+      await dropClosed();
+      if (queue[0] === head && workflowInfo().continueAsNewSuggested) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof dependencyLockWorkflow>(carried());
+      }
+    }
+    if (granted === head) granted = undefined;
     if (++grants >= 500 || workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);
-      await continueAsNew<typeof dependencyLockWorkflow>({ dependency: input.dependency, queue });
+      await continueAsNew<typeof dependencyLockWorkflow>(carried());
     }
   }
+}
+
+function entry(e: LockHolder): LockHolder {
+  return e.runId ? { holder: e.holder, runId: e.runId } : { holder: e.holder };
 }

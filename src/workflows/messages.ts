@@ -33,7 +33,18 @@ export interface RolloutInput {
 export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';
 
 export type Stage =
-  'pending' | 'build' | 'test' | 'migrate' | 'deploy' | 'verify' | 'canary' | `wave:${string}` | 'promote' | 'rollback' | 'done';
+  | 'pending'
+  | 'preflight'
+  | 'build'
+  | 'test'
+  | 'migrate'
+  | 'deploy'
+  | 'verify'
+  | 'canary'
+  | `wave:${string}`
+  | 'promote'
+  | 'rollback'
+  | 'done';
 
 export type VerdictKind = 'pass' | 'fail' | 'inconclusive';
 
@@ -101,10 +112,13 @@ export interface RolloutResult {
 export interface ApproveArgs {
   by: string;
   comment?: string;
+  /** The wave this approval is meant for: refused when the rollout waits for another wave (a late approval). */
+  wave?: string;
 }
 export interface RejectArgs {
   by: string;
   reason: string;
+  wave?: string;
 }
 
 export const approveUpdate = defineUpdate<string, [ApproveArgs]>('approve');
@@ -116,11 +130,27 @@ export const abortSignal = defineSignal<[{ by?: string; reason?: string }?]>('ab
 export const externalVerdictSignal = defineSignal<[Verdict]>('externalVerdict');
 export const statusQuery = defineQuery<RolloutStatus>('status');
 
-/** Shared-dependency lock messages (see dependencyLockWorkflow). */
-export const lockAcquireSignal = defineSignal<[{ holder: string }]>('lockAcquire');
-export const lockReleaseSignal = defineSignal<[{ holder: string }]>('lockRelease');
-export const lockGrantedSignal = defineSignal<[{ dependency: string }]>('lockGranted');
-export const lockStateQuery = defineQuery<{ holder?: string; waiting: string[] }>('lockState');
+/**
+ * Shared-dependency lock messages (see dependencyLockWorkflow). A holder is a run: the rollout's
+ * workflow id and run id (`runId` is absent only in messages from the first lock version).
+ */
+export interface LockHolder {
+  holder: string;
+  runId?: string;
+}
+export const lockAcquireSignal = defineSignal<[LockHolder]>('lockAcquire');
+export const lockReleaseSignal = defineSignal<[LockHolder]>('lockRelease');
+/** Sent to the exact run that asked; `runId` names it. The rollout confirms a grant with the lock's lockState. */
+export const lockGrantedSignal = defineSignal<[{ dependency: string; runId?: string }]>('lockGranted');
+export interface LockState {
+  /** Workflow id of the rollout holding the lock, and its run. */
+  holder?: string;
+  holderRunId?: string;
+  /** Workflow ids of the waiting rollouts, in order; `queue` has their runs. */
+  waiting: string[];
+  queue?: LockHolder[];
+}
+export const lockStateQuery = defineQuery<LockState>('lockState');
 
 /** Scheduled canary analysis of a service (Temporal Schedule id and workflow id prefix). */
 export function analysisScheduleId(service: string): string {

@@ -1,20 +1,13 @@
 /**
- * The rollout's in-memory state, its operator message handlers (approve/reject updates with
+ * The rollout's in-memory state (operator requests live in its OperatorGate), its operator message handlers (approve/reject updates with
  * synchronous validators, pause/resume/abort signals, status query) and the UI-facing projections
  * (search attributes, current details). Deterministic: no I/O, time only from the workflow sandbox.
  */
-import {
-  ApplicationFailure,
-  condition,
-  setHandler,
-  setCurrentDetails,
-  upsertSearchAttributes,
-  workflowInfo,
-  log,
-} from '@temporalio/workflow';
-import type { TargetSpec, WaveSpec } from '../spec/schema';
+import { ApplicationFailure, setHandler, setCurrentDetails, upsertSearchAttributes, workflowInfo, log } from '@temporalio/workflow';
+import type { TargetSpec } from '../spec/schema';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 import type { ArtifactRef } from '../providers/types';
+import { OperatorGate } from './gate';
 import {
   SA,
   abortSignal,
@@ -36,22 +29,15 @@ import {
 
 const MAX_HISTORY = 300;
 
-/** Why the pipeline stopped before promote. */
-export class RolloutStop extends Error {
-  constructor(
-    readonly kind: 'breach' | 'rejected' | 'aborted' | 'stage-failed' | 'no-data',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RolloutStop';
-  }
-}
-
 export function targetLocation(t: TargetSpec): string {
   return t.provider === 'aws-lambda' ? `${t.region}/${t.function}:${t.alias}` : `${t.project}/${t.region}/${t.service}`;
 }
 
-export type RolloutTarget = TargetStatus & { spec: TargetSpec };
+export type RolloutTarget = TargetStatus & {
+  spec: TargetSpec;
+  /** When the target went to 100 %: the window in which its stable version last served traffic (the baseline from then on). */
+  baselineWindow?: { startMs: number; endMs: number };
+};
 
 export class RolloutRun {
   readonly spec: RolloutInput['spec'];
@@ -62,22 +48,17 @@ export class RolloutRun {
   targets = new Map<string, RolloutTarget>();
   lastAnalysis?: Verdict;
   bakeEndsAtMs?: number;
-  awaitingApproval?: string;
   approvals: RolloutStatus['approvals'] = [];
   history: HistoryEntry[] = [];
   rollbackReason?: string;
   failedStage?: string;
-
-  /** Operator pause (during a run) or the pipeline pause after a rollback. */
-  paused = false;
+  /** Paused after a rollback (or a failed one), waiting for resume/abort. */
   pausedAfterRollback = false;
-  abortRequested?: { by?: string; reason?: string };
-  resumeRequested = false;
-  externalBreach?: Verdict;
+  /** The migration ran (an abort after it says so). */
+  migrated = false;
+  readonly gate = new OperatorGate();
   grantedLocks = new Set<string>();
   heldLocks = new Set<string>();
-  /** Called when abort arrives, to cancel the running pipeline scope. */
-  onAbort?: () => void;
 
   readonly startedAtMs: number;
 
@@ -93,89 +74,89 @@ export class RolloutRun {
   }
 
   installHandlers(): void {
+    const gate = this.gate;
     setHandler(statusQuery, () => this.status());
 
     setHandler(
       approveUpdate,
-      ({ by, comment }) => {
-        const wave = this.awaitingApproval!;
-        this.approvals.push({ wave, by, decision: 'approved', reason: comment });
-        this.record('approval', `${by} approved wave ${wave}${comment ? `: ${comment}` : ''}`);
-        this.awaitingApproval = undefined;
-        return `approved wave ${wave}`;
-      },
+      ({ by, comment }) => this.decide({ wave: gate.awaitingApproval!, by, decision: 'approved', reason: comment }),
       {
-        validator: ({ by }) => {
-          this.checkApprover(by, 'approve');
+        validator: ({ by, wave }) => {
+          this.checkApprover(by, 'approve', wave);
           if (by === this.input.startedBy)
             throw ApplicationFailure.nonRetryable(`${by} started this rollout and cannot approve it (four-eyes rule)`, 'Refused');
         },
       },
     );
 
-    setHandler(
-      rejectUpdate,
-      ({ by, reason }) => {
-        const wave = this.awaitingApproval!;
-        this.approvals.push({ wave, by, decision: 'rejected', reason });
-        this.record('approval', `${by} rejected wave ${wave}: ${reason}`);
-        this.awaitingApproval = undefined;
-        return `rejected wave ${wave}`;
+    setHandler(rejectUpdate, ({ by, reason }) => this.decide({ wave: gate.awaitingApproval!, by, decision: 'rejected', reason }), {
+      validator: ({ by, reason, wave }) => {
+        // The starter may stop their own rollout; everyone else must be an approver.
+        if (by !== this.input.startedBy) this.checkApprover(by, 'reject', wave);
+        else this.checkAwaiting(wave);
+        if (!reason || !reason.trim()) throw ApplicationFailure.nonRetryable('reject needs a reason', 'Refused');
       },
-      {
-        validator: ({ by, reason }) => {
-          // The starter may stop their own rollout; everyone else must be an approver.
-          if (by !== this.input.startedBy) this.checkApprover(by, 'reject');
-          else if (!this.awaitingApproval)
-            throw ApplicationFailure.nonRetryable(`rollout is not waiting for an approval (stage ${this.stage})`, 'Refused');
-          if (!reason || !reason.trim()) throw ApplicationFailure.nonRetryable('reject needs a reason', 'Refused');
-        },
-      },
-    );
+    });
 
     setHandler(pauseSignal, (args) => {
-      if (this.isFinished()) return;
-      this.paused = true;
+      if (this.isClosed() || this.pausedAfterRollback) return;
+      gate.paused = true;
       this.state = 'paused';
       this.record('operator', `paused${args?.by ? ` by ${args.by}` : ''}${args?.reason ? `: ${args.reason}` : ''}`);
       this.publish();
     });
     setHandler(resumeSignal, (args) => {
-      if (!this.paused) return;
+      if (!gate.paused && !this.pausedAfterRollback) return;
       this.record('operator', `resumed${args?.by ? ` by ${args.by}` : ''}`);
-      this.resumeRequested = true;
-      this.paused = false;
+      gate.resumeRequested = true;
+      gate.paused = false;
       if (!this.pausedAfterRollback) this.state = 'running';
       this.publish();
     });
+    // Accepted in every open state, rollback-failed included (it closes the rollout there).
     setHandler(abortSignal, (args) => {
-      if (this.isFinished() || this.abortRequested) return;
-      this.abortRequested = args ?? {};
+      if (this.isClosed() || gate.abort) return;
       this.record('operator', `abort requested${args?.by ? ` by ${args.by}` : ''}${args?.reason ? `: ${args.reason}` : ''}`);
-      this.onAbort?.();
+      gate.requestAbort(args ?? {});
     });
     setHandler(externalVerdictSignal, (v) => {
       this.record('verdict', `external ${v.verdict}: ${v.reason}`);
-      if (v.verdict === 'fail' && !this.externalBreach) this.externalBreach = v;
+      if (v.verdict === 'fail' && !gate.externalBreach && !this.pausedAfterRollback) gate.externalBreach = v;
     });
     setHandler(lockGrantedSignal, ({ dependency }) => {
       this.grantedLocks.add(dependency);
     });
   }
 
-  private checkApprover(by: string, action: string): void {
+  private decide(d: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string }): string {
+    this.approvals.push(d);
+    this.gate.lastDecision = d;
+    this.gate.awaitingApproval = undefined;
+    this.record('approval', `${d.by} ${d.decision} wave ${d.wave}${d.reason ? `: ${d.reason}` : ''}`);
+    return `${d.decision} wave ${d.wave}`;
+  }
+
+  private checkApprover(by: string, action: string, wave: string | undefined): void {
     if (!by || !by.trim()) throw ApplicationFailure.nonRetryable(`${action} needs --by NAME`, 'Refused');
     if (!this.spec.approvers.includes(by))
       throw ApplicationFailure.nonRetryable(
         `${by} is not an approver of ${this.spec.service} (approvers: ${this.spec.approvers.join(', ') || 'none'})`,
         'Refused',
       );
-    if (!this.awaitingApproval)
-      throw ApplicationFailure.nonRetryable(`rollout is not waiting for an approval (stage ${this.stage}, state ${this.state})`, 'Refused');
+    this.checkAwaiting(wave);
   }
 
-  isFinished(): boolean {
-    return !['running', 'paused'].includes(this.state);
+  private checkAwaiting(wave: string | undefined): void {
+    const waiting = this.gate.awaitingApproval;
+    if (!waiting)
+      throw ApplicationFailure.nonRetryable(`rollout is not waiting for an approval (stage ${this.stage}, state ${this.state})`, 'Refused');
+    if (wave !== undefined && wave !== waiting)
+      throw ApplicationFailure.nonRetryable(`the rollout waits for an approval of wave ${waiting}, not ${wave}`, 'Refused');
+  }
+
+  /** Closed for good: nothing an operator sends changes it any more. */
+  isClosed(): boolean {
+    return !['running', 'paused', 'rollback-failed'].includes(this.state);
   }
 
   record(kind: HistoryEntry['kind'], text: string): void {
@@ -201,27 +182,9 @@ export class RolloutRun {
     this.publish();
   }
 
-  /** Wait while an operator pause holds the pipeline. Abort cancels this wait through the scope. */
-  async holdWhilePaused(): Promise<void> {
-    if (!this.paused) return;
-    const before = this.detail;
-    this.setDetail(`paused by operator (was: ${before})`);
-    await condition(() => !this.paused);
-    this.setDetail(before);
-  }
-
-  throwIfExternalBreach(): void {
-    if (this.externalBreach) {
-      const v = this.externalBreach;
-      emitRolloutEvent({ kind: 'breach', service: this.spec.service, metric: 'external', target: v.target });
-      this.externalBreach = undefined;
-      this.lastAnalysis = v;
-      throw new RolloutStop('breach', v.reason);
-    }
-  }
-
-  waveTargets(wave: WaveSpec) {
-    return wave.targets.map((n) => this.targets.get(n)!);
+  /** Targets that serve some of the new version right now, for analyses while the pipeline waits. */
+  targetsWithNewTraffic(): TargetSpec[] {
+    return [...this.targets.values()].filter((t) => t.weight > 0 && t.newVersion !== undefined).map((t) => t.spec);
   }
 
   status(): RolloutStatus {
@@ -234,10 +197,10 @@ export class RolloutRun {
       detail: this.detail,
       startedBy: this.input.startedBy,
       artifactDigest: this.artifact?.digest,
-      targets: [...this.targets.values()].map(({ spec: _spec, ...t }) => t),
+      targets: [...this.targets.values()].map(({ spec: _spec, baselineWindow: _w, ...t }) => t),
       lastAnalysis: this.lastAnalysis,
       bakeEndsAtMs: this.bakeEndsAtMs,
-      awaitingApproval: this.awaitingApproval,
+      awaitingApproval: this.gate.awaitingApproval,
       approvals: this.approvals,
       history: this.history,
       rollbackReason: this.rollbackReason,

@@ -1,185 +1,212 @@
 /**
  * One durable workflow per release of a service. Reads top to bottom like the pipeline:
- * build → test → migrate → deploy canary revision → verify → canary → region waves → promote.
- * A breach, failed stage, rejection or abort runs the compensation saga (every touched target back
- * to 100 % on its previous version), then the service's pipeline pauses until `resume` (retry from
- * the deploy stage) or `abort` (close as rolled back).
+ * preflight → build → test → migrate → deploy canary revision → verify → canary → region waves →
+ * promote. Every stage returns the Stop it ran into (breach, rejection, abort, failure) or nothing;
+ * a Stop after the deploy runs the compensation saga (every touched target back to 100 % on its
+ * stable version), then the service's pipeline pauses until `resume` (retry from the deploy stage)
+ * or `abort` (close as rolled back). What this guarantees is written in README, "What rollgate
+ * guarantees"; test/fault-schedules.test.ts checks it in the emulators.
  */
-import { CancellationScope, condition, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
 import type { RolloutSpec, TargetSpec, WaveSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
 import type { ReleaseContract } from '../providers/types';
 import type { RolloutInput, RolloutResult, RolloutState } from './messages';
-import { RolloutRun, RolloutStop, type RolloutTarget } from './rollout-state';
+import { RolloutRun, type RolloutTarget } from './rollout-state';
+import { stopOf, type Stop } from './gate';
 import { Saga, failureMessage } from './saga';
+import { settleAll } from './parallel';
 import { emitRolloutEvent } from '../observability/workflow-sink';
-import { acts, commands, compensations } from './activity-options';
-import { alertOperator, awaitApproval, bakeAndAnalyze, holdForFreezeWindows, releaseDependencyLocks, withDependencyLocks } from './steps';
+import { changes, commands, compensationsFor, reads, watched } from './activity-options';
+import { bakeAndAnalyze, holdWhilePaused, takePendingStop } from './bake';
+import { awaitApproval, holdForFreezeWindows } from './waits';
+import { alertOperator } from './alert';
+import { releaseDependencyLocks, withDependencyLocks } from './steps';
+import { rolloutWorkflowV1 } from './v1/rollout';
+
+/** Marks runs of this code; runs without it (started before) finish on the frozen v1 code. */
+export const ROLLOUT_V2_PATCH = 'rollout-v2';
 
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
+  if (!patched(ROLLOUT_V2_PATCH)) return rolloutWorkflowV1(input);
   const run = new RolloutRun(input);
   run.installHandlers();
   run.publish();
-  const { spec } = input;
-  emitRolloutEvent({ kind: 'started', service: spec.service, release: spec.release });
+  emitRolloutEvent({ kind: 'started', service: input.spec.service, release: input.spec.release });
 
-  // A scheduled analysis found the promoted release worse: revert it first (see revertPromoted).
-  let pendingStop = input.revertPromoted ? loadPromotedRelease(run, input.revertPromoted) : undefined;
-
-  // Stages 1-3 deploy nothing: a failure (or an abort) here ends the rollout without a saga.
-  const early = new CancellationScope();
-  run.onAbort = () => early.cancel();
-  try {
-    if (!pendingStop)
-      await early.run(async () => {
-        await runStage(run, 'build', 'building the artifact once', () => build(run));
-        if (spec.test) await runStage(run, 'test', `running ${spec.test.command}`, () => runTests(spec));
-        if (spec.migration) await runStage(run, 'migrate', 'migrating the schema before any traffic moves', () => migrate(run));
-      });
-  } catch (err) {
-    if (run.abortRequested) return finish(run, 'aborted', 'aborted by operator before anything was deployed');
-    run.failedStage = run.stage;
-    const reason = failureMessage(err);
-    await alertOperator(
-      run,
-      'failed',
-      `rollgate: ${spec.service} ${spec.release} failed in stage ${run.stage} before anything was deployed: ${reason}`,
-      {
-        reason,
-      },
-    );
-    return finish(run, 'failed', reason);
+  const saga = new Saga();
+  let stop: Stop | undefined;
+  if (input.revertPromoted) {
+    // A scheduled analysis found the promoted release worse: revert it, then pause the pipeline.
+    stop = loadPromotedRelease(run, saga, input.revertPromoted);
+  } else {
+    const early = await prepare(run);
+    if (early) return endBeforeDeploy(run, early);
+    stop = await deliver(run, saga);
   }
-
-  // Stages 4-8. `resume` after a rollback comes back here and retries from the deploy stage;
-  // deploys are idempotent, so the same version is found again rather than published twice.
   for (;;) {
-    const saga = new Saga();
-    const scope = new CancellationScope();
-    run.onAbort = () => scope.cancel();
-    try {
-      if (run.abortRequested) throw new RolloutStop('aborted', 'aborted by operator');
-      if (pendingStop) {
-        for (const t of run.targets.values()) pushRevert(run, saga, t);
-        const stop = pendingStop;
-        pendingStop = undefined;
-        throw stop;
-      }
-      await scope.run(async () => {
-        await runStage(run, 'deploy', 'publishing the new revision with 0 % traffic', () => deployCanaryRevisions(run, saga));
-        await runStage(run, 'verify', 'probes, deployment contract and env drift', () => verify(run));
-        await withDependencyLocks(run, async () => {
-          await runStage(run, 'canary', `shifting ${spec.canary.weight} % to the canary`, () => canary(run));
-          for (const wave of spec.waves) await runStage(run, `wave:${wave.name}`, `wave ${wave.name}`, () => regionWave(run, wave));
-          await runStage(run, 'promote', 'all traffic to the new version', () => promote(run));
-        });
-      });
-      return finish(run, 'succeeded', `release ${spec.release} promoted on ${spec.targets.length} target(s)`);
-    } catch (err) {
-      const stop = toStop(run, err);
-      let outcome = await rollback(run, saga, stop);
-      // A failed compensation escalates (alert, state rollback-failed) and waits for the operator:
-      // `resume` retries the failed reverts, `abort` closes the rollout as rollback-failed.
-      while (outcome === 'rollback-failed') {
-        if ((await waitForOperator(run, 'rollback-failed')) === 'abort') {
-          await releaseDependencyLocks(run);
-          return finish(run, 'rollback-failed', run.rollbackReason);
-        }
-        outcome = await rollback(run, saga, stop);
-      }
-      await releaseDependencyLocks(run);
-      // An abort while the pipeline ran closes the rollout after reverting.
-      if (stop.kind === 'aborted') return finish(run, 'aborted', stop.message);
-      if ((await waitForOperator(run, 'paused')) === 'abort') return finish(run, 'rolled-back', run.rollbackReason);
-    } finally {
-      run.onAbort = undefined;
+    if (!stop) return finish(run, 'succeeded', `release ${input.spec.release} promoted on ${input.spec.targets.length} target(s)`);
+    const closed = await rollBack(run, saga, stop);
+    if (closed) return closed;
+    // `resume`: retry from the deploy stage; deploys are idempotent, the same version is found again.
+    stop = await deliver(run, saga);
+  }
+}
+
+// ---- 0-3: preflight, build, test, migrate (nothing deployed yet: no saga) --------------------
+
+async function prepare(run: RolloutRun): Promise<Stop | undefined> {
+  const { spec } = run;
+  return inAbortableScope(run, async () => {
+    const steps: [RolloutRun['stage'], string, () => Promise<Stop | undefined>][] = [
+      ['preflight', 'reading every target before anything changes', () => preflightTargets(run)],
+      ['build', 'building the artifact once', () => build(run)],
+    ];
+    if (spec.test) steps.push(['test', `running ${spec.test.command}`, () => runTests(spec)]);
+    if (spec.migration) steps.push(['migrate', 'migrating the schema before any traffic moves', () => migrate(run)]);
+    for (const [stage, detail, body] of steps) {
+      const stop = await runStage(run, stage, detail, body);
+      if (stop) return stop;
     }
-  }
+    return undefined;
+  });
 }
 
-async function runStage(run: RolloutRun, stage: RolloutRun['stage'], detail: string, body: () => Promise<void>): Promise<void> {
-  await run.holdWhilePaused();
-  run.enterStage(stage, detail);
-  const t0 = Date.now();
-  const service = run.spec.service;
-  try {
-    await body();
-    emitRolloutEvent({ kind: 'stage', service, stage, durationMs: Date.now() - t0, outcome: 'ok' });
-  } catch (err) {
-    emitRolloutEvent({ kind: 'stage', service, stage, durationMs: Date.now() - t0, outcome: 'failed' });
-    if (err instanceof RolloutStop || isCancellation(err)) throw err;
-    throw new RolloutStop('stage-failed', `stage ${stage} failed: ${failureMessage(err)}`);
+/** Read-only: every target exists, is reachable with the worker's credentials and is not mid-deployment. */
+async function preflightTargets(run: RolloutRun): Promise<Stop | undefined> {
+  const states = await settleAll([...run.targets.values()].map((t) => () => reads.readTraffic({ target: t.spec })));
+  const targets = [...run.targets.values()];
+  for (const [i, traffic] of states.entries()) {
+    const refusal = splitRefusal(targets[i], traffic);
+    if (refusal) return refusal;
   }
+  run.record('decision', `preflight: ${targets.map((t, i) => `${t.name} serves ${states[i].stableVersion}`).join(', ')}`);
+  return undefined;
 }
 
-// ---- 1-3: build, test, migrate --------------------------------------------------------------
+function splitRefusal(t: RolloutTarget, traffic: { newVersion?: string; newWeight: number }): Stop | undefined {
+  if (traffic.newVersion === undefined || traffic.newWeight <= 0) return undefined;
+  return stopOf(
+    'stage-failed',
+    `${t.name} already routes ${traffic.newWeight} % to version ${traffic.newVersion}: another deployment is in progress`,
+  );
+}
 
-async function build(run: RolloutRun): Promise<void> {
+async function build(run: RolloutRun): Promise<undefined> {
   run.artifact = await commands.buildArtifact({ artifact: run.spec.artifact, rolloutId: run.id, runId: workflowInfo().runId });
   run.record('decision', `artifact sha256 ${run.artifact.digest}`);
+  return undefined;
 }
 
-async function runTests(spec: RolloutSpec): Promise<void> {
+async function runTests(spec: RolloutSpec): Promise<undefined> {
   await commands.runStageCommand({ stage: 'test', command: spec.test!.command, cwd: spec.test!.cwd });
+  return undefined;
 }
 
-async function migrate(run: RolloutRun): Promise<void> {
+/** A migration is never cut off half-way: an abort waits for it, then closes the rollout. */
+async function migrate(run: RolloutRun): Promise<Stop | undefined> {
   const m = run.spec.migration!;
   const env = { ROLLGATE_SCHEMA_REV: run.spec.schema_rev };
-  await commands.runStageCommand({ stage: 'migrate', command: m.command, cwd: m.cwd, env });
-  const current = await commands.readSchemaRev({ command: m.current_command, cwd: m.cwd });
+  const current = await CancellationScope.nonCancellable(async () => {
+    await commands.runStageCommand({ stage: 'migrate', command: m.command, cwd: m.cwd, env });
+    run.migrated = true;
+    return commands.readSchemaRev({ command: m.current_command, cwd: m.cwd });
+  });
   if (current !== run.spec.schema_rev)
-    throw new RolloutStop('stage-failed', `migration reports schema_rev "${current}", spec expects "${run.spec.schema_rev}"`);
+    return stopOf('stage-failed', `migration reports schema_rev "${current}", spec expects "${run.spec.schema_rev}"`);
   run.record('decision', `schema_rev ${current} verified`);
+  return takePendingStop(run);
 }
 
-// ---- 4-5: deploy the canary revision, verify it -------------------------------------------
+async function endBeforeDeploy(run: RolloutRun, stop: Stop): Promise<RolloutResult> {
+  const migrated = run.migrated ? `after the migration to schema_rev ${run.spec.schema_rev} completed; ` : '';
+  if (stop.kind === 'aborted') return finish(run, 'aborted', `${stop.message}: ${migrated}nothing was deployed`);
+  run.failedStage = run.stage;
+  const { service, release } = run.spec;
+  await alertOperator(
+    run,
+    'failed',
+    `rollgate: ${service} ${release} failed in stage ${run.stage} before anything was deployed: ${stop.message}`,
+    {
+      reason: stop.message,
+    },
+  );
+  return finish(run, 'failed', stop.message);
+}
+
+// ---- 4-8: deploy, verify, canary, region waves, promote -------------------------------------
+
+async function deliver(run: RolloutRun, saga: Saga): Promise<Stop | undefined> {
+  return inAbortableScope(run, async () => {
+    const pending = takePendingStop(run);
+    if (pending) return pending;
+    const deployed = await runStage(run, 'deploy', 'publishing the new revision with 0 % traffic', () => deployCanaryRevisions(run, saga));
+    if (deployed) return deployed;
+    const verified = await runStage(run, 'verify', 'probes, deployment contract and env drift', () => verify(run));
+    if (verified) return verified;
+    return withLocks(run, () => shiftAndPromote(run));
+  });
+}
+
+async function shiftAndPromote(run: RolloutRun): Promise<Stop | undefined> {
+  const { spec } = run;
+  const canaryStop = await runStage(run, 'canary', `shifting ${spec.canary.weight} % to the canary`, () => canary(run));
+  if (canaryStop) return canaryStop;
+  for (const wave of spec.waves) {
+    const stop = await runStage(run, `wave:${wave.name}`, `wave ${wave.name}`, () => regionWave(run, wave));
+    if (stop) return stop;
+  }
+  return runStage(run, 'promote', 'all traffic to the new version', () => promote(run));
+}
 
 function contractOf(spec: RolloutSpec): ReleaseContract {
   return { RELEASE_ID: spec.release, SCHEMA_REV: spec.schema_rev, ...(spec.index_hash ? { INDEX_HASH: spec.index_hash } : {}) };
 }
 
-async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<void> {
-  // allSettled, not all: when one target fails, the others still finish and push their undo.
-  const results = await Promise.allSettled(
-    [...run.targets.values()].map(async (t) => {
+async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<Stop | undefined> {
+  const stops = await settleAll(
+    [...run.targets.values()].map((t) => async (): Promise<Stop | undefined> => {
       if (t.stableVersion === undefined) {
-        const traffic = await acts.readTraffic({ target: t.spec });
-        if (traffic.newVersion !== undefined && traffic.newWeight > 0)
-          throw new RolloutStop(
-            'stage-failed',
-            `${t.name} already routes ${traffic.newWeight} % to version ${traffic.newVersion}: another deployment is in progress`,
-          );
+        const traffic = await reads.readTraffic({ target: t.spec });
+        const refusal = splitRefusal(t, traffic);
+        if (refusal) return refusal;
         t.stableVersion = traffic.stableVersion;
       }
-      const res = await acts.deployRevision({ target: t.spec, artifact: run.artifact!, contract: contractOf(run.spec), rolloutId: run.id });
+      // Pushed before the deploy: a deploy that fails or is cancelled part-way may already have
+      // tagged a revision; the undo (100 % on stable, tag dropped) is harmless when nothing changed.
+      pushRevert(run, saga, t);
+      const res = await changes.deployRevision({
+        target: t.spec,
+        artifact: run.artifact!,
+        contract: contractOf(run.spec),
+        rolloutId: run.id,
+      });
       t.newVersion = res.newVersion;
       run.record(
         'decision',
         `${t.name}: ${res.created ? 'published' : 'found already published'} version ${res.newVersion} (stable ${t.stableVersion})`,
       );
       if (t.newVersion === t.stableVersion)
-        throw new RolloutStop('stage-failed', `${t.name} already serves release ${run.spec.release} (version ${t.newVersion})`);
-      pushRevert(run, saga, t);
+        return stopOf('stage-failed', `${t.name} already serves release ${run.spec.release} (version ${t.newVersion})`);
+      return undefined;
     }),
   );
   run.publish();
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  return stops.find((s) => s !== undefined);
 }
 
 /** Undo for everything a target goes through: 100 % back on its stable version (and its tag dropped). */
 function pushRevert(run: RolloutRun, saga: Saga, t: RolloutTarget): void {
   const stable = t.stableVersion!;
   saga.push(`revert ${t.name}`, 'revert-targets', async () => {
-    await compensations.routeAll({ target: t.spec, version: stable, dropTag: true });
+    await compensationsFor(run.spec).routeAll({ target: t.spec, version: stable, dropTag: true });
     run.setWeight(t.name, 0);
     run.record('compensation', `${t.name}: 100 % back on version ${stable}`);
   });
 }
 
 /** Revert mode: the targets run the promoted release at 100 %; the saga puts them back. */
-function loadPromotedRelease(run: RolloutRun, r: NonNullable<RolloutInput['revertPromoted']>): RolloutStop {
+function loadPromotedRelease(run: RolloutRun, saga: Saga, r: NonNullable<RolloutInput['revertPromoted']>): Stop {
   run.artifact = r.artifact;
   for (const p of r.targets) {
     const t = run.targets.get(p.name);
@@ -187,71 +214,107 @@ function loadPromotedRelease(run: RolloutRun, r: NonNullable<RolloutInput['rever
     t.stableVersion = p.stableVersion;
     t.newVersion = p.newVersion;
     t.weight = 100;
+    pushRevert(run, saga, t);
   }
   run.record('decision', `post-promotion analysis failed: reverting release ${run.spec.release} on every target`);
-  return new RolloutStop('breach', `no increase in error rate after rollout: ${r.reason}`);
+  return stopOf('breach', `no increase in error rate after rollout: ${r.reason}`);
 }
 
-async function verify(run: RolloutRun): Promise<void> {
-  const reports = await Promise.all(
-    [...run.targets.values()].map((t) =>
-      acts.verifyRevision({
-        target: t.spec,
-        stableVersion: t.stableVersion!,
-        newVersion: t.newVersion!,
-        probes: run.spec.probes,
-        contract: contractOf(run.spec),
-      }),
+async function verify(run: RolloutRun): Promise<Stop | undefined> {
+  const reports = await settleAll(
+    [...run.targets.values()].map(
+      (t) => () =>
+        watched.verifyRevision({
+          target: t.spec,
+          stableVersion: t.stableVersion!,
+          newVersion: t.newVersion!,
+          probes: run.spec.probes,
+          contract: contractOf(run.spec),
+        }),
     ),
   );
   for (const r of reports) run.record('decision', `verify ${r.summary}`);
   const failed = reports.filter((r) => !r.ok);
-  if (failed.length) throw new RolloutStop('stage-failed', `verify failed: ${failed.map((r) => r.summary).join(' | ')}`);
+  if (failed.length) return stopOf('stage-failed', `verify failed: ${failed.map((r) => r.summary).join(' | ')}`);
   const all = [...run.targets.values()].map((t) => t.spec);
-  await acts.preflightMetrics({ targets: analysisTargets(run, all), rule: run.spec.rollback });
+  await watched.preflightMetrics({ targets: analysisTargets(run, all), rule: run.spec.rollback });
+  return undefined;
 }
 
-// ---- 6-8: canary, region waves, promote ---------------------------------------------------
-
-async function canary(run: RolloutRun): Promise<void> {
-  const targets = run.spec.canary.targets.map((n) => run.targets.get(n)!.spec);
-  await shiftTraffic(run, targets, run.spec.canary.weight);
-  await bakeAndAnalyze(run, targets, mustDurationMs(run.spec.canary.bake), `canary ${run.spec.canary.weight} %`);
+async function canary(run: RolloutRun): Promise<Stop | undefined> {
+  const { canary } = run.spec;
+  const targets = canary.targets.map((n) => run.targets.get(n)!.spec);
+  const bakeMs = mustDurationMs(canary.bake);
+  return (await shiftTraffic(run, targets, canary.weight, 0)) ?? bakeAndAnalyze(run, targets, bakeMs, `canary ${canary.weight} %`);
 }
 
-async function regionWave(run: RolloutRun, wave: WaveSpec): Promise<void> {
-  if (wave.approval) await awaitApproval(run, wave);
-  const targets = wave.targets.map((n) => run.targets.get(n)!.spec);
-  for (const step of wave.steps) {
-    await shiftTraffic(run, targets, step);
-    await bakeAndAnalyze(run, targets, mustDurationMs(wave.bake), `wave ${wave.name} at ${step} %`);
+async function regionWave(run: RolloutRun, wave: WaveSpec): Promise<Stop | undefined> {
+  if (wave.approval) {
+    const stop = await awaitApproval(run, wave);
+    if (stop) return stop;
   }
+  const targets = wave.targets.map((n) => run.targets.get(n)!.spec);
+  const bakeMs = mustDurationMs(wave.bake);
+  for (const step of wave.steps) {
+    const stop =
+      (await shiftTraffic(run, targets, step, bakeMs)) ?? (await bakeAndAnalyze(run, targets, bakeMs, `wave ${wave.name} at ${step} %`));
+    if (stop) return stop;
+  }
+  return undefined;
 }
 
-/** One traffic step on several targets in parallel, after pause and freeze checks. */
-async function shiftTraffic(run: RolloutRun, targets: TargetSpec[], percent: number): Promise<void> {
-  await run.holdWhilePaused();
-  await holdForFreezeWindows(run);
-  await Promise.all(
-    targets.map(async (spec) => {
+/** Before any traffic moves: an operator pause, a freeze window, an abort or a known breach comes first. */
+async function checkpoint(run: RolloutRun): Promise<Stop | undefined> {
+  return (await holdWhilePaused(run)) ?? (await holdForFreezeWindows(run)) ?? takePendingStop(run);
+}
+
+/** One traffic step on several targets; every sibling settles before a failure is acted on. */
+async function shiftTraffic(run: RolloutRun, targets: TargetSpec[], percent: number, bakeMs: number): Promise<Stop | undefined> {
+  const stop = await checkpoint(run);
+  if (stop) return stop;
+  await settleAll(
+    targets.map((spec) => async () => {
       const t = run.targets.get(spec.name)!;
-      await acts.setTraffic({ target: spec, stableVersion: t.stableVersion!, newVersion: t.newVersion!, percent });
+      const shiftAtMs = Date.now();
+      await changes.setTraffic({ target: spec, stableVersion: t.stableVersion!, newVersion: t.newVersion!, percent });
+      if (percent >= 100 && t.weight < 100) t.baselineWindow = baselineBefore(shiftAtMs, bakeMs);
       run.setWeight(t.name, percent);
     }),
   );
   run.record('decision', `${targets.map((t) => t.name).join(', ')} at ${percent} %`);
+  return undefined;
 }
 
-async function promote(run: RolloutRun): Promise<void> {
-  await run.holdWhilePaused();
-  await holdForFreezeWindows(run);
-  await Promise.all(
-    [...run.targets.values()].map(async (t) => {
-      await acts.routeAll({ target: t.spec, version: t.newVersion! });
+/** The window in which the stable version last served traffic, before a shift to 100 %: its last bake, at least a minute. */
+function baselineBefore(shiftAtMs: number, bakeMs: number): { startMs: number; endMs: number } {
+  return { startMs: shiftAtMs - Math.max(bakeMs, 60_000), endMs: shiftAtMs };
+}
+
+async function promote(run: RolloutRun): Promise<Stop | undefined> {
+  const stop = await checkpoint(run);
+  if (stop) return stop;
+  const targets = [...run.targets.values()];
+  await settleAll(
+    targets.map((t) => async () => {
+      if (t.weight < 100) t.baselineWindow = baselineBefore(Date.now(), 0);
+      await changes.routeAll({ target: t.spec, version: t.newVersion! });
       run.setWeight(t.name, 100);
-      await acts.recordRelease({ target: t.spec, version: t.newVersion!, release: run.spec.release, digest: run.artifact!.digest });
     }),
   );
+  // Promoted. Bookkeeping from here on never reverts a healthy release: a failure is recorded.
+  await CancellationScope.nonCancellable(() =>
+    Promise.all(
+      targets.map(async (t) => {
+        try {
+          await reads.recordRelease({ target: t.spec, version: t.newVersion!, release: run.spec.release, digest: run.artifact!.digest });
+        } catch (err) {
+          run.record('decision', `${t.name}: release promoted, but recording it on the target failed: ${failureMessage(err)}`);
+        }
+      }),
+    ),
+  );
+  if (run.gate.abort) run.record('operator', 'abort arrived after every target was promoted: the release stays promoted');
+  return undefined;
 }
 
 export function analysisTargets(run: RolloutRun, targets: TargetSpec[]) {
@@ -261,21 +324,104 @@ export function analysisTargets(run: RolloutRun, targets: TargetSpec[]) {
   });
 }
 
-// ---- saga, pause, finish ---------------------------------------------------------------------
+// ---- stages, locks, saga, pause, finish -------------------------------------------------------
 
-function toStop(run: RolloutRun, err: unknown): RolloutStop {
-  if (err instanceof RolloutStop) return err;
-  if (isCancellation(err) || run.abortRequested)
-    return new RolloutStop(
-      'aborted',
-      `aborted${run.abortRequested?.by ? ` by ${run.abortRequested.by}` : ''}${run.abortRequested?.reason ? `: ${run.abortRequested.reason}` : ''}`,
-    );
-  return new RolloutStop('stage-failed', failureMessage(err));
+/** Runs `body` in a scope that an abort cancels (waits end, cancellable activities stop). */
+async function inAbortableScope(run: RolloutRun, body: () => Promise<Stop | undefined>): Promise<Stop | undefined> {
+  const scope = new CancellationScope();
+  run.gate.onAbort = () => scope.cancel();
+  try {
+    return await scope.run(body);
+  } catch (err) {
+    if (isCancellation(err) || run.gate.abort) return run.gate.abortStop();
+    throw err;
+  } finally {
+    run.gate.onAbort = undefined;
+  }
 }
 
-async function rollback(run: RolloutRun, saga: Saga, stop: RolloutStop): Promise<'reverted' | 'rollback-failed'> {
+/** The one place where failures of a stage become a Stop: activity errors, cancellations by an abort. */
+async function runStage(
+  run: RolloutRun,
+  stage: RolloutRun['stage'],
+  detail: string,
+  body: () => Promise<Stop | undefined>,
+): Promise<Stop | undefined> {
+  const t0 = Date.now();
+  const service = run.spec.service;
+  let stop: Stop | undefined;
+  try {
+    stop = await holdWhilePaused(run);
+    if (stop) return stop;
+    run.enterStage(stage, detail);
+    stop = await body();
+  } catch (err) {
+    stop =
+      isCancellation(err) || run.gate.abort
+        ? run.gate.abortStop()
+        : stopOf('stage-failed', `stage ${stage} failed: ${failureMessage(err)}`);
+  }
+  emitRolloutEvent({ kind: 'stage', service, stage, durationMs: Date.now() - t0, outcome: stop ? 'failed' : 'ok' });
+  return stop;
+}
+
+/** Signals that `body` stopped inside the locks: the locks stay held until the saga has reverted. */
+class StoppedHoldingLocks extends Error {
+  constructor(readonly stop: Stop) {
+    super(stop.message);
+  }
+}
+
+async function withLocks(run: RolloutRun, body: () => Promise<Stop | undefined>): Promise<Stop | undefined> {
+  let promoted = false;
+  try {
+    await withDependencyLocks(run, async () => {
+      const stop = await body();
+      if (stop) throw new StoppedHoldingLocks(stop);
+      promoted = true;
+    });
+    return undefined;
+  } catch (err) {
+    if (err instanceof StoppedHoldingLocks) return err.stop;
+    if (promoted) {
+      // The release is promoted; the lock workflow drops a holder that has closed.
+      run.record('decision', `could not release shared dependency locks: ${failureMessage(err)}`);
+      return undefined;
+    }
+    if (isCancellation(err) || run.gate.abort) return run.gate.abortStop();
+    return stopOf('stage-failed', `shared dependency lock: ${failureMessage(err)}`);
+  }
+}
+
+async function releaseLocks(run: RolloutRun): Promise<void> {
+  try {
+    await releaseDependencyLocks(run);
+  } catch (err) {
+    run.record('decision', `could not release shared dependency locks: ${failureMessage(err)}`);
+  }
+}
+
+/** The saga, the alert, and the wait for an operator. A result when the rollout closes, undefined on `resume`. */
+async function rollBack(run: RolloutRun, saga: Saga, stop: Stop): Promise<RolloutResult | undefined> {
+  let outcome = await compensate(run, saga, stop);
+  // A failed compensation escalates (alert, state rollback-failed) and waits for the operator:
+  // `resume` retries the failed reverts, `abort` closes the rollout as rollback-failed.
+  while (outcome === 'rollback-failed') {
+    if ((await waitForOperator(run, 'rollback-failed')) === 'abort') {
+      await releaseLocks(run);
+      return finish(run, 'rollback-failed', run.rollbackReason);
+    }
+    outcome = await compensate(run, saga, stop);
+  }
+  await releaseLocks(run);
+  if (stop.kind === 'aborted') return finish(run, 'aborted', stop.message);
+  if ((await waitForOperator(run, 'paused')) === 'abort') return finish(run, 'rolled-back', run.rollbackReason);
+  return undefined;
+}
+
+async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'reverted' | 'rollback-failed'> {
   run.rollbackReason = stop.message;
-  const stageAtStop = run.stage;
+  const stageAtStop = run.stage === 'rollback' ? (run.failedStage ?? run.stage) : run.stage;
   if (stop.kind !== 'aborted') run.failedStage = stageAtStop;
   run.enterStage('rollback', `${stop.kind}: ${stop.message}`);
   const outcomes = await saga.compensate();
@@ -284,17 +430,19 @@ async function rollback(run: RolloutRun, saga: Saga, stop: RolloutStop): Promise
   for (const f of failed) emitRolloutEvent({ kind: 'compensation-failed', service: run.spec.service, step: f.label });
   if (failed.length) {
     run.state = 'rollback-failed';
+    run.pausedAfterRollback = true;
     run.record('alert', `escalating: ${failed.length} compensation(s) failed after retries`);
     const text = `ROLLBACK FAILED for ${run.spec.service} ${run.spec.release} after ${stop.kind} in ${stageAtStop}: ${failed
       .map((f) => `${f.label}: ${f.error}`)
-      .join('; ')}. Fix the target, then \`rollgate resume ${run.id}\` to retry the revert.`;
+      .join(
+        '; ',
+      )}. Fix the target, then \`rollgate resume ${run.id}\` to retry the revert (\`rollgate abort ${run.id}\` closes the rollout).`;
     run.setDetail(text);
     await alertOperator(run, 'rollback-failed', text, { reason: stop.message, revertedTargets: reverted });
     return 'rollback-failed';
   }
   if (stop.kind !== 'aborted') {
     run.state = 'paused';
-    run.paused = true;
     run.pausedAfterRollback = true;
     const text = `rollgate: ${run.spec.service} ${run.spec.release} rolled back after ${stop.kind} in ${stageAtStop}: ${stop.message}. Reverted: ${
       reverted.join(', ') || 'nothing had been deployed'
@@ -308,14 +456,10 @@ async function rollback(run: RolloutRun, saga: Saga, stop: RolloutStop): Promise
 /** Paused after a rollback (or a failed one): wait for `resume` (retry) or `abort` (close). */
 async function waitForOperator(run: RolloutRun, state: RolloutState): Promise<'resume' | 'abort'> {
   run.state = state;
-  run.paused = true;
   run.pausedAfterRollback = true;
-  run.resumeRequested = false;
   run.publish();
-  await condition(() => run.resumeRequested || !!run.abortRequested);
-  if (run.abortRequested) return 'abort';
+  if ((await run.gate.awaitOperator()) === 'abort') return 'abort';
   run.state = 'running';
-  run.paused = false;
   run.pausedAfterRollback = false;
   run.rollbackReason = undefined;
   run.lastAnalysis = undefined;
@@ -326,7 +470,7 @@ async function waitForOperator(run: RolloutRun, state: RolloutState): Promise<'r
 function finish(run: RolloutRun, state: RolloutState, reason?: string): RolloutResult {
   run.state = state;
   run.bakeEndsAtMs = undefined;
-  run.awaitingApproval = undefined;
+  run.gate.awaitingApproval = undefined;
   run.enterStage('done', `${state}${reason ? `: ${reason}` : ''}`);
   emitRolloutEvent({ kind: 'finished', service: run.spec.service, release: run.spec.release, state });
   return { state, reason, status: run.status() };

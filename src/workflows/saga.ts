@@ -1,5 +1,6 @@
 /**
- * Compensation saga: each side-effecting step pushes how to undo it. Compensations run in reverse
+ * Compensation saga: each side-effecting step pushes how to undo it, *before* the step runs (a step
+ * that fails or is cancelled part-way may already have changed something; every undo is idempotent). Compensations run in reverse
  * order inside a non-cancellable scope (an abort must not interrupt a revert); entries pushed with
  * the same `group` are independent (one per target) and run in parallel, so ten targets revert in
  * the time of one. A failed compensation is reported and kept for a retry, never dropped.
@@ -29,11 +30,7 @@ export class Saga {
     this.steps.push({ label, group, run });
   }
 
-  get size(): number {
-    return this.steps.length;
-  }
-
-  async compensate(onStep?: (o: CompensationOutcome) => void): Promise<CompensationOutcome[]> {
+  async compensate(): Promise<CompensationOutcome[]> {
     const outcomes: CompensationOutcome[] = [];
     await CancellationScope.nonCancellable(async () => {
       const steps = [...this.steps].reverse();
@@ -51,10 +48,7 @@ export class Saga {
             }
           }),
         );
-        for (const r of results) {
-          outcomes.push(r);
-          onStep?.(r);
-        }
+        outcomes.push(...results);
         i = j;
       }
     });

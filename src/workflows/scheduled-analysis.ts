@@ -7,7 +7,8 @@
 import { getExternalWorkflowHandle, workflowInfo } from '@temporalio/workflow';
 import { combineVerdicts } from '../analysis/threshold-judge';
 import { externalVerdictSignal, type ScheduledAnalysisInput, type ScheduledAnalysisResult } from './messages';
-import { acts } from './activity-options';
+// Unchanged since v1: the same activity options keep every recorded scheduled-analysis history replaying.
+import { acts } from './v1/activity-options';
 
 export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): Promise<ScheduledAnalysisResult> {
   const { service } = input;

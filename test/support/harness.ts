@@ -77,7 +77,8 @@ export interface Harness {
   /** With `{ cloudRun: true }`: the Cloud Run Admin API fake and the Cloud Monitoring fake, wired into deps. */
   cloudRun?: CloudRunFake;
   monitoring?: CloudMonitoringFake;
-  startWorker(overrides?: Partial<ActivityDeps>): Promise<Worker>;
+  /** `bundlePath`: another workflow bundle (default: the suite's bundle of src/workflows). */
+  startWorker(overrides?: Partial<ActivityDeps>, bundlePath?: string): Promise<Worker>;
   stopWorker(): Promise<void>;
   close(): Promise<void>;
 }
@@ -137,12 +138,12 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
     deps,
     cloudRun,
     monitoring,
-    async startWorker(overrides = {}) {
+    async startWorker(overrides = {}, bundlePath?: string) {
       const worker = await createRollgateWorker({
         connection: nativeConnection,
         taskQueue,
         deps: { ...deps, ...overrides },
-        workflowBundlePath: process.env.ROLLGATE_TEST_BUNDLE,
+        workflowBundlePath: bundlePath ?? process.env.ROLLGATE_TEST_BUNDLE,
       });
       workers.push({ worker, run: worker.run() });
       return worker;

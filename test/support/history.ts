@@ -16,3 +16,17 @@ export async function historyText(handle: WorkflowHandle): Promise<string> {
   walk(JSON.parse(json));
   return decoded.join('\n');
 }
+
+/**
+ * With ROLLGATE_RECORD_HISTORIES=1, save the closed workflow's history as test/histories/NAME.json
+ * for the replay suite. Never overwrites: a recorded history is kept for as long as its workflow
+ * version may still be running (record a new version under a new name).
+ */
+export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
+  if (process.env.ROLLGATE_RECORD_HISTORIES !== '1') return;
+  const { existsSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const file = join(__dirname, '..', 'histories', `${name}.json`);
+  if (existsSync(file)) throw new Error(`${file} exists: recorded histories are never overwritten; use a new name`);
+  writeFileSync(file, JSON.stringify(JSON.parse(historyToJSON(await handle.fetchHistory())), null, 1));
+}

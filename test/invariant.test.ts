@@ -1,0 +1,307 @@
+/**
+ * The rollback invariant on the paths that broke it (issue 9), each checked in moto, never from the
+ * workflow's own status: a stopped rollout serves 100 % stable on every touched target, and stays so.
+ */
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { startRollout } from '../src/client';
+import { lambdaOp } from '../src/dev/fault-proxy';
+import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
+import { abortSignal, approveUpdate, externalVerdictSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { aliasState } from './support/lambda';
+import { recordHistory } from './support/history';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForAlert, waitForStatus, type Harness } from './support/harness';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness('invariant');
+  await h.startWorker();
+});
+afterAll(async () => h?.close());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Two Lambda targets with their own function names, so faults can hit one of them only. */
+function twoTargets(service: string, over: Partial<RolloutSpecInput> = {}): RolloutSpec {
+  const targets: LambdaTargetSpec[] = [
+    { name: 'a', provider: 'aws-lambda', region: 'us-east-1', function: `${service}-a`, alias: 'live' },
+    { name: 'b', provider: 'aws-lambda', region: 'eu-west-1', function: `${service}-b`, alias: 'live' },
+  ];
+  return lambdaSpec(h, service, {
+    targets,
+    canary: { targets: ['a', 'b'], weight: 10, bake: '1 second' },
+    waves: [],
+    ...over,
+  });
+}
+
+/** Every target on version 1 alone, now and still after `staysMs` (no late write lands). */
+async function expectStableAndStays(spec: RolloutSpec, staysMs = 3_000) {
+  for (const t of spec.targets)
+    expect({ target: t.name, ...(await aliasState(h.motoUrl, t)) }).toEqual({ target: t.name, version: '1', weights: {} });
+  await sleep(staysMs);
+  for (const t of spec.targets)
+    expect({ target: t.name, ...(await aliasState(h.motoUrl, t)) }).toEqual({ target: t.name, version: '1', weights: {} });
+}
+
+/** The reason an update was refused (the SDK wraps it: "Workflow Update failed" with the cause). */
+async function refusal(p: Promise<unknown>): Promise<string> {
+  return p.then(
+    () => 'accepted',
+    (e: Error & { cause?: Error }) => e.cause?.message ?? e.message,
+  );
+}
+
+async function resultWithin(handle: WorkflowHandle, ms: number): Promise<RolloutResult> {
+  return Promise.race([
+    handle.result() as Promise<RolloutResult>,
+    sleep(ms).then(() => {
+      throw new Error(`rollout did not close within ${ms} ms`);
+    }),
+  ]);
+}
+
+test('one target fails non-retryably while its sibling is mid-write: the sibling settles first, then both are reverted, and stay so', async () => {
+  const spec = twoTargets('sibling-race');
+  await createFunctions(h, spec);
+  // a's first alias update (the canary shift) reaches moto only after 3 s; b's is refused outright.
+  h.proxy.inject({ match: lambdaOp.updateAlias('sibling-race-a'), action: { delayMs: 3_000 } });
+  h.proxy.inject({
+    match: lambdaOp.updateAlias('sibling-race-b'),
+    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized to perform lambda:UpdateAlias' },
+  });
+  const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+  const paused = await waitForStatus(handle, (s) => s.state === 'paused', 60_000, 'paused after the refused shift');
+  expect(paused.rollbackReason).toMatch(/AccessDeniedException/);
+  // The delayed write landed before the revert, not after it.
+  const aWrites = h.proxy.calls.filter(lambdaOp.updateAlias('sibling-race-a'));
+  expect(aWrites).toHaveLength(2);
+  await expectStableAndStays(spec);
+  await handle.signal(abortSignal, { by: 'carol' });
+  expect((await resultWithin(handle, 30_000)).state).toBe('rolled-back');
+  await recordHistory(handle, 'rollout-v2-sibling-failure-abort');
+});
+
+test('abort is honoured in rollback-failed: the rollout closes as rollback-failed', async () => {
+  const spec = twoTargets('abort-rollback-failed', { canary: { targets: ['a'], weight: 10, bake: '1 second' } });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2');
+  let shifted = false;
+  h.proxy.inject({
+    match: (c) => {
+      if (!lambdaOp.updateAlias('abort-rollback-failed-a')(c)) return false;
+      if (!shifted) {
+        shifted = true; // let the canary shift through
+        return false;
+      }
+      return true;
+    },
+    times: 1_000,
+    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized' },
+  });
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.state === 'rollback-failed', 60_000, 'rollback-failed');
+    await waitForAlert(h, 'abort-rollback-failed');
+    await handle.signal(abortSignal, { by: 'carol' });
+    const res = await resultWithin(handle, 20_000);
+    expect(res.state).toBe('rollback-failed');
+    await recordHistory(handle, 'rollout-v2-rollback-failed-abort');
+  } finally {
+    traffic.stop();
+    h.proxy.clearFaults();
+  }
+});
+
+test('a minute of throttling does not turn an automatic revert into rollback-failed', async () => {
+  const spec = twoTargets('throttled-revert', { canary: { targets: ['a'], weight: 10, bake: '1 second' } });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2');
+  let throttleUntil = 0;
+  let shifted = false;
+  h.proxy.inject({
+    match: (c) => {
+      if (!lambdaOp.updateAlias('throttled-revert-a')(c)) return false;
+      if (!shifted) {
+        shifted = true;
+        throttleUntil = Date.now() + 60_000; // the revert comes about a second later
+        return false;
+      }
+      return Date.now() < throttleUntil;
+    },
+    times: 100_000,
+    action: { status: 429, errorType: 'TooManyRequestsException', message: 'Rate exceeded' },
+  });
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused' || s.state === 'rollback-failed', 150_000, 'after revert');
+    expect(paused.state).toBe('paused');
+    expect(Date.now()).toBeGreaterThanOrEqual(throttleUntil);
+    await expectStableAndStays(spec, 0);
+    await handle.signal(abortSignal);
+    await resultWithin(handle, 20_000);
+  } finally {
+    traffic.stop();
+    h.proxy.clearFaults();
+  }
+}, 180_000);
+
+test('a failure while counting earlier failures (escalation) still alerts and closes the rollout', async () => {
+  await h.stopWorker();
+  await h.startWorker({ client: undefined }); // consecutiveStageFailures cannot reach Temporal
+  try {
+    const spec = twoTargets('escalation-down', { test: { command: 'exit 4' } });
+    await createFunctions(h, spec);
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const res = await resultWithin(handle, 60_000);
+    expect(res.state).toBe('failed');
+    const alert = await waitForAlert(h, 'escalation-down');
+    expect(alert.body.text).toMatch(/failed in stage test before anything was deployed/);
+    expect(res.status.history.some((e) => /could not count earlier failures/.test(e.text))).toBe(true);
+  } finally {
+    await h.stopWorker();
+    await h.startWorker();
+  }
+});
+
+test('a breach reported while a wave awaits approval rolls back at once, without the approval', async () => {
+  const spec = twoTargets('breach-awaiting', {
+    canary: { targets: ['a'], weight: 10, bake: '1 second' },
+    waves: [{ name: 'wave-b', targets: ['b'], steps: [100], bake: '1 second', approval: true }],
+  });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-b', 60_000, 'awaiting approval');
+    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'scheduled analysis: error rate 9 % > 2 %' });
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused after the external breach');
+    expect(paused.rollbackReason).toBe('scheduled analysis: error rate 9 % > 2 %');
+    expect(paused.awaitingApproval).toBeUndefined();
+    await expectStableAndStays(spec, 1_000);
+    // The approval meant for the wave that no longer waits is refused, not applied later.
+    expect(await refusal(handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] }))).toMatch(/not waiting for an approval/);
+    await handle.signal(abortSignal);
+    expect((await resultWithin(handle, 20_000)).state).toBe('rolled-back');
+    await recordHistory(handle, 'rollout-v2-breach-awaiting-approval');
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('analysis keeps running while a wave awaits approval: a canary that degrades is rolled back', async () => {
+  const spec = twoTargets('degrade-awaiting', {
+    canary: { targets: ['a'], weight: 50, bake: '1 second' },
+    waves: [{ name: 'wave-b', targets: ['b'], steps: [100], bake: '1 second', approval: true }],
+    rollback: { max_error_rate_increase_pp: 2, min_requests: 5, interval: '1 second' },
+  });
+  await createFunctions(h, spec);
+  let broken = false;
+  const traffic = simulateTraffic(h, spec, (_t, v) => broken && v === '2');
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-b', 60_000, 'awaiting approval');
+    broken = true;
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused after the breach during the wait');
+    expect(paused.rollbackReason).toMatch(/^a: error rate/);
+    expect(paused.failedStage).toBe('wave:wave-b');
+    await expectStableAndStays(spec, 1_000);
+    await handle.signal(abortSignal);
+    await resultWithin(handle, 20_000);
+    await recordHistory(handle, 'rollout-v2-interval-analysis-during-approval');
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('an approval that names another wave is refused', async () => {
+  const spec = twoTargets('wave-named', {
+    canary: { targets: ['a'], weight: 10, bake: '1 second' },
+    waves: [{ name: 'wave-b', targets: ['b'], steps: [100], bake: '1 second', approval: true }],
+  });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-b', 60_000, 'awaiting approval');
+    expect(await refusal(handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', wave: 'wave-a' }] }))).toMatch(
+      /waits for an approval of wave wave-b, not wave-a/,
+    );
+    expect(await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob', wave: 'wave-b' }] })).toBe('approved wave wave-b');
+    expect((await resultWithin(handle, 60_000)).state).toBe('succeeded');
+    await recordHistory(handle, 'rollout-v2-approval');
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('bookkeeping after promotion (TagResource refused) does not revert a promoted release', async () => {
+  const spec = twoTargets('tag-refused');
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  h.proxy.inject({
+    match: (c) => c.method === 'POST' && c.path.includes('/tags/'),
+    times: 1_000,
+    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized to perform lambda:TagResource' },
+  });
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const res = await resultWithin(handle, 90_000);
+    expect(res.state).toBe('succeeded');
+    expect(res.status.history.some((e) => /recording it on the target failed/.test(e.text))).toBe(true);
+    for (const t of spec.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '2', weights: {} });
+  } finally {
+    traffic.stop();
+    h.proxy.clearFaults();
+  }
+});
+
+test('an outside breach that arrives while paused after a rollback does not survive resume', async () => {
+  const spec = twoTargets('stale-breach', { canary: { targets: ['a'], weight: 10, bake: '1 second' } });
+  await createFunctions(h, spec);
+  let broken = true;
+  const traffic = simulateTraffic(h, spec, (_t, v) => broken && v === '2');
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.state === 'paused' && s.stage === 'rollback', 60_000, 'paused after breach');
+    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'stale scheduled verdict' });
+    broken = false;
+    await sleep(500);
+    await handle.signal(resumeSignal, { by: 'carol' });
+    const res = await resultWithin(handle, 90_000);
+    expect({ state: res.state, reason: res.reason }).toEqual({ state: 'succeeded', reason: expect.any(String) });
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('an abort during the migration waits for it to finish, and says so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rollgate-migrate-'));
+  const spec = twoTargets('abort-migrate', {
+    migration: { command: 'sleep 3 && echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', cwd: dir },
+  });
+  await createFunctions(h, spec);
+  const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+  await waitForStatus(handle, (s) => s.stage === 'migrate', 60_000, 'migrating');
+  await handle.signal(abortSignal, { by: 'carol' });
+  const res = await resultWithin(handle, 30_000);
+  expect(res.state).toBe('aborted');
+  expect(res.reason).toMatch(/after the migration to schema_rev 7 completed; nothing was deployed/);
+  expect(existsSync(join(dir, 'schema'))).toBe(true); // the migration ran to its end
+  await recordHistory(handle, 'rollout-v2-abort-during-migrate');
+  expect(h.proxy.count((c) => c.method !== 'GET' && lambdaOp.any('abort-migrate-a')(c))).toBe(0);
+});
+
+test('a target that cannot be read fails the rollout before the migration runs', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rollgate-migrate-'));
+  const spec = twoTargets('typo-before-migrate', {
+    migration: { command: 'echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', cwd: dir },
+  });
+  await createFunctions(h, { ...spec, targets: spec.targets.slice(0, 1) }); // b's function does not exist
+  const res = await resultWithin(await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue }), 60_000);
+  expect(res.state).toBe('failed');
+  expect(res.reason).toMatch(/^stage preflight failed: .*ResourceNotFoundException/);
+  expect(existsSync(join(dir, 'schema'))).toBe(false);
+});
