@@ -174,13 +174,14 @@ export interface OutcomeReport {
 
 /**
  * The pipeline is paused after a rollback (waiting for resume or abort), not by an operator's pause.
- * The status has no field for that (the workflow's `pausedAfterRollback` is internal), so this looks
- * for positive evidence that the rollback is done: the detail the workflow sets once the reverts
+ * v2 rollouts say so in `pausedAfterRollback`; for older ones this looks for positive evidence that the rollback is done: the detail the workflow sets once the reverts
  * succeeded, or the `rolled-back` alert recorded after the last rollback stage began. An operator's
  * pause that is followed by an abort also reads paused/rollback while the reverts run: neither sign
  * is there, so the wait goes on until the rollout closes as aborted.
  */
 export function isPausedAfterRollback(s: RolloutStatus): boolean {
+  if (s.pausedAfterRollback !== undefined) return s.state === 'paused' && s.pausedAfterRollback;
+  // Rollouts started before v2 have no such field: read the signs they leave.
   if (s.state !== 'paused' || s.stage !== 'rollback') return false;
   if (/^pipeline paused after /.test(s.detail)) return true;
   let i = s.history.length - 1;

@@ -158,7 +158,10 @@ test('a breach: start --wait ends with exit 3 once the pipeline pauses after the
 });
 
 test('a revert that keeps failing: start --wait and watch end with exit 4 (rollback-failed)', async () => {
-  const { spec, file } = oneTargetSpec('cli-stuck');
+  // Reverts escalate after 10 s of failures here (default 3 minutes).
+  const { spec, file } = oneTargetSpec('cli-stuck', {
+    rollback: { max_error_rate_increase_pp: 2, min_requests: 5, revert_retry_for: '10 seconds' },
+  });
   await createFunctions(h, spec);
   const traffic = simulateTraffic(h, spec, (_t, v) => v === '2');
   // The canary shift goes through; every later alias update (the revert) fails.

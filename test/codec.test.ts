@@ -254,7 +254,14 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
     walk(history, '');
     const nonSA = payloads.filter((x) => !/searchAttributes|indexedFields/.test(x.path));
     expect(nonSA.length).toBeGreaterThan(20);
-    const plainOnes = nonSA.filter((x) => Buffer.from(x.p.metadata!.encoding, 'base64').toString() !== ENCRYPTED_ENCODING);
+    // The SDK writes patch markers (`patched('rollout-v2')`) itself, without the payload codec: their
+    // one payload is the patch id, a constant of our code. Check that it is exactly that.
+    const isPatchMarker = (x: (typeof nonSA)[number]) => /markerRecordedEventAttributes\.details\.patch-data/.test(x.path);
+    for (const m of nonSA.filter(isPatchMarker))
+      expect(JSON.parse(Buffer.from(m.p.data!, 'base64').toString()).patchId).toMatch(/^[a-z0-9-]+$/);
+    const plainOnes = nonSA.filter(
+      (x) => !isPatchMarker(x) && Buffer.from(x.p.metadata!.encoding, 'base64').toString() !== ENCRYPTED_ENCODING,
+    );
     expect(plainOnes.map((x) => x.path)).toEqual([]);
 
     // The raw history, with every base64 field decoded, contains none of the values.

@@ -1,3 +1,4 @@
+import { recordHistory } from './support/history';
 /** Freeze windows hold traffic steps durably; services sharing a dependency never shift traffic together. */
 import { startRollout } from '../src/client';
 import { lambdaOp } from '../src/dev/fault-proxy';
@@ -30,6 +31,7 @@ test('a rollout reaching a traffic step inside a freeze window waits, shows "fro
     expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
     const res = (await handle.result()) as RolloutResult;
     expect(res.state).toBe('succeeded');
+    await recordHistory(handle, 'rollout-v2-freeze-wait');
     const firstShift = h.proxy.calls.find((c) => lambdaOp.updateAlias('frozen-fn')(c))!;
     expect(firstShift.atMs).toBeGreaterThanOrEqual(until);
   } finally {
@@ -57,6 +59,7 @@ test('two services sharing a dependency: the second waits visibly until the firs
 
     const ra = (await ha.result()) as RolloutResult;
     const rb = (await hb.result()) as RolloutResult;
+    await recordHistory(hb, 'rollout-v2-dependency-lock-wait');
     expect([ra.state, rb.state]).toEqual(['succeeded', 'succeeded']);
     const lastA = Math.max(...h.proxy.calls.filter(lambdaOp.updateAlias('dep-a-fn')).map((c) => c.atMs));
     const firstB = Math.min(...h.proxy.calls.filter(lambdaOp.updateAlias('dep-b-fn')).map((c) => c.atMs));

@@ -304,7 +304,8 @@ describe('the image start path against the test server', () => {
     const coldStartMs = Date.now() - started;
     expect(coldStartMs).toBeLessThan(20_000);
 
-    // The bundle runs the rollout workflow: a missing artifact fails the build stage, a clean 'failed' result.
+    // The bundle runs the rollout workflow: the function does not exist, so the read-only target
+    // preflight fails before the build, a clean 'failed' result.
     const spec = lambdaSpec(
       h,
       `deploy-${randomBytes(2).toString('hex')}`,
@@ -315,7 +316,7 @@ describe('the image start path against the test server', () => {
     const res = (await handle.result()) as RolloutResult;
     expect(res.state).toBe('failed');
     expect(res.status.stage).toBe('done');
-    expect(res.reason).toMatch(/build/);
+    expect(res.reason).toMatch(/^stage preflight failed: .*ResourceNotFoundException/);
     expect(await (await fetch(`http://127.0.0.1:${sdkPort}/metrics`)).text()).toMatch(/temporal_workflow_completed_total\{/);
 
     // SIGTERM: the SDK's shutdown hook stops polling, Worker.run() resolves, the process exits 0.
@@ -327,11 +328,11 @@ describe('the image start path against the test server', () => {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(jsonLines.find((l) => l.msg === 'stage build: building the artifact once')).toMatchObject({
+    expect(jsonLines.find((l) => l.msg === 'stage preflight: reading every target before anything changes')).toMatchObject({
       rolloutId: handle.workflowId,
       service: spec.service,
       release: 'r2',
-      stage: 'build',
+      stage: 'preflight',
       component: 'rollgate-worker',
     });
     console.log(`worker cold start on the prebuilt bundle: ${coldStartMs} ms (tsx, incl. node start and connecting)`);

@@ -9,7 +9,14 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { startRollout } from '../src/client';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import { abortSignal, approveUpdate, externalVerdictSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import {
+  abortSignal,
+  approveUpdate,
+  externalVerdictSignal,
+  resumeSignal,
+  statusQuery,
+  type RolloutResult,
+} from '../src/workflows/messages';
 import { aliasState } from './support/lambda';
 import { recordHistory } from './support/history';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForAlert, waitForStatus, type Harness } from './support/harness';
@@ -108,9 +115,46 @@ test('abort is honoured in rollback-failed: the rollout closes as rollback-faile
     await handle.signal(abortSignal, { by: 'carol' });
     const res = await resultWithin(handle, 20_000);
     expect(res.state).toBe('rollback-failed');
+    // The last try failed too: a last alert names the target that may still serve the new version.
+    const closing = h.webhook.received.filter((r) => r.body.rollgate.service === 'abort-rollback-failed').pop()!;
+    expect(closing.body.rollgate.event).toBe('closed-rollback-failed');
+    expect(closing.body.text).toMatch(/revert a: .*AccessDenied/);
     await recordHistory(handle, 'rollout-v2-rollback-failed-abort');
   } finally {
     traffic.stop();
+    h.proxy.clearFaults();
+  }
+});
+
+test('an abort whose revert fails waits in rollback-failed; fixed, a second abort reverts and closes', async () => {
+  const spec = twoTargets('abort-then-fix', { canary: { targets: ['a'], weight: 10, bake: '60 seconds' } });
+  await createFunctions(h, spec);
+  let shifted = false;
+  h.proxy.inject({
+    match: (c) => {
+      if (!lambdaOp.updateAlias('abort-then-fix-a')(c)) return false;
+      if (!shifted) {
+        shifted = true;
+        return false;
+      }
+      return true;
+    },
+    times: 1_000,
+    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized' },
+  });
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.stage === 'canary' && /baking/.test(s.detail), 60_000, 'canary bake');
+    await handle.signal(abortSignal, { by: 'carol' });
+    await waitForStatus(handle, (s) => s.state === 'rollback-failed', 60_000, 'rollback-failed');
+    await sleep(1_500);
+    expect((await handle.query(statusQuery)).state).toBe('rollback-failed'); // the early abort did not close it
+    h.proxy.clearFaults(); // the operator fixes the permission
+    await handle.signal(abortSignal, { by: 'carol' });
+    const res = await resultWithin(handle, 30_000);
+    expect(res.state).toBe('aborted');
+    await expectStableAndStays(spec, 1_000);
+  } finally {
     h.proxy.clearFaults();
   }
 });
@@ -176,7 +220,11 @@ test('a breach reported while a wave awaits approval rolls back at once, without
   try {
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-b', 60_000, 'awaiting approval');
-    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'scheduled analysis: error rate 9 % > 2 %' });
+    // A verdict about another release (an earlier rollout of the service) is ignored.
+    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'about r1', release: 'r1' });
+    await waitForStatus(handle, (s) => s.history.some((e) => /ignored an external fail about release r1/.test(e.text)), 10_000, 'ignored');
+    expect((await handle.query(statusQuery)).awaitingApproval).toBe('wave-b');
+    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'scheduled analysis: error rate 9 % > 2 %', release: 'r2' });
     const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused after the external breach');
     expect(paused.rollbackReason).toBe('scheduled analysis: error rate 9 % > 2 %');
     expect(paused.awaitingApproval).toBeUndefined();
@@ -269,6 +317,24 @@ test('an outside breach that arrives while paused after a rollback does not surv
     await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'stale scheduled verdict' });
     broken = false;
     await sleep(500);
+    await handle.signal(resumeSignal, { by: 'carol' });
+    const res = await resultWithin(handle, 90_000);
+    expect({ state: res.state, reason: res.reason }).toEqual({ state: 'succeeded', reason: expect.any(String) });
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('a resume sent while the rollback alert is still being retried is not dropped', async () => {
+  const spec = twoTargets('resume-during-alert', { canary: { targets: ['a'], weight: 10, bake: '1 second' } });
+  await createFunctions(h, spec);
+  let broken = true;
+  const traffic = simulateTraffic(h, spec, (_t, v) => broken && v === '2');
+  h.webhook.failNext(2, 503); // the alert is delivered on its third attempt, about 3 s later
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 60_000, 'paused after breach');
+    broken = false;
     await handle.signal(resumeSignal, { by: 'carol' });
     const res = await resultWithin(handle, 90_000);
     expect({ state: res.state, reason: res.reason }).toEqual({ state: 'succeeded', reason: expect.any(String) });

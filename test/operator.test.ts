@@ -1,3 +1,4 @@
+import { recordHistory } from './support/history';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { RolloutRefusedError, startRollout } from '../src/client';
@@ -95,6 +96,7 @@ test('pause during a wave holds the weights and stops the bake clock; resume fin
     await handle.signal(resumeSignal, { by: 'carol' });
     const res = (await handle.result()) as RolloutResult;
     expect(res.state).toBe('succeeded');
+    await recordHistory(handle, 'rollout-v2-pause-resume');
   } finally {
     traffic.stop();
   }

@@ -1,7 +1,15 @@
+import { recordHistory } from './support/history';
 /** Scheduled canary analyses (Temporal Schedules) on the real dev server, driven through the CLI. */
 import { main } from '../src/cli/main';
 import { RolloutRefusedError, startRollout } from '../src/client';
-import { analysisScheduleId, rolloutWorkflowId, statusQuery, type RolloutResult } from '../src/workflows/messages';
+import {
+  analysisScheduleId,
+  approveUpdate,
+  resumeSignal,
+  rolloutWorkflowId,
+  statusQuery,
+  type RolloutResult,
+} from '../src/workflows/messages';
 import { aliasState } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
 
@@ -61,12 +69,16 @@ test('schedule create / list / pause / unpause / trigger / delete', async () => 
 
 test('after a promotion, a scheduled analysis that fails reverts the release and pauses the pipeline', async () => {
   const spec = lambdaSpec(h, 'watched');
+  spec.waves[0].approval = true;
+  spec.approvers.push('carol'); // an approver who starts a rollout still may not approve it
   await createFunctions(h, spec);
   let broken = false;
   const traffic = simulateTraffic(h, spec, (_t, v) => broken && v === '2');
   try {
     await sleep(3500); // baseline data for version 1 before the rollout
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-1', 60_000, 'awaiting approval');
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
     expect(((await handle.result()) as RolloutResult).state).toBe('succeeded');
     broken = true;
     await sleep(3500); // the promoted version now fails 30 % of requests
@@ -95,8 +107,17 @@ test('after a promotion, a scheduled analysis that fails reverts the release and
       RolloutRefusedError,
     );
     await cli('schedule', 'delete', 'watched');
+    // Re-running the release after the revert: carol released it, so she still may not approve it.
+    broken = false;
+    await revert.signal(resumeSignal, { by: 'bob' });
+    await waitForStatus(revert, (s) => s.awaitingApproval === 'wave-1', 60_000, 'the re-run awaiting approval');
+    const refused = await revert
+      .executeUpdate(approveUpdate, { args: [{ by: 'carol' }] })
+      .catch((e: Error & { cause?: Error }) => e.cause?.message);
+    expect(refused).toMatch(/carol started this rollout and cannot approve it \(four-eyes rule\)/);
     await revert.signal('abort');
-    expect(((await revert.result()) as RolloutResult).state).toBe('rolled-back');
+    expect(((await revert.result()) as RolloutResult).state).toBe('aborted');
+    await recordHistory(revert, 'rollout-v2-revert-mode-after-scheduled-analysis');
   } finally {
     traffic.stop();
     await cli('schedule', 'delete', 'watched');
@@ -116,6 +137,14 @@ test('during a rollout, a scheduled analysis fail makes the rollout roll back be
     expect(Date.now() - t0).toBeLessThan(20_000);
     expect(paused.rollbackReason).toMatch(/^scheduled analysis: us-east-1: error rate/);
     expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
+    if (process.env.ROLLGATE_RECORD_HISTORIES === '1') {
+      // The scheduled-analysis workflow that sent the verdict, for the replay suite.
+      const d = await h.client.schedule.getHandle(analysisScheduleId('sched-live')).describe();
+      const started = d.info.recentActions[0]?.action.workflow;
+      const analysis = h.client.workflow.getHandle(started.workflowId, started.firstExecutionRunId);
+      await analysis.result();
+      await recordHistory(analysis, 'scheduled-analysis-v2-during-rollout');
+    }
     await cli('schedule', 'delete', 'sched-live');
     await handle.signal('abort');
     await handle.result();

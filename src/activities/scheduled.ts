@@ -13,6 +13,8 @@ import { withHeartbeat } from './heartbeat';
 
 export interface ServiceRollout {
   workflowId: string;
+  /** The open run (what a verdict about it is signalled to). */
+  runId?: string;
   open: boolean;
   closedAtMs?: number;
   status: RolloutStatus;
@@ -33,7 +35,7 @@ export function scheduledActivities(deps: ActivityDeps) {
         throw err;
       }
       const open = desc.status.name === 'RUNNING';
-      if (open) return { workflowId: handle.workflowId, open, status: await handle.query(statusQuery) };
+      if (open) return { workflowId: handle.workflowId, runId: desc.runId, open, status: await handle.query(statusQuery) };
       if (desc.status.name !== 'COMPLETED') return null; // terminated/failed: nothing promoted to watch
       const res = (await handle.result()) as RolloutResult;
       return { workflowId: handle.workflowId, open, closedAtMs: desc.closeTime?.getTime(), status: res.status };
@@ -109,6 +111,8 @@ export function scheduledActivities(deps: ActivityDeps) {
       artifactDigest: string;
       targets: { name: string; stableVersion: string; newVersion: string }[];
       taskQueue: string;
+      /** Who started the promoted rollout: still may not approve its re-run (four-eyes). */
+      releasedBy?: string;
     }): Promise<string> {
       const path = join(deps.stateDir, 'artifacts', `${input.artifactDigest}.zip`);
       const artifact: ArtifactRef = {
@@ -120,7 +124,12 @@ export function scheduledActivities(deps: ActivityDeps) {
         await startRollout(client(), input.spec, {
           startedBy: 'rollgate-schedule',
           taskQueue: input.taskQueue,
-          revertPromoted: { reason: input.reason, artifact, targets: input.targets },
+          revertPromoted: {
+            reason: input.reason,
+            artifact,
+            targets: input.targets,
+            ...(input.releasedBy ? { releasedBy: input.releasedBy } : {}),
+          },
         });
         return `started the revert of ${input.spec.release} as ${rolloutWorkflowId(input.spec.service)}`;
       } catch (err) {

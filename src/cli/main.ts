@@ -161,10 +161,12 @@ export function buildProgram(): Command {
     .argument('<id>', 'rollout id')
     .requiredOption('--by <name>', 'approver (must be in the spec and not the starter)')
     .option('--comment <text>', 'note recorded with the approval')
+    .option('--wave <name>', 'the wave you mean: refused if the rollout waits for another one (a late approval)')
     .description('Approve the wave the rollout is waiting for.')
-    .action(async (id: string, o: { by: string; comment?: string }) => {
+    .action(async (id: string, o: { by: string; comment?: string; wave?: string }) => {
       await withClient(async (client) => {
-        const msg = await client.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [{ by: o.by, comment: o.comment }] });
+        const args = { by: o.by, comment: o.comment, ...(o.wave ? { wave: o.wave } : {}) };
+        const msg = await client.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [args] });
         console.log(`${id}: ${msg}`);
       });
     });
@@ -174,10 +176,12 @@ export function buildProgram(): Command {
     .argument('<id>', 'rollout id')
     .requiredOption('--by <name>', 'approver')
     .requiredOption('--reason <text>', 'why (sent in the alert)')
+    .option('--wave <name>', 'the wave you mean: refused if the rollout waits for another one')
     .description('Reject the wave the rollout is waiting for; the rollout reverts and pauses.')
-    .action(async (id: string, o: { by: string; reason: string }) => {
+    .action(async (id: string, o: { by: string; reason: string; wave?: string }) => {
       await withClient(async (client) => {
-        const msg = await client.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [{ by: o.by, reason: o.reason }] });
+        const args = { by: o.by, reason: o.reason, ...(o.wave ? { wave: o.wave } : {}) };
+        const msg = await client.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [args] });
         console.log(`${id}: ${msg}`);
       });
     });

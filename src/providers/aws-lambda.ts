@@ -36,7 +36,7 @@ import {
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
-import { stopIfCancelled } from './cancellation';
+import { cancellationSignal, stopIfCancelled } from './cancellation';
 
 export interface LambdaProviderOptions {
   /** Overrides AWS_ENDPOINT_URL_LAMBDA (tests point this at moto or the fault proxy). */
@@ -267,7 +267,13 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
 
   private async waitUpdated(t: LambdaTargetSpec): Promise<void> {
     await waitUntilFunctionUpdatedV2(
-      { client: this.client(t.region), maxWaitTime: Math.ceil((this.opts.updateWaitMs ?? 100_000) / 1000), minDelay: 1, maxDelay: 5 },
+      {
+        client: this.client(t.region),
+        maxWaitTime: Math.ceil((this.opts.updateWaitMs ?? 100_000) / 1000),
+        minDelay: 1,
+        maxDelay: 5,
+        abortSignal: cancellationSignal(), // the wait ends with the activity
+      },
       { FunctionName: t.function },
     );
   }
@@ -284,6 +290,7 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       } catch (err) {
         if ((err as Error).name === 'ResourceConflictException' && attempt < 5) {
           await this.waitUpdated(t);
+          stopIfCancelled('retrying the write'); // a cancelled step never sends another write
           continue;
         }
         throw err;

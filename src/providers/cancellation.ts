@@ -15,3 +15,28 @@ export function stopIfCancelled(before: string): void {
   }
   if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`cancelled before ${before}`);
 }
+
+/** The running activity's cancellation signal, for waits that should end with it (undefined outside an activity). */
+export function cancellationSignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A deadline for a call's waits: `defaultMs` from now, but never past the running attempt's own
+ * start-to-close timeout (less a margin), so an attempt gives up before the server times it out and
+ * schedules a retry: two attempts of one step never run, and write, at the same time.
+ */
+export function callDeadline(defaultMs: number, marginMs = 10_000): number {
+  const own = Date.now() + defaultMs;
+  try {
+    const info = Context.current().info;
+    if (!info.startToCloseTimeoutMs) return own;
+    return Math.min(own, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - marginMs);
+  } catch {
+    return own;
+  }
+}

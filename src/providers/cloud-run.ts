@@ -33,7 +33,7 @@ import {
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
-import { stopIfCancelled } from './cancellation';
+import { callDeadline, stopIfCancelled } from './cancellation';
 import { gcpClientOptions } from './gcp-client';
 
 type IService = google.cloud.run.v2.IService;
@@ -239,7 +239,7 @@ function beat(detail: string): void {
   }
 }
 
-/** Default deadline of one call's operations and waits: inside the 5-minute activity timeout. */
+/** Default deadline of one call's operations and waits; never past the running attempt's own timeout (callDeadline). */
 const OPERATION_TIMEOUT_MS = 240_000;
 
 export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
@@ -295,7 +295,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       throw new NonRetryableProviderError('cloud-run targets need artifact.image pinned by digest (name@sha256:...)', 'NoImage');
     const name = cloudRunRevisionName(t.service, contract.RELEASE_ID);
     const tag = this.tag(t);
-    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
+    const deadline = callDeadline(this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
 
     const existing = await this.findRevision(t, name);
     if (existing) {
@@ -366,7 +366,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   /** Apply `desired` unless the service already routes exactly so (spec and served status). */
   private async converge(t: CloudRunTargetSpec, svc: IService, desired: ITrafficTarget[], what: string): Promise<{ changed: boolean }> {
     validateTraffic(desired);
-    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
+    const deadline = callDeadline(this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
     if (trafficKey(svc.traffic ?? []) === trafficKey(desired)) {
       await this.waitTraffic(t, desired, deadline); // an earlier attempt asked for it: wait until it serves
       return { changed: false };
@@ -385,7 +385,10 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     validateTraffic(traffic);
     beat(`traffic: ${what}`);
     stopIfCancelled(`UpdateService (${what})`);
-    const [op] = await this.call(t, `UpdateService (${what})`, () => this.services.updateService({ service: { ...svc, traffic } }));
+    // Traffic only (update mask): a revert never re-submits a template, e.g. one whose revision failed.
+    const [op] = await this.call(t, `UpdateService (${what})`, () =>
+      this.services.updateService({ service: { ...svc, traffic }, updateMask: { paths: ['traffic'] } }),
+    );
     await this.waitOperation(t, op, what, deadline);
     await this.waitTraffic(t, traffic, deadline);
   }
@@ -443,7 +446,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       'rollgate-digest': labelValue(digest.replace(/^sha256:/, '')),
     };
     if (Object.entries(labels).every(([k, v]) => svc.labels?.[k] === v)) return;
-    const deadline = Date.now() + (this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
+    const deadline = callDeadline(this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
     const [op] = await this.call(t, 'UpdateService (labels)', () => this.services.updateService({ service: { ...svc, labels } }));
     await this.waitOperation(t, op, 'record release labels', deadline);
   }

@@ -56,7 +56,10 @@ export const DESCRIPTIONS: Record<string, string> = {
   'rollback.min_requests': 'Fewer canary requests than this is "no data" (inconclusive).',
   'rollback.on_no_data': 'No data: extend the bake then fail, fail, switch to synthetic traffic, or pass (explicit opt-in).',
   'rollback.max_extensions': 'How many times a bake is extended for lack of data.',
-  'rollback.interval': 'Analysis interval during bakes (default: only at the end of each bake).',
+  'rollback.interval':
+    'Analysis interval during bakes (default: only at the end of each bake) and during waits with traffic on the new version (default there: 1 minute).',
+  'rollback.revert_retry_for':
+    'How long a revert is retried (throttling, 5xx) before it escalates as rollback-failed; non-retryable errors escalate at once.',
   'rollback.judge': 'How samples are judged.',
   'rollback.judge.kind': '`threshold` (the rule above) or `statistical` (Mann-Whitney U per metric, Kayenta-style score).',
   'rollback.judge.confidence': 'statistical: a metric is worse only when p < 1 - confidence.',

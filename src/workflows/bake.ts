@@ -4,7 +4,7 @@
  * new traffic are still analysed at `rollback.interval` (1 minute when unset), and an abort or an
  * outside breach ends the wait at once. Every function returns the Stop it ran into, or undefined.
  */
-import { condition } from '@temporalio/workflow';
+import { condition, workflowInfo } from '@temporalio/workflow';
 import type { TargetSpec } from '../spec/schema';
 import { formatDuration, mustDurationMs } from '../spec/duration';
 import { combineVerdicts } from '../analysis/threshold-judge';
@@ -16,6 +16,9 @@ import { emitRolloutEvent } from '../observability/workflow-sink';
 
 /** How often the targets carrying new traffic are analysed during waits when `rollback.interval` is unset. */
 const WAIT_ANALYSIS_INTERVAL = '1 minute';
+/** Past this many history events a wait analyses only every LONG_WAIT_INTERVAL_MS. */
+const LONG_WAIT_HISTORY = 10_000;
+const LONG_WAIT_INTERVAL_MS = 15 * 60_000;
 
 /** The stop an operator or outside verdict asks for; an outside breach is consumed (acted on once). */
 export function takePendingStop(run: RolloutRun): Stop | undefined {
@@ -135,9 +138,15 @@ export async function analyze(run: RolloutRun, targets: TargetSpec[], startMs: n
  * interval. Returns the stop that ended the wait (abort, outside breach, failing analysis).
  */
 export async function watchWhileWaiting(run: RolloutRun, ready: () => boolean, untilMs?: number): Promise<Stop | undefined> {
-  const intervalMs = mustDurationMs(run.spec.rollback.interval ?? WAIT_ANALYSIS_INTERVAL);
+  let intervalMs = mustDurationMs(run.spec.rollback.interval ?? WAIT_ANALYSIS_INTERVAL);
   const waitStartMs = Date.now();
   for (;;) {
+    // Each analysis costs about 11 history events. Until waits continue-as-new, a long wait slows
+    // down once the history is large, so it cannot reach the server's limit within weeks.
+    if (workflowInfo().historyLength > LONG_WAIT_HISTORY && intervalMs < LONG_WAIT_INTERVAL_MS) {
+      intervalMs = LONG_WAIT_INTERVAL_MS;
+      run.record('decision', `long wait: analysing every ${formatDuration(intervalMs)} from now on (history is large)`);
+    }
     const left = untilMs === undefined ? intervalMs : Math.min(intervalMs, untilMs - Date.now());
     const woken = left > 0 ? await run.gate.waitFor(ready, left) : true;
     const stop = takePendingStop(run);

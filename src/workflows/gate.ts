@@ -34,15 +34,22 @@ export class OperatorGate {
   lastDecision?: Decision;
   /** A failing verdict from outside (scheduled analysis) not acted on yet. */
   externalBreach?: Verdict;
-  /** Set by `resume` while the pipeline waits after a rollback. */
-  resumeRequested = false;
+  /** `resume` and `abort` signals received so far: a wait after a rollback answers only to later ones. */
+  resumes = 0;
+  aborts = 0;
   /** Cancels the running pipeline scope when an abort arrives. */
   onAbort?: () => void;
 
   requestAbort(args: { by?: string; reason?: string }): void {
+    this.aborts++;
     if (this.abort) return;
     this.abort = args;
     this.onAbort?.();
+  }
+
+  /** Where the operator's answers are counted from: taken when a wait after a rollback is announced. */
+  mark(): { resumes: number; aborts: number } {
+    return { resumes: this.resumes, aborts: this.aborts };
   }
 
   abortStop(): Stop {
@@ -63,11 +70,14 @@ export class OperatorGate {
     return timeoutMs === undefined ? (await condition(wake), true) : condition(wake, timeoutMs);
   }
 
-  /** Paused after a rollback: wait for `resume` or `abort`; a stale outside breach does not survive `resume`. */
-  async awaitOperator(): Promise<'resume' | 'abort'> {
-    this.resumeRequested = false;
-    await condition(() => this.resumeRequested || !!this.abort);
-    if (this.abort) return 'abort';
+  /**
+   * Paused after a rollback: wait for a `resume` or `abort` sent since `since` (the moment the wait
+   * was announced, so one sent during the alert counts and one sent before it does not). A stale
+   * outside breach does not survive `resume`.
+   */
+  async awaitOperator(since: { resumes: number; aborts: number }): Promise<'resume' | 'abort'> {
+    await condition(() => this.resumes > since.resumes || this.aborts > since.aborts);
+    if (this.aborts > since.aborts) return 'abort';
     this.externalBreach = undefined;
     this.paused = false;
     return 'resume';

@@ -27,6 +27,8 @@ export interface RolloutInput {
     reason: string;
     artifact: ArtifactRef;
     targets: { name: string; stableVersion: string; newVersion: string }[];
+    /** Who started the promoted release: the four-eyes rule still applies to them after the revert. */
+    releasedBy?: string;
   };
 }
 
@@ -55,6 +57,8 @@ export interface Verdict {
   target?: string;
   metric?: string;
   atMs?: number;
+  /** For an outside verdict: the release it judged. A rollout ignores a verdict about another release. */
+  release?: string;
   /** Observed error rates (0-1), when the judge had them (for metrics). */
   canaryErrorRate?: number;
   baselineErrorRate?: number;
@@ -96,6 +100,12 @@ export interface RolloutStatus {
   history: HistoryEntry[];
   /** Why the last rollback happened. */
   rollbackReason?: string;
+  /**
+   * True once the reverts of a rollback are done and the pipeline waits for resume/abort (state
+   * paused or rollback-failed); false during a run, an operator's pause included. Absent from
+   * rollouts started before v2.
+   */
+  pausedAfterRollback?: boolean;
   /** The stage in which the last failure, breach or rejection happened (for escalations). */
   failedStage?: string;
   /** The spec this rollout runs (no secrets: env values never enter a spec). */

@@ -54,6 +54,8 @@ export class RolloutRun {
   failedStage?: string;
   /** Paused after a rollback (or a failed one), waiting for resume/abort. */
   pausedAfterRollback = false;
+  /** Operator answers counted from here on are answers to the announced wait after a rollback. */
+  operatorMark = { resumes: 0, aborts: 0 };
   /** The migration ran (an abort after it says so). */
   migrated = false;
   readonly gate = new OperatorGate();
@@ -83,7 +85,7 @@ export class RolloutRun {
       {
         validator: ({ by, wave }) => {
           this.checkApprover(by, 'approve', wave);
-          if (by === this.input.startedBy)
+          if (this.starters().includes(by))
             throw ApplicationFailure.nonRetryable(`${by} started this rollout and cannot approve it (four-eyes rule)`, 'Refused');
         },
       },
@@ -108,24 +110,34 @@ export class RolloutRun {
     setHandler(resumeSignal, (args) => {
       if (!gate.paused && !this.pausedAfterRollback) return;
       this.record('operator', `resumed${args?.by ? ` by ${args.by}` : ''}`);
-      gate.resumeRequested = true;
+      gate.resumes++;
       gate.paused = false;
       if (!this.pausedAfterRollback) this.state = 'running';
       this.publish();
     });
     // Accepted in every open state, rollback-failed included (it closes the rollout there).
     setHandler(abortSignal, (args) => {
-      if (this.isClosed() || gate.abort) return;
+      if (this.isClosed()) return;
       this.record('operator', `abort requested${args?.by ? ` by ${args.by}` : ''}${args?.reason ? `: ${args.reason}` : ''}`);
       gate.requestAbort(args ?? {});
     });
     setHandler(externalVerdictSignal, (v) => {
+      if (v.release !== undefined && v.release !== this.spec.release) {
+        this.record('verdict', `ignored an external ${v.verdict} about release ${v.release} (this rollout is ${this.spec.release})`);
+        return;
+      }
       this.record('verdict', `external ${v.verdict}: ${v.reason}`);
       if (v.verdict === 'fail' && !gate.externalBreach && !this.pausedAfterRollback) gate.externalBreach = v;
     });
     setHandler(lockGrantedSignal, ({ dependency }) => {
       this.grantedLocks.add(dependency);
     });
+  }
+
+  /** Who may not approve: the starter, and after a post-promotion revert also who released it. */
+  private starters(): string[] {
+    const releasedBy = this.input.revertPromoted?.releasedBy;
+    return releasedBy ? [this.input.startedBy, releasedBy] : [this.input.startedBy];
   }
 
   private decide(d: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string }): string {
@@ -161,7 +173,11 @@ export class RolloutRun {
 
   record(kind: HistoryEntry['kind'], text: string): void {
     this.history.push({ atMs: Date.now(), kind, text });
-    if (this.history.length > MAX_HISTORY) this.history.splice(0, this.history.length - MAX_HISTORY);
+    // Bounded, but alert deliveries (and their failures) are never the ones dropped.
+    if (this.history.length > MAX_HISTORY) {
+      const oldest = this.history.findIndex((e) => e.kind !== 'alert');
+      if (oldest >= 0) this.history.splice(oldest, 1);
+    }
     log.info(text, { rolloutId: this.id, service: this.spec.service, release: this.spec.release, stage: this.stage });
   }
 
@@ -204,6 +220,7 @@ export class RolloutRun {
       approvals: this.approvals,
       history: this.history,
       rollbackReason: this.rollbackReason,
+      pausedAfterRollback: this.pausedAfterRollback,
       failedStage: this.failedStage,
       spec: this.spec,
       startedAtMs: this.startedAtMs,

@@ -405,18 +405,36 @@ async function releaseLocks(run: RolloutRun): Promise<void> {
 async function rollBack(run: RolloutRun, saga: Saga, stop: Stop): Promise<RolloutResult | undefined> {
   let outcome = await compensate(run, saga, stop);
   // A failed compensation escalates (alert, state rollback-failed) and waits for the operator:
-  // `resume` retries the failed reverts, `abort` closes the rollout as rollback-failed.
+  // `resume` retries the failed reverts, `abort` tries them once more and closes the rollout.
   while (outcome === 'rollback-failed') {
-    if ((await waitForOperator(run, 'rollback-failed')) === 'abort') {
-      await releaseLocks(run);
-      return finish(run, 'rollback-failed', run.rollbackReason);
-    }
+    if ((await waitForOperator(run, 'rollback-failed')) === 'abort') return closeAfterFailedRevert(run, saga, stop);
     outcome = await compensate(run, saga, stop);
   }
   await releaseLocks(run);
   if (stop.kind === 'aborted') return finish(run, 'aborted', stop.message);
   if ((await waitForOperator(run, 'paused')) === 'abort') return finish(run, 'rolled-back', run.rollbackReason);
   return undefined;
+}
+
+/** `abort` in rollback-failed: the operator may have fixed the target, so the reverts get one last try. */
+async function closeAfterFailedRevert(run: RolloutRun, saga: Saga, stop: Stop): Promise<RolloutResult> {
+  run.enterStage('rollback', `closing: a last try of the failed revert(s) after ${stop.kind}`);
+  const failed = (await saga.compensate()).filter((o) => !o.ok);
+  await releaseLocks(run);
+  const reason = run.rollbackReason;
+  if (failed.length === 0) {
+    const text = `rollgate: ${run.spec.service} ${run.spec.release}: the failed revert(s) succeeded on a last try; every target is back on its stable version and the rollout is closed.`;
+    await alertOperator(run, 'rolled-back', text, { reason: stop.message });
+    return finish(run, stop.kind === 'aborted' ? 'aborted' : 'rolled-back', `${reason}; reverted when closed by abort`);
+  }
+  run.state = 'rollback-failed';
+  const text = `rollgate: ${run.spec.service} ${run.spec.release} closed by abort while its revert still fails: ${failed
+    .map((f) => `${f.label}: ${f.error}`)
+    .join('; ')}. These targets may still serve the new version: put them back by hand${
+    run.spec.shared_dependencies.length ? ` (the shared dependency locks ${run.spec.shared_dependencies.join(', ')} were released)` : ''
+  }.`;
+  await alertOperator(run, 'closed-rollback-failed', text, { reason: stop.message });
+  return finish(run, 'rollback-failed', reason);
 }
 
 async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'reverted' | 'rollback-failed'> {
@@ -429,6 +447,7 @@ async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'rev
   const reverted = outcomes.filter((o) => o.ok && o.label.startsWith('revert ')).map((o) => o.label.slice(7));
   for (const f of failed) emitRolloutEvent({ kind: 'compensation-failed', service: run.spec.service, step: f.label });
   if (failed.length) {
+    run.operatorMark = run.gate.mark(); // an abort sent before the escalation is not the answer to it
     run.state = 'rollback-failed';
     run.pausedAfterRollback = true;
     run.record('alert', `escalating: ${failed.length} compensation(s) failed after retries`);
@@ -442,6 +461,8 @@ async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'rev
     return 'rollback-failed';
   }
   if (stop.kind !== 'aborted') {
+    // An abort that came before the pause still closes it (the reverts are done); a resume must come after.
+    run.operatorMark = { resumes: run.gate.resumes, aborts: run.gate.abort ? run.gate.aborts - 1 : run.gate.aborts };
     run.state = 'paused';
     run.pausedAfterRollback = true;
     const text = `rollgate: ${run.spec.service} ${run.spec.release} rolled back after ${stop.kind} in ${stageAtStop}: ${stop.message}. Reverted: ${
@@ -458,7 +479,7 @@ async function waitForOperator(run: RolloutRun, state: RolloutState): Promise<'r
   run.state = state;
   run.pausedAfterRollback = true;
   run.publish();
-  if ((await run.gate.awaitOperator()) === 'abort') return 'abort';
+  if ((await run.gate.awaitOperator(run.operatorMark)) === 'abort') return 'abort';
   run.state = 'running';
   run.pausedAfterRollback = false;
   run.rollbackReason = undefined;

@@ -4,7 +4,7 @@
  * window after a promotion, a fail reverts the promoted release on every target and pauses the
  * service's pipeline. Each run is short, so its history stays small; the Schedule keeps the cadence.
  */
-import { getExternalWorkflowHandle, workflowInfo } from '@temporalio/workflow';
+import { getExternalWorkflowHandle, patched, workflowInfo } from '@temporalio/workflow';
 import { combineVerdicts } from '../analysis/threshold-judge';
 import { externalVerdictSignal, type ScheduledAnalysisInput, type ScheduledAnalysisResult } from './messages';
 // Unchanged since v1: the same activity options keep every recorded scheduled-analysis history replaying.
@@ -38,7 +38,17 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
       };
     const verdicts = await acts.analyzeCanary({ targets, rule: status.spec.rollback, startMs: Date.now() - input.lookbackMs });
     const verdict = { ...combineVerdicts(verdicts), reason: `scheduled analysis: ${combineVerdicts(verdicts).reason}` };
-    await getExternalWorkflowHandle(rollout.workflowId).signal(externalVerdictSignal, verdict);
+    if (patched('scheduled-verdict-pinned-to-run')) {
+      // To the run that was analysed, naming its release: a verdict never lands on a later rollout.
+      try {
+        await getExternalWorkflowHandle(rollout.workflowId, rollout.runId).signal(externalVerdictSignal, {
+          ...verdict,
+          release: status.release,
+        });
+      } catch {
+        return { service, mode: 'during-rollout', verdict, action: 'the analysed rollout closed meanwhile: verdict dropped' };
+      }
+    } else await getExternalWorkflowHandle(rollout.workflowId).signal(externalVerdictSignal, verdict);
     return {
       service,
       mode: 'during-rollout',
@@ -71,6 +81,7 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
     artifactDigest: status.artifactDigest ?? '',
     targets: touched.map((t) => ({ name: t.name, stableVersion: t.stableVersion!, newVersion: t.newVersion! })),
     taskQueue: input.taskQueue ?? workflowInfo().taskQueue,
+    releasedBy: status.startedBy,
   });
   return { service, mode: 'after-promotion', verdict, action };
 }

@@ -1,0 +1,90 @@
+/** Running many schedules a few at a time, and the report lines (text or JSON). */
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import type { Shared } from './env';
+import { runSchedule, type RunOptions, type ScheduleResult } from './runner';
+
+let runtimeInstalled = false;
+export function installRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
+  } catch {
+    // installed already in this process
+  }
+}
+
+export async function connectShared(o: {
+  temporalAddress: string;
+  motoUrl: string;
+  bundlePath: string;
+  stateDir: string;
+}): Promise<Shared & { close(): Promise<void> }> {
+  installRuntime();
+  const connection = await NativeConnection.connect({ address: o.temporalAddress });
+  const client = new Client({ connection: await Connection.connect({ address: o.temporalAddress }) });
+  return {
+    ...o,
+    connection,
+    client,
+    close: async () => {
+      await client.connection.close();
+      await connection.close();
+    },
+  };
+}
+
+/** Schedule i of a run starting at `seed` uses seed + i, so `--seed X --schedules 1` replays it alone. */
+export function seedsOf(seed: number, n: number): number[] {
+  return Array.from({ length: n }, (_, i) => seed + i);
+}
+
+export async function runSchedules(
+  seeds: number[],
+  shared: Shared,
+  opts: RunOptions,
+  concurrency: number,
+  onResult?: (r: ScheduleResult) => void,
+): Promise<ScheduleResult[]> {
+  const results: ScheduleResult[] = new Array(seeds.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < seeds.length) {
+      const i = next++;
+      results[i] = await runSchedule(seeds[i], shared, opts);
+      onResult?.(results[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, seeds.length)) }, lane));
+  return results;
+}
+
+export function violationLines(r: ScheduleResult, o: { kills: boolean }): string[] {
+  const repro = `--seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}`;
+  return r.violations.map((v) => `VIOLATION [${v.invariant}] seed ${r.seed} (${repro}): ${v.detail}`);
+}
+
+export function jsonRows(r: ScheduleResult, o: { kills: boolean }): string[] {
+  const repro = `npm run faults -- --seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}`;
+  return [
+    ...r.violations.map((v) =>
+      JSON.stringify({ type: 'violation', seed: r.seed, reproduce: repro, invariant: v.invariant, detail: v.detail }),
+    ),
+    JSON.stringify({
+      type: 'schedule',
+      seed: r.seed,
+      reproduce: repro,
+      outcome: r.outcome,
+      violations: r.violations.length,
+      durationMs: r.durationMs,
+      spec: r.shape,
+      faults: r.faults,
+      trace: r.trace,
+    }),
+  ];
+}
+
+export function summaryLine(results: ScheduleResult[]): string {
+  return `${results.length} schedules, ${results.reduce((n, r) => n + r.violations.length, 0)} invariant violations`;
+}

@@ -1,0 +1,37 @@
+/**
+ * Randomized fault schedules (issue 9 part C), CI-sized: a fixed set of seeds through the same
+ * code as `npm run faults`, against the suite's dev server and moto. Every violation is printed
+ * with the command that replays its schedule alone; the test fails on any.
+ */
+import { connectShared, runSchedules, seedsOf, summaryLine, violationLines } from '../scripts/faults/report';
+import { DEFAULT_RUN_OPTIONS } from '../scripts/faults/runner';
+
+/**
+ * 20 schedules from seed 1: the same ones as `npm run faults -- --schedules 20 --seed 1`
+ * (ROLLGATE_FAULT_SCHEDULES runs fewer or more locally).
+ */
+const SEEDS = seedsOf(1, Number(process.env.ROLLGATE_FAULT_SCHEDULES || 20));
+
+test(`${SEEDS.length} fault schedules keep the rollback invariant (checked in moto and the Cloud Run fake)`, async () => {
+  const shared = await connectShared({
+    temporalAddress: process.env.ROLLGATE_TEST_TEMPORAL!,
+    motoUrl: process.env.ROLLGATE_TEST_MOTO!,
+    bundlePath: process.env.ROLLGATE_TEST_BUNDLE!,
+    stateDir: process.env.ROLLGATE_TEST_STATE!,
+  });
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  try {
+    const results = await runSchedules(SEEDS, shared, DEFAULT_RUN_OPTIONS, 3);
+    const lines = results.flatMap((r) => violationLines(r, { kills: false }));
+    const report = [
+      ...results.map((r) => `seed ${r.seed}: ${r.outcome} in ${(r.durationMs / 1000).toFixed(1)} s, ${r.violations.length} violation(s)`),
+      ...lines,
+      summaryLine(results),
+    ].join('\n');
+    console.log(report);
+    expect(results.every((r) => r.outcome !== 'not started')).toBe(true);
+    expect(lines).toEqual([]);
+  } finally {
+    await shared.close();
+  }
+}, 900_000);
