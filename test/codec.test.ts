@@ -258,7 +258,10 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
     // one payload is the patch id, a constant of our code. Check that it is exactly that.
     const isPatchMarker = (x: (typeof nonSA)[number]) => /markerRecordedEventAttributes\.details\.patch-data/.test(x.path);
     for (const m of nonSA.filter(isPatchMarker))
-      expect(JSON.parse(Buffer.from(m.p.data!, 'base64').toString()).patchId).toMatch(/^[a-z0-9-]+$/);
+      expect(JSON.parse(Buffer.from(m.p.data!, 'base64').toString())).toEqual({
+        id: expect.stringMatching(/^[a-z0-9-]+$/),
+        deprecated: false,
+      });
     const plainOnes = nonSA.filter(
       (x) => !isPatchMarker(x) && Buffer.from(x.p.metadata!.encoding, 'base64').toString() !== ENCRYPTED_ENCODING,
     );

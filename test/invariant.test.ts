@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { startRollout } from '../src/client';
+import { LambdaClient, UpdateAliasCommand } from '@aws-sdk/client-lambda';
 import { lambdaOp } from '../src/dev/fault-proxy';
+import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
 import {
   abortSignal,
@@ -370,4 +372,16 @@ test('a target that cannot be read fails the rollout before the migration runs',
   expect(res.state).toBe('failed');
   expect(res.reason).toMatch(/^stage preflight failed: .*ResourceNotFoundException/);
   expect(existsSync(join(dir, 'schema'))).toBe(false);
+});
+
+test('an alias on $LATEST is refused at preflight: nothing to revert to', async () => {
+  const spec = twoTargets('alias-on-latest');
+  await createFunctions(h, spec);
+  const b = spec.targets[1] as LambdaTargetSpec;
+  const lambda = new LambdaClient({ endpoint: h.motoUrl, region: b.region, credentials: TEST_CREDENTIALS });
+  await lambda.send(new UpdateAliasCommand({ FunctionName: b.function, Name: b.alias, FunctionVersion: '$LATEST' }));
+  const res = await resultWithin(await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue }), 60_000);
+  expect(res.state).toBe('failed');
+  expect(res.reason).toMatch(/^b: alias serves \$LATEST, not a published version/);
+  expect(h.proxy.count((c) => c.method !== 'GET' && lambdaOp.any('alias-on-latest-a')(c))).toBe(0);
 });

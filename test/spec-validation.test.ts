@@ -201,6 +201,15 @@ const cases: [string, (s: Spec) => void, string][] = [
   ],
   ['shared dependency bad name', (s) => (s.shared_dependencies = ['Orders DB']), 'shared_dependencies[0]'],
   ['migration without current_command', (s) => (s.migration = { command: 'migrate up' }), 'migration.current_command'],
+  [
+    'a day-long canary bake analysed every 10 seconds (history would outgrow the server limit)',
+    (s) => {
+      s.canary.bake = '1 day';
+      s.rollback = { interval: '10 seconds' };
+    },
+    'rollback.interval',
+  ],
+  ['revert_retry_for under 5 seconds', (s) => (s.rollback = { revert_retry_for: '1 second' }), 'rollback.revert_retry_for'],
 ];
 
 describe('each malformed spec is refused with its field path', () => {

@@ -155,8 +155,20 @@ test('a revert that keeps failing escalates (rollback-failed + alert); resume re
     expect((await aliasState(h.motoUrl, spec.targets[0])).weights).toEqual({ '2': 0.1 });
 
     h.proxy.clearFaults();
+    const callsBefore = h.proxy.calls.length;
+    const historyBefore = (await waitForStatus(handle, () => true)).history.length;
     await handle.signal(resumeSignal, { by: 'carol' });
     const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused after the retried revert');
+    // "Only the revert": one alias update, nothing published or invoked, no pipeline stage entered.
+    const after = h.proxy.calls.slice(callsBefore);
+    expect(after.filter(lambdaOp.updateAlias('stuck-revert-fn'))).toHaveLength(1);
+    expect(after.filter((c) => lambdaOp.publishVersion('stuck-revert-fn')(c) || lambdaOp.invoke('stuck-revert-fn')(c))).toHaveLength(0);
+    expect(
+      paused.history
+        .slice(historyBefore)
+        .filter((e) => e.kind === 'stage')
+        .map((e) => e.text.split(':')[0]),
+    ).toEqual(['stage rollback']);
     expect(paused.targets[0].weight).toBe(0);
     expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
     expect(await publishedVersions(h.motoUrl, spec.targets[0])).toEqual(['1', '2']);

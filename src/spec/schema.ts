@@ -27,6 +27,9 @@ const httpUrl = z.string().superRefine((u, ctx) => {
     ctx.addIssue({ code: 'custom', message: `must be an http(s) URL, not ${protocol.replace(/:$/, '')}:` });
 });
 
+/** Analyses one rollout may plan for its bakes at `rollback.interval` (with every extension). */
+const MAX_PLANNED_ANALYSES = 2_500;
+
 export const ArtifactSchema = z
   .object({
     /** Build once: run `build.command` in `build.cwd`, then record sha256 of `build.output`. */
@@ -396,6 +399,16 @@ export const RolloutSpecSchema = z
     if (spec.rollback.interval) {
       const iv = durationMs(spec.rollback.interval) ?? 0;
       if (iv < 1000) ctx.addIssue({ code: 'custom', path: ['rollback', 'interval'], message: 'must be >= 1 second' });
+      // Each analysis adds about 11 events to the rollout's history, which the server caps (51,200
+      // events: past it the run is terminated and no saga runs). Refuse plans that would get close.
+      const bakes = [spec.canary.bake, ...spec.waves.flatMap((w) => w.steps.map(() => w.bake))].map((b) => durationMs(b) ?? 0);
+      const analyses = iv >= 1000 ? bakes.reduce((n, b) => n + Math.ceil(b / iv), 0) * (1 + spec.rollback.max_extensions) : 0;
+      if (analyses > MAX_PLANNED_ANALYSES)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rollback', 'interval'],
+          message: `the bakes would run ${analyses} analyses at this interval (at most ${MAX_PLANNED_ANALYSES}, to keep the rollout's history within the server's limit): lengthen the interval or shorten the bakes`,
+        });
     }
     // A statistical metric its source can never feed is "no data" at every analysis: the canary could
     // never pass. Raw latencies come only from synthetic traffic, per-step series only from Prometheus.

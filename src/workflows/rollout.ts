@@ -84,7 +84,13 @@ async function preflightTargets(run: RolloutRun): Promise<Stop | undefined> {
   return undefined;
 }
 
-function splitRefusal(t: RolloutTarget, traffic: { newVersion?: string; newWeight: number }): Stop | undefined {
+function splitRefusal(t: RolloutTarget, traffic: { stableVersion: string; newVersion?: string; newWeight: number }): Stop | undefined {
+  // A weighted alias routes between published versions only, and a revert needs one to go back to.
+  if (t.provider === 'aws-lambda' && !/^\d+$/.test(traffic.stableVersion))
+    return stopOf(
+      'stage-failed',
+      `${t.name}: alias serves ${traffic.stableVersion}, not a published version: publish one and point the alias at it first`,
+    );
   if (traffic.newVersion === undefined || traffic.newWeight <= 0) return undefined;
   return stopOf(
     'stage-failed',

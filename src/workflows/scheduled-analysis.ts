@@ -39,7 +39,9 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
     const verdicts = await acts.analyzeCanary({ targets, rule: status.spec.rollback, startMs: Date.now() - input.lookbackMs });
     const verdict = { ...combineVerdicts(verdicts), reason: `scheduled analysis: ${combineVerdicts(verdicts).reason}` };
     if (patched('scheduled-verdict-pinned-to-run')) {
-      // To the run that was analysed, naming its release: a verdict never lands on a later rollout.
+      // Only a fail is sent (each signal grows the rollout's history; a pass changes nothing there),
+      // to the run that was analysed, naming its release: a verdict never lands on a later rollout.
+      if (verdict.verdict !== 'fail') return { service, mode: 'during-rollout', verdict, action: 'none (not a fail)' };
       try {
         await getExternalWorkflowHandle(rollout.workflowId, rollout.runId).signal(externalVerdictSignal, {
           ...verdict,
