@@ -425,7 +425,8 @@ class Driver {
       else this.trace(`leave ${wave} waiting for approval`);
       return;
     }
-    if (this.endRequested) return;
+    // An abort sent before a revert failed is not the answer to the escalation (README): handle it.
+    if (this.endRequested && s.state !== 'rollback-failed') return;
     // The saga has finished (an operator pause during the saga also shows "paused" at stage rollback).
     const afterRollback = s.state === 'paused' && s.stage === 'rollback' && s.detail.startsWith('pipeline paused after');
     if (afterRollback) return this.pausedAfterRollback();
@@ -491,6 +492,8 @@ class Driver {
   /** Rollback-failed: fix the target (faults cleared), then abort (must close) or resume (must retry the reverts). */
   private async rollbackFailed(): Promise<void> {
     this.epoch++;
+    this.endRequested = false; // an earlier abort does not answer the escalation: answer it now
+    this.endRequestedAt = 0;
     this.trace(`rollback-failed: ${this.lastStatus?.detail.slice(0, 200) ?? ''}`);
     await this.waitForAlert();
     this.pending.length = 0;
