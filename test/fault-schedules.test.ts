@@ -5,6 +5,7 @@
  */
 import { connectShared, runSchedules, seedsOf, summaryLine, violationLines } from '../scripts/faults/report';
 import { DEFAULT_RUN_OPTIONS } from '../scripts/faults/runner';
+import { DEFAULT_LOAD_OPTIONS, loadSummaryLine, loadTable, loadViolationLines, loadWorkerOptions, runLoad } from '../scripts/faults/load';
 
 /**
  * 20 schedules from seed 1: the same ones as `npm run faults -- --schedules 20 --seed 1`
@@ -35,3 +36,34 @@ test(`${SEEDS.length} fault schedules keep the rollback invariant (checked in mo
     await shared.close();
   }
 }, 900_000);
+
+/**
+ * Load with breaches (issue 9 part D), CI-sized: the same code as
+ * `npm run faults -- --load 20 --breach-share 0.2 --seed 1`, on one child worker.
+ */
+test('20 concurrent rollouts, 4 breaching mid-wave: every breached one reverted, no healthy one touched (in the emulators)', async () => {
+  const shared = await connectShared({
+    temporalAddress: process.env.ROLLGATE_TEST_TEMPORAL!,
+    motoUrl: process.env.ROLLGATE_TEST_MOTO!,
+    bundlePath: process.env.ROLLGATE_TEST_BUNDLE!,
+    stateDir: process.env.ROLLGATE_TEST_STATE!,
+  });
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  try {
+    const o = { seed: 1, breachShare: 0.2 };
+    const summary = await runLoad(shared, {
+      ...DEFAULT_LOAD_OPTIONS,
+      ...o,
+      rollouts: 20,
+      timeoutMs: 75_000,
+      workerOptions: loadWorkerOptions(20),
+    });
+    console.log([...loadTable(summary, o), ...loadViolationLines(summary, o), loadSummaryLine(summary)].join('\n'));
+    expect(summary.breached).toBe(4);
+    expect(summary.breachToRevertMs.n).toBe(4);
+    expect(loadViolationLines(summary, o)).toEqual([]);
+    expect(loadSummaryLine(summary)).toBe('20 rollouts, 0 invariant violations');
+  } finally {
+    await shared.close();
+  }
+}, 90_000);

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection, Worker, WorkerOptions } from '@temporalio/worker';
 import { GetAliasCommand, LambdaClient, ListVersionsByFunctionCommand } from '@aws-sdk/client-lambda';
 import { createRollgateWorker } from '../../src/worker';
 import type { ActivityDeps } from '../../src/activities';
@@ -177,7 +177,11 @@ export class ScheduleEnv {
     };
   }
 
-  async startWorker(): Promise<void> {
+  /**
+   * `workerOptions`: Worker tuning (load mode), passed to createRollgateWorker; a child worker gets
+   * it as JSON in ROLLGATE_FAULTS_WORKER_OPTIONS, so only plain values (numbers, duration strings).
+   */
+  async startWorker(workerOptions?: Partial<WorkerOptions>): Promise<void> {
     if (this.childWorker) {
       this.child = await spawnChildWorker({
         ROLLGATE_TEST_TEMPORAL: this.shared.temporalAddress,
@@ -190,6 +194,7 @@ export class ScheduleEnv {
         ROLLGATE_CLOUD_MONITORING_ENDPOINT: this.monitoring.address,
         ROLLGATE_CLOUD_RUN_PROBE_VIA: this.cloudRun.httpUrl,
         ROLLGATE_CLOUD_RUN_OPERATION_TIMEOUT_MS: String(CLOUD_RUN_OPERATION_TIMEOUT_MS),
+        ...(workerOptions ? { ROLLGATE_FAULTS_WORKER_OPTIONS: JSON.stringify(workerOptions) } : {}),
       });
       return;
     }
@@ -198,8 +203,14 @@ export class ScheduleEnv {
       taskQueue: this.taskQueue,
       deps: this.deps(),
       workflowBundlePath: this.shared.bundlePath,
+      ...(workerOptions ? { workerOptions } : {}),
     });
     this.worker = { worker, run: worker.run() };
+  }
+
+  /** The child worker's process id (undefined for an in-process worker). */
+  workerPid(): number | undefined {
+    return this.child?.pid;
   }
 
   /** SIGKILL the worker process (child workers only; an in-process worker cannot be killed). */

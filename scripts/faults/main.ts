@@ -9,6 +9,15 @@
  * the rollback invariant in the emulators. One line per violation (with the seed that reproduces
  * that schedule alone), then `N schedules, V invariant violations`; exit 1 on any violation.
  * Without --temporal/--moto it starts both on loopback (state in .state/faults/).
+ *
+ * Load mode (issue 9 part D, scripts/faults/load.ts):
+ *
+ *   npm run faults -- --load N [--breach-share 0.1] [--seed S] [--json] [--cloud-run-share 0.3]
+ *                     [--in-process] [--timeout-ms MS]
+ *
+ * N concurrent rollouts on one worker, a seeded share of them breaching mid-wave; prints a table
+ * (breach-to-revert p50/p99, wall time, start rate, worker RSS), one line per violation (JSON rows
+ * with --json), then `N rollouts, V invariant violations`; exit 1 on any violation.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -16,6 +25,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { startMoto, startTemporalDevServer, type Managed } from '../../src/dev/processes';
 import { DEFAULT_RUN_OPTIONS } from './runner';
 import { connectShared, jsonRows, runSchedules, seedsOf, summaryLine, violationLines } from './report';
+import { DEFAULT_LOAD_OPTIONS, loadJsonRows, loadSummaryLine, loadTable, loadViolationLines, loadWorkerOptions, runLoad } from './load';
 
 function parseArgs(argv: string[]) {
   const o = {
@@ -29,6 +39,10 @@ function parseArgs(argv: string[]) {
     moto: '',
     stallMs: 0,
     timeoutMs: 0,
+    load: 0,
+    breachShare: DEFAULT_LOAD_OPTIONS.breachShare,
+    cloudRunShare: DEFAULT_LOAD_OPTIONS.cloudRunShare,
+    inProcess: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -47,15 +61,25 @@ function parseArgs(argv: string[]) {
     else if (a === '--moto') o.moto = val();
     else if (a === '--stall-ms') o.stallMs = Number(val());
     else if (a === '--timeout-ms') o.timeoutMs = Number(val());
+    else if (a === '--load') o.load = Number(val());
+    else if (a === '--breach-share') o.breachShare = Number(val());
+    else if (a === '--cloud-run-share') o.cloudRunShare = Number(val());
+    else if (a === '--in-process') o.inProcess = true;
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--verbose] [--temporal HOST:PORT --moto URL]',
+        'usage: npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--verbose] [--temporal HOST:PORT --moto URL]\n' +
+          '       npm run faults -- --load N [--breach-share 0.1] [--seed S] [--json] [--cloud-run-share 0.3] [--in-process] [--timeout-ms MS]',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
-  for (const k of ['schedules', 'seed', 'concurrency'] as const)
+  for (const k of ['schedules', 'seed', 'concurrency', 'load'] as const)
     if (!Number.isInteger(o[k]) || o[k] < 0) throw new Error(`--${k} must be a non-negative integer`);
+  for (const [k, v] of [
+    ['breach-share', o.breachShare],
+    ['cloud-run-share', o.cloudRunShare],
+  ] as const)
+    if (!(v >= 0 && v <= 1)) throw new Error(`--${k} must be between 0 and 1`);
   return o;
 }
 
@@ -72,7 +96,8 @@ async function main() {
   try {
     const t0 = Date.now();
     const [temporal, moto, bundle] = await Promise.all([
-      args.temporal ? { address: args.temporal } : startTemporalDevServer({ dbFile: join(stateDir, 'temporal.db') }),
+      // Load mode keeps the dev server's state in memory (no restarts; SQLite on disk is slower).
+      args.temporal ? { address: args.temporal } : startTemporalDevServer(args.load ? {} : { dbFile: join(stateDir, 'temporal.db') }),
       args.moto ? { url: args.moto } : startMoto(),
       bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger }),
     ]);
@@ -80,27 +105,49 @@ async function main() {
     const bundlePath = join(stateDir, 'workflow-bundle.js');
     writeFileSync(bundlePath, bundle.code);
     const shared = await connectShared({ temporalAddress: temporal.address, motoUrl: moto.url, bundlePath, stateDir });
-    log(
-      `faults: servers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${args.schedules} schedule(s) from seed ${args.seed}, ${args.concurrency} at a time${args.kills ? ', with worker SIGKILLs' : ''}`,
-    );
-    const opts = {
-      ...DEFAULT_RUN_OPTIONS,
-      kills: args.kills,
-      ...(args.stallMs ? { stallMs: args.stallMs } : {}),
-      ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
-      log: args.verbose ? log : undefined,
-    };
-    const results = await runSchedules(seedsOf(args.seed, args.schedules), shared, opts, args.concurrency, (r) => {
+    if (args.load) {
+      log(`faults: servers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; load mode: ${args.load} rollouts`);
+      const o = { seed: args.seed, breachShare: args.breachShare };
+      const summary = await runLoad(shared, {
+        ...DEFAULT_LOAD_OPTIONS,
+        rollouts: args.load,
+        breachShare: args.breachShare,
+        cloudRunShare: args.cloudRunShare,
+        seed: args.seed,
+        inProcess: args.inProcess,
+        ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
+        workerOptions: loadWorkerOptions(args.load),
+        log,
+      });
+      await shared.close();
+      for (const line of loadTable(summary, o)) console.log(line);
+      for (const line of args.json ? loadJsonRows(summary, o) : loadViolationLines(summary, o)) console.log(line);
+      console.log(loadSummaryLine(summary));
+      log(`faults: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      exitCode = summary.violations ? 1 : 0;
+    } else {
       log(
-        `faults: seed ${r.seed}: ${r.outcome} in ${(r.durationMs / 1000).toFixed(1)} s, ${r.violations.length} violation(s) [${r.shape}] [${r.faults}]`,
+        `faults: servers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${args.schedules} schedule(s) from seed ${args.seed}, ${args.concurrency} at a time${args.kills ? ', with worker SIGKILLs' : ''}`,
       );
-      for (const line of args.json ? jsonRows(r, args) : violationLines(r, args)) console.log(line);
-      if (r.violations.length && !args.json) for (const t of r.trace) log(`    ${t}`);
-    });
-    await shared.close();
-    console.log(summaryLine(results));
-    log(`faults: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    if (results.some((r) => r.violations.length)) exitCode = 1;
+      const opts = {
+        ...DEFAULT_RUN_OPTIONS,
+        kills: args.kills,
+        ...(args.stallMs ? { stallMs: args.stallMs } : {}),
+        ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
+        log: args.verbose ? log : undefined,
+      };
+      const results = await runSchedules(seedsOf(args.seed, args.schedules), shared, opts, args.concurrency, (r) => {
+        log(
+          `faults: seed ${r.seed}: ${r.outcome} in ${(r.durationMs / 1000).toFixed(1)} s, ${r.violations.length} violation(s) [${r.shape}] [${r.faults}]`,
+        );
+        for (const line of args.json ? jsonRows(r, args) : violationLines(r, args)) console.log(line);
+        if (r.violations.length && !args.json) for (const t of r.trace) log(`    ${t}`);
+      });
+      await shared.close();
+      console.log(summaryLine(results));
+      log(`faults: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      if (results.some((r) => r.violations.length)) exitCode = 1;
+    }
   } catch (err) {
     console.error(`faults: ${(err as Error).stack ?? err}`);
     exitCode = 2;

@@ -43,6 +43,8 @@ async function main() {
       client,
       webhookTimeoutMs: 5_000,
     },
+    // Tuning from the checker's load mode (JSON), else the factory's defaults.
+    ...(env.ROLLGATE_FAULTS_WORKER_OPTIONS ? { workerOptions: JSON.parse(env.ROLLGATE_FAULTS_WORKER_OPTIONS) } : {}),
   });
   console.log('worker ready');
   await worker.run();

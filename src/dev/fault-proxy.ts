@@ -24,8 +24,13 @@ export interface FaultRule {
   action: FaultAction;
 }
 
+/** Sees every forwarded call with its request body once upstream has answered (dev/test: which writes landed, and when). */
+export type CallObserver = (call: RecordedCall, body: Buffer, status: number) => void;
+
 export class FaultProxy {
   readonly calls: RecordedCall[] = [];
+  /** Called for every call forwarded to upstream, when its answer arrives (injected faults are not forwarded). */
+  readonly observers: CallObserver[] = [];
   private rules: (FaultRule & { left: number })[] = [];
   private server?: Server;
   url = '';
@@ -66,6 +71,7 @@ export class FaultProxy {
         const fwd = httpRequest(
           { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: { ...req.headers, host: up.host } },
           (upRes) => {
+            for (const o of this.observers) o(call, body, upRes.statusCode ?? 502);
             res.writeHead(upRes.statusCode ?? 502, upRes.headers);
             upRes.pipe(res);
           },
