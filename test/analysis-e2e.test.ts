@@ -15,6 +15,7 @@ import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { freePort } from '../src/dev/processes';
 import { EXPORTER_METRICS, MetricsExporter, startPrometheus, type PrometheusServer } from '../src/dev/prometheus';
 import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
+import { PrometheusMetrics } from '../src/analysis/prometheus';
 import { judgeThreshold } from '../src/analysis/threshold-judge';
 import type { RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
 import { aliasState } from './support/lambda';
@@ -372,16 +373,25 @@ describe('Prometheus as the metric source', () => {
     // The stable versions have served traffic for a while (preflight needs their series).
     exporter.set('ae-prom-ok-fn:1', { requests: 50, errors: 0, latencyMs: 40 });
     exporter.set('ae-prom-bad-fn:1', { requests: 50, errors: 0, latencyMs: 40 });
-    // Wait until Prometheus itself answers the preflight's query for both stable series (a scrape
-    // counted by the exporter is not yet a queryable increase() on a loaded machine).
-    for (const fn of ['ae-prom-ok-fn', 'ae-prom-bad-fn']) {
-      const q = encodeURIComponent(`sum(increase(${REQ}{revision="${fn}:1"}[3600s]))`);
+    // Wait until the rollout's own preflight passes against Prometheus for both stable series (a
+    // scrape counted by the exporter is not yet a queryable increase() on a loaded machine, and the
+    // preflight needs the latency histogram too).
+    const block = prometheusBlock(prom.url);
+    const preflight = new PrometheusMetrics({
+      url: block.url,
+      queries: { 'aws-lambda': { requests: block.requests, errors: block.errors, latency_p99_ms: block.latency_p99_ms } },
+      minWindowSeconds: 3,
+    });
+    for (const s of [good, bad]) {
       const deadline = Date.now() + 60_000;
       for (;;) {
-        const body = (await (await fetch(`${prom.url}/api/v1/query?query=${q}`)).json()) as { data?: { result?: unknown[] } };
-        if ((body.data?.result ?? []).length > 0) break;
-        if (Date.now() > deadline) throw new Error(`Prometheus has no series for ${fn}:1`);
-        await new Promise((r) => setTimeout(r, 200));
+        const err = await preflight.preflight(s.targets[0], '1').then(
+          () => undefined,
+          (e: Error) => e,
+        );
+        if (!err) break;
+        if (Date.now() > deadline) throw new Error(`Prometheus never answered the preflight for ${s.service}: ${err.message}`);
+        await new Promise((r) => setTimeout(r, 250));
       }
     }
     const [g, b] = await Promise.all([start(good), start(bad)]);

@@ -265,6 +265,18 @@ class Driver {
   }
 
   /**
+   * A resume meant for an operator pause. A rollout paused after a rollback takes `resume` as "retry
+   * the release", so this one is sent only while the status shows no rollback pause (the checker
+   * notices a stop up to a poll later than the workflow announces it).
+   */
+  private async resumeOperatorPause(what: string): Promise<void> {
+    const s = await this.status();
+    if (!s || s.pausedAfterRollback || s.state === 'rollback-failed')
+      return this.trace(`(${what} not sent: the pipeline stopped meanwhile)`);
+    await this.send(what, () => this.handle.signal(resumeSignal, { by: 'alice' }));
+  }
+
+  /**
    * Bumped when the pipeline stops (paused after a rollback, rollback-failed): operator actions
    * scheduled before (a resume after an operator pause, a pending approval) no longer apply.
    */
@@ -356,15 +368,14 @@ class Driver {
     switch (a.kind) {
       case 'pause':
         void this.send('pause', () => h.signal(pauseSignal, { by: 'alice', reason: 'fault schedule' }));
-        if (a.resumeAfterMs !== undefined)
-          this.later(a.resumeAfterMs, () => this.send('resume (after pause)', () => h.signal(resumeSignal, { by: 'alice' })));
+        if (a.resumeAfterMs !== undefined) this.later(a.resumeAfterMs, () => this.resumeOperatorPause('resume (after pause)'));
         if (a.abortAfterMs !== undefined)
           this.later(a.abortAfterMs, () =>
             this.send('abort (after pause)', () => h.signal(abortSignal, { by: 'alice', reason: 'fault schedule' })),
           );
         return;
       case 'resume':
-        void this.send('resume', () => h.signal(resumeSignal, { by: 'alice' }));
+        void this.resumeOperatorPause('resume');
         return;
       case 'abort':
         void this.send('abort', () => h.signal(abortSignal, { by: 'alice', reason: 'fault schedule' }));
