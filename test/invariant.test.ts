@@ -46,6 +46,21 @@ function twoTargets(service: string, over: Partial<RolloutSpecInput> = {}): Roll
   });
 }
 
+/** The canary shift on `fn` goes through; every later alias update (the reverts) is refused. */
+function refuseRevertsOf(fn: string): void {
+  let shifted = false;
+  h.proxy.inject({
+    match: (c) => {
+      if (!lambdaOp.updateAlias(fn)(c)) return false;
+      if (shifted) return true;
+      shifted = true; // the canary shift
+      return false;
+    },
+    times: 1_000,
+    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized' },
+  });
+}
+
 /** Every target on version 1 alone, now and still after `staysMs` (no late write lands). */
 async function expectStableAndStays(spec: RolloutSpec, staysMs = 3_000) {
   for (const t of spec.targets)
@@ -97,19 +112,7 @@ test('abort is honoured in rollback-failed: the rollout closes as rollback-faile
   const spec = twoTargets('abort-rollback-failed', { canary: { targets: ['a'], weight: 10, bake: '1 second' } });
   await createFunctions(h, spec);
   const traffic = simulateTraffic(h, spec, (_t, v) => v === '2');
-  let shifted = false;
-  h.proxy.inject({
-    match: (c) => {
-      if (!lambdaOp.updateAlias('abort-rollback-failed-a')(c)) return false;
-      if (!shifted) {
-        shifted = true; // let the canary shift through
-        return false;
-      }
-      return true;
-    },
-    times: 1_000,
-    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized' },
-  });
+  refuseRevertsOf('abort-rollback-failed-a');
   try {
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     await waitForStatus(handle, (s) => s.state === 'rollback-failed', 60_000, 'rollback-failed');
@@ -131,19 +134,7 @@ test('abort is honoured in rollback-failed: the rollout closes as rollback-faile
 test('an abort whose revert fails waits in rollback-failed; fixed, a second abort reverts and closes', async () => {
   const spec = twoTargets('abort-then-fix', { canary: { targets: ['a'], weight: 10, bake: '60 seconds' } });
   await createFunctions(h, spec);
-  let shifted = false;
-  h.proxy.inject({
-    match: (c) => {
-      if (!lambdaOp.updateAlias('abort-then-fix-a')(c)) return false;
-      if (!shifted) {
-        shifted = true;
-        return false;
-      }
-      return true;
-    },
-    times: 1_000,
-    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized' },
-  });
+  refuseRevertsOf('abort-then-fix-a');
   try {
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     await waitForStatus(handle, (s) => s.stage === 'canary' && /baking/.test(s.detail), 60_000, 'canary bake');
