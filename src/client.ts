@@ -9,6 +9,7 @@ import type { RolloutSpec } from './spec/schema';
 import { MAX_SPEC_BYTES } from './spec/validate';
 import {
   SA,
+  RUNNER_TASK_QUEUE,
   TASK_QUEUE,
   rolloutWorkflowId,
   statusQuery,
@@ -30,6 +31,10 @@ export interface StartOptions {
   taskQueue?: string;
   /** Revert mode (used by scheduled analyses after a failed post-promotion check). */
   revertPromoted?: RolloutInput['revertPromoted'];
+  /** The runner's task queue (default ROLLGATE_RUNNER_TASK_QUEUE, else `rollgate-runner`). */
+  runnerTaskQueue?: string;
+  /** Continue as new past this many history events (default 10,000): small values exercise it in tests. */
+  continueAsNewAfterEvents?: number;
 }
 
 /**
@@ -42,7 +47,13 @@ export async function startRollout(
   opts: StartOptions,
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof rolloutWorkflow>> {
   const workflowId = rolloutWorkflowId(spec.service);
-  const input: RolloutInput = { spec, startedBy: opts.startedBy, ...(opts.revertPromoted ? { revertPromoted: opts.revertPromoted } : {}) };
+  const input: RolloutInput = {
+    spec,
+    startedBy: opts.startedBy,
+    runnerTaskQueue: opts.runnerTaskQueue ?? (process.env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE),
+    ...(opts.revertPromoted ? { revertPromoted: opts.revertPromoted } : {}),
+    ...(opts.continueAsNewAfterEvents ? { continueAsNewAfterEvents: opts.continueAsNewAfterEvents } : {}),
+  };
   const providers = [...new Set(spec.targets.map((t) => t.provider))];
   const digest = spec.artifact.sha256 ?? spec.artifact.image?.split('@')[1] ?? 'built at the build stage';
   try {

@@ -34,6 +34,8 @@ export interface Shared {
   stateDir: string;
   connection: NativeConnection;
   client: Client;
+  /** Stop the dev server, wait `downMs`, start it again on the same SQLite file and port (only when this process started it). */
+  restartServer?: (downMs: number) => Promise<void>;
 }
 
 /** Provider deadlines for the schedules' workers (short, so that a stuck wait is retried within a schedule). */

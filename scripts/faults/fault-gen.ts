@@ -34,6 +34,8 @@ export type TimedAction =
   | { kind: 'breach'; targets: string[] }
   | { kind: 'slow-operations'; polls: number }
   | { kind: 'kill'; restartAfterMs: number }
+  /** Stop the Temporal dev server and start it again on the same SQLite file after `downMs`. */
+  | { kind: 'server-restart'; downMs: number }
   /** Break every revert of a target (AccessDenied / PERMISSION_DENIED on its traffic writes) from now on. */
   | { kind: 'break-reverts'; target: string };
 
@@ -58,6 +60,15 @@ export interface FaultSchedule {
 }
 
 const KILLABLE_STAGES = ['deploy', 'verify', 'canary', 'rollback', 'promote'];
+
+/**
+ * A dev-server restart at a random moment of the first seconds (every schedule runs longer; deploy,
+ * verify, the canary and often a revert happen then). From a PRNG of its own, so the rest of a
+ * seed's schedule is what it is without restarts.
+ */
+export function serverRestartEvent(rng: Rng): TimedEvent {
+  return { trigger: { atMs: rng.int(1_000, 7_000) }, action: { kind: 'server-restart', downMs: rng.int(0, 2000) } };
+}
 
 /** The stages a target's traffic changes in (canary, its wave). */
 function stagesOf(spec: RolloutSpec, target: string): string[] {

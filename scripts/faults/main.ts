@@ -1,7 +1,7 @@
 /**
  * Randomized fault schedules (issue 9 part C):
  *
- *   npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--verbose]
+ *   npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--restarts] [--verbose]
  *                     [--temporal HOST:PORT --moto URL]
  *
  * Each schedule (seed S+i) builds a random valid cross-cloud spec and a seeded fault schedule, runs
@@ -22,7 +22,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { startMoto, startTemporalDevServer, type Managed } from '../../src/dev/processes';
+import { startMoto, startRestartableDevServer, startTemporalDevServer, type Managed } from '../../src/dev/processes';
 import { DEFAULT_RUN_OPTIONS } from './runner';
 import { connectShared, jsonRows, runSchedules, seedsOf, summaryLine, violationLines } from './report';
 import { DEFAULT_LOAD_OPTIONS, loadJsonRows, loadSummaryLine, loadTable, loadViolationLines, loadWorkerOptions, runLoad } from './load';
@@ -34,6 +34,7 @@ function parseArgs(argv: string[]) {
     json: false,
     concurrency: 3,
     kills: false,
+    restarts: false,
     verbose: false,
     temporal: '',
     moto: '',
@@ -56,6 +57,7 @@ function parseArgs(argv: string[]) {
     else if (a === '--concurrency') o.concurrency = Number(val());
     else if (a === '--json') o.json = true;
     else if (a === '--kills') o.kills = true;
+    else if (a === '--restarts') o.restarts = true;
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--temporal') o.temporal = val();
     else if (a === '--moto') o.moto = val();
@@ -67,7 +69,7 @@ function parseArgs(argv: string[]) {
     else if (a === '--in-process') o.inProcess = true;
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--verbose] [--temporal HOST:PORT --moto URL]\n' +
+        'usage: npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--restarts] [--verbose] [--temporal HOST:PORT --moto URL]\n' +
           '       npm run faults -- --load N [--breach-share 0.1] [--seed S] [--json] [--cloud-run-share 0.3] [--in-process] [--timeout-ms MS]',
       );
       process.exit(0);
@@ -97,14 +99,22 @@ async function main() {
     const t0 = Date.now();
     const [temporal, moto, bundle] = await Promise.all([
       // Load mode keeps the dev server's state in memory (no restarts; SQLite on disk is slower).
-      args.temporal ? { address: args.temporal } : startTemporalDevServer(args.load ? {} : { dbFile: join(stateDir, 'temporal.db') }),
+      args.temporal
+        ? { address: args.temporal }
+        : args.load
+          ? startTemporalDevServer({})
+          : startRestartableDevServer(join(stateDir, 'temporal.db')),
       args.moto ? { url: args.moto } : startMoto(),
       bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger }),
     ]);
     for (const s of [temporal, moto]) if ('stop' in s) started.push(s as unknown as Managed);
     const bundlePath = join(stateDir, 'workflow-bundle.js');
     writeFileSync(bundlePath, bundle.code);
-    const shared = await connectShared({ temporalAddress: temporal.address, motoUrl: moto.url, bundlePath, stateDir });
+    const restartable = 'restart' in temporal ? temporal : undefined;
+    const shared = {
+      ...(await connectShared({ temporalAddress: temporal.address, motoUrl: moto.url, bundlePath, stateDir })),
+      ...(restartable ? { restartServer: (downMs: number) => restartable.restart(downMs) } : {}),
+    };
     if (args.load) {
       log(`faults: servers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; load mode: ${args.load} rollouts`);
       const o = { seed: args.seed, breachShare: args.breachShare };
@@ -132,6 +142,7 @@ async function main() {
       const opts = {
         ...DEFAULT_RUN_OPTIONS,
         kills: args.kills,
+        restarts: args.restarts,
         ...(args.stallMs ? { stallMs: args.stallMs } : {}),
         ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
         log: args.verbose ? log : undefined,

@@ -60,13 +60,13 @@ export async function runSchedules(
   return results;
 }
 
-export function violationLines(r: ScheduleResult, o: { kills: boolean }): string[] {
-  const repro = `--seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}`;
+export function violationLines(r: ScheduleResult, o: { kills: boolean; restarts?: boolean }): string[] {
+  const repro = `--seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}${o.restarts ? ' --restarts' : ''}`;
   return r.violations.map((v) => `VIOLATION [${v.invariant}] seed ${r.seed} (${repro}): ${v.detail}`);
 }
 
-export function jsonRows(r: ScheduleResult, o: { kills: boolean }): string[] {
-  const repro = `npm run faults -- --seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}`;
+export function jsonRows(r: ScheduleResult, o: { kills: boolean; restarts?: boolean }): string[] {
+  const repro = `npm run faults -- --seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}${o.restarts ? ' --restarts' : ''}`;
   return [
     ...r.violations.map((v) =>
       JSON.stringify({ type: 'violation', seed: r.seed, reproduce: repro, invariant: v.invariant, detail: v.detail }),

@@ -23,7 +23,14 @@ import {
 } from '../../src/workflows/messages';
 import { Rng } from './prng';
 import { generateSpec } from './spec-gen';
-import { describeSchedule, generateSchedule, type FaultSchedule, type ProviderFault, type TimedEvent } from './fault-gen';
+import {
+  describeSchedule,
+  generateSchedule,
+  serverRestartEvent,
+  type FaultSchedule,
+  type ProviderFault,
+  type TimedEvent,
+} from './fault-gen';
 import { ScheduleEnv, type Shared } from './env';
 import { checkAlerts, checkOneVersion, checkPromoted, checkStable, describeTarget, type Invariant, type Violation } from './invariants';
 
@@ -36,6 +43,8 @@ export interface RunOptions {
   timeoutMs: number;
   /** Wait this long after a stop before re-reading the emulators (late writes). */
   recheckMs: number;
+  /** Restart the Temporal dev server once per schedule at a random moment (needs `shared.restartServer`). */
+  restarts?: boolean;
   log?: (line: string) => void;
 }
 
@@ -71,14 +80,22 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
     await env.start();
     const { spec, shape } = generateSpec(rng, { service, webhook: env.webhook.url, workDir: env.workDir });
     const schedule = generateSchedule(rng, spec, { kills: opts.kills });
-    result.shape = shape;
+    // Half the schedules hand over to new runs (continue-as-new) every few analyses. A PRNG of its
+    // own, so the spec and faults of a seed are what they were before this existed.
+    const handover = new Rng(seed ^ 0x5ca1ab1e);
+    const continueAsNewAfterEvents = handover.chance(0.5) ? handover.int(60, 160) : undefined;
+    if (opts.restarts) {
+      if (!shared.restartServer) throw new Error('--restarts needs a dev server this process started (not --temporal)');
+      schedule.events.push(serverRestartEvent(new Rng(seed ^ 0x5e7e5)));
+    }
     result.faults = describeSchedule(schedule) || 'no faults';
+    result.shape = continueAsNewAfterEvents ? `${shape}, continue-as-new after ${continueAsNewAfterEvents} events` : shape;
     await env.seed(spec);
     armProviderFaults(env, spec, schedule.providerFaults);
     if (schedule.webhookFaults) env.webhook.failNext(schedule.webhookFaults.n, schedule.webhookFaults.status);
     env.startTraffic(spec);
     await env.startWorker();
-    const handle = await startRollout(shared.client, spec, { startedBy: 'carol', taskQueue: env.taskQueue });
+    const handle = await startRollout(shared.client, spec, { startedBy: 'carol', taskQueue: env.taskQueue, continueAsNewAfterEvents });
     await new Driver(env, spec, schedule, handle, opts, result).run();
   } catch (err) {
     result.violations.push({ invariant: 'harness', detail: `schedule could not run: ${(err as Error).stack ?? err}`.slice(0, 800) });
@@ -404,6 +421,17 @@ class Driver {
         breakReverts(this.env, t);
         return;
       }
+      case 'server-restart':
+        this.later(
+          0,
+          async () => {
+            this.trace(`dev server restarting (down for ${a.downMs} ms)`);
+            await this.env.shared.restartServer!(a.downMs);
+            this.trace('dev server restarted on the same SQLite file');
+          },
+          { survivesStop: true },
+        );
+        return;
       case 'kill':
         this.later(
           0,
@@ -601,6 +629,8 @@ class Driver {
     if (this.schedule.calm && finalState !== 'succeeded')
       this.trace(`note: a calm schedule (no stop planned) ended ${finalState}: ${c.ok ? (c.result.reason ?? '') : ''}`);
     this.trace(`closed: ${finalState}${c.ok && c.result.reason ? ` (${c.result.reason.slice(0, 160)})` : ''}`);
+    const handovers = c.ok ? c.result.status.history.filter((e) => e.text.startsWith('continuing as new')).length : 0;
+    if (handovers) this.trace(`continued as new ${handovers} time(s)`);
     const stopped = ['rolled-back', 'aborted', 'failed', 'rollback-failed', 'execution-failed'].includes(finalState);
     const phase = `closed ${finalState}${
       finalState !== 'rollback-failed'

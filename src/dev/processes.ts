@@ -161,3 +161,32 @@ export async function startMoto(o: { port?: number } = {}): Promise<MotoServer> 
     },
   };
 }
+
+/** A dev server on a SQLite file that can be restarted in place (same port, same file): the fault schedules' server restarts. */
+export interface RestartableDevServer {
+  readonly address: string;
+  restart(downMs: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startRestartableDevServer(dbFile: string): Promise<RestartableDevServer> {
+  let server = await startTemporalDevServer({ dbFile });
+  const port = server.port;
+  let restarting: Promise<void> | undefined;
+  return {
+    address: server.address,
+    restart(downMs: number) {
+      // Two restarts asked for at once (concurrent schedules) make one.
+      restarting ??= (async () => {
+        await server.stop();
+        await new Promise((r) => setTimeout(r, downMs));
+        server = await startTemporalDevServer({ dbFile, port });
+      })().finally(() => (restarting = undefined));
+      return restarting;
+    },
+    async stop() {
+      await restarting?.catch(() => undefined);
+      await server.stop();
+    },
+  };
+}

@@ -8,7 +8,7 @@ import { condition, workflowInfo } from '@temporalio/workflow';
 import type { TargetSpec } from '../spec/schema';
 import { formatDuration, mustDurationMs } from '../spec/duration';
 import { combineVerdicts } from '../analysis/threshold-judge';
-import type { Verdict } from './messages';
+import type { BakeProgress, Verdict } from './messages';
 import type { RolloutRun } from './rollout-state';
 import { stopOf, type Stop } from './gate';
 import { watched } from './activity-options';
@@ -38,12 +38,33 @@ export function takePendingStop(run: RolloutRun): Stop | undefined {
  * No data (inconclusive) follows the spec's policy: extend the bake, fail, or pass if opted in.
  */
 export async function bakeAndAnalyze(run: RolloutRun, targets: TargetSpec[], bakeMs: number, label: string): Promise<Stop | undefined> {
+  // A continued run finishes the bake its previous run was in (same window, same extensions).
+  const resumed = run.resumedBake;
+  run.resumedBake = undefined;
+  const progress = resumed ?? { remainingMs: bakeMs, windowStartMs: Date.now(), extensions: 0 };
+  run.bake = progress;
+  try {
+    return await bakeFrom(run, targets, bakeMs, label, progress);
+  } finally {
+    run.bake = undefined;
+  }
+}
+
+async function bakeFrom(
+  run: RolloutRun,
+  targets: TargetSpec[],
+  bakeMs: number,
+  label: string,
+  progress: BakeProgress,
+): Promise<Stop | undefined> {
   const rule = run.spec.rollback;
   const intervalMs = rule.interval ? mustDurationMs(rule.interval) : Math.max(bakeMs, 1);
-  const windowStartMs = Date.now();
-  for (let extensions = 0; ; extensions++) {
-    let remaining = bakeMs;
+  const windowStartMs = progress.windowStartMs;
+  for (; ; progress.extensions++, progress.remainingMs = bakeMs) {
+    const extensions = progress.extensions;
+    let remaining = progress.remainingMs;
     while (remaining > 0) {
+      progress.remainingMs = remaining;
       const held = await holdWhilePaused(run);
       if (held) return held;
       const slice = Math.min(remaining, intervalMs);
@@ -61,7 +82,11 @@ export async function bakeAndAnalyze(run: RolloutRun, targets: TargetSpec[], bak
       }
       // Time spent analysing counts as baked: the bake lasts its duration, not duration + analyses.
       remaining -= Date.now() - t0;
+      progress.remainingMs = Math.max(remaining, 0);
+      const handover = continueAsNewNow(run);
+      if (handover) return handover;
     }
+    progress.remainingMs = 0;
     run.bakeEndsAtMs = undefined;
     const held = await holdWhilePaused(run);
     if (held) return held;
@@ -141,14 +166,18 @@ export async function watchWhileWaiting(run: RolloutRun, ready: () => boolean, u
   let intervalMs = mustDurationMs(run.spec.rollback.interval ?? WAIT_ANALYSIS_INTERVAL);
   const waitStartMs = Date.now();
   for (;;) {
-    // Each analysis costs about 11 history events. Until waits continue-as-new, a long wait slows
-    // down once the history is large, so it cannot reach the server's limit within weeks.
-    if (workflowInfo().historyLength > LONG_WAIT_HISTORY && intervalMs < LONG_WAIT_INTERVAL_MS) {
+    // Runs from before continue-as-new: each analysis costs about 11 history events, so a long
+    // wait slows down once the history is large and cannot reach the server's limit within weeks.
+    if (!run.continueAsNewEnabled && workflowInfo().historyLength > LONG_WAIT_HISTORY && intervalMs < LONG_WAIT_INTERVAL_MS) {
       intervalMs = LONG_WAIT_INTERVAL_MS;
       run.record('decision', `long wait: analysing every ${formatDuration(intervalMs)} from now on (history is large)`);
     }
-    const left = untilMs === undefined ? intervalMs : Math.min(intervalMs, untilMs - Date.now());
-    const woken = left > 0 ? await run.gate.waitFor(ready, left) : true;
+    // Nothing serves new traffic (and nothing can start to while the pipeline waits here): no
+    // analysis to run, so no timer either; the wait costs no history however long it lasts.
+    const idle = run.continueAsNewEnabled && run.targetsWithNewTraffic().length === 0;
+    const step = idle ? undefined : intervalMs;
+    const left = untilMs === undefined ? step : Math.min(step ?? Infinity, untilMs - Date.now());
+    const woken = left === undefined || left > 0 ? await run.gate.waitFor(ready, left) : true;
     const stop = takePendingStop(run);
     if (stop) return stop;
     if (woken || ready() || (untilMs !== undefined && Date.now() >= untilMs)) return undefined;
@@ -157,7 +186,22 @@ export async function watchWhileWaiting(run: RolloutRun, ready: () => boolean, u
     // A sliding window of two intervals: a regression during a weekend wait is not diluted by Friday.
     const v = await analyze(run, live, Math.max(waitStartMs, Date.now() - 2 * intervalMs));
     if (v.verdict === 'fail') return stopOf('breach', v.reason);
+    if (!run.continueAsNewEnabled) continue;
+    if (ready()) return undefined;
+    const handover = continueAsNewNow(run);
+    if (handover) return handover;
   }
+}
+
+/**
+ * Continue as new here? Only between two steps of a bake or a wait, with nothing pending: an
+ * abort or breach that arrived meanwhile is acted on by this run. The Stop unwinds to the top of
+ * the workflow within the same workflow task, so no message can arrive before the handover.
+ */
+export function continueAsNewNow(run: RolloutRun): Stop | undefined {
+  if (!run.shouldContinueAsNew() || run.gate.pendingStop() !== undefined) return undefined;
+  run.markHandover();
+  return stopOf('continue-as-new', `history has ${workflowInfo().historyLength} events`);
 }
 
 /** Hold while an operator pause is on, still watching the targets that carry new traffic. */

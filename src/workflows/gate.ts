@@ -7,7 +7,8 @@
 import { condition } from '@temporalio/workflow';
 import type { Verdict } from './messages';
 
-export type StopKind = 'breach' | 'rejected' | 'aborted' | 'stage-failed' | 'no-data';
+/** `continue-as-new` is not a failure: the run hands over to a new run at this point (rollout.ts). */
+export type StopKind = 'breach' | 'rejected' | 'aborted' | 'stage-failed' | 'no-data' | 'continue-as-new';
 
 /** Why the pipeline stopped before promote. Returned by stages, not thrown. */
 export interface Stop {

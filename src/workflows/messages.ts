@@ -8,6 +8,8 @@ import type { RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
 
 export const TASK_QUEUE = 'rollgate';
+/** Default task queue of `rollgate runner` (build, test, migration commands); ROLLGATE_RUNNER_TASK_QUEUE overrides it. */
+export const RUNNER_TASK_QUEUE = 'rollgate-runner';
 
 /** One workflow per service at a time: Temporal itself refuses a second start with this id. */
 export function rolloutWorkflowId(service: string): string {
@@ -20,6 +22,12 @@ export interface RolloutInput {
   /** Who started it; may not approve it (four-eyes rule). */
   startedBy: string;
   /**
+   * Task queue of the runner that runs this rollout's build, test and migration commands (set by
+   * the client from ROLLGATE_RUNNER_TASK_QUEUE; absent in runs started before the runner split:
+   * RUNNER_TASK_QUEUE).
+   */
+  runnerTaskQueue?: string;
+  /**
    * Set by a scheduled analysis that failed after a promotion: put every target back on its
    * previous version, then pause the pipeline (resume re-runs the release from the canary).
    */
@@ -30,6 +38,57 @@ export interface RolloutInput {
     /** Who started the promoted release: the four-eyes rule still applies to them after the revert. */
     releasedBy?: string;
   };
+  /**
+   * A long rollout continues as a new run (same workflow id) before its history grows too large,
+   * from a wait or a bake slice with traffic on the new version. Set only by the workflow itself.
+   */
+  continued?: ContinuedRollout;
+  /** Continue as new past this many history events (default 10,000; the server may suggest it sooner). */
+  continueAsNewAfterEvents?: number;
+}
+
+/**
+ * Where the traffic stages were when the run continued as new: the canary (`wave` -1), a region
+ * wave (its index) or promote (`wave` = number of waves); the step within the wave, whether that
+ * step's traffic shift had been made and whether the wave's approval had been given.
+ */
+export interface PipelinePosition {
+  wave: number;
+  step: number;
+  shifted: boolean;
+  approved: boolean;
+}
+
+/** A bake in progress: what is left of it, the analysis window's start and the no-data extensions so far. */
+export interface BakeProgress {
+  remainingMs: number;
+  windowStartMs: number;
+  extensions: number;
+}
+
+/** Everything the next run needs to go on exactly where this one stopped. */
+export interface ContinuedRollout {
+  position: PipelinePosition;
+  /** The stage and detail shown until the new run moves on. */
+  stage: Stage;
+  detail: string;
+  bake?: BakeProgress;
+  artifact: ArtifactRef;
+  targets: (TargetStatus & { baselineWindow?: { startMs: number; endMs: number } })[];
+  approvals: RolloutStatus['approvals'];
+  history: HistoryEntry[];
+  lastAnalysis?: Verdict;
+  /** An operator pause that was on. */
+  paused: boolean;
+  migrated: boolean;
+  failedStage?: string;
+  startedAtMs: number;
+  /** Who released the promoted release a revert-mode run reverted (four-eyes). */
+  releasedBy?: string;
+  /** Dependency locks held, each with the run id that holds it at the lock workflow. */
+  locks: { dependency: string; runId: string }[];
+  /** How many times this rollout has continued as new. */
+  runs: number;
 }
 
 export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';

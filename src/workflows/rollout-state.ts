@@ -18,7 +18,10 @@ import {
   rejectUpdate,
   resumeSignal,
   statusQuery,
+  type BakeProgress,
+  type ContinuedRollout,
   type HistoryEntry,
+  type PipelinePosition,
   type RolloutInput,
   type RolloutState,
   type RolloutStatus,
@@ -28,6 +31,8 @@ import {
 } from './messages';
 
 const MAX_HISTORY = 300;
+/** A run continues as new past this many history events (the server's hard limit is 51,200). */
+const DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 10_000;
 
 export function targetLocation(t: TargetSpec): string {
   return t.provider === 'aws-lambda' ? `${t.region}/${t.function}:${t.alias}` : `${t.project}/${t.region}/${t.service}`;
@@ -61,14 +66,94 @@ export class RolloutRun {
   readonly gate = new OperatorGate();
   grantedLocks = new Set<string>();
   heldLocks = new Set<string>();
+  /** The run id each held lock was requested with (an earlier run of this rollout, after continue-as-new). */
+  lockRunIds = new Map<string, string>();
+
+  /** Where the traffic stages are (set only while they run): what a continued run starts from. */
+  position?: PipelinePosition;
+  /** The bake in progress, if any (kept up to date by bakeAndAnalyze). */
+  bake?: BakeProgress;
+  /** Where the pipeline was when it decided to continue as new (the stack unwinds before the handover). */
+  handoverAt?: { position: PipelinePosition; bake?: BakeProgress };
+  /** Set on a continued run: the bake to finish first, consumed by the first bake. */
+  resumedBake?: BakeProgress;
+  /** Whether this run may continue as new (runs started before patch `rollout-continue-as-new` never do). */
+  continueAsNewEnabled = false;
 
   readonly startedAtMs: number;
 
   constructor(readonly input: RolloutInput) {
     this.spec = input.spec;
-    this.startedAtMs = workflowInfo().runStartTime.getTime();
+    this.startedAtMs = input.continued?.startedAtMs ?? workflowInfo().runStartTime.getTime();
     for (const t of input.spec.targets)
       this.targets.set(t.name, { name: t.name, provider: t.provider, location: targetLocation(t), weight: 0, spec: t });
+    if (input.continued) this.restore(input.continued);
+  }
+
+  /** A continued run: the state the previous run had when it continued as new. */
+  private restore(c: ContinuedRollout): void {
+    this.artifact = c.artifact;
+    this.stage = c.stage;
+    this.detail = c.detail;
+    for (const saved of c.targets) {
+      const t = this.targets.get(saved.name);
+      if (t) Object.assign(t, { ...saved, spec: t.spec, location: t.location });
+    }
+    this.approvals = c.approvals;
+    this.history = c.history;
+    this.lastAnalysis = c.lastAnalysis;
+    this.gate.paused = c.paused;
+    if (c.paused) this.state = 'paused';
+    this.migrated = c.migrated;
+    this.failedStage = c.failedStage;
+    for (const l of c.locks) {
+      this.heldLocks.add(l.dependency);
+      this.grantedLocks.add(l.dependency);
+      this.lockRunIds.set(l.dependency, l.runId);
+    }
+    this.resumedBake = c.bake;
+  }
+
+  /** True at a moment when this run should hand over to a new one (only inside the traffic stages). */
+  shouldContinueAsNew(): boolean {
+    if (!this.continueAsNewEnabled || this.position === undefined) return false;
+    const info = workflowInfo();
+    const limit = this.input.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS;
+    return info.continueAsNewSuggested || info.historyLength >= limit;
+  }
+
+  /** Remember where the pipeline is now, for the handover to the next run. */
+  markHandover(): void {
+    this.handoverAt = { position: { ...this.position! }, ...(this.bake ? { bake: { ...this.bake } } : {}) };
+  }
+
+  /** What the next run needs to go on exactly where `markHandover` was called. */
+  snapshot(): ContinuedRollout {
+    const at = this.handoverAt!;
+    return {
+      position: at.position,
+      stage: this.stage,
+      detail: this.detail,
+      ...(at.bake ? { bake: at.bake } : {}),
+      artifact: this.artifact!,
+      targets: [...this.targets.values()].map(({ spec: _spec, ...t }) => t),
+      approvals: this.approvals,
+      history: this.history,
+      ...(this.lastAnalysis ? { lastAnalysis: this.lastAnalysis } : {}),
+      paused: this.gate.paused,
+      migrated: this.migrated,
+      ...(this.failedStage ? { failedStage: this.failedStage } : {}),
+      startedAtMs: this.startedAtMs,
+      ...(this.releasedBy() ? { releasedBy: this.releasedBy() } : {}),
+      locks: [...this.heldLocks]
+        .filter((d) => this.grantedLocks.has(d))
+        .map((dependency) => ({ dependency, runId: this.lockRunIds.get(dependency) ?? workflowInfo().runId })),
+      runs: (this.input.continued?.runs ?? 0) + 1,
+    };
+  }
+
+  private releasedBy(): string | undefined {
+    return this.input.revertPromoted?.releasedBy ?? this.input.continued?.releasedBy;
   }
 
   get id(): string {
@@ -136,7 +221,7 @@ export class RolloutRun {
 
   /** Who may not approve: the starter, and after a post-promotion revert also who released it. */
   private starters(): string[] {
-    const releasedBy = this.input.revertPromoted?.releasedBy;
+    const releasedBy = this.releasedBy();
     return releasedBy ? [this.input.startedBy, releasedBy] : [this.input.startedBy];
   }
 

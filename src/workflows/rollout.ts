@@ -7,11 +7,19 @@
  * or `abort` (close as rolled back). What this guarantees is written in README, "What rollgate
  * guarantees"; test/fault-schedules.test.ts checks it in the emulators.
  */
-import { CancellationScope, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  isCancellation,
+  patched,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { RolloutSpec, TargetSpec, WaveSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
 import type { ReleaseContract } from '../providers/types';
-import type { RolloutInput, RolloutResult, RolloutState } from './messages';
+import type { ContinuedRollout, PipelinePosition, RolloutInput, RolloutResult, RolloutState } from './messages';
 import { RolloutRun, type RolloutTarget } from './rollout-state';
 import { stopOf, type Stop } from './gate';
 import { Saga, failureMessage } from './saga';
@@ -26,17 +34,24 @@ import { rolloutWorkflowV1 } from './v1/rollout';
 
 /** Marks runs of this code; runs without it (started before) finish on the frozen v1 code. */
 export const ROLLOUT_V2_PATCH = 'rollout-v2';
+/** Marks runs that continue as new in long waits and bakes (and wait without timers when nothing serves new traffic). */
+export const CONTINUE_AS_NEW_PATCH = 'rollout-continue-as-new';
 
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
   if (!patched(ROLLOUT_V2_PATCH)) return rolloutWorkflowV1(input);
   const run = new RolloutRun(input);
+  // Decided once per run, at its start: a run recorded before the patch keeps its old waits.
+  run.continueAsNewEnabled = patched(CONTINUE_AS_NEW_PATCH);
   run.installHandlers();
   run.publish();
-  emitRolloutEvent({ kind: 'started', service: input.spec.service, release: input.spec.release });
+  if (!input.continued) emitRolloutEvent({ kind: 'started', service: input.spec.service, release: input.spec.release });
 
   const saga = new Saga();
   let stop: Stop | undefined;
-  if (input.revertPromoted) {
+  if (input.continued) {
+    // The previous run of this rollout handed over mid-way: rebuild the saga, go on where it stopped.
+    stop = await deliverContinued(run, saga, input.continued);
+  } else if (input.revertPromoted) {
     // A scheduled analysis found the promoted release worse: revert it, then pause the pipeline.
     stop = loadPromotedRelease(run, saga, input.revertPromoted);
   } else {
@@ -46,6 +61,10 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   }
   for (;;) {
     if (!stop) return finish(run, 'succeeded', `release ${input.spec.release} promoted on ${input.spec.targets.length} target(s)`);
+    if (stop.kind === 'continue-as-new') {
+      stop = await continueAsNewUnlessStopped(run);
+      continue;
+    }
     const closed = await rollBack(run, saga, stop);
     if (closed) return closed;
     // `resume`: retry from the deploy stage; deploys are idempotent, the same version is found again.
@@ -154,15 +173,71 @@ async function deliver(run: RolloutRun, saga: Saga): Promise<Stop | undefined> {
   });
 }
 
-async function shiftAndPromote(run: RolloutRun): Promise<Stop | undefined> {
+/** The traffic stages, from the start or (a continued run) from where the previous run stopped. */
+async function shiftAndPromote(run: RolloutRun, from?: PipelinePosition): Promise<Stop | undefined> {
+  try {
+    return await trafficStages(run, from);
+  } finally {
+    run.position = undefined;
+  }
+}
+
+async function trafficStages(run: RolloutRun, from: PipelinePosition | undefined): Promise<Stop | undefined> {
   const { spec } = run;
-  const canaryStop = await runStage(run, 'canary', `shifting ${spec.canary.weight} % to the canary`, () => canary(run));
-  if (canaryStop) return canaryStop;
-  for (const wave of spec.waves) {
-    const stop = await runStage(run, `wave:${wave.name}`, `wave ${wave.name}`, () => regionWave(run, wave));
+  const at = (wave: number) => (from?.wave === wave ? from : undefined);
+  // The position is set before each stage starts: a pause at the stage's start hands over from there.
+  if (!from || from.wave < 0) {
+    run.position = at(-1) ?? { wave: -1, step: 0, shifted: false, approved: true };
+    const stop = await runStage(run, 'canary', `shifting ${spec.canary.weight} % to the canary`, () => canary(run, at(-1)));
     if (stop) return stop;
   }
+  for (const [i, wave] of spec.waves.entries()) {
+    if (from && i < from.wave) continue;
+    run.position = at(i) ?? { wave: i, step: 0, shifted: false, approved: false };
+    const stop = await runStage(run, `wave:${wave.name}`, `wave ${wave.name}`, () => regionWave(run, i, wave, at(i)));
+    if (stop) return stop;
+  }
+  run.position = { wave: spec.waves.length, step: 0, shifted: false, approved: true };
   return runStage(run, 'promote', 'all traffic to the new version', () => promote(run));
+}
+
+/** A continued run: the targets are deployed and verified, the locks held; the saga is rebuilt from the targets. */
+async function deliverContinued(run: RolloutRun, saga: Saga, c: ContinuedRollout): Promise<Stop | undefined> {
+  for (const t of run.targets.values()) if (t.newVersion !== undefined && t.stableVersion !== undefined) pushRevert(run, saga, t);
+  run.record('decision', `continued as new run ${c.runs} at ${positionText(run, c.position)}`);
+  return inAbortableScope(run, async () => {
+    const pending = takePendingStop(run);
+    if (pending) return pending;
+    return withLocks(run, () => shiftAndPromote(run, c.position));
+  });
+}
+
+function positionText(run: RolloutRun, p: PipelinePosition): string {
+  if (p.wave < 0) return 'the canary';
+  if (p.wave >= run.spec.waves.length) return 'promote';
+  const wave = run.spec.waves[p.wave];
+  return `wave ${wave.name}, step ${wave.steps[p.step] ?? wave.steps[0]} %${p.shifted ? ' (shifted)' : ''}`;
+}
+
+/**
+ * Hand over to a new run (same workflow id) with everything needed to go on here. An abort or
+ * breach that arrived first is returned instead, for this run to act on.
+ */
+async function continueAsNewUnlessStopped(run: RolloutRun): Promise<Stop> {
+  if (!allHandlersFinished()) await condition(allHandlersFinished);
+  const pending = takePendingStop(run);
+  if (pending) {
+    run.handoverAt = undefined;
+    return pending;
+  }
+  const next = run.snapshot();
+  run.record('decision', `continuing as new (run ${next.runs}) after ${workflowInfo().historyLength} history events`);
+  return continueAsNew<typeof rolloutWorkflow>({
+    spec: run.spec,
+    startedBy: run.input.startedBy,
+    continued: next,
+    ...(run.input.continueAsNewAfterEvents !== undefined ? { continueAsNewAfterEvents: run.input.continueAsNewAfterEvents } : {}),
+  });
 }
 
 function contractOf(spec: RolloutSpec): ReleaseContract {
@@ -247,23 +322,39 @@ async function verify(run: RolloutRun): Promise<Stop | undefined> {
   return undefined;
 }
 
-async function canary(run: RolloutRun): Promise<Stop | undefined> {
+async function canary(run: RolloutRun, from?: PipelinePosition): Promise<Stop | undefined> {
   const { canary } = run.spec;
   const targets = canary.targets.map((n) => run.targets.get(n)!.spec);
   const bakeMs = mustDurationMs(canary.bake);
-  return (await shiftTraffic(run, targets, canary.weight, 0)) ?? bakeAndAnalyze(run, targets, bakeMs, `canary ${canary.weight} %`);
+  run.position = { wave: -1, step: 0, shifted: from?.shifted ?? false, approved: true };
+  if (!run.position.shifted) {
+    const stop = await shiftTraffic(run, targets, canary.weight, 0);
+    if (stop) return stop;
+    run.position.shifted = true;
+  }
+  return bakeAndAnalyze(run, targets, bakeMs, `canary ${canary.weight} %`);
 }
 
-async function regionWave(run: RolloutRun, wave: WaveSpec): Promise<Stop | undefined> {
-  if (wave.approval) {
+async function regionWave(run: RolloutRun, index: number, wave: WaveSpec, from?: PipelinePosition): Promise<Stop | undefined> {
+  run.position = { wave: index, step: from?.step ?? 0, shifted: from?.shifted ?? false, approved: from?.approved ?? false };
+  if (wave.approval && !run.position.approved) {
     const stop = await awaitApproval(run, wave);
     if (stop) return stop;
   }
+  run.position.approved = true;
   const targets = wave.targets.map((n) => run.targets.get(n)!.spec);
   const bakeMs = mustDurationMs(wave.bake);
-  for (const step of wave.steps) {
-    const stop =
-      (await shiftTraffic(run, targets, step, bakeMs)) ?? (await bakeAndAnalyze(run, targets, bakeMs, `wave ${wave.name} at ${step} %`));
+  for (let i = from?.step ?? 0; i < wave.steps.length; i++) {
+    const step = wave.steps[i];
+    // A continued run whose previous run had made this shift goes straight on to the bake.
+    const shifted = from !== undefined && i === from.step && from.shifted;
+    run.position = { wave: index, step: i, shifted, approved: true };
+    if (!shifted) {
+      const stop = await shiftTraffic(run, targets, step, bakeMs);
+      if (stop) return stop;
+      run.position.shifted = true;
+    }
+    const stop = await bakeAndAnalyze(run, targets, bakeMs, `wave ${wave.name} at ${step} %`);
     if (stop) return stop;
   }
   return undefined;
@@ -367,7 +458,9 @@ async function runStage(
         ? run.gate.abortStop()
         : stopOf('stage-failed', `stage ${stage} failed: ${failureMessage(err)}`);
   }
-  emitRolloutEvent({ kind: 'stage', service, stage, durationMs: Date.now() - t0, outcome: stop ? 'failed' : 'ok' });
+  // A handover to the next run is not the end of the stage: that run reports it.
+  if (stop?.kind !== 'continue-as-new')
+    emitRolloutEvent({ kind: 'stage', service, stage, durationMs: Date.now() - t0, outcome: stop ? 'failed' : 'ok' });
   return stop;
 }
 

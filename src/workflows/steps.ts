@@ -22,9 +22,12 @@ const RECONFIRM_MS = 5000;
 async function withRunLocks(run: RolloutRun, deps: string[], body: () => Promise<void>): Promise<void> {
   const { runId, taskQueue } = workflowInfo();
   for (const dependency of deps) {
+    // Still held by an earlier run of this rollout (it continued as new while holding it).
+    if (run.heldLocks.has(dependency) && run.grantedLocks.has(dependency) && run.lockRunIds.get(dependency) !== runId) continue;
     // Held (so released on any way out) before the request is sent, and the request is not
     // cancellable: an abort while it is in flight still finds it queued, and releases it after.
     run.heldLocks.add(dependency);
+    run.lockRunIds.set(dependency, runId);
     await CancellationScope.nonCancellable(() => acts.requestDependencyLock({ dependency, holder: run.id, runId, taskQueue }));
     let waiting = false;
     let before = run.detail;
@@ -57,13 +60,16 @@ async function withRunLocks(run: RolloutRun, deps: string[], body: () => Promise
 
 export async function releaseDependencyLocks(run: RolloutRun): Promise<void> {
   if (run.heldLocks.size === 0) return;
-  const { runId } = workflowInfo();
+  const current = workflowInfo().runId;
   await CancellationScope.nonCancellable(() =>
     Promise.all(
       [...run.heldLocks].map(async (dependency) => {
+        // The run that requested it, which is an earlier run after a continue-as-new.
+        const runId = run.lockRunIds.get(dependency) ?? current;
         await acts.releaseDependencyLock({ dependency, holder: run.id, runId });
         run.heldLocks.delete(dependency);
         run.grantedLocks.delete(dependency);
+        run.lockRunIds.delete(dependency);
       }),
     ),
   );
