@@ -36,6 +36,7 @@ import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
 import type { TargetProvider } from '../src/providers/types';
 import type { MetricProvider } from '../src/analysis/types';
 import { createRollgateWorker } from '../src/worker';
+import { createRunnerWorker } from '../src/runner';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
@@ -825,9 +826,15 @@ async function main() {
     ['crash', benchCrash],
     ['coldstart', benchColdStart],
   ];
+  // One runner for every benchmark's rollouts (build/test/migration commands); startRollout sends them here.
+  process.env.ROLLGATE_RUNNER_TASK_QUEUE = 'bench-runner';
+  const runner = await createRunnerWorker({ connection: nativeConnection, taskQueue: 'bench-runner', deps: { stateDir: STATE } });
+  const runnerRun = runner.run();
   try {
     for (const [name, fn] of all) if (!ONLY || ONLY.includes(name)) await fn();
   } finally {
+    runner.shutdown();
+    await runnerRun;
     await proxy.stop();
     await client.connection.close();
     await nativeConnection.close();

@@ -1,7 +1,7 @@
 /**
  * The embedded default, a CROSS-CLOUD rollout on loopback only: a local Temporal dev server (SQLite
  * under .state/demo), moto (AWS emulator), rollgate's dev/test fakes of the Cloud Run Admin API and
- * of Cloud Monitoring (src/dev/: no Cloud Run emulator exists), a rollgate worker, a sample Lambda
+ * of Cloud Monitoring (src/dev/: no Cloud Run emulator exists), a rollgate worker and a runner, a sample Lambda
  * function in three AWS regions, a sample Cloud Run service in two GCP regions, and two releases:
  * - r1: canary on Lambda us-east-1, wave eu (Lambda eu-west-1 + Cloud Run europe-west1), wave
  *   apac-us (Lambda ap-southeast-2 + Cloud Run us-central1): promoted;
@@ -31,10 +31,19 @@ import { CloudRunProvider, cloudRunRevisionName } from '../src/providers/cloud-r
 import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
 import { CloudMonitoringMetrics } from '../src/analysis/cloud-monitoring';
 import { createRollgateWorker } from '../src/worker';
+import { createRunnerWorker } from '../src/runner';
+import { FileArtifactStore } from '../src/artifacts/store';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
-import { abortSignal, rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus } from '../src/workflows/messages';
+import {
+  abortSignal,
+  RUNNER_TASK_QUEUE,
+  rolloutWorkflowId,
+  statusQuery,
+  type RolloutResult,
+  type RolloutStatus,
+} from '../src/workflows/messages';
 import { formatStatus } from '../src/cli/format';
 import { startWebhookReceiver } from './demo-webhook';
 
@@ -138,6 +147,19 @@ async function main() {
     await monitoringMetrics.close();
   });
   say(`worker polling task queue "${TASK_QUEUE}"`);
+  // The runner: build/test/migration commands on their own queue, no cloud credentials, its own state
+  // folder; artifacts in the single-machine file:// store the worker deploys from.
+  const runner = await createRunnerWorker({
+    connection,
+    taskQueue: RUNNER_TASK_QUEUE,
+    deps: { stateDir: join(STATE, 'runner'), artifactStore: new FileArtifactStore(join(STATE, 'artifacts')) },
+  });
+  const runnerRun = runner.run();
+  stoppers.push(async () => {
+    runner.shutdown();
+    await runnerRun;
+  });
+  say(`runner polling task queue "${RUNNER_TASK_QUEUE}" (artifacts in .state/demo/artifacts)`);
   say(`Temporal UI: ${temporal.uiUrl}  (filter: RolloutService = "${SERVICE}")`);
 
   await closeLeftovers(client);

@@ -1,5 +1,7 @@
 /**
- * The rollgate worker: rollout and lock workflows plus the activities, wired to real clients.
+ * The rollgate worker: rollout and lock workflows plus the activities, wired to real clients. It
+ * registers no command activities: builds, tests and migrations run on `rollgate runner`
+ * (src/runner.ts); deploys read the artifact from the shared store (ROLLGATE_ARTIFACT_STORE).
  * Endpoints come from the AWS SDK's standard variables (AWS_ENDPOINT_URL_LAMBDA,
  * AWS_ENDPOINT_URL_CLOUDWATCH, AWS_REGION credentials chain) so the same worker talks to AWS or moto.
  * Google Cloud (Cloud Run, Cloud Monitoring) uses Application Default Credentials, unless
@@ -16,6 +18,7 @@ import { LambdaProvider } from './providers/aws-lambda';
 import { CloudWatchMetrics } from './analysis/cloudwatch';
 import { CloudRunProvider, probeUrlVia } from './providers/cloud-run';
 import { CloudMonitoringMetrics } from './analysis/cloud-monitoring';
+import { artifactStoreFromUrl } from './artifacts/store';
 import { TASK_QUEUE } from './workflows/messages';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
@@ -68,6 +71,7 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
  * that never sees a cloud-run target never talks to Google.
  */
 export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Client): ActivityDeps {
+  const stateDir = resolve(env.ROLLGATE_STATE_DIR || '.state');
   return {
     providers: {
       'aws-lambda': new LambdaProvider({ endpoint: env.AWS_ENDPOINT_URL_LAMBDA || undefined }),
@@ -81,7 +85,8 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
       new CloudWatchMetrics({ endpoint: env.AWS_ENDPOINT_URL_CLOUDWATCH || undefined }),
       new CloudMonitoringMetrics({ endpoint: env.ROLLGATE_CLOUD_MONITORING_ENDPOINT || undefined }),
     ],
-    stateDir: resolve(env.ROLLGATE_STATE_DIR || '.state'),
+    stateDir,
+    artifactStore: artifactStoreFromUrl(env.ROLLGATE_ARTIFACT_STORE || undefined, stateDir),
     hashKey: env.ROLLGATE_HASH_KEY || randomBytes(32).toString('hex'),
     client,
   };

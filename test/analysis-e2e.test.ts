@@ -17,8 +17,10 @@ import { EXPORTER_METRICS, MetricsExporter, startPrometheus, type PrometheusServ
 import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
 import { PrometheusMetrics } from '../src/analysis/prometheus';
 import { judgeThreshold } from '../src/analysis/threshold-judge';
-import type { RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import { aliasState } from './support/lambda';
+import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
+import { TrafficSimulator } from '../src/dev/traffic-simulator';
+import { aliasState, watchAliasWrites } from './support/lambda';
+import { workflowEvents, type HistoryEvent } from './support/history';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -151,22 +153,36 @@ test('a canary that degrades mid-bake is rolled back within one analysis interva
     const revert = h.proxy.calls.find((c) => c.atMs >= flipMs && lambdaOp.updateAlias(fnOf(s))(c));
     expect(revert).toBeDefined();
     expect(readableMs).toBeDefined();
-    const fromFlip = revert!.atMs - flipMs;
-    const fromReadable = revert!.atMs - readableMs!;
     const failVerdictMs = verdicts(paused).find((e) => e.text.startsWith('fail:'))!.atMs;
     console.log(
-      `mid-bake breach: readable ${readableMs! - flipMs} ms after the flip; first revert call ${fromFlip} ms after the flip, ` +
-        `${fromReadable} ms after the breach was readable (fail verdict recorded ${failVerdictMs - readableMs!} ms after readable, ` +
+      `mid-bake breach: readable ${readableMs! - flipMs} ms after the flip; first revert call ${revert!.atMs - flipMs} ms after the flip, ` +
+        `${revert!.atMs - readableMs!} ms after the breach was readable (fail verdict recorded ${failVerdictMs - readableMs!} ms after readable, ` +
         `revert call ${revert!.atMs - failVerdictMs} ms after the verdict; interval ${INTERVAL_MS} ms, bake ${BAKE_MS} ms)`,
     );
     // Within one interval: the analysis in flight when the breach became readable may still pass,
-    // the next one (started at most one interval later) fails; then the saga reverts at once.
+    // the next one (started at most one interval later) fails. Judged by what happened, not by the
+    // clock: on a loaded machine every step takes longer, but not more of them.
     expect(verdicts(paused).filter((e) => e.atMs > readableMs! && e.text.startsWith('pass:')).length).toBeLessThanOrEqual(1);
-    expect(fromReadable).toBeLessThan(INTERVAL_MS + 1_500);
-    expect(fromFlip).toBeLessThan(INTERVAL_MS + 3_000);
-    expect(revert!.atMs - failVerdictMs).toBeLessThan(1_000);
-    // Well before the bake would have ended.
-    expect(revert!.atMs - windowStartMs).toBeLessThan(BAKE_MS / 2);
+    // In the workflow's history: the failing analysis ran mid-bake (a bake slice was still to come)
+    // and the saga's revert was the next thing scheduled, with no timer in between.
+    const events = await workflowEvents(handle);
+    const canaryBake = (e: HistoryEvent) => e.type === 'TIMER_FIRED' && /^bake .* at canary 10 %$/.test(e.timer?.summary ?? '');
+    const firstRevert = events.findIndex((e) => e.type === 'ACTIVITY_TASK_SCHEDULED' && e.activity === 'routeAll');
+    const failing = events
+      .slice(0, firstRevert)
+      .filter((e) => e.type === 'ACTIVITY_TASK_COMPLETED' && e.activity === 'analyzeCanary')
+      .pop()!;
+    const between = events.filter((e) => e.id > failing.id && e.id < events[firstRevert].id);
+    expect(between.filter((e) => e.type.startsWith('TIMER_') || e.type === 'ACTIVITY_TASK_SCHEDULED')).toEqual([]);
+    const slicesBaked = events.slice(0, firstRevert).filter(canaryBake);
+    expect(slicesBaked.every((e) => e.timer!.ms === INTERVAL_MS)).toBe(true);
+    // Within one interval, in slices: after the breach was readable at most two slice timers fired (the
+    // one running then, whose analysis may still pass, and the next); and the bake never reached its end.
+    expect(slicesBaked.filter((e) => e.timeMs > readableMs!).length).toBeLessThanOrEqual(2);
+    expect(slicesBaked.length).toBeLessThan(BAKE_MS / INTERVAL_MS);
+    console.log(
+      `mid-bake breach: reverted after ${slicesBaked.length} of ${BAKE_MS / INTERVAL_MS} bake slices (workflow time ${events[firstRevert].timeMs - windowStartMs} ms)`,
+    );
 
     expect(paused.rollbackReason).toMatch(/^us-east-1: error rate \d+\.\d+ % \(canary\) vs \d+\.\d+ % \(baseline\) > threshold/);
     const text = historyText(paused);
@@ -180,6 +196,59 @@ test('a canary that degrades mid-bake is rolled back within one analysis interva
   } finally {
     traffic.stop();
   }
+});
+
+describe('CloudWatch as the metric source, end to end', () => {
+  test('a throttled canary and a slow canary are rolled back; no data with on_no_data fail stops at once, with pass promotes', async () => {
+    const throttled = spec('ae-cw-throttled', {});
+    const slow = spec('ae-cw-slow', { rollback: { max_error_rate_increase_pp: 2, min_requests: 5, p99_latency_ms: 500 } });
+    const noDataFail = spec('ae-nodata-fail', { rollback: { min_requests: 5, on_no_data: 'fail' } });
+    const noDataPass = spec('ae-nodata-pass', { rollback: { min_requests: 5, on_no_data: 'pass' } }, 2);
+    // Simulated CloudWatch metrics for the first two only: the no-data ones get none at all.
+    const lambdaTargets = [throttled, slow].flatMap((s) => s.targets) as LambdaTargetSpec[];
+    const sim = new TrafficSimulator(h.motoUrl, h.motoUrl, lambdaTargets, {
+      requestsPerTick: 100,
+      errorRate: () => 0,
+      // 30 % of the new version's requests refused by throttling: in Throttles, not in Invocations or Errors.
+      throttleRate: (t, v) => (t.function === fnOf(throttled) && v === '2' ? 0.3 : 0),
+      durationMs: (t, v) => (t.function === fnOf(slow) && v === '2' ? 900 : 120),
+    }).start(250);
+    try {
+      const [ht, hs, hf, hp] = await Promise.all([start(throttled), start(slow), start(noDataFail), start(noDataPass)]);
+      const [pt, ps, pf, rp] = await Promise.all([
+        pausedThenAbort(ht, 'throttled canary paused'),
+        pausedThenAbort(hs, 'slow canary paused'),
+        pausedThenAbort(hf, 'no-data canary paused (on_no_data: fail)'),
+        waitForStatus(hp, (st) => st.state !== 'running', 60_000, 'the on_no_data pass rollout to settle'),
+      ]);
+
+      expect(pt.rollbackReason).toMatch(
+        /^us-east-1: error rate 30\.00 % \(canary, \d+ of \d+ requests throttled\) vs 0\.00 % \(baseline\) > threshold 2\.00 % \(baseline \+ 2 pp\) \[cloudwatch us-east-1\]$/,
+      );
+      await expectStable(throttled);
+
+      // moto serves no percentiles: the stand-in is Maximum, and the reason says so.
+      expect(ps.rollbackReason).toBe('us-east-1: max latency 900 ms (canary) vs 120 ms (baseline) > SLO 500 ms [cloudwatch us-east-1]');
+      expect(ps.lastAnalysis).toMatchObject({ verdict: 'fail', metric: 'latency_p99' });
+      await expectStable(slow);
+
+      // fail: the first inconclusive verdict stops the rollout, no extension.
+      expect(pf.rollbackReason).toBe('us-east-1: no data: 0 canary requests < minimum 5 (cloudwatch us-east-1)');
+      expect(verdicts(pf).map((e) => e.text)).toEqual([`inconclusive: ${pf.rollbackReason}`]);
+      expect(historyText(pf)).not.toMatch(/extending the bake/);
+      await expectStable(noDataFail);
+
+      // pass: an explicit opt-in, recorded for the canary and for the wave; never a silent pass.
+      expect(rp.state).toBe('succeeded');
+      await expectPromoted(noDataPass);
+      const passes = rp.history.filter((e) => /^no data, passing because rollback\.on_no_data is "pass": /.test(e.text));
+      expect(passes).toHaveLength(2);
+      expect(verdicts(rp).length).toBeGreaterThanOrEqual(2);
+      for (const v of verdicts(rp)) expect(v.text).toMatch(/^inconclusive: .*no data: 0 canary requests < minimum 5/);
+    } finally {
+      sim.stop();
+    }
+  });
 });
 
 describe('synthetic traffic', () => {
@@ -256,6 +325,24 @@ describe('synthetic traffic', () => {
       verdicts(r2.status).filter((e) => /^pass: us-east-1: error rate 0\.00 % \(canary, 30 req\)/.test(e.text)).length,
     ).toBeGreaterThanOrEqual(2);
     expect(h.proxy.count(invokeOf(fnOf(healthyOnly), '2'))).toBeGreaterThanOrEqual(60);
+  });
+
+  test('synthetic traffic that is itself inconclusive extends the bake, then fails: never a silent pass', async () => {
+    // No real traffic, and the synthetic fallback sends fewer requests than the minimum.
+    const s = spec('ae-syn-few', {
+      rollback: { min_requests: 20, on_no_data: 'synthetic', max_extensions: 1, metrics: { 'aws-lambda': { synthetic: { requests: 5 } } } },
+    });
+    const paused = await pausedThenAbort(await start(s), 'paused after inconclusive synthetic traffic');
+    expect(paused.rollbackReason).toMatch(
+      /^us-east-1: no data: 5 canary requests < minimum 20 \(synthetic 5 requests\/revision\) \(synthetic traffic, after 1 extension\(s\)\)$/,
+    );
+    const text = historyText(paused);
+    expect(text.match(/no data, switching to synthetic traffic/g)).toHaveLength(2);
+    expect(text.match(/synthetic traffic inconclusive, extending the bake \(1\/1\)/g)).toHaveLength(1);
+    expect(verdicts(paused).some((e) => e.text.startsWith('pass:'))).toBe(false);
+    // 5 synthetic invocations of each version per try, two tries.
+    expect(h.proxy.count(invokeOf(fnOf(s), '1'))).toBeGreaterThanOrEqual(10);
+    await expectStable(s);
   });
 });
 
@@ -337,13 +424,16 @@ describe('custom checks', () => {
     const s = spec('ae-drift-down', {
       rollback: { min_requests: 5, custom_checks: [driftCheck(`http://127.0.0.1:${port}/drift?rev={{revision}}`)] },
     });
+    const aliasWrites = watchAliasWrites(h.proxy);
     const handle = await start(s);
     const paused = await pausedThenAbort(handle, 'paused after the failed preflight');
+    aliasWrites.stop();
     expect(paused.rollbackReason).toMatch(
       /^stage verify failed: custom check drift preflight failed for us-east-1: .*no value \(unreachable: ECONNREFUSED\) from http:\/\/127\.0\.0\.1:\d+\/drift\?rev=1/,
     );
     expect(historyText(paused)).not.toMatch(/stage: stage canary/);
-    expect(h.proxy.count(lambdaOp.updateAlias(fnOf(s)))).toBe(0);
+    // No traffic moved (the revert's alias write only adds its fence mark, on version 1).
+    expect(aliasWrites.forward(fnOf(s), '1')).toEqual([]);
     await expectStable(s);
   });
 });
@@ -367,9 +457,9 @@ describe('Prometheus as the metric source', () => {
       interval: '1 second',
       metrics: { 'aws-lambda': { source: 'prometheus', prometheus: prometheusBlock(prom.url) } },
     });
-    const over = { canary: { targets: ['us-east-1'], weight: 10, bake: '4 seconds' }, rollback: rollback() };
-    const good = spec('ae-prom-ok', over);
-    const bad = spec('ae-prom-bad', over);
+    const good = spec('ae-prom-ok', { canary: { targets: ['us-east-1'], weight: 10, bake: '4 seconds' }, rollback: rollback() });
+    // A long bake for the broken one: only an interval analysis can catch it before its end.
+    const bad = spec('ae-prom-bad', { canary: { targets: ['us-east-1'], weight: 10, bake: '30 seconds' }, rollback: rollback() });
     // The stable versions have served traffic for a while (preflight needs their series).
     exporter.set('ae-prom-ok-fn:1', { requests: 50, errors: 0, latencyMs: 40 });
     exporter.set('ae-prom-bad-fn:1', { requests: 50, errors: 0, latencyMs: 40 });
@@ -417,10 +507,11 @@ describe('Prometheus as the metric source', () => {
     expect(paused.rollbackReason).toMatch(
       /^us-east-1: error rate 50\.00 % \(canary\) vs 0\.00 % \(baseline\) > threshold 2\.00 % \(baseline \+ 2 pp\) \[prometheus http:\/\/127\.0\.0\.1:\d+\]$/,
     );
-    // Caught by an interval analysis, before the 4 s bake ended.
-    const canaryAt = paused.history.find((e) => e.text === 'us-east-1 at 10 %')!.atMs;
-    const failAt = verdicts(paused).find((e) => e.text.startsWith('fail:'))!.atMs;
-    expect(failAt - canaryAt).toBeLessThan(4_000);
+    // Caught by an interval analysis: in workflow time, the revert was scheduled before the 30 s bake could end.
+    const events = await workflowEvents(b);
+    const bakeStart = events.find((e) => e.type === 'TIMER_STARTED' && /^bake .* at canary 10 %$/.test(e.timer?.summary ?? ''))!;
+    const revert = events.find((e) => e.type === 'ACTIVITY_TASK_SCHEDULED' && e.activity === 'routeAll')!;
+    expect(revert.timeMs - bakeStart.timeMs).toBeLessThan(30_000);
     await expectStable(bad);
   });
 });

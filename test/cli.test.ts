@@ -6,8 +6,8 @@ import { main } from '../src/cli/main';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { validateSpec } from '../src/spec/validate';
 import type { RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import { abortSignal, resumeSignal } from '../src/workflows/messages';
-import { aliasState } from './support/lambda';
+import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { aliasState, publishedVersions } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -105,6 +105,67 @@ test('operator workflow through the CLI', async () => {
   }
 });
 
+test('reject, retry and abort through the CLI on a paused pipeline', async () => {
+  const base = lambdaSpec(h, 'cli-paused', {}, 2);
+  const spec = validateSpec({ ...JSON.parse(JSON.stringify(base)), waves: base.waves.map((w) => ({ ...w, approval: true })) });
+  const file = join(h.workDir, 'cli-paused.json');
+  writeFileSync(file, JSON.stringify(spec));
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  const id = 'rollout-cli-paused';
+  const handle = h.client.workflow.getHandle(id);
+  const expectStable = async () => {
+    for (const t of spec.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });
+  };
+  try {
+    expect((await run('start', file, '--by', 'carol', '--task-queue', h.taskQueue)).code).toBe(0);
+    await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-1', 60_000, 'approval gate');
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: { '2': 0.1 } });
+
+    // reject: the canary is reverted and the pipeline pauses.
+    expect(await run('reject', id, '--by', 'bob', '--reason', 'not on a Friday')).toMatchObject({
+      code: 0,
+      out: `${id}: rejected wave wave-1\n`,
+    });
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 30_000, 'paused');
+    expect(paused.rollbackReason).toBe('wave wave-1 rejected by bob: not on a Friday');
+    await expectStable();
+    const status = await run('status', id, '--json');
+    expect(JSON.parse(status.out)).toMatchObject({ state: 'paused', stage: 'rollback' });
+    // Nothing waits for an approval now: a second reject is refused.
+    const again = await run('reject', id, '--by', 'bob', '--reason', 'twice');
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/not waiting for an approval/);
+
+    // retry: from the canary again, with the version already published; back at the gate.
+    expect(await run('retry', id, '--by', 'carol')).toMatchObject({ code: 0, out: `${id}: retrying from the canary\n` });
+    const retried = await waitForStatus(handle, (s) => s.state === 'running' && s.awaitingApproval === 'wave-1', 60_000, 'gate again');
+    expect(retried.history.some((e) => e.text === 'us-east-1: found already published version 2 (stable 1)')).toBe(true);
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: { '2': 0.1 } });
+    for (const t of spec.targets) expect(await publishedVersions(h.motoUrl, t)).toEqual(['1', '2']);
+    expect((await run('reject', id, '--by', 'alice', '--reason', 'still no')).code).toBe(0);
+    await waitForStatus(handle, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 30_000, 'paused again');
+
+    // abort on the paused pipeline: closed as rolled back (exit 3 from watch), everything stable.
+    expect(await run('abort', id, '--by', 'carol')).toMatchObject({ code: 0, out: `${id}: abort sent\n` });
+    const watched = await run('watch', id, '--interval', '200', '--timeout', '1m');
+    expect(watched.code).toBe(3);
+    expect(watched.out).toMatch(
+      /rollout-cli-paused: rolled-back: rolled back and closed: wave wave-1 rejected by alice: still no \[exit 3\]\n$/,
+    );
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+    await expectStable();
+    // Closed: abort and retry are refused.
+    expect(await run('abort', id, '--by', 'carol')).toMatchObject({
+      code: 1,
+      err: expect.stringMatching(/rollout rollout-cli-paused is closed/),
+    });
+    expect((await run('retry', id)).code).toBe(1);
+  } finally {
+    traffic.stop();
+  }
+});
+
 test('errors: unknown rollout, bad state filter, unreadable spec', async () => {
   const r = await run('status', 'rollout-nope');
   expect(r).toMatchObject({ code: 1, err: 'rollgate: no rollout with id rollout-nope\n' });
@@ -147,7 +208,7 @@ test('a breach: start --wait ends with exit 3 once the pipeline pauses after the
     // abort closes it as rolled-back: same code.
     const handle = h.client.workflow.getHandle('rollout-cli-breach');
     await handle.signal(abortSignal, { by: 'carol' });
-    await handle.result();
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
     const closed = await run('watch', 'rollout-cli-breach', '--json');
     expect(closed.code).toBe(3);
     expect(JSON.parse(closed.out.trim().split('\n').pop()!)).toMatchObject({ state: 'rolled-back' });
@@ -187,7 +248,7 @@ test('a revert that keeps failing: start --wait and watch end with exit 4 (rollb
     await handle.signal(resumeSignal, { by: 'carol' });
     expect((await run('watch', 'rollout-cli-stuck', '--interval', '200', '--timeout', '1m')).code).toBe(3);
     await handle.signal(abortSignal, { by: 'carol' });
-    await handle.result();
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
   } finally {
     h.proxy.clearFaults();
     traffic.stop();
@@ -205,7 +266,7 @@ test('start --wait: 0 when promoted, 6 when a stage fails before any traffic mov
   } finally {
     traffic.stop();
   }
-  const bad = oneTargetSpec('cli-red-tests', { test: { command: 'exit 1' } });
+  const bad = oneTargetSpec('cli-red-tests', { test: { command: 'exit 1', shell: true } });
   const r = await run('start', ...startArgs(bad.file), '--wait', '--json');
   expect(r.code).toBe(6);
   expect(JSON.parse(r.out)).toMatchObject({ outcome: 'failed', exitCode: 6, open: false, state: 'failed' });
@@ -285,6 +346,7 @@ test('the installed bin runs (npx rollgate)', () => {
     'resume',
     'abort',
     'worker',
+    'runner',
     'plan',
     'watch',
     'list',

@@ -2,6 +2,7 @@
  * CloudRunProvider and CloudMonitoringMetrics: pure rules (rounding, naming, drift, error mapping,
  * histogram percentiles), then the provider and the metric source against the wire-level fakes.
  */
+import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { Status } from 'google-gax';
 import { CloudRunFake } from '../src/dev/cloud-run-fake';
@@ -116,6 +117,13 @@ describe('pure rules', () => {
     );
     const drift = compareFingerprints(stable, next);
     expect(drift.missing).toEqual(['API_KEY']);
+    // Salted: the same value hashes the same under one salt, differently under another (no lookup table across rollouts).
+    const logLevel = (salt: string) =>
+      revisionFingerprint([{ name: 'app', env: [{ name: 'LOG_LEVEL', value: 'info' }] }], salt).values.LOG_LEVEL;
+    expect(logLevel('salt')).toBe(stable.values.LOG_LEVEL);
+    expect(logLevel('another-salt')).not.toBe(logLevel('salt'));
+    expect(logLevel('another-salt')).toMatch(/^[0-9a-f]{12}$/);
+    expect(createHash('sha256').update('info').digest('hex')).not.toContain(logLevel('salt'));
     expect(drift.changed.map((c) => c.key)).toEqual(['LOG_LEVEL']);
     expect(drift.secretRefsChanged).toEqual([
       { key: 'DB_PASSWORD', stable: 'db-pass:3', next: 'db-pass:4' },

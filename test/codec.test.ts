@@ -15,7 +15,10 @@ import { payloadFromJson, payloadToJson, startCodecServer, type CodecServer } fr
 import { startRollout } from '../src/client';
 import { createRollgateWorker } from '../src/worker';
 import type { RolloutResult } from '../src/workflows/messages';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, type Harness } from './support/harness';
+import { LambdaClient, UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
+import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
+import type { LambdaTargetSpec } from '../src/spec/schema';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 const key = (id: string) => ({ id, key: randomBytes(32) });
 const toPayload = (v: unknown) => defaultPayloadConverter.toPayload(v);
@@ -189,7 +192,7 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
   const dataConverter = dataConverterWithCodec(codec);
   let client: Client;
   beforeAll(async () => {
-    h = await createHarness('codec');
+    h = await createHarness('codec', { dataConverter });
     client = new Client({ connection: h.client.connection, dataConverter });
     worker = await createRollgateWorker({
       connection: h.nativeConnection,
@@ -204,6 +207,113 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
     worker?.shutdown();
     await run;
     await h?.close();
+  });
+
+  /** Every payload of a raw history (outside search attributes), with its JSON path. */
+  function payloadsOf(history: unknown): { path: string; p: { metadata?: Record<string, string>; data?: string } }[] {
+    const out: { path: string; p: { metadata?: Record<string, string>; data?: string } }[] = [];
+    const walk = (v: unknown, path: string): void => {
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+      else if (v && typeof v === 'object') {
+        const o = v as Record<string, unknown>;
+        if (o.metadata && typeof o.metadata === 'object' && 'encoding' in (o.metadata as object)) out.push({ path, p: o });
+        else for (const [k, x] of Object.entries(o)) walk(x, `${path}.${k}`);
+      }
+    };
+    walk(history, '');
+    return out.filter((x) => !/searchAttributes|indexedFields/.test(x.path));
+  }
+
+  /** The raw history as text, with every base64 `data`/`encoding` field decoded too. */
+  function rawTextOf(history: unknown): string {
+    const raw = [JSON.stringify(history)];
+    const decodeAll = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(decodeAll);
+      else if (v && typeof v === 'object')
+        for (const [k, x] of Object.entries(v)) {
+          if (typeof x === 'string' && (k === 'data' || k === 'encoding')) raw.push(Buffer.from(x, 'base64').toString('utf8'));
+          else decodeAll(x);
+        }
+    };
+    decodeAll(history);
+    return raw.join('\n');
+  }
+
+  /** Every Temporal Failure object in a raw history (with their causes), with its JSON path. */
+  function failuresOf(history: unknown): { path: string; f: Record<string, any> }[] {
+    const out: { path: string; f: Record<string, any> }[] = [];
+    const walk = (v: unknown, path: string): void => {
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+      else if (v && typeof v === 'object') {
+        const o = v as Record<string, unknown>;
+        if (/\.(failure|cause)$/.test(path) && 'message' in o) out.push({ path, f: o });
+        for (const [k, x] of Object.entries(o)) walk(x, `${path}.${k}`);
+      }
+    };
+    walk(history, '');
+    return out;
+  }
+
+  test('failing rollouts (env drift, a failing test command): every failure message and value in the raw history is encrypted', async () => {
+    const m = randomBytes(3).toString('hex');
+    const markers = {
+      missingKey: `MISSING_${m}`,
+      changedValue: `changed-value-${m}`,
+      stableValue: `stable-value-${m}`,
+      testOutput: `/nonexistent-${m}`,
+    };
+    // Drift: the stable version has a key $LATEST lost, and a value $LATEST changed.
+    const drift = lambdaSpec(h, `cdrift-${m}`, { waves: [] }, 1);
+    await createFunctions(h, drift, { [markers.missingKey]: 'x', LOG_LEVEL: markers.stableValue });
+    const t = drift.targets[0] as LambdaTargetSpec;
+    await new LambdaClient({ endpoint: h.motoUrl, region: t.region, credentials: TEST_CREDENTIALS }).send(
+      new UpdateFunctionConfigurationCommand({ FunctionName: t.function, Environment: { Variables: { LOG_LEVEL: markers.changedValue } } }),
+    );
+    // A test command that fails, its output naming the marker: an activity failure with that message.
+    const failing = lambdaSpec(h, `cfail-${m}`, { waves: [], test: { command: `ls ${markers.testOutput}` } }, 1);
+    await createFunctions(h, failing);
+
+    const hd = await startRollout(client, drift, { startedBy: 'codec-test', taskQueue: h.taskQueue });
+    const ht = await startRollout(client, failing, { startedBy: 'codec-test', taskQueue: h.taskQueue });
+    const paused = await waitForStatus(hd, (st) => st.state === 'paused', 60_000, 'paused after the drift');
+    // Read through the codec, the reasons are all there (so their absence from the raw history is not vacuous).
+    expect(paused.rollbackReason).toContain(`env keys missing vs stable 1: ${markers.missingKey}`);
+    await hd.signal('abort');
+    expect(((await hd.result()) as RolloutResult).state).toBe('rolled-back');
+    const failed = (await ht.result()) as RolloutResult;
+    expect(failed.state).toBe('failed');
+    expect(failed.reason).toMatch(new RegExp(`test command exited 2: .*${markers.testOutput}`));
+
+    for (const handle of [hd, ht]) {
+      const history = JSON.parse(historyToJSON(await handle.fetchHistory()));
+      const rawText = rawTextOf(history);
+      for (const [name, value] of Object.entries(markers))
+        expect({ id: handle.workflowId, name, readable: rawText.includes(value) }).toEqual({
+          id: handle.workflowId,
+          name,
+          readable: false,
+        });
+      for (const value of ['env keys missing', 'command exited', 'No such file', 'codec-test'])
+        expect({ id: handle.workflowId, value, readable: rawText.includes(value) }).toEqual({
+          id: handle.workflowId,
+          value,
+          readable: false,
+        });
+      // Every failure: message and stack moved into the encrypted attributes.
+      for (const { path, f } of failuresOf(history)) {
+        expect({ path, message: f.message, stackTrace: f.stackTrace ?? '' }).toEqual({ path, message: 'Encoded failure', stackTrace: '' });
+        expect(Buffer.from(f.encodedAttributes.metadata.encoding, 'base64').toString()).toBe(ENCRYPTED_ENCODING);
+      }
+      const plain = payloadsOf(history).filter(
+        (x) =>
+          !/markerRecordedEventAttributes\.details\.patch-data/.test(x.path) &&
+          Buffer.from(x.p.metadata!.encoding, 'base64').toString() !== ENCRYPTED_ENCODING,
+      );
+      expect(plain.map((x) => x.path)).toEqual([]);
+    }
+    // The failing test command did fail as an activity, with its failure in the history (encrypted above).
+    const testHistory = JSON.parse(historyToJSON(await ht.fetchHistory()));
+    expect(failuresOf(testHistory).filter((x) => /activityTaskFailedEventAttributes/.test(x.path)).length).toBeGreaterThanOrEqual(1);
   });
 
   test('no spec value and no env value is readable in the raw history; the codec restores them all', async () => {
@@ -242,17 +352,7 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
 
     const history = JSON.parse(historyToJSON(await handle.fetchHistory()));
     // Every payload outside the search attributes is encrypted.
-    const payloads: { path: string; p: { metadata?: Record<string, string>; data?: string } }[] = [];
-    const walk = (v: unknown, path: string): void => {
-      if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
-      else if (v && typeof v === 'object') {
-        const o = v as Record<string, unknown>;
-        if (o.metadata && typeof o.metadata === 'object' && 'encoding' in (o.metadata as object)) payloads.push({ path, p: o });
-        else for (const [k, x] of Object.entries(o)) walk(x, `${path}.${k}`);
-      }
-    };
-    walk(history, '');
-    const nonSA = payloads.filter((x) => !/searchAttributes|indexedFields/.test(x.path));
+    const nonSA = payloadsOf(history);
     expect(nonSA.length).toBeGreaterThan(20);
     // The SDK writes patch markers (`patched('rollout-v2')`) itself, without the payload codec: their
     // one payload is the patch id, a constant of our code. Check that it is exactly that.
@@ -268,17 +368,7 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
     expect(plainOnes.map((x) => x.path)).toEqual([]);
 
     // The raw history, with every base64 field decoded, contains none of the values.
-    const raw = [JSON.stringify(history)];
-    const decodeAll = (v: unknown): void => {
-      if (Array.isArray(v)) v.forEach(decodeAll);
-      else if (v && typeof v === 'object')
-        for (const [k, x] of Object.entries(v)) {
-          if (typeof x === 'string' && (k === 'data' || k === 'encoding')) raw.push(Buffer.from(x, 'base64').toString('utf8'));
-          else decodeAll(x);
-        }
-    };
-    decodeAll(history);
-    const rawText = raw.join('\n');
+    const rawText = rawTextOf(history);
     for (const [name, value] of Object.entries(markers))
       expect({ name, readable: rawText.includes(value) }).toEqual({ name, readable: false });
     for (const value of ['RELEASE_ID', spec.artifact.file!, h.webhook.url, 'codec-test']) expect(rawText).not.toContain(value);

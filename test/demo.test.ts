@@ -19,6 +19,7 @@ test('demo: cross-cloud r1 promoted, r2 breaches in the mixed wave and both clou
   expect(out).toMatch(/Cloud Run Admin API v2 fake listening on 127\.0\.0\.1:\d+/);
   expect(out).toMatch(/Cloud Monitoring fake listening on 127\.0\.0\.1:\d+/);
   expect(out).toContain('DEV/TEST FAKES');
+  expect(out).toContain('runner polling task queue "rollgate-runner"');
   expect(out).toContain('release r1 finished: succeeded');
   expect(out).toMatch(/run-europe-west1: 1 probe\(s\) ok/);
   expect(out).toMatch(/eu-west-1, run-europe-west1 at 25 %/);

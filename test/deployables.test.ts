@@ -15,7 +15,11 @@ import { isMap, isPair, isScalar, parse, parseDocument, type Pair, type YAMLMap 
 import { freePort } from '../src/dev/processes';
 import { startRollout } from '../src/client';
 import type { RolloutResult } from '../src/workflows/messages';
-import { createHarness, lambdaSpec, type Harness } from './support/harness';
+import type { LambdaTargetSpec } from '../src/spec/schema';
+import { lambdaOp } from '../src/dev/fault-proxy';
+import { createRollgateWorker } from '../src/worker';
+import { publishedVersions } from './support/lambda';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, type Harness } from './support/harness';
 
 const ROOT = resolve(__dirname, '..');
 const read = (f: string) => readFileSync(join(ROOT, f), 'utf8');
@@ -40,7 +44,7 @@ const services = compose.services;
 const PINNED = /^[a-z0-9./-]+:v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?$/;
 
 describe('docker-compose.yml', () => {
-  test('has the five services, every image pinned to a version (no :latest, no bare name)', () => {
+  test('has the six services (PostgreSQL, Temporal, its UI, the worker, the codec server, Prometheus), every image pinned to a version (no :latest, no bare name)', () => {
     expect(Object.keys(services)).toEqual(
       expect.arrayContaining(['postgresql', 'temporal', 'temporal-ui', 'rollgate-worker', 'prometheus', 'codec-server']),
     );
@@ -256,7 +260,7 @@ describe('the image start path against the test server', () => {
     await h?.close();
   });
 
-  test('scripts/bundle-workflows.ts builds a bundle; the worker entry point cold-starts on it, runs a rollout, drains on SIGTERM', async () => {
+  test('scripts/bundle-workflows.ts builds a bundle; the worker entry point cold-starts on it, runs a rollout, and on SIGTERM lets an in-flight PublishVersion finish', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'rollgate-bundle-')), 'workflow-bundle.js');
     await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/bundle-workflows.ts', out], { cwd: ROOT, timeout: 120_000 });
     expect(statSync(out).size).toBeGreaterThan(100_000);
@@ -280,7 +284,7 @@ describe('the image start path against the test server', () => {
         ROLLGATE_SDK_METRICS_ADDRESS: `127.0.0.1:${sdkPort}`,
         ROLLGATE_STATE_DIR: h.workDir,
         ROLLGATE_LOG_LEVEL: 'INFO',
-        AWS_ENDPOINT_URL_LAMBDA: h.motoUrl,
+        AWS_ENDPOINT_URL_LAMBDA: h.proxy.url, // through the fault proxy: a PublishVersion is held below
         AWS_ENDPOINT_URL_CLOUDWATCH: h.motoUrl,
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       },
@@ -304,32 +308,69 @@ describe('the image start path against the test server', () => {
     const coldStartMs = Date.now() - started;
     expect(coldStartMs).toBeLessThan(20_000);
 
-    // The bundle runs the rollout workflow: the function does not exist, so the read-only target
-    // preflight fails before the build, a clean 'failed' result.
-    const spec = lambdaSpec(
-      h,
-      `deploy-${randomBytes(2).toString('hex')}`,
-      { waves: [], artifact: { file: join(h.workDir, 'missing.zip') } },
-      1,
-    );
-    const handle = await startRollout(h.client, spec, { startedBy: 'deploy-test', taskQueue });
-    const res = (await handle.result()) as RolloutResult;
-    expect(res.state).toBe('failed');
-    expect(res.status.stage).toBe('done');
-    expect(res.reason).toMatch(/^stage preflight failed: .*ResourceNotFoundException/);
-    expect(await (await fetch(`http://127.0.0.1:${sdkPort}/metrics`)).text()).toMatch(/temporal_workflow_completed_total\{/);
+    // The bundle runs the rollout workflow. Its deploy's PublishVersion is held by the fault proxy for
+    // 4 s, and SIGTERM arrives while it is in flight: the worker drains (lets the activity finish) and exits 0.
+    const spec = lambdaSpec(h, `deploy-${randomBytes(2).toString('hex')}`, { waves: [] }, 1);
+    await createFunctions(h, spec);
+    const fn = (spec.targets[0] as LambdaTargetSpec).function;
+    const HOLD_MS = 4_000;
+    h.proxy.inject({ match: lambdaOp.publishVersion(fn), action: { delayMs: HOLD_MS } });
+    const traffic = simulateTraffic(h, spec);
+    try {
+      const handle = await startRollout(h.client, spec, { startedBy: 'deploy-test', taskQueue });
+      const until = Date.now() + 60_000;
+      while (h.proxy.count(lambdaOp.publishVersion(fn)) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      const held = h.proxy.calls.find(lambdaOp.publishVersion(fn))!;
+      expect(held).toBeDefined();
+      expect(await (await fetch(`http://127.0.0.1:${sdkPort}/metrics`)).text()).toMatch(/temporal_activity_execution_latency/);
 
-    // SIGTERM: the SDK's shutdown hook stops polling, Worker.run() resolves, the process exits 0.
-    child.kill('SIGTERM');
-    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 40_000))]);
-    expect({ code, tail: code === 0 ? '' : stderr.slice(-2000) }).toEqual({ code: 0, tail: '' });
+      // SIGTERM: the SDK's shutdown hook stops polling, waits for the deploy, Worker.run() resolves, exit 0.
+      const sigtermMs = Date.now();
+      child.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 40_000))]);
+      expect({ code, tail: code === 0 ? '' : stderr.slice(-2000) }).toEqual({ code: 0, tail: '' });
+      // The in-flight deploy completed (not failed, not timed out, not retried): in the history, after the SIGTERM.
+      const events = (await handle.fetchHistory()).events ?? [];
+      const deploy = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deployRevision')!;
+      const outcome = events.find(
+        (e) =>
+          (
+            e.activityTaskCompletedEventAttributes ??
+            e.activityTaskFailedEventAttributes ??
+            e.activityTaskTimedOutEventAttributes
+          )?.scheduledEventId?.toString() === deploy.eventId!.toString(),
+      );
+      expect({ recorded: !!outcome, completed: !!outcome?.activityTaskCompletedEventAttributes }).toEqual({
+        recorded: true,
+        completed: true,
+      });
+      const completedMs = Number(outcome!.eventTime!.seconds) * 1000 + Math.floor((outcome!.eventTime!.nanos ?? 0) / 1e6);
+      expect(completedMs).toBeGreaterThanOrEqual(sigtermMs);
+      expect(completedMs).toBeGreaterThanOrEqual(held.atMs + HOLD_MS);
+      expect(await publishedVersions(h.motoUrl, spec.targets[0])).toEqual(['1', '2']);
+
+      // Another worker finishes the rollout from there: the recorded deploy is not run again.
+      const next = await createRollgateWorker({ connection: h.nativeConnection, taskQueue, deps: h.deps, workflowBundlePath: out });
+      const run = next.run();
+      try {
+        const res = (await handle.result()) as RolloutResult;
+        expect(res.state).toBe('succeeded');
+        expect(res.status.history.some((e) => e.text === 'us-east-1: published version 2 (stable 1)')).toBe(true);
+        expect(h.proxy.count(lambdaOp.publishVersion(fn))).toBe(1);
+      } finally {
+        next.shutdown();
+        await run;
+      }
+    } finally {
+      traffic.stop();
+    }
     // Its logs are JSON lines from the Runtime logger, with the rollout fields.
     const jsonLines = stderr
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(jsonLines.find((l) => l.msg === 'stage preflight: reading every target before anything changes')).toMatchObject({
-      rolloutId: handle.workflowId,
+      rolloutId: `rollout-${spec.service}`,
       service: spec.service,
       release: 'r2',
       stage: 'preflight',

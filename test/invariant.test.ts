@@ -5,23 +5,24 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { WorkflowHandle } from '@temporalio/client';
 import { startRollout } from '../src/client';
 import { LambdaClient, UpdateAliasCommand } from '@aws-sdk/client-lambda';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import {
-  abortSignal,
-  approveUpdate,
-  externalVerdictSignal,
-  resumeSignal,
-  statusQuery,
-  type RolloutResult,
-} from '../src/workflows/messages';
-import { aliasState } from './support/lambda';
+import { abortSignal, approveUpdate, externalVerdictSignal, resumeSignal, statusQuery } from '../src/workflows/messages';
+import { aliasState, watchAliasWrites } from './support/lambda';
 import { recordHistory } from './support/history';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForAlert, waitForStatus, type Harness } from './support/harness';
+import {
+  createFunctions,
+  createHarness,
+  lambdaSpec,
+  simulateTraffic,
+  waitForAlert,
+  waitForStatus,
+  type Harness,
+  resultWithin,
+} from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -76,15 +77,6 @@ async function refusal(p: Promise<unknown>): Promise<string> {
     () => 'accepted',
     (e: Error & { cause?: Error }) => e.cause?.message ?? e.message,
   );
-}
-
-async function resultWithin(handle: WorkflowHandle, ms: number): Promise<RolloutResult> {
-  return Promise.race([
-    handle.result() as Promise<RolloutResult>,
-    sleep(ms).then(() => {
-      throw new Error(`rollout did not close within ${ms} ms`);
-    }),
-  ]);
 }
 
 test('one target fails non-retryably while its sibling is mid-write: the sibling settles first, then both are reverted, and stay so', async () => {
@@ -152,6 +144,145 @@ test('an abort whose revert fails waits in rollback-failed; fixed, a second abor
   }
 });
 
+test('an abort part-way through the deploy waits for the write in flight, reverts, and nothing moves after', async () => {
+  const spec = twoTargets('abort-deploy');
+  await createFunctions(h, spec);
+  // a's code upload reaches moto only after 5 s; b deploys at once.
+  const HOLD_MS = 5_000;
+  h.proxy.inject({ match: lambdaOp.updateCode('abort-deploy-a'), action: { delayMs: HOLD_MS } });
+  const aliases = watchAliasWrites(h.proxy);
+  const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+  const deadline = Date.now() + 60_000;
+  while (h.proxy.count(lambdaOp.updateCode('abort-deploy-a')) === 0 && Date.now() < deadline) await sleep(50);
+  const held = h.proxy.calls.find(lambdaOp.updateCode('abort-deploy-a'))!;
+  expect(held).toBeDefined();
+  await handle.signal(abortSignal, { by: 'carol' });
+  const res = await resultWithin(handle, 60_000);
+  expect({ state: res.state, reason: res.reason }).toEqual({ state: 'aborted', reason: 'aborted by carol' });
+  // The rollout closed only after the held write was answered: the deploy settled before the saga ran.
+  const closedAtMs = (await handle.describe()).closeTime!.getTime();
+  expect(closedAtMs).toBeGreaterThanOrEqual(held.atMs + HOLD_MS);
+  const stages = res.status.history.filter((e) => e.kind === 'stage').map((e) => e.text.split(':')[0]);
+  expect(stages).toEqual(['stage preflight', 'stage build', 'stage deploy', 'stage rollback', 'stage done']);
+  const compensations = res.status.history.filter((e) => e.kind === 'compensation').map((e) => e.text);
+  expect(compensations.filter((t) => !t.includes('$LATEST')).sort()).toEqual(['a: 100 % back on version 1', 'b: 100 % back on version 1']);
+  // Both deploys had changed $LATEST (a's held code upload landed before the saga ran): put back after the reverts.
+  expect(compensations.filter((t) => t.includes('$LATEST')).sort()).toEqual([
+    'a: $LATEST back on the code and environment of version 1',
+    'b: $LATEST back on the code and environment of version 1',
+  ]);
+  // No traffic moved: no alias write ever put weight on (or pointed at) anything but version 1.
+  await expectStableAndStays(spec);
+  aliases.stop();
+  for (const fn of ['abort-deploy-a', 'abort-deploy-b']) expect(aliases.forward(fn, '1')).toEqual([]);
+});
+
+test('rollback-failed with three targets where only one revert fails: resume retries that one revert only', async () => {
+  const targets: LambdaTargetSpec[] = ['a', 'b', 'c'].map((n, i) => ({
+    name: n,
+    provider: 'aws-lambda' as const,
+    region: ['us-east-1', 'eu-west-1', 'ap-southeast-2'][i],
+    function: `one-of-three-${n}`,
+    alias: 'live',
+  }));
+  const spec = lambdaSpec(h, 'one-of-three', { targets, canary: { targets: ['a', 'b', 'c'], weight: 10, bake: '1 second' }, waves: [] });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (t, v) => t.name === 'a' && v === '2'); // a's canary breaches
+  refuseRevertsOf('one-of-three-b');
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const failed = await waitForStatus(handle, (s) => s.state === 'rollback-failed', 60_000, 'rollback-failed');
+    expect(failed.rollbackReason).toMatch(/^a: error rate/);
+    // a and c are back on version 1; b still serves the canary split.
+    expect(await aliasState(h.motoUrl, targets[0])).toEqual({ version: '1', weights: {} });
+    expect(await aliasState(h.motoUrl, targets[1])).toEqual({ version: '1', weights: { '2': 0.1 } });
+    expect(await aliasState(h.motoUrl, targets[2])).toEqual({ version: '1', weights: {} });
+    const alert = await waitForAlert(h, 'one-of-three');
+    expect(alert.body.rollgate.event).toBe('rollback-failed');
+    expect(alert.body.text).toMatch(/revert b: .*AccessDenied/);
+    expect(alert.body.text).not.toMatch(/revert [ac]:/);
+    expect([...alert.body.rollgate.revertedTargets].sort()).toEqual(['a', 'c']);
+    expect(failed.targets.map((t) => [t.name, t.weight])).toEqual([
+      ['a', 0],
+      ['b', 10],
+      ['c', 0],
+    ]);
+
+    h.proxy.clearFaults(); // the operator fixes b's permission
+    const from = h.proxy.calls.length;
+    const historyBefore = failed.history.length;
+    await handle.signal(resumeSignal, { by: 'carol' });
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused after the retried revert');
+    const after = h.proxy.calls.slice(from);
+    // b's revert and nothing else: one alias update on b, no traffic write to a or c, nothing published
+    // or invoked. (Once every revert is done, each function's $LATEST is put back: code/configuration writes.)
+    expect(after.filter(lambdaOp.updateAlias('one-of-three-b'))).toHaveLength(1);
+    const restoresLatest = (c: { path: string }) => /\/functions\/[^/]+\/(code|configuration)$/.test(c.path.split('?')[0]);
+    for (const fn of ['one-of-three-a', 'one-of-three-c'])
+      expect(
+        after.filter((c) => c.method !== 'GET' && lambdaOp.any(fn)(c) && !restoresLatest(c)).map((c) => `${c.method} ${c.path}`),
+      ).toEqual([]);
+    expect(after.filter((c) => lambdaOp.publishVersion()(c) || lambdaOp.invoke()(c))).toHaveLength(0);
+    const newEntries = paused.history.slice(historyBefore);
+    expect(newEntries.filter((e) => e.kind === 'compensation' && !e.text.includes('$LATEST')).map((e) => e.text)).toEqual([
+      'b: 100 % back on version 1',
+    ]);
+    expect(newEntries.filter((e) => e.kind === 'stage').map((e) => e.text.split(':')[0])).toEqual(['stage rollback']);
+    await expectStableAndStays(spec, 1_000);
+    await handle.signal(abortSignal);
+    expect((await resultWithin(handle, 20_000)).state).toBe('rolled-back');
+  } finally {
+    traffic.stop();
+    h.proxy.clearFaults();
+  }
+});
+
+test('promote refused on one target after the others reached 100 %: every target goes back, those at 100 % too', async () => {
+  const targets: LambdaTargetSpec[] = ['a', 'b', 'c'].map((n, i) => ({
+    name: n,
+    provider: 'aws-lambda' as const,
+    region: ['us-east-1', 'eu-west-1', 'ap-southeast-2'][i],
+    function: `promote-one-${n}`,
+    alias: 'live',
+  }));
+  const spec = lambdaSpec(h, 'promote-one', {
+    targets,
+    canary: { targets: ['a'], weight: 10, bake: '1 second' },
+    waves: [{ name: 'wave-bc', targets: ['b', 'c'], steps: [100], bake: '1 second' }],
+  });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  // a's second alias update is its promote (the first is the canary shift): refused. Its revert goes through.
+  let aUpdates = 0;
+  h.proxy.inject({
+    match: (c) => lambdaOp.updateAlias('promote-one-a')(c) && ++aUpdates === 2,
+    action: { status: 403, errorType: 'AccessDeniedException', message: 'not authorized to perform lambda:UpdateAlias' },
+  });
+  const aliases = watchAliasWrites(h.proxy);
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const paused = await waitForStatus(handle, (s) => s.state === 'paused', 60_000, 'paused after the refused promote');
+    expect(paused.rollbackReason).toMatch(/^stage promote failed: .*AccessDeniedException/);
+    expect(paused.failedStage).toBe('promote');
+    // b and c had reached 100 % on version 2 before the promote, and were put back.
+    for (const fn of ['promote-one-b', 'promote-one-c'])
+      expect(aliases.forward(fn, '1')).toEqual([expect.objectContaining({ version: '2', weights: {} })]);
+    expect(
+      paused.history
+        .filter((e) => e.kind === 'compensation')
+        .map((e) => e.text)
+        .sort(),
+    ).toEqual(['a: 100 % back on version 1', 'b: 100 % back on version 1', 'c: 100 % back on version 1']);
+    await expectStableAndStays(spec);
+    await handle.signal(abortSignal);
+    expect((await resultWithin(handle, 20_000)).state).toBe('rolled-back');
+  } finally {
+    aliases.stop();
+    traffic.stop();
+    h.proxy.clearFaults();
+  }
+});
+
 test('a minute of throttling does not turn an automatic revert into rollback-failed', async () => {
   const spec = twoTargets('throttled-revert', { canary: { targets: ['a'], weight: 10, bake: '1 second' } });
   await createFunctions(h, spec);
@@ -189,7 +320,7 @@ test('a failure while counting earlier failures (escalation) still alerts and cl
   await h.stopWorker();
   await h.startWorker({ client: undefined }); // consecutiveStageFailures cannot reach Temporal
   try {
-    const spec = twoTargets('escalation-down', { test: { command: 'exit 4' } });
+    const spec = twoTargets('escalation-down', { test: { command: 'exit 4', shell: true } });
     await createFunctions(h, spec);
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     const res = await resultWithin(handle, 60_000);
@@ -339,7 +470,7 @@ test('a resume sent while the rollback alert is still being retried is not dropp
 test('an abort during the migration waits for it to finish, and says so', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rollgate-migrate-'));
   const spec = twoTargets('abort-migrate', {
-    migration: { command: 'sleep 3 && echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', cwd: dir },
+    migration: { command: 'sleep 3 && echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', shell: true, cwd: dir },
   });
   await createFunctions(h, spec);
   const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
@@ -356,7 +487,7 @@ test('an abort during the migration waits for it to finish, and says so', async 
 test('a target that cannot be read fails the rollout before the migration runs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rollgate-migrate-'));
   const spec = twoTargets('typo-before-migrate', {
-    migration: { command: 'echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', cwd: dir },
+    migration: { command: 'echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', shell: true, cwd: dir },
   });
   await createFunctions(h, { ...spec, targets: spec.targets.slice(0, 1) }); // b's function does not exist
   const res = await resultWithin(await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue }), 60_000);

@@ -1,7 +1,7 @@
 /** The Lambda provider against moto (through the fault proxy): Lambda's rules, idempotency, faults. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FaultProxy, lambdaOp } from '../src/dev/fault-proxy';
+import { FaultProxy, lambdaOp, type RecordedCall } from '../src/dev/fault-proxy';
 import { createSampleFunction, sampleZip, sha256Hex, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { LambdaProvider, lambdaWeightFraction } from '../src/providers/aws-lambda';
 import { NonRetryableProviderError } from '../src/providers/types';
@@ -11,14 +11,19 @@ import { aliasState, publishedVersions } from './support/lambda';
 let proxy: FaultProxy;
 let p: LambdaProvider;
 const motoUrl = () => process.env.ROLLGATE_TEST_MOTO!;
-const t: LambdaTargetSpec = { name: 'x', provider: 'aws-lambda', region: 'eu-central-1', function: 'provider-fn', alias: 'live' };
 
 beforeAll(async () => {
   proxy = await new FaultProxy(motoUrl()).start();
   p = new LambdaProvider({ endpoint: proxy.url, credentials: TEST_CREDENTIALS, maxAttempts: 4 });
-  await createSampleFunction(motoUrl(), t, { SECRET: 'v' });
 });
 afterAll(async () => proxy.stop());
+
+/** Each test its own function at version 1 (alias live -> 1): no test depends on what another one published. */
+async function freshFunction(name: string): Promise<LambdaTargetSpec> {
+  const t: LambdaTargetSpec = { name: 'x', provider: 'aws-lambda', region: 'eu-central-1', function: `provider-${name}`, alias: 'live' };
+  await createSampleFunction(motoUrl(), t, { SECRET: 'v' });
+  return t;
+}
 
 async function artifact(text: string) {
   const zip = sampleZip(text);
@@ -35,6 +40,7 @@ test('weights: fractions with 0.01 % resolution, only strictly between 0 and 100
 });
 
 test('deploy is idempotent: a second call finds the version instead of publishing again', async () => {
+  const t = await freshFunction('idempotent');
   const a = await artifact('provider v2');
   const contract = { RELEASE_ID: 'r2', SCHEMA_REV: '3' };
   const first = await p.deployRevision(t, a, contract, 'rollout-x');
@@ -42,37 +48,48 @@ test('deploy is idempotent: a second call finds the version instead of publishin
   expect(first).toEqual({ newVersion: '2', created: true });
   expect(second).toEqual({ newVersion: '2', created: false });
   expect(await publishedVersions(motoUrl(), t)).toEqual(['1', '2']);
-  expect(proxy.count(lambdaOp.publishVersion('provider-fn'))).toBe(1);
+  expect(proxy.count(lambdaOp.publishVersion(t.function))).toBe(1);
   const fp = await p.fingerprint(t, '2', 'k');
   expect(fp.contract).toEqual({ RELEASE_ID: 'r2', SCHEMA_REV: '3' });
   expect(fp.values.SECRET).toMatch(/^[0-9a-f]{12}$/);
+  // Salted by the key it is given: another key, another hash of the same value; the same key, the same hash.
+  expect((await p.fingerprint(t, '2', 'another-key')).values.SECRET).not.toBe(fp.values.SECRET);
+  expect((await p.fingerprint(t, '2', 'k')).values.SECRET).toBe(fp.values.SECRET);
   expect(JSON.stringify(fp)).not.toContain('"v"');
 });
 
 test('an artifact changed after the build is refused', async () => {
+  const t = await freshFunction('tampered');
   const a = await artifact('provider v3');
   writeFileSync(a.path, sampleZip('tampered'));
   await expect(p.deployRevision(t, a, { RELEASE_ID: 'r3', SCHEMA_REV: '3' }, 'rollout-x')).rejects.toThrow(/changed since build/);
 });
 
 test("Lambda's alias rules are enforced here (moto does not): no $LATEST, no same version", async () => {
+  const t = await freshFunction('alias-rules');
   await expect(p.setTraffic(t, '$LATEST', '2', 10)).rejects.toThrow(/needs published versions/);
   await expect(p.setTraffic(t, '2', '2', 10)).rejects.toThrow(/same/);
   await expect(p.routeAll(t, '$LATEST')).rejects.toBeInstanceOf(NonRetryableProviderError);
 });
 
 test('traffic steps are idempotent and throttling is absorbed', async () => {
-  const before = proxy.count(lambdaOp.updateAlias('provider-fn'));
+  const t = await freshFunction('traffic');
+  expect(await p.deployRevision(t, await artifact('provider traffic v2'), { RELEASE_ID: 'r2', SCHEMA_REV: '3' }, 'rollout-x')).toEqual({
+    newVersion: '2',
+    created: true,
+  });
+  const updates = () => proxy.count(lambdaOp.updateAlias(t.function));
+  const before = updates();
   proxy.inject({
-    match: lambdaOp.updateAlias('provider-fn'),
+    match: lambdaOp.updateAlias(t.function),
     times: 2,
     action: { status: 429, errorType: 'TooManyRequestsException', message: 'Rate exceeded' },
   });
   expect(await p.setTraffic(t, '1', '2', 25)).toEqual({ changed: true });
   expect(await aliasState(motoUrl(), t)).toEqual({ version: '1', weights: { '2': 0.25 } });
-  expect(proxy.count(lambdaOp.updateAlias('provider-fn')) - before).toBe(3); // 2 throttled + 1
+  expect(updates() - before).toBe(3); // 2 throttled + 1
   expect(await p.setTraffic(t, '1', '2', 25)).toEqual({ changed: false });
-  expect(proxy.count(lambdaOp.updateAlias('provider-fn')) - before).toBe(3); // no second shift
+  expect(updates() - before).toBe(3); // no second shift
   expect(await p.readTraffic(t)).toEqual({ stableVersion: '1', newVersion: '2', newWeight: 25 });
   expect(await p.setTraffic(t, '1', '2', 100)).toEqual({ changed: true });
   expect(await aliasState(motoUrl(), t)).toEqual({ version: '2', weights: {} });
@@ -81,17 +98,61 @@ test('traffic steps are idempotent and throttling is absorbed', async () => {
 });
 
 test('"update in progress" (ResourceConflictException) waits for the function, then retries', async () => {
-  const a = await artifact('provider v4');
+  const t = await freshFunction('conflict');
+  const fn = t.function;
+  const isGetFunction = (c: RecordedCall) => c.method === 'GET' && c.path.split('?')[0] === `/2015-03-31/functions/${fn}`;
+  // The first PublishVersion is answered 409; the function then reads "InProgress" once before it is updated.
+  const conflictAt: number[] = [];
   proxy.inject({
-    match: lambdaOp.publishVersion('provider-fn'),
+    match: lambdaOp.publishVersion(fn),
     times: 1,
-    action: { status: 409, errorType: 'ResourceConflictException', message: 'An update is in progress' },
+    action: {
+      respond: () => {
+        conflictAt.push(Date.now());
+        return {
+          status: 409,
+          headers: { 'x-amzn-errortype': 'ResourceConflictException' },
+          body: JSON.stringify({ Type: 'User', message: 'An update is in progress', __type: 'ResourceConflictException' }),
+        };
+      },
+    },
   });
-  const res = await p.deployRevision(t, a, { RELEASE_ID: 'r4', SCHEMA_REV: '4' }, 'rollout-x');
-  expect(res).toEqual({ newVersion: '3', created: true });
+  const inProgressAt: number[] = [];
+  proxy.inject({
+    match: (c) => isGetFunction(c) && conflictAt.length > 0,
+    times: 1,
+    action: {
+      respond: () => {
+        inProgressAt.push(Date.now());
+        return {
+          status: 200,
+          body: JSON.stringify({ Configuration: { FunctionName: fn, State: 'Active', LastUpdateStatus: 'InProgress' } }),
+        };
+      },
+    },
+  });
+  const answered: { call: RecordedCall; status: number }[] = [];
+  const observer = (call: RecordedCall, _body: Buffer, status: number) => void answered.push({ call, status });
+  proxy.observers.push(observer);
+  try {
+    const res = await p.deployRevision(t, await artifact('provider v4'), { RELEASE_ID: 'r4', SCHEMA_REV: '4' }, 'rollout-x');
+    expect(res).toEqual({ newVersion: '2', created: true });
+  } finally {
+    proxy.observers.splice(proxy.observers.indexOf(observer), 1);
+  }
+  // Served: the 409, then the in-progress read; after it the function was read again (updated) and the write retried.
+  expect(conflictAt).toHaveLength(1);
+  expect(inProgressAt).toHaveLength(1);
+  expect(inProgressAt[0]).toBeGreaterThanOrEqual(conflictAt[0]);
+  const publishes = proxy.calls.filter(lambdaOp.publishVersion(fn));
+  expect(publishes).toHaveLength(2);
+  const reads = proxy.calls.filter(isGetFunction).filter((c) => c.atMs >= conflictAt[0] && c.atMs <= publishes[1].atMs);
+  expect(reads.length).toBeGreaterThanOrEqual(2); // the "InProgress" one and the "Successful" one
+  expect(answered.filter((a) => lambdaOp.publishVersion(fn)(a.call)).map((a) => a.status)).toEqual([201]);
+  expect(await publishedVersions(motoUrl(), t)).toEqual(['1', '2']);
 });
 
 test('a missing function is a non-retryable error naming the target', async () => {
-  const ghost = { ...t, function: 'no-such-fn' };
+  const ghost: LambdaTargetSpec = { name: 'x', provider: 'aws-lambda', region: 'eu-central-1', function: 'no-such-fn', alias: 'live' };
   await expect(p.readTraffic(ghost)).rejects.toThrow(/x: ResourceNotFoundException: .*\(lambda eu-central-1\/no-such-fn\)/);
 });

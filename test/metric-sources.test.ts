@@ -9,6 +9,7 @@ import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
 import { FaultProxy } from '../src/dev/fault-proxy';
 import { putVersionMetrics, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { NonRetryableProviderError } from '../src/providers/types';
+import { judgeThreshold } from '../src/analysis/threshold-judge';
 import type { CloudRunTargetSpec, LambdaTargetSpec } from '../src/spec/schema';
 
 const lambda: LambdaTargetSpec = { name: 'cw', provider: 'aws-lambda', region: 'eu-west-3', function: 'cw-fn', alias: 'live' };
@@ -37,9 +38,41 @@ describe('CloudWatch (moto)', () => {
     expect(s.source).toBe('cloudwatch eu-west-3');
   });
 
-  test('throttling and 5xx are retried; a bad request is final', async () => {
+  test('Lambda Throttles count as requests that failed: a throttled canary breaches the error rate', async () => {
+    const throttled: LambdaTargetSpec = { ...lambda, function: 'cw-throttled-fn' };
+    const start = Date.now() - 1000;
+    // Lambda leaves throttled requests out of Invocations (and Errors): 60 served, 40 refused with a 429.
+    await putVersionMetrics(process.env.ROLLGATE_TEST_MOTO!, throttled, '2', { invocations: 60, errors: 0, throttles: 40 });
+    await putVersionMetrics(process.env.ROLLGATE_TEST_MOTO!, throttled, '1', { invocations: 900, errors: 9 });
+    const s = await cw.collect({ ...window(start), target: throttled });
+    expect(s.canary).toMatchObject({ requests: 100, errors: 40, throttled: 40 });
+    expect(s.baseline).toMatchObject({ requests: 900, errors: 9 });
+    expect(s.baseline.throttled).toBeUndefined();
+    const v = judgeThreshold({ max_error_rate_increase_pp: 2, min_requests: 5 }, s, 'cw');
+    expect(v).toMatchObject({ verdict: 'fail', metric: 'error_rate', canaryErrorRate: 0.4 });
+    expect(v.reason).toBe(
+      'cw: error rate 40.00 % (canary, 40 of 100 requests throttled) vs 1.00 % (baseline) > threshold 3.00 % (baseline + 2 pp)',
+    );
+  });
+
+  test('throttling (400 Throttling, as CloudWatch answers it) and 5xx are retried; a bad request is final', async () => {
+    const calls = () => proxy.count(isGetMetricData);
+    let before = calls();
+    proxy.inject({ match: isGetMetricData, times: 2, action: { status: 400, errorType: 'Throttling', message: 'Rate exceeded' } });
+    await expect(cw.preflight(lambda, '1')).resolves.toBeUndefined();
+    expect(calls() - before).toBe(3); // two throttled answers, then the one that went through
+    // Throttled for longer than the SDK's own attempts: a retryable error for Temporal, not a final one.
+    before = calls();
+    proxy.inject({ match: isGetMetricData, times: 4, action: { status: 400, errorType: 'Throttling', message: 'Rate exceeded' } });
+    const throttled = await cw.preflight(lambda, '1').catch((e) => e);
+    expect(calls() - before).toBe(4); // maxAttempts 4
+    expect(throttled).toBeInstanceOf(Error);
+    expect(throttled.name).toBe('Throttling');
+    expect(throttled).not.toBeInstanceOf(NonRetryableProviderError);
+    before = calls();
     proxy.inject({ match: isGetMetricData, times: 2, action: { status: 503, errorType: 'ServiceUnavailable', message: 'try again' } });
     await expect(cw.preflight(lambda, '1')).resolves.toBeUndefined();
+    expect(calls() - before).toBe(3);
     proxy.inject({
       match: isGetMetricData,
       times: 1,

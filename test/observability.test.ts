@@ -11,7 +11,8 @@ import { setupObservabilityFromEnv, type Observability } from '../src/observabil
 import { metricsActivities } from '../src/observability/metrics';
 import { startRollout } from '../src/client';
 import type { RolloutResult } from '../src/workflows/messages';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, type Harness } from './support/harness';
+import { createRollgateWorker } from '../src/worker';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let obs: Observability;
 let h: Harness;
@@ -173,6 +174,58 @@ test('rollgate metrics: events from workflow code (sink and activity) are served
   // The finished rollout's per-revision error-rate series are dropped (revisions are unbounded).
   expect(done).not.toContain(`rollgate_error_rate{${s}`);
   expect(done).not.toContain(`rollgate_rollouts_succeeded_total{${s}}`);
+});
+
+test('rollgate metrics from a real breaching rollout: breach, error rate by revision, paused pipeline, then rolled back', async () => {
+  // The real worker wiring (as `rollgate worker` does it): the rollout workflow feeds the sink.
+  const worker = await createRollgateWorker({
+    connection: h.nativeConnection,
+    taskQueue: h.taskQueue,
+    deps: h.deps,
+    workflowBundlePath: process.env.ROLLGATE_TEST_BUNDLE,
+    workerOptions: { sinks: obs.sinks },
+  });
+  const w = { worker, run: worker.run() };
+  running.add(w);
+  const url = `${obs.server!.url}/metrics`;
+  const service = `obsbreach-${randomBytes(2).toString('hex')}`;
+  const s = `service="${service}"`;
+  const spec = lambdaSpec(h, service, { waves: [] }, 1);
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2'); // the canary fails 30 % of its requests
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'obs-test', taskQueue: h.taskQueue });
+    const paused = await waitForStatus(handle, (st) => st.state === 'paused', 60_000, 'paused after the breach');
+    const verdict = paused.targets[0].lastAnalysis!;
+    expect(verdict).toMatchObject({ verdict: 'fail', metric: 'error_rate' });
+    const text = await eventually(
+      () => scrape(url),
+      (t) => t.includes(`rollgate_pipeline_paused{${s}} 1`),
+      'paused gauge of the real rollout',
+    );
+    expect(text).toContain(`rollgate_rollouts_started_total{${s}} 1`);
+    expect(text).toContain(`rollgate_breaches_total{${s},metric="error_rate"} 1`);
+    // The error rates the analysis measured, by revision, as the verdict reported them.
+    expect(text).toContain(`rollgate_error_rate{${s},target="us-east-1",revision="2",role="canary"} ${verdict.canaryErrorRate}`);
+    expect(text).toContain(`rollgate_error_rate{${s},target="us-east-1",revision="1",role="baseline"} ${verdict.baselineErrorRate}`);
+    expect(verdict.canaryErrorRate!).toBeGreaterThan(verdict.baselineErrorRate! + 0.02);
+    expect(text).toMatch(new RegExp(`rollgate_stage_duration_seconds_count\\{${s},stage="canary",outcome="failed"\\} 1`));
+
+    await handle.signal('abort');
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+    const done = await eventually(
+      () => scrape(url),
+      (t) => t.includes(`rollgate_rollouts_rolled_back_total{${s}} 1`),
+      'rolled back counter',
+    );
+    expect(done).toContain(`rollgate_pipeline_paused{${s}} 0`);
+    expect(done).toContain(`rollgate_breaches_total{${s},metric="error_rate"} 1`);
+  } finally {
+    traffic.stop();
+    worker.shutdown();
+    await w.run;
+    running.delete(w);
+  }
 });
 
 test('SDK runtime metrics: the Prometheus exporter from Runtime.install serves the worker metrics', async () => {

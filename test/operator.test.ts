@@ -12,6 +12,7 @@ import {
   type RolloutResult,
 } from '../src/workflows/messages';
 import { aliasState } from './support/lambda';
+import { lambdaOp } from '../src/dev/fault-proxy';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -75,13 +76,18 @@ test('approvals: non-approver and starter refused, reject reverts and pauses, ap
 });
 
 test('pause during a wave holds the weights and stops the bake clock; resume finishes', async () => {
+  const BAKE_MS = 3_000;
   const base = lambdaSpec(h, 'pausing');
   const spec = { ...base, waves: base.waves.map((w) => ({ ...w, bake: '3 seconds' })) };
   await createFunctions(h, spec);
   const traffic = simulateTraffic(h, spec);
+  const fn = 'pausing-fn';
   try {
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     await waitForStatus(handle, (s) => s.stage === 'wave:wave-1' && /baking/.test(s.detail), 60_000, 'wave-1 bake');
+    // wave-1's 50 % step: its alias write is the last one so far; the bake started after it.
+    const shiftAtMs = h.proxy.calls.filter(lambdaOp.updateAlias(fn)).pop()!.atMs;
+    const pauseSentMs = Date.now();
     await handle.signal(pauseSignal, { by: 'carol', reason: 'lunch' });
     const paused = await waitForStatus(handle, (s) => s.state === 'paused', 10_000, 'paused');
     const held = await aliasState(h.motoUrl, spec.targets[1]);
@@ -92,10 +98,18 @@ test('pause during a wave holds the weights and stops the bake clock; resume fin
     const still = await waitForStatus(handle, () => true);
     expect(still).toMatchObject({ state: 'paused', stage: 'wave:wave-1' });
     expect(still.targets.map((t) => t.weight)).toEqual(paused.targets.map((t) => t.weight));
+    const writesWhilePaused = h.proxy.count(lambdaOp.updateAlias(fn));
 
+    const resumeSentMs = Date.now();
     await handle.signal(resumeSignal, { by: 'carol' });
     const res = (await handle.result()) as RolloutResult;
     expect(res.state).toBe('succeeded');
+    // The clock stood still: at most (pause - shift) of the bake had run before the pause, so the
+    // next step (wave-1 to 100 %) comes at least the rest of the bake after the resume.
+    const next = h.proxy.calls.filter(lambdaOp.updateAlias(fn))[writesWhilePaused];
+    const bakedBeforePauseMs = pauseSentMs - shiftAtMs;
+    expect(bakedBeforePauseMs).toBeLessThan(BAKE_MS);
+    expect(next.atMs - resumeSentMs).toBeGreaterThanOrEqual(BAKE_MS - bakedBeforePauseMs);
     await recordHistory(handle, 'rollout-v2-pause-resume');
   } finally {
     traffic.stop();

@@ -26,11 +26,10 @@ test('breach at the canary: canary target reverted, pipeline paused, alert sent;
     expect(paused.targets.map((t) => t.weight)).toEqual([0, 0, 0]);
     await expectAllStable(spec);
 
-    const alert = await waitForAlert(h, 'breach-canary');
-    expect(alert).toBeDefined();
-    expect(alert!.body.text).toMatch(/rolled back after breach in canary/);
-    expect(alert!.body.rollgate.revertedTargets.sort()).toEqual(['ap-southeast-2', 'eu-west-1', 'us-east-1']);
-    expect(alert!.body.text).toContain(`rollgate resume ${handle.workflowId}`);
+    const alert = await waitForAlert(h, 'breach-canary'); // throws if none arrives
+    expect(alert.body.text).toMatch(/rolled back after breach in canary/);
+    expect(alert.body.rollgate.revertedTargets.sort()).toEqual(['ap-southeast-2', 'eu-west-1', 'us-east-1']);
+    expect(alert.body.text).toContain(`rollgate resume ${handle.workflowId}`);
 
     await handle.signal(abortSignal, { by: 'carol' });
     const res = (await handle.result()) as RolloutResult;

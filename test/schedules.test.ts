@@ -101,7 +101,7 @@ test('after a promotion, a scheduled analysis that fails reverts the release and
     expect(status.startedBy).toBe('rollgate-schedule');
     for (const t of spec.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });
     const alert = await waitForAlert(h, 'watched');
-    expect(alert!.body.text).toMatch(/no increase in error rate after rollout/);
+    expect(alert.body.text).toMatch(/no increase in error rate after rollout/);
     // The service's pipeline is paused: a new rollout is refused.
     await expect(startRollout(h.client, { ...spec, release: 'r3' }, { startedBy: 'carol', taskQueue: h.taskQueue })).rejects.toBeInstanceOf(
       RolloutRefusedError,
@@ -142,12 +142,12 @@ test('during a rollout, a scheduled analysis fail makes the rollout roll back be
       const d = await h.client.schedule.getHandle(analysisScheduleId('sched-live')).describe();
       const started = d.info.recentActions[0]?.action.workflow;
       const analysis = h.client.workflow.getHandle(started.workflowId, started.firstExecutionRunId);
-      await analysis.result();
+      expect(await analysis.result()).toMatchObject({ mode: 'during-rollout', verdict: { verdict: 'fail' } });
       await recordHistory(analysis, 'scheduled-analysis-v2-during-rollout');
     }
     await cli('schedule', 'delete', 'sched-live');
     await handle.signal('abort');
-    await handle.result();
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
   } finally {
     traffic.stop();
     await cli('schedule', 'delete', 'sched-live');

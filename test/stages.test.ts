@@ -1,8 +1,9 @@
 /** Build/test/migrate stages, verify failures (probe, env drift), escalation of a failed revert, alert retries. */
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LambdaClient, UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
+import { LambdaClient, PublishVersionCommand, UpdateAliasCommand, UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { startRollout } from '../src/client';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { sampleZip, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
@@ -10,8 +11,18 @@ import type { LambdaTargetSpec } from '../src/spec/schema';
 import { validateSpec } from '../src/spec/validate';
 import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
 import { historyText } from './support/history';
-import { aliasState, publishedVersions } from './support/lambda';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
+import { saltedHash } from '../src/providers/fingerprint';
+import { aliasState, publishedVersions, watchAliasWrites } from './support/lambda';
+import {
+  createFunctions,
+  createHarness,
+  lambdaSpec,
+  simulateTraffic,
+  waitForStatus,
+  waitForAlert,
+  type Harness,
+  resultWithin,
+} from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -19,6 +30,11 @@ beforeAll(async () => {
   await h.startWorker();
 });
 afterAll(async () => h?.close());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes (anything but a read) that reached a function through the proxy since call index `from`. */
+const writesTo = (fn: string, from = 0) => h.proxy.calls.slice(from).filter((c) => c.method !== 'GET' && lambdaOp.any(fn)(c));
 
 function oneTarget(service: string, over: Record<string, unknown> = {}) {
   const base = lambdaSpec(h, service, {}, 1);
@@ -30,9 +46,10 @@ test('build runs once and its digest is deployed; tests and the migration run be
   writeFileSync(join(dir, 'src.zip'), sampleZip('built by the build stage'));
   writeFileSync(join(dir, 'schema'), '6\n');
   const spec = oneTarget('staged', {
-    artifact: { build: { command: 'echo build >> build.log && cp src.zip out.zip', output: 'out.zip', cwd: dir } },
+    // A shell only where the spec asks for one; `test -f out.zip` is split into argv and run without one.
+    artifact: { build: { command: 'echo build >> build.log && cp src.zip out.zip', shell: true, output: 'out.zip', cwd: dir } },
     test: { command: 'test -f out.zip', cwd: dir },
-    migration: { command: 'echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', cwd: dir },
+    migration: { command: 'echo "$ROLLGATE_SCHEMA_REV" > schema', current_command: 'cat schema', shell: true, cwd: dir },
   });
   await createFunctions(h, spec);
   const traffic = simulateTraffic(h, spec);
@@ -68,7 +85,7 @@ test('build runs once and its digest is deployed; tests and the migration run be
 });
 
 test('a failing test command ends the rollout before anything is deployed', async () => {
-  const spec = oneTarget('failing-tests', { test: { command: 'echo "2 tests failed" && exit 3' } });
+  const spec = oneTarget('failing-tests', { test: { command: 'echo "2 tests failed" && exit 3', shell: true } });
   await createFunctions(h, spec);
   const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
   const res = (await handle.result()) as RolloutResult;
@@ -87,6 +104,111 @@ test('a migration that reports another schema_rev fails before any deploy', asyn
   expect(h.proxy.count((c) => c.method !== 'GET' && lambdaOp.any('bad-migration-fn')(c))).toBe(0);
 });
 
+test('an abort during the build or the test command stops the command and closes the rollout; nothing is deployed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rollgate-abort-cmd-'));
+  // Each command records its pid and then is that pid (exec): it would run for 5 minutes unless stopped.
+  const build = oneTarget('abort-build', {
+    artifact: { build: { command: 'echo $$ > build.pid; exec sleep 300', shell: true, output: 'out.zip', cwd: dir } },
+  });
+  const tests = oneTarget('abort-tests', { test: { command: 'echo $$ > test.pid; exec sleep 300', shell: true, cwd: dir } });
+  const pids: number[] = [];
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    await Promise.all(
+      [
+        [build, 'build', 'build.pid'],
+        [tests, 'test', 'test.pid'],
+      ].map(async ([spec, stage, pidFile]) => {
+        const sp = spec as typeof build;
+        await createFunctions(h, sp);
+        const handle = await startRollout(h.client, sp, { startedBy: 'carol', taskQueue: h.taskQueue });
+        await waitForStatus(handle, (st) => st.stage === stage && existsSync(join(dir, pidFile as string)), 60_000, `${stage} running`);
+        const pid = Number(readFileSync(join(dir, pidFile as string), 'utf8'));
+        pids.push(pid);
+        expect(alive(pid)).toBe(true);
+        await handle.signal(abortSignal, { by: 'carol' });
+        const res = await resultWithin(handle, 60_000);
+        expect({ state: res.state, reason: res.reason }).toEqual({ state: 'aborted', reason: 'aborted by carol: nothing was deployed' });
+        // The command itself was stopped (the activity kills it when cancelled), not left running.
+        const deadline = Date.now() + 30_000;
+        while (alive(pid) && Date.now() < deadline) await sleep(100);
+        expect({ stage, alive: alive(pid) }).toEqual({ stage, alive: false });
+        expect(writesTo((sp.targets[0] as LambdaTargetSpec).function)).toHaveLength(0);
+        expect(await aliasState(h.motoUrl, sp.targets[0])).toEqual({ version: '1', weights: {} });
+      }),
+    );
+  } finally {
+    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+});
+
+test('a target already split by another deployment is refused at preflight and left exactly as it was', async () => {
+  const spec = oneTarget('already-split');
+  await createFunctions(h, spec);
+  const t = spec.targets[0] as LambdaTargetSpec;
+  // Someone else's deployment is in progress: version 2 published, 20 % of the alias on it.
+  const lambda = new LambdaClient({ endpoint: h.motoUrl, region: t.region, credentials: TEST_CREDENTIALS });
+  await lambda.send(
+    new UpdateFunctionConfigurationCommand({
+      FunctionName: t.function,
+      Environment: { Variables: { RELEASE_ID: 'theirs', SCHEMA_REV: '0' } },
+    }),
+  );
+  expect((await lambda.send(new PublishVersionCommand({ FunctionName: t.function }))).Version).toBe('2');
+  await lambda.send(
+    new UpdateAliasCommand({ FunctionName: t.function, Name: t.alias, RoutingConfig: { AdditionalVersionWeights: { '2': 0.2 } } }),
+  );
+  const res = await resultWithin(await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue }), 60_000);
+  expect({ state: res.state, reason: res.reason }).toEqual({
+    state: 'failed',
+    reason: 'us-east-1 already routes 20 % to version 2: another deployment is in progress',
+  });
+  expect(res.status.history.filter((e) => e.kind === 'stage').map((e) => e.text.split(':')[0])).toEqual(['stage preflight', 'stage done']);
+  expect(writesTo(t.function)).toHaveLength(0);
+  expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: { '2': 0.2 } });
+  expect(await publishedVersions(h.motoUrl, t)).toEqual(['1', '2']);
+});
+
+test('a release the target already serves is refused at deploy: nothing published, no traffic moved', async () => {
+  const spec = oneTarget('already-serves');
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  try {
+    const first = await resultWithin(await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue }), 90_000);
+    expect({ state: first.state, reason: first.reason }).toEqual({ state: 'succeeded', reason: expect.any(String) });
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '2', weights: {} });
+    // The same release (same artifact) again: the deploy finds version 2, which is what the alias serves.
+    const from = h.proxy.calls.length;
+    const aliases = watchAliasWrites(h.proxy);
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const stopped = await waitForStatus(handle, (st) => st.state !== 'running', 60_000, 'the second rollout to stop');
+    expect({ state: stopped.state, reason: stopped.rollbackReason }).toEqual({
+      state: 'paused',
+      reason: 'us-east-1 already serves release r2 (version 2)',
+    });
+    expect(stopped.history.some((e) => e.text === 'us-east-1: found already published version 2 (stable 2)')).toBe(true);
+    expect(stopped.history.some((e) => /^stage (verify|canary)/.test(e.text))).toBe(false);
+    const fn = (spec.targets[0] as LambdaTargetSpec).function;
+    // Nothing published, probed or moved (a revert to where the alias already is may still mark it).
+    expect(writesTo(fn, from).filter((c) => !lambdaOp.updateAlias(fn)(c))).toHaveLength(0);
+    aliases.stop();
+    expect(aliases.forward(fn, '2')).toEqual([]);
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '2', weights: {} });
+    expect(await publishedVersions(h.motoUrl, spec.targets[0])).toEqual(['1', '2']);
+    await handle.signal(abortSignal);
+    expect((await resultWithin(handle, 30_000)).state).toBe('rolled-back');
+  } finally {
+    traffic.stop();
+  }
+});
+
 test('a failing health probe fails verify before traffic moves; the alert is retried until delivered', async () => {
   const spec = oneTarget('bad-probe');
   await createFunctions(h, spec);
@@ -95,10 +217,14 @@ test('a failing health probe fails verify before traffic moves; the alert is ret
     action: { respond: () => ({ status: 200, headers: { 'x-amz-function-error': 'Unhandled' }, body: '{"errorMessage":"boom"}' }) },
   });
   h.webhook.failNext(2, 503);
+  const aliasWrites = watchAliasWrites(h.proxy);
   const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
   const paused = await waitForStatus(handle, (s) => s.state === 'paused', 60_000, 'paused after verify');
+  aliasWrites.stop();
   expect(paused.rollbackReason).toMatch(/verify failed: us-east-1: probe health: function error Unhandled/);
-  expect(h.proxy.count(lambdaOp.updateAlias('bad-probe-fn'))).toBe(0);
+  // No traffic moved: the one alias write is the revert's fence mark (version 1 alone, as before).
+  expect(aliasWrites.forward('bad-probe-fn', '1')).toEqual([]);
+  expect(aliasWrites.writes.filter((w) => w.fn === 'bad-probe-fn').map((w) => w.version)).toEqual(['1']);
   await waitForStatus(handle, (s) => s.history.some((e) => /rolled-back alert delivered/.test(e.text)), 30_000, 'alert delivered');
   expect(h.webhook.received.filter((r) => r.body.rollgate.service === 'bad-probe')).toHaveLength(1);
   await handle.signal(abortSignal);
@@ -117,12 +243,17 @@ test('env drift: a key missing versus the stable version fails verify; changed v
   const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
   const paused = await waitForStatus(handle, (s) => s.state === 'paused', 60_000, 'paused after drift');
   expect(paused.rollbackReason).toMatch(/env keys missing vs stable 1: DB_PASSWORD/);
-  expect(paused.rollbackReason).toMatch(/env values changed \(by hash\): LOG_LEVEL [0-9a-f]{12}->[0-9a-f]{12}/);
+  // Hashed with the worker's key (ROLLGATE_HASH_KEY): the hashes of "info" and "debug-verbose" under that salt.
+  const hashed = (salt: string, v: string) => saltedHash(salt, 'LOG_LEVEL', v);
+  expect(paused.rollbackReason).toContain(
+    `env values changed (by hash): LOG_LEVEL ${hashed(h.deps.hashKey, 'info')}->${hashed(h.deps.hashKey, 'debug-verbose')}`,
+  );
+  expect(hashed('another-key', 'info')).not.toBe(hashed(h.deps.hashKey, 'info'));
   const text = await historyText(handle);
   for (const secret of ['hunter2-secret', 'debug-verbose']) expect(text).not.toContain(secret);
   expect(JSON.stringify(paused)).not.toContain('hunter2-secret');
   await handle.signal(abortSignal);
-  await handle.result();
+  expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
 });
 
 test('a revert that keeps failing escalates (rollback-failed + alert); resume retries only the revert', async () => {
@@ -151,7 +282,7 @@ test('a revert that keeps failing escalates (rollback-failed + alert); resume re
     // Retried for rollback.revert_retry_for (activity attempts, each with the SDK's own retries) before escalating.
     expect(h.proxy.count(lambdaOp.updateAlias('stuck-revert-fn'))).toBeGreaterThanOrEqual(1 + 6);
     const alert = await waitForAlert(h, 'stuck-revert');
-    expect(alert?.body.rollgate.event).toBe('rollback-failed');
+    expect(alert.body.rollgate.event).toBe('rollback-failed');
     expect((await aliasState(h.motoUrl, spec.targets[0])).weights).toEqual({ '2': 0.1 });
 
     h.proxy.clearFaults();
@@ -182,11 +313,15 @@ test('a revert that keeps failing escalates (rollback-failed + alert); resume re
 test('the same stage failing in 3 consecutive rollouts escalates in the alert', async () => {
   const alertsOf = () => h.webhook.received.filter((r) => r.body.rollgate.service === 'escalating').map((r) => r.body);
   for (let i = 1; i <= 3; i++) {
-    const spec = oneTarget('escalating', { release: `r${i}`, test: { command: 'exit 1' } });
+    const spec = oneTarget('escalating', { release: `r${i}`, test: { command: 'exit 1', shell: true } });
     if (i === 1) await createFunctions(h, spec);
     const res = (await (await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue })).result()) as RolloutResult;
     expect(res).toMatchObject({ state: 'failed', status: { failedStage: 'test' } });
-    await new Promise((r) => setTimeout(r, 1500)); // visibility catches up with the closed run
+    // The next rollout counts earlier failures from visibility, which lags: wait until it lists this run.
+    const query = `WorkflowId = 'rollout-escalating' AND ExecutionStatus = 'Completed'`;
+    const deadline = Date.now() + 30_000;
+    while ((await h.client.workflow.count(query)).count < i && Date.now() < deadline) await sleep(100);
+    expect((await h.client.workflow.count(query)).count).toBe(i);
   }
   const alerts = alertsOf();
   expect(alerts).toHaveLength(3);

@@ -12,6 +12,8 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { startTemporalDevServer, type DevServer } from '../src/dev/processes';
 import { createRollgateWorker } from '../src/worker';
+import { createRunnerWorker } from '../src/runner';
+import { FileArtifactStore } from '../src/artifacts/store';
 import { LambdaProvider } from '../src/providers/aws-lambda';
 import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
@@ -35,6 +37,8 @@ let client: Client;
 let nativeConnection: NativeConnection;
 let worker: Worker;
 let workerRun: Promise<void>;
+let runner: Worker;
+let runnerRun: Promise<void>;
 let browser: Browser | undefined;
 let workDir: string;
 const handles: WorkflowHandle[] = [];
@@ -68,6 +72,13 @@ beforeAll(async () => {
     workflowBundlePath: process.env.ROLLGATE_TEST_BUNDLE,
   });
   workerRun = worker.run();
+  // The runner for the rollouts' build stage (command activities are not on the worker).
+  runner = await createRunnerWorker({
+    connection: nativeConnection,
+    taskQueue: 'ui-test-runner',
+    deps: { stateDir: join(workDir, 'runner'), artifactStore: new FileArtifactStore(join(workDir, 'artifacts')) },
+  });
+  runnerRun = runner.run();
 });
 
 afterAll(async () => {
@@ -75,6 +86,8 @@ afterAll(async () => {
   for (const h of handles) await h.terminate('ui test done').catch(() => undefined);
   if (worker?.getState() === 'RUNNING') worker.shutdown();
   await workerRun?.catch(() => undefined);
+  if (runner?.getState() === 'RUNNING') runner.shutdown();
+  await runnerRun?.catch(() => undefined);
   await client?.connection.close();
   await nativeConnection?.close();
   await server?.stop();
@@ -108,7 +121,7 @@ test('the UI lists the rollout by RolloutService and shows its static summary an
     1,
   );
   await createFunctions(fake, spec);
-  const handle = await startRollout(client, spec, { startedBy: 'ui-test', taskQueue: 'ui-test' });
+  const handle = await startRollout(client, spec, { startedBy: 'ui-test', taskQueue: 'ui-test', runnerTaskQueue: 'ui-test-runner' });
   handles.push(handle);
   // A decoy rollout of another service (never picked up: nobody polls its queue) that the filter must hide.
   const decoySpec = lambdaSpec(fake, `decoy-${randomBytes(2).toString('hex')}`, { waves: [], notify: undefined }, 1);

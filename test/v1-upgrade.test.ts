@@ -21,7 +21,8 @@ test('a v1 rollout awaiting approval is finished by the new worker, on the v1 co
   const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./support/v1-workflows') });
   const v1BundlePath = join(h.workDir, 'v1-bundle.js');
   writeFileSync(v1BundlePath, bundle.code);
-  await h.startWorker({}, v1BundlePath);
+  // The previous release's worker: it ran the command activities itself (v1 runs schedule them on its queue).
+  await h.startWorker({}, v1BundlePath, { withCommands: true });
 
   const spec = lambdaSpec(h, 'v1-upgrade', {}, 2);
   spec.waves[0].approval = true;

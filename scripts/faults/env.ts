@@ -11,6 +11,8 @@ import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker, WorkerOptions } from '@temporalio/worker';
 import { GetAliasCommand, LambdaClient, ListVersionsByFunctionCommand } from '@aws-sdk/client-lambda';
 import { createRollgateWorker } from '../../src/worker';
+import { createRunnerWorker } from '../../src/runner';
+import { FileArtifactStore } from '../../src/artifacts/store';
 import type { ActivityDeps } from '../../src/activities';
 import { LambdaProvider } from '../../src/providers/aws-lambda';
 import { CloudWatchMetrics } from '../../src/analysis/cloudwatch';
@@ -98,6 +100,11 @@ export class ScheduleEnv {
   readonly stable: Record<string, string> = {};
   private worker?: { worker: Worker; run: Promise<void> };
   private child?: ChildProcess;
+  private runner?: { worker: Worker; run: Promise<void> };
+  /** The runner's task queue: pass it to startRollout (several schedules share this process's environment). */
+  get runnerTaskQueue(): string {
+    return `${this.taskQueue}-runner`;
+  }
   private providers: { close(): Promise<void> }[] = [];
   private sims: { stop(): void }[] = [];
   private lambdaClients = new Map<string, LambdaClient>();
@@ -121,6 +128,13 @@ export class ScheduleEnv {
       startWebhookReceiver(),
     ]);
     this.cloudRunFaults = new CloudRunFaults(this.cloudRun);
+    // The runner (build/test/migration commands) lives as long as the schedule; kills hit the worker only.
+    const runner = await createRunnerWorker({
+      connection: this.shared.connection,
+      taskQueue: this.runnerTaskQueue,
+      deps: { stateDir: join(this.workDir, 'runner'), artifactStore: new FileArtifactStore(join(this.workDir, 'artifacts')) },
+    });
+    this.runner = { worker: runner, run: runner.run() };
     return this;
   }
 
@@ -312,6 +326,11 @@ export class ScheduleEnv {
   async close(): Promise<void> {
     for (const s of this.sims) s.stop();
     await this.stopWorker();
+    if (this.runner) {
+      this.runner.worker.shutdown();
+      await this.runner.run.catch(() => undefined);
+      this.runner = undefined;
+    }
     for (const p of this.providers) await p.close().catch(() => undefined);
     for (const c of this.lambdaClients.values()) c.destroy();
     await Promise.all([this.proxy?.stop(), this.webhook?.close(), this.cloudRun?.stop(), this.monitoring?.stop()]);

@@ -362,7 +362,9 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
         const [r, t] = hit;
         const stable = r.stable[t.name];
         const traffic = (req.service?.traffic ?? []) as { revision?: string; percent?: number; tag?: string }[];
-        const trafficOnly = JSON.stringify(req.updateMask?.paths ?? []) === '["traffic"]';
+        // A revert writes traffic (and its fence mark, an annotation), never a template.
+        const paths: string[] = req.updateMask?.paths ?? [];
+        const trafficOnly = paths.includes('traffic') && !paths.includes('template');
         const toStable =
           trafficOnly && traffic.length === 1 && traffic[0].revision === stable && traffic[0].percent === 100 && !traffic[0].tag;
         noteWrite(
@@ -398,7 +400,11 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
     // Start every rollout, a few requests at a time.
     const startT0 = Date.now();
     await inLanes(rollouts, 16, async (r) => {
-      r.handle = await startRollout(shared.client, r.spec, { startedBy: 'carol', taskQueue: env.taskQueue });
+      r.handle = await startRollout(shared.client, r.spec, {
+        startedBy: 'carol',
+        taskQueue: env.taskQueue,
+        runnerTaskQueue: env.runnerTaskQueue,
+      });
       r.startedAtMs = Date.now();
       r.handle.result().then(
         (res) => (r.closed = { state: (res as RolloutResult).state, reason: (res as RolloutResult).reason, atMs: Date.now() }),

@@ -95,7 +95,12 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
     if (schedule.webhookFaults) env.webhook.failNext(schedule.webhookFaults.n, schedule.webhookFaults.status);
     env.startTraffic(spec);
     await env.startWorker();
-    const handle = await startRollout(shared.client, spec, { startedBy: 'carol', taskQueue: env.taskQueue, continueAsNewAfterEvents });
+    const handle = await startRollout(shared.client, spec, {
+      startedBy: 'carol',
+      taskQueue: env.taskQueue,
+      runnerTaskQueue: env.runnerTaskQueue,
+      continueAsNewAfterEvents,
+    });
     await new Driver(env, spec, schedule, handle, opts, result).run();
   } catch (err) {
     result.violations.push({ invariant: 'harness', detail: `schedule could not run: ${(err as Error).stack ?? err}`.slice(0, 800) });

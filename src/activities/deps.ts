@@ -4,14 +4,17 @@ import type { TargetSpec } from '../spec/schema';
 import type { TargetProvider } from '../providers/types';
 import type { MetricProvider } from '../analysis/types';
 import type { LambdaEndpointOptions } from '../analysis/synthetic';
+import type { ArtifactStore } from '../artifacts/store';
 
 export interface ActivityDeps {
   /** One provider per target kind. */
   providers: Partial<Record<TargetSpec['provider'], TargetProvider<any>>>;
   /** Metric providers, tried in order; the first that supports a target answers for it. */
   metrics: MetricProvider[];
-  /** Folder for the content-addressed artifact store and build records. */
+  /** Folder for local state: the default file:// artifact store and the cache of artifacts fetched for deploys. */
   stateDir: string;
+  /** The shared artifact store deploys read from (default file://<stateDir>/artifacts). */
+  artifactStore?: ArtifactStore;
   /** Key for the salted env hashes; per process is fine (both sides are hashed in one call). */
   hashKey: string;
   /** For shared-dependency locks (signal-with-start from an activity). */

@@ -1,9 +1,29 @@
 /** Thin activities over the TargetProvider interface; the provider does the idempotency checks. */
+import { join } from 'node:path';
 import type { ProbeSpec, TargetSpec } from '../spec/schema';
-import { type ArtifactRef, type ProbeResult, type ReleaseContract, type TrafficState } from '../providers/types';
+import { type ArtifactRef, type ProbeResult, type ReleaseContract, type TrafficFence, type TrafficState } from '../providers/types';
 import { compareFingerprints, type DriftReport } from '../providers/fingerprint';
 import { providerFor, type ActivityDeps } from './deps';
 import { mapProviderErrors, withHeartbeat } from './heartbeat';
+import { FileArtifactStore, localArtifactCopy, parseS3Location } from '../artifacts/store';
+
+/**
+ * What the provider deploys. A Lambda zip in an S3 store in the target's own region: the location
+ * alone (UpdateFunctionCode with S3Bucket/S3Key; Lambda reads it). Otherwise a verified local copy:
+ * the ref's own path when this machine has it (refs recorded before the store), else fetched from
+ * the ref's location or this worker's store by digest into <stateDir>/artifact-cache.
+ */
+export async function deployableArtifact(deps: ActivityDeps, target: TargetSpec, ref: ArtifactRef): Promise<ArtifactRef> {
+  if (target.provider !== 'aws-lambda' || (!ref.path && !ref.location)) return ref;
+  const s3 = ref.location ? parseS3Location(ref.location) : undefined;
+  if (s3 && (ref.locationRegion ?? 'us-east-1') === target.region)
+    return { digest: ref.digest, location: ref.location, locationRegion: ref.locationRegion, ...(ref.image ? { image: ref.image } : {}) };
+  const path = await localArtifactCopy(ref, {
+    store: deps.artifactStore ?? new FileArtifactStore(join(deps.stateDir, 'artifacts')),
+    cacheDir: join(deps.stateDir, 'artifact-cache'),
+  });
+  return { digest: ref.digest, path, ...(ref.image ? { image: ref.image } : {}) };
+}
 
 export interface VerifyReport {
   ok: boolean;
@@ -20,11 +40,19 @@ export function targetActivities(deps: ActivityDeps) {
       return mapProviderErrors(() => providerFor(deps, input.target).readTraffic(input.target));
     },
 
-    async deployRevision(input: { target: TargetSpec; artifact: ArtifactRef; contract: ReleaseContract; rolloutId: string }) {
+    /** Deploys from the shared artifact store, so any worker can deploy any release (see deployableArtifact). */
+    async deployRevision(input: {
+      target: TargetSpec;
+      artifact: ArtifactRef;
+      contract: ReleaseContract;
+      rolloutId: string;
+      fence?: TrafficFence;
+    }) {
       return withHeartbeat(() =>
-        mapProviderErrors(() =>
-          providerFor(deps, input.target).deployRevision(input.target, input.artifact, input.contract, input.rolloutId),
-        ),
+        mapProviderErrors(async () => {
+          const artifact = await deployableArtifact(deps, input.target, input.artifact);
+          return providerFor(deps, input.target).deployRevision(input.target, artifact, input.contract, input.rolloutId, input.fence);
+        }),
       );
     },
 
@@ -67,18 +95,41 @@ export function targetActivities(deps: ActivityDeps) {
       );
     },
 
-    async setTraffic(input: { target: TargetSpec; stableVersion: string; newVersion: string; percent: number }) {
+    /** A forward step; refused (Fenced) once a revert of the same pass marked the target. */
+    async setTraffic(input: { target: TargetSpec; stableVersion: string; newVersion: string; percent: number; fence?: TrafficFence }) {
       return withHeartbeat(() =>
         mapProviderErrors(() =>
-          providerFor(deps, input.target).setTraffic(input.target, input.stableVersion, input.newVersion, input.percent),
+          providerFor(deps, input.target).setTraffic(input.target, input.stableVersion, input.newVersion, input.percent, {
+            fence: input.fence,
+          }),
         ),
       );
     },
 
-    /** Promote (version = new) or revert (version = stable): 100 % on one version. */
-    async routeAll(input: { target: TargetSpec; version: string; dropTag?: boolean }) {
+    /** Promote (version = new) or revert (version = stable, `revert`: leaves the fence's mark): 100 % on one version. */
+    async routeAll(input: { target: TargetSpec; version: string; dropTag?: boolean; fence?: TrafficFence; revert?: boolean }) {
       return withHeartbeat(() =>
-        mapProviderErrors(() => providerFor(deps, input.target).routeAll(input.target, input.version, { dropTag: input.dropTag })),
+        mapProviderErrors(() =>
+          providerFor(deps, input.target).routeAll(input.target, input.version, {
+            dropTag: input.dropTag,
+            fence: input.fence,
+            revert: input.revert,
+          }),
+        ),
+      );
+    },
+
+    /**
+     * After a revert to `version`: put the function's $LATEST back on that version's code and
+     * environment (Lambda). A provider without such a head (Cloud Run) has nothing to do.
+     */
+    async restoreLatest(input: { target: TargetSpec; version: string }): Promise<{ changed: boolean }> {
+      return withHeartbeat(() =>
+        mapProviderErrors(async () => {
+          const p = providerFor(deps, input.target);
+          if (!p.restoreLatest) return { changed: false };
+          return p.restoreLatest(input.target, input.version);
+        }),
       );
     },
 

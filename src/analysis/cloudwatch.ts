@@ -78,7 +78,14 @@ export class CloudWatchMetrics implements MetricProvider {
   private async revision(t: LambdaTargetSpec, version: string, startMs: number, endMs: number): Promise<RevisionSamples> {
     const sums = await this.sums(t, version, startMs, endMs, 'v');
     const latency = await this.latency(t, version, startMs, endMs);
-    return { requests: sums.invocations, errors: sums.errors, ...latency };
+    // Lambda counts a throttled request in Throttles, not in Invocations (nor Errors): the caller got a
+    // 429 all the same. So it is a request that failed, and a throttled canary breaches the error rate.
+    return {
+      requests: sums.invocations + sums.throttles,
+      errors: sums.errors + sums.throttles,
+      ...(sums.throttles > 0 ? { throttled: sums.throttles } : {}),
+      ...latency,
+    };
   }
 
   private period(startMs: number, endMs: number): number {

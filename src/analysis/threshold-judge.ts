@@ -33,7 +33,7 @@ export function judgeThreshold(rule: ThresholdRule, s: CanarySamples, target: st
       target,
       metric: 'error_rate',
       ...rates,
-      reason: `${target}: error rate ${pct(canaryRate)} (canary) vs ${pct(baseRate)} (baseline) > threshold ${pct(limit)} (baseline + ${rule.max_error_rate_increase_pp} pp)`,
+      reason: `${target}: error rate ${pct(canaryRate)} (canary${canary.throttled ? `, ${count(canary.throttled)} of ${count(canary.requests)} requests throttled` : ''}) vs ${pct(baseRate)} (baseline) > threshold ${pct(limit)} (baseline + ${rule.max_error_rate_increase_pp} pp)`,
     };
   }
   if (rule.p99_latency_ms !== undefined && canary.latencyP99Ms !== undefined && canary.latencyP99Ms > rule.p99_latency_ms) {

@@ -9,6 +9,8 @@ export interface RevisionSamples {
   /** Requests (invocations) seen in the window. */
   requests: number;
   errors: number;
+  /** Of `requests` and `errors`: requests refused by throttling (Lambda Throttles), when the source counts them. */
+  throttled?: number;
   /** p99 latency in ms, when the source has it. */
   latencyP99Ms?: number;
   /** Which statistic latencyP99Ms really is ("p99", or "max" when the source has no percentiles). */

@@ -1,4 +1,5 @@
 import { formatDuration } from '../spec/duration';
+import { describeCommand, specCommands } from '../spec/plan';
 import type { RolloutStatus } from '../workflows/messages';
 
 export function weightBar(percent: number, width = 20): string {
@@ -11,6 +12,12 @@ export function formatStatus(s: RolloutStatus, nowMs = Date.now()): string {
   if (s.bakeEndsAtMs && s.state === 'running') lines.push(`  bake ends in ${formatDuration(s.bakeEndsAtMs - nowMs)}`);
   if (s.awaitingApproval) lines.push(`  awaiting approval for wave ${s.awaitingApproval}`);
   if (s.artifactDigest) lines.push(`  artifact sha256 ${s.artifactDigest}`);
+  // Status answers of rollouts recorded before the runner split may lack a spec; old specs have plain strings.
+  const commands = s.spec ? specCommands(s.spec) : [];
+  if (commands.length) {
+    lines.push('  commands (on the runner):');
+    for (const c of commands) lines.push(`    ${c.field}: ${describeCommand(c)}`);
+  }
   lines.push('  targets:');
   // Columns as wide as their longest value (Cloud Run revision names are longer than Lambda versions).
   const width = (f: (t: RolloutStatus['targets'][number]) => string, min: number) => Math.max(min, ...s.targets.map((t) => f(t).length));

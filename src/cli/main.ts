@@ -18,6 +18,7 @@ import {
   pauseSignal,
   rejectUpdate,
   resumeSignal,
+  RUNNER_TASK_QUEUE,
   TASK_QUEUE,
 } from '../workflows/messages';
 import { durationMs } from '../spec/duration';
@@ -114,35 +115,42 @@ export function buildProgram(): Command {
     .option('--timeout <duration>', 'with --wait: stop waiting after this long (exit 7), e.g. 30m')
     .option('--exit-on-approval', 'with --wait: also end when the rollout waits for an approval (exit 8)')
     .option('--task-queue <queue>', 'worker task queue', process.env.ROLLGATE_TASK_QUEUE || TASK_QUEUE)
+    .option(
+      '--runner-task-queue <queue>',
+      'runner task queue (build, test, migration)',
+      process.env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE,
+    )
     .option('--json', 'machine-readable output')
     .description('Validate the spec, then start its rollout; prints the rollout id.')
     .addHelpText('after', WAIT_HELP + exitCodeHelp())
-    .action(async (file: string, o: { by: string; wait?: boolean; taskQueue: string; json?: boolean } & WaitFlags) => {
-      if (!o.wait && (o.timeout !== undefined || o.exitOnApproval)) throw new UsageError('--timeout and --exit-on-approval need --wait');
-      const wait = waitOptions(o);
-      const spec = resolveSpecPaths(loadSpecFile(file), dirname(file));
-      await withClient(async (client) => {
-        const handle = await startRollout(client, spec, { startedBy: o.by, taskQueue: o.taskQueue });
-        if (!o.wait) return print(o.json, { id: handle.workflowId }, handle.workflowId);
-        if (!o.json) process.stdout.write(`${handle.workflowId}: started, waiting for its outcome\n`);
-        const r = await waitForOutcome(client, handle.workflowId, { ...wait, runId: handle.firstExecutionRunId });
-        const code = exitCodeOf(r);
-        print(
-          o.json,
-          {
-            id: handle.workflowId,
-            outcome: r.outcome,
-            exitCode: code,
-            open: r.open,
-            reason: r.reason,
-            state: r.status?.state,
-            status: r.status,
-          },
-          outcomeLine(handle.workflowId, r),
-        );
-        process.exitCode = code;
-      });
-    });
+    .action(
+      async (file: string, o: { by: string; wait?: boolean; taskQueue: string; runnerTaskQueue: string; json?: boolean } & WaitFlags) => {
+        if (!o.wait && (o.timeout !== undefined || o.exitOnApproval)) throw new UsageError('--timeout and --exit-on-approval need --wait');
+        const wait = waitOptions(o);
+        const spec = resolveSpecPaths(loadSpecFile(file), dirname(file));
+        await withClient(async (client) => {
+          const handle = await startRollout(client, spec, { startedBy: o.by, taskQueue: o.taskQueue, runnerTaskQueue: o.runnerTaskQueue });
+          if (!o.wait) return print(o.json, { id: handle.workflowId }, handle.workflowId);
+          if (!o.json) process.stdout.write(`${handle.workflowId}: started, waiting for its outcome\n`);
+          const r = await waitForOutcome(client, handle.workflowId, { ...wait, runId: handle.firstExecutionRunId });
+          const code = exitCodeOf(r);
+          print(
+            o.json,
+            {
+              id: handle.workflowId,
+              outcome: r.outcome,
+              exitCode: code,
+              open: r.open,
+              reason: r.reason,
+              state: r.status?.state,
+              status: r.status,
+            },
+            outcomeLine(handle.workflowId, r),
+          );
+          process.exitCode = code;
+        });
+      },
+    );
 
   program
     .command('status')
@@ -387,6 +395,16 @@ export function buildProgram(): Command {
     .action(async () => {
       const { runWorkerFromEnv } = await import('../worker');
       await runWorkerFromEnv();
+    });
+
+  program
+    .command('runner')
+    .description(
+      'Run a runner: build, test, migration and schema-rev commands on ROLLGATE_RUNNER_TASK_QUEUE (default rollgate-runner); artifacts to ROLLGATE_ARTIFACT_STORE. Needs no cloud or Temporal-admin credentials; commands get PATH, HOME, ROLLGATE_RUNNER_ENV_ALLOW and what the spec declares.',
+    )
+    .action(async () => {
+      const { runRunnerFromEnv } = await import('../runner');
+      await runRunnerFromEnv();
     });
 
   return program;

@@ -52,7 +52,7 @@ export async function putVersionMetrics(
   endpoint: string,
   t: LambdaTargetSpec,
   version: string,
-  m: { invocations: number; errors: number; durationMs?: number },
+  m: { invocations: number; errors: number; durationMs?: number; throttles?: number },
 ): Promise<void> {
   const key = `${endpoint}|${t.region}`;
   let cw = cloudwatchClients.get(key);
@@ -65,6 +65,9 @@ export async function putVersionMetrics(
       MetricData: [
         { MetricName: 'Invocations', Dimensions: dims, Value: m.invocations, Unit: 'Count', Timestamp: now },
         { MetricName: 'Errors', Dimensions: dims, Value: m.errors, Unit: 'Count', Timestamp: now },
+        ...(m.throttles !== undefined
+          ? [{ MetricName: 'Throttles', Dimensions: dims, Value: m.throttles, Unit: 'Count' as const, Timestamp: now }]
+          : []),
         ...(m.durationMs !== undefined
           ? [{ MetricName: 'Duration', Dimensions: dims, Value: m.durationMs, Unit: 'Milliseconds' as const, Timestamp: now }]
           : []),

@@ -15,6 +15,8 @@ export interface TrafficProfile {
   /** Error rate (0-1) of a version. */
   errorRate: (target: LambdaTargetSpec, version: string) => number;
   durationMs?: (target: LambdaTargetSpec, version: string) => number;
+  /** Share (0-1) of a version's requests refused by throttling: counted in Throttles, not in Invocations (as Lambda does). */
+  throttleRate?: (target: LambdaTargetSpec, version: string) => number;
 }
 
 export class TrafficSimulator extends PeriodicSimulator {
@@ -42,13 +44,16 @@ export class TrafficSimulator extends PeriodicSimulator {
         const extra = Object.entries(alias.RoutingConfig?.AdditionalVersionWeights ?? {});
         const shares: [string, number][] = [[alias.FunctionVersion!, 1 - (extra[0]?.[1] ?? 0)], ...extra];
         for (const [version, share] of shares) {
-          const invocations = Math.round(this.profile.requestsPerTick * share);
-          if (invocations <= 0) continue;
+          const requests = Math.round(this.profile.requestsPerTick * share);
+          if (requests <= 0) continue;
+          const throttles = Math.round(requests * (this.profile.throttleRate?.(t, version) ?? 0));
+          const invocations = requests - throttles;
           const errors = Math.round(invocations * this.profile.errorRate(t, version));
           await putVersionMetrics(this.cloudwatchEndpoint, t, version, {
             invocations,
             errors,
             durationMs: this.profile.durationMs?.(t, version) ?? 120,
+            ...(throttles > 0 ? { throttles } : {}),
           });
         }
       }),

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import {
   GetAliasCommand,
+  GetFunctionCommand,
   GetFunctionConfigurationCommand,
   InvokeCommand,
   LambdaClient,
@@ -33,10 +34,13 @@ import {
   type ProbeResult,
   type ReleaseContract,
   type TargetProvider,
+  type TrafficFence,
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
-import { cancellationSignal, stopIfCancelled } from './cancellation';
+import { checkFence, withFenceMark } from './fence';
+import { CancelledFailure } from '@temporalio/activity';
+import { callDeadline, cancellationSignal, stopIfCancelled } from './cancellation';
 
 export interface LambdaProviderOptions {
   /** Overrides AWS_ENDPOINT_URL_LAMBDA (tests point this at moto or the fault proxy). */
@@ -45,7 +49,29 @@ export interface LambdaProviderOptions {
   maxAttempts?: number;
   /** How long to wait for "update in progress" to clear (ms; default 100 s: a deploy waits twice, within the activity's 5 minutes). */
   updateWaitMs?: number;
+  /** Downloads a version's code for restoreLatest (default: HTTP GET of its Code.Location; moto's is not downloadable). */
+  fetchCode?: CodeFetcher;
+  /** Deadline of one restoreLatest (ms; default 240 s, never past the running attempt's own timeout). */
+  restoreTimeoutMs?: number;
 }
+
+/** What restoreLatest asks a CodeFetcher for: the zip behind a version's Code.Location. */
+export interface CodeFetchRequest {
+  /** The version's Code.Location (a presigned URL: never log it). */
+  location: string;
+  /** The version's CodeSha256 (base64); the provider checks the answer against it. */
+  codeSha256: string;
+  /** Answers longer than this are wrong (the version's CodeSize). */
+  maxBytes: number;
+  /** Aborted on activity cancellation and at the deadline. */
+  signal: AbortSignal;
+}
+
+export type CodeFetcher = (req: CodeFetchRequest) => Promise<Uint8Array>;
+
+/** Largest zip UpdateFunctionCode takes inline (ZipFile). */
+const MAX_INLINE_ZIP_BYTES = 50 * 1024 * 1024;
+const RESTORE_TIMEOUT_MS = 240_000;
 
 const NON_RETRYABLE = new Set([
   'ResourceNotFoundException',
@@ -100,18 +126,27 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
   }
 
   async deployRevision(t: LambdaTargetSpec, artifact: ArtifactRef, contract: ReleaseContract, rolloutId: string): Promise<DeployResult> {
-    if (!artifact.path) throw new NonRetryableProviderError('aws-lambda needs a zip artifact (artifact.build or artifact.file)', 'NoZip');
+    // The zip: a local file (checked against its digest here), or an S3 object of the shared
+    // artifact store in the function's region (Lambda reads it; its CodeSha256 is checked below).
+    const s3 = !artifact.path && artifact.location ? /^s3:\/\/([^/]+)\/(.+)$/.exec(artifact.location) : null;
+    if (!artifact.path && !s3)
+      throw new NonRetryableProviderError('aws-lambda needs a zip artifact (artifact.build or artifact.file)', 'NoZip');
     const codeSha = Buffer.from(artifact.digest, 'hex').toString('base64');
     const existing = await this.findReleaseVersion(t, contract.RELEASE_ID, codeSha);
     if (existing) return { newVersion: existing, created: false };
 
-    const zip = await readFile(artifact.path);
-    const actual = createHash('sha256').update(zip).digest('hex');
-    if (actual !== artifact.digest)
-      throw new NonRetryableProviderError(
-        `artifact ${artifact.path} changed since build: sha256 ${actual} != recorded ${artifact.digest}`,
-        'ArtifactChanged',
-      );
+    let code: { ZipFile: Uint8Array } | { S3Bucket: string; S3Key: string };
+    if (s3) code = { S3Bucket: s3[1], S3Key: s3[2] };
+    else {
+      const zip = await readFile(artifact.path!);
+      const actual = createHash('sha256').update(zip).digest('hex');
+      if (actual !== artifact.digest)
+        throw new NonRetryableProviderError(
+          `artifact ${artifact.path} changed since build: sha256 ${actual} != recorded ${artifact.digest}`,
+          'ArtifactChanged',
+        );
+      code = { ZipFile: zip };
+    }
 
     const c = this.client(t.region);
     const latest = await this.call(t, () => c.send(new GetFunctionConfigurationCommand({ FunctionName: t.function })));
@@ -127,7 +162,12 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     );
     await this.waitUpdated(t);
     stopIfCancelled('UpdateFunctionCode');
-    await this.withUpdateRetry(t, () => c.send(new UpdateFunctionCodeCommand({ FunctionName: t.function, ZipFile: zip })));
+    const updated = await this.withUpdateRetry(t, () => c.send(new UpdateFunctionCodeCommand({ FunctionName: t.function, ...code })));
+    if (s3 && updated.CodeSha256 !== codeSha)
+      throw new NonRetryableProviderError(
+        `artifact ${artifact.location} is not the recorded build: Lambda read CodeSha256 ${updated.CodeSha256}, recorded sha256 ${artifact.digest}`,
+        'ArtifactChanged',
+      );
     await this.waitUpdated(t);
     stopIfCancelled('PublishVersion');
     const published = await this.withUpdateRetry(t, () =>
@@ -172,14 +212,21 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     return { values, secretRefs: {}, contract };
   }
 
-  async setTraffic(t: LambdaTargetSpec, stable: string, next: string, percent: number): Promise<{ changed: boolean }> {
-    if (percent >= 100) return this.routeAll(t, next);
-    if (percent <= 0) return this.routeAll(t, stable);
+  async setTraffic(
+    t: LambdaTargetSpec,
+    stable: string,
+    next: string,
+    percent: number,
+    opts: { fence?: TrafficFence } = {},
+  ): Promise<{ changed: boolean }> {
+    if (percent >= 100) return this.routeAll(t, next, opts);
+    if (percent <= 0) return this.routeAll(t, stable, opts);
     for (const v of [stable, next])
       if (!/^\d+$/.test(v)) throw new NonRetryableProviderError(`a weighted alias needs published versions, got "${v}"`, 'InvalidVersion');
     if (stable === next) throw new NonRetryableProviderError('stable and new version are the same', 'InvalidVersion');
     const weight = lambdaWeightFraction(percent);
     const alias = await this.getAlias(t);
+    checkFence(t.name, `${next} at ${percent} %`, alias.Description, opts.fence);
     const weights = alias.RoutingConfig?.AdditionalVersionWeights ?? {};
     const keys = Object.keys(weights);
     if (alias.FunctionVersion === stable && keys.length === 1 && keys[0] === next && Math.abs(weights[next] - weight) < 1e-9)
@@ -188,14 +235,107 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     return { changed: true };
   }
 
-  async routeAll(t: LambdaTargetSpec, version: string): Promise<{ changed: boolean }> {
+  /**
+   * 100 % on `version`. A revert leaves the fence's mark in the alias description (after whatever
+   * description it had); a forward write (promote) is refused past such a mark of its pass.
+   */
+  async routeAll(
+    t: LambdaTargetSpec,
+    version: string,
+    opts: { dropTag?: boolean; fence?: TrafficFence; revert?: boolean } = {},
+  ): Promise<{ changed: boolean }> {
     if (!/^\d+$/.test(version))
       throw new NonRetryableProviderError(`alias must point at a published version, got "${version}"`, 'InvalidVersion');
     const alias = await this.getAlias(t);
+    const description = opts.revert && opts.fence ? withFenceMark(alias.Description, opts.fence) : undefined;
+    if (!opts.revert) checkFence(t.name, `100 % on ${version}`, alias.Description, opts.fence);
     const weights = alias.RoutingConfig?.AdditionalVersionWeights ?? {};
-    if (alias.FunctionVersion === version && Object.keys(weights).length === 0) return { changed: false };
-    await this.updateAlias(t, alias, version, {});
+    const marked = description === undefined || description === alias.Description;
+    if (alias.FunctionVersion === version && Object.keys(weights).length === 0 && marked) return { changed: false };
+    await this.updateAlias(t, alias, version, {}, description);
     return { changed: true };
+  }
+
+  /**
+   * Put $LATEST back on what published `version` runs: its code and the configuration that
+   * deployRevision changes (the environment). A rollback moves only the alias; without this the
+   * unqualified function and the next deploy's baseline would keep the rolled-back release.
+   * Idempotent: no write when $LATEST already matches; a part that matches (code or environment)
+   * is not written. The version's code is downloaded from its Code.Location and checked against its
+   * CodeSha256 before it is uploaded. Errors name the function, the step and a reason code only:
+   * SDK messages and waiter results may carry the environment's values.
+   */
+  async restoreLatest(t: LambdaTargetSpec, version: string): Promise<{ changed: boolean }> {
+    const step = { name: 'read' };
+    try {
+      if (!/^\d+$/.test(version)) throw new RestoreFailure('InvalidVersion', true);
+      return await this.restoreLatestSteps(t, version, callDeadline(this.opts.restoreTimeoutMs ?? RESTORE_TIMEOUT_MS), step);
+    } catch (err) {
+      throw restoreError(t, version, step.name, err);
+    }
+  }
+
+  private async restoreLatestSteps(t: LambdaTargetSpec, version: string, deadline: number, step: { name: string }) {
+    const c = this.client(t.region);
+    const [source, latest] = await Promise.all([
+      this.call(t, () => c.send(new GetFunctionCommand({ FunctionName: t.function, Qualifier: version }))),
+      this.call(t, () => c.send(new GetFunctionConfigurationCommand({ FunctionName: t.function }))),
+    ]);
+    const cfg = source.Configuration;
+    if (!cfg?.CodeSha256) throw new RestoreFailure('NoCodeSha256', true);
+    if (cfg.PackageType === 'Image') throw new RestoreFailure('ImagePackageUnsupported', true);
+    if (cfg.Environment?.Error) throw new RestoreFailure('VersionEnvironmentUnreadable', true);
+    const env = cfg.Environment?.Variables ?? {};
+    const codeSame = latest.CodeSha256 === cfg.CodeSha256;
+    if (codeSame && sameEnv(latest.Environment?.Variables ?? {}, env)) return { changed: false };
+
+    let revisionId = latest.RevisionId;
+    if (!codeSame) {
+      step.name = 'download';
+      const zip = await this.downloadCode(source.Code?.Location, cfg.CodeSha256, cfg.CodeSize, deadline);
+      step.name = 'UpdateFunctionCode';
+      stopIfCancelled('UpdateFunctionCode');
+      const updated = await this.withUpdateRetry(
+        t,
+        () => c.send(new UpdateFunctionCodeCommand({ FunctionName: t.function, ZipFile: zip, RevisionId: revisionId })),
+        deadline,
+      );
+      if (updated.CodeSha256 !== cfg.CodeSha256) throw new RestoreFailure('CodeSha256MismatchAfterUpdate', true);
+      step.name = 'wait after UpdateFunctionCode';
+      await this.waitUpdated(t, deadline);
+      step.name = 'read';
+      const now = await this.call(t, () => c.send(new GetFunctionConfigurationCommand({ FunctionName: t.function })));
+      if (now.CodeSha256 !== cfg.CodeSha256) throw new RestoreFailure('LatestChangedWhileRestoring', false);
+      if (sameEnv(now.Environment?.Variables ?? {}, env)) return { changed: true };
+      revisionId = now.RevisionId;
+    }
+    step.name = 'UpdateFunctionConfiguration';
+    stopIfCancelled('UpdateFunctionConfiguration');
+    await this.withUpdateRetry(
+      t,
+      () =>
+        c.send(
+          new UpdateFunctionConfigurationCommand({ FunctionName: t.function, Environment: { Variables: env }, RevisionId: revisionId }),
+        ),
+      deadline,
+    );
+    step.name = 'wait after UpdateFunctionConfiguration';
+    await this.waitUpdated(t, deadline);
+    return { changed: true };
+  }
+
+  /** The version's zip from its Code.Location, bounded by the deadline and cancellation, checked against its CodeSha256. */
+  private async downloadCode(location: string | undefined, codeSha256: string, codeSize: number | undefined, deadline: number) {
+    if (!location) throw new RestoreFailure('NoCodeLocation', true);
+    if ((codeSize ?? 0) > MAX_INLINE_ZIP_BYTES) throw new RestoreFailure('CodeTooLargeForInlineUpload', true);
+    const left = deadline - Date.now();
+    if (left <= 0) throw new RestoreFailure('DeadlinePassed', false);
+    const cancel = cancellationSignal();
+    const signal = cancel ? AbortSignal.any([cancel, AbortSignal.timeout(left)]) : AbortSignal.timeout(left);
+    const fetchCode = this.opts.fetchCode ?? fetchCodeLocation;
+    const zip = await fetchCode({ location, codeSha256, maxBytes: codeSize ?? MAX_INLINE_ZIP_BYTES, signal });
+    if (createHash('sha256').update(zip).digest('base64') !== codeSha256) throw new RestoreFailure('CodeSha256Mismatch', true);
+    return zip;
   }
 
   async probe(t: LambdaTargetSpec, version: string, probe: ProbeSpec): Promise<ProbeResult> {
@@ -243,7 +383,14 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     return this.call(t, () => c.send(new GetAliasCommand({ FunctionName: t.function, Name: t.alias })));
   }
 
-  private async updateAlias(t: LambdaTargetSpec, current: AliasConfiguration, version: string, weights: Record<string, number>) {
+  /** UpdateAlias conditional on the RevisionId read with `current` (AWS refuses it if the alias changed since). */
+  private async updateAlias(
+    t: LambdaTargetSpec,
+    current: AliasConfiguration,
+    version: string,
+    weights: Record<string, number>,
+    description?: string,
+  ) {
     const extra = Object.keys(weights);
     if (extra.length > 1) throw new NonRetryableProviderError('a Lambda alias routes to at most one additional version', 'InvalidRouting');
     for (const [v, w] of Object.entries(weights)) {
@@ -260,16 +407,22 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
           FunctionVersion: version,
           RoutingConfig: { AdditionalVersionWeights: weights },
           RevisionId: current.RevisionId,
+          ...(description !== undefined ? { Description: description } : {}),
         }),
       ),
     );
   }
 
-  private async waitUpdated(t: LambdaTargetSpec): Promise<void> {
+  /** Until the last update is done: at most updateWaitMs, and never past `deadline` (epoch ms) when one is given. */
+  private async waitUpdated(t: LambdaTargetSpec, deadline?: number): Promise<void> {
+    let maxWaitTime = Math.ceil((this.opts.updateWaitMs ?? 100_000) / 1000);
+    if (deadline !== undefined) maxWaitTime = Math.min(maxWaitTime, Math.floor((deadline - Date.now()) / 1000));
+    if (maxWaitTime < 2)
+      throw Object.assign(new Error(`deadline reached before waiting for lambda ${t.region}/${t.function}`), { name: 'TimeoutError' });
     await waitUntilFunctionUpdatedV2(
       {
         client: this.client(t.region),
-        maxWaitTime: Math.ceil((this.opts.updateWaitMs ?? 100_000) / 1000),
+        maxWaitTime,
         minDelay: 1,
         maxDelay: 5,
         abortSignal: cancellationSignal(), // the wait ends with the activity
@@ -283,13 +436,13 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
    * function is updated, then try again. A stale RevisionId (PreconditionFailedException) is
    * surfaced as retryable so the activity re-reads the alias and re-decides.
    */
-  private async withUpdateRetry<R>(t: LambdaTargetSpec, fn: () => Promise<R>): Promise<R> {
+  private async withUpdateRetry<R>(t: LambdaTargetSpec, fn: () => Promise<R>, deadline?: number): Promise<R> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.call(t, fn);
       } catch (err) {
         if ((err as Error).name === 'ResourceConflictException' && attempt < 5) {
-          await this.waitUpdated(t);
+          await this.waitUpdated(t, deadline);
           stopIfCancelled('retrying the write'); // a cancelled step never sends another write
           continue;
         }
@@ -308,4 +461,99 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       throw err;
     }
   }
+}
+
+/** Same keys, same values (order does not matter). */
+function sameEnv(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k]);
+}
+
+/** A restoreLatest failure with a fixed reason code; `detail` is bounded and never carries response text. */
+class RestoreFailure extends Error {
+  constructor(
+    readonly code: string,
+    readonly permanent: boolean,
+    readonly detail?: string,
+  ) {
+    super(code);
+    this.name = code;
+  }
+}
+
+const RESTORE_REASONS: Record<string, string> = {
+  InvalidVersion: 'not a published version',
+  NoCodeSha256: 'the version has no CodeSha256',
+  ImagePackageUnsupported: 'container-image functions are not restored',
+  VersionEnvironmentUnreadable: "the version's environment cannot be read",
+  NoCodeLocation: 'the version has no Code.Location',
+  CodeTooLargeForInlineUpload: "the version's zip is over the 50 MB inline upload limit",
+  CodeDownloadFailed: "the version's code could not be downloaded",
+  CodeSizeMismatch: "the downloaded code is larger than the version's CodeSize",
+  CodeSha256Mismatch: "the downloaded code is not the version's: its sha256 differs from the version's CodeSha256",
+  CodeSha256MismatchAfterUpdate: "Lambda reports another CodeSha256 than the version's after the upload",
+  LatestChangedWhileRestoring: '$LATEST changed while it was being restored',
+  DeadlinePassed: 'the deadline passed',
+  LastUpdateStatusFailed: 'the function update failed',
+  ResourceNotFoundException: 'no such function or version',
+  PreconditionFailedException: '$LATEST changed since it was read; a retry re-reads it',
+};
+
+/** Identifiers only (error names, codes): anything else becomes "?". */
+function token(s: unknown, max: number): string {
+  return String(s ?? '')
+    .slice(0, max)
+    .replace(/[^A-Za-z0-9$._-]/g, '?');
+}
+
+/**
+ * restoreLatest's error: a fixed message naming the target, the step and a reason code, never an
+ * SDK message or a waiter result (they can quote the environment). Cancellation stays cancellation.
+ */
+function restoreError(t: LambdaTargetSpec, version: string, step: string, err: unknown): Error {
+  if (err instanceof CancelledFailure) return err;
+  if (cancellationSignal()?.aborted) return new CancelledFailure(`cancelled during ${step}`);
+  let code: string;
+  let permanent = false;
+  let detail: string | undefined;
+  if (err instanceof RestoreFailure) ({ code, permanent, detail } = err);
+  else if (err instanceof NonRetryableProviderError) [code, permanent] = [token(err.code, 64), true];
+  else {
+    const e = err as (Error & { $metadata?: { httpStatusCode?: number } }) | undefined;
+    code = !e?.name || e.name === 'Error' ? (step.startsWith('wait') ? 'LastUpdateStatusFailed' : 'Unknown') : token(e.name, 64);
+    if (typeof e?.$metadata?.httpStatusCode === 'number') detail = `HTTP ${e.$metadata.httpStatusCode}`;
+  }
+  const reason = [RESTORE_REASONS[code], detail].filter(Boolean).join(', ');
+  const message = `${t.name}: restoring $LATEST of lambda ${t.region}/${t.function} to version ${token(version, 24)} failed at ${step}: ${code}${reason ? ` (${reason})` : ''}`;
+  if (permanent) return new NonRetryableProviderError(message, code);
+  return Object.assign(new Error(message), { name: code });
+}
+
+/** The default CodeFetcher: GET the presigned Code.Location, at most maxBytes. */
+async function fetchCodeLocation(req: CodeFetchRequest): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    res = await fetch(req.location, { signal: req.signal });
+  } catch (err) {
+    if (req.signal.aborted) throw err;
+    throw new RestoreFailure('CodeDownloadFailed', false);
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new RestoreFailure('CodeDownloadFailed', false, `HTTP ${res.status}`);
+  }
+  const reader = res.body?.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const next = await reader?.read();
+    if (!next || next.done) break;
+    total += next.value.byteLength;
+    if (total > req.maxBytes) {
+      await reader?.cancel().catch(() => undefined);
+      throw new RestoreFailure('CodeSizeMismatch', true);
+    }
+    chunks.push(next.value);
+  }
+  return Buffer.concat(chunks);
 }

@@ -30,10 +30,12 @@ import {
   type ProbeResult,
   type ReleaseContract,
   type TargetProvider,
+  type TrafficFence,
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
 import { callDeadline, stopIfCancelled } from './cancellation';
+import { checkFence, withFenceMark } from './fence';
 import { gcpClientOptions } from './gcp-client';
 
 type IService = google.cloud.run.v2.IService;
@@ -57,6 +59,8 @@ export interface CloudRunProviderOptions {
 }
 
 export const DEFAULT_TAG = 'canary';
+/** The service annotation a revert leaves (src/providers/fence.ts). */
+export const FENCE_ANNOTATION = 'rollgate.dev/reverted';
 
 /**
  * Dev/test: send a tag URL's request to `base` instead, as `BASE/host/<tag url host>/<path>`
@@ -289,7 +293,13 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     return { stableVersion: stable, newVersion: next?.[0], newWeight: next?.[1] ?? 0 };
   }
 
-  async deployRevision(t: CloudRunTargetSpec, artifact: ArtifactRef, contract: ReleaseContract, rolloutId: string): Promise<DeployResult> {
+  async deployRevision(
+    t: CloudRunTargetSpec,
+    artifact: ArtifactRef,
+    contract: ReleaseContract,
+    rolloutId: string,
+    fence?: TrafficFence,
+  ): Promise<DeployResult> {
     const image = artifact.image;
     if (!image || !/@sha256:[a-f0-9]{64}$/.test(image))
       throw new NonRetryableProviderError('cloud-run targets need artifact.image pinned by digest (name@sha256:...)', 'NoImage');
@@ -311,12 +321,14 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       // An earlier attempt made it; make sure it still has its tag (a no-op when it has).
       const svc = await this.getService(t);
       if (!(svc.traffic ?? []).some((x) => x.tag === tag && x.revision === name)) {
+        checkFence(t.name, 'tagging the new revision', svc.annotations?.[FENCE_ANNOTATION], fence);
         await this.applyTraffic(t, svc, deployTraffic(svc, name, tag), deadline, 'tag the revision');
       } else await this.waitTraffic(t, svc.traffic ?? [], deadline);
       return { newVersion: name, created: false };
     }
 
     const svc = await this.getService(t);
+    checkFence(t.name, `deploying ${name}`, svc.annotations?.[FENCE_ANNOTATION], fence);
     const template: IRevisionTemplate = JSON.parse(JSON.stringify(svc.template ?? {}));
     template.revision = name;
     template.labels = { ...(template.labels ?? {}), 'rollgate-rollout': labelValue(rolloutId) };
@@ -345,33 +357,57 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     return revisionFingerprint(rev.containers ?? [], salt);
   }
 
-  async setTraffic(t: CloudRunTargetSpec, stable: string, next: string, percent: number): Promise<{ changed: boolean }> {
+  async setTraffic(
+    t: CloudRunTargetSpec,
+    stable: string,
+    next: string,
+    percent: number,
+    opts: { fence?: TrafficFence } = {},
+  ): Promise<{ changed: boolean }> {
     const p = cloudRunPercent(percent);
-    if (p >= 100) return this.routeAll(t, next);
-    if (p <= 0) return this.routeAll(t, stable);
+    if (p >= 100) return this.routeAll(t, next, opts);
+    if (p <= 0) return this.routeAll(t, stable, opts);
     const svc = await this.getService(t);
     const tag = this.tag(t);
     const desired = withKeptTags(cloudRunSplit(stable, next, p, tag), svc.traffic ?? [], new Set([tag]));
-    return this.converge(t, svc, desired, `${next} at ${p} %`);
+    return this.converge(t, svc, desired, `${next} at ${p} %`, opts);
   }
 
-  async routeAll(t: CloudRunTargetSpec, version: string, opts: { dropTag?: boolean } = {}): Promise<{ changed: boolean }> {
+  async routeAll(
+    t: CloudRunTargetSpec,
+    version: string,
+    opts: { dropTag?: boolean; fence?: TrafficFence; revert?: boolean } = {},
+  ): Promise<{ changed: boolean }> {
     if (!version) throw new NonRetryableProviderError('routeAll needs a revision name', 'InvalidRevision');
     const svc = await this.getService(t);
     const drop = new Set<string>(opts.dropTag ? [this.tag(t)] : []);
     const desired = withKeptTags([{ type: TYPE_REVISION, revision: version, percent: 100 }], svc.traffic ?? [], drop);
-    return this.converge(t, svc, desired, `100 % on ${version}${opts.dropTag ? `, tag ${this.tag(t)} dropped` : ''}`);
+    return this.converge(t, svc, desired, `100 % on ${version}${opts.dropTag ? `, tag ${this.tag(t)} dropped` : ''}`, opts);
   }
 
-  /** Apply `desired` unless the service already routes exactly so (spec and served status). */
-  private async converge(t: CloudRunTargetSpec, svc: IService, desired: ITrafficTarget[], what: string): Promise<{ changed: boolean }> {
+  /**
+   * Apply `desired` unless the service already routes exactly so (spec and served status). A
+   * forward write is refused when a revert of its pass has marked the service; a revert leaves
+   * that mark (written with the traffic, so the two never come apart).
+   */
+  private async converge(
+    t: CloudRunTargetSpec,
+    svc: IService,
+    desired: ITrafficTarget[],
+    what: string,
+    opts: { fence?: TrafficFence; revert?: boolean } = {},
+  ): Promise<{ changed: boolean }> {
     validateTraffic(desired);
     const deadline = callDeadline(this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
-    if (trafficKey(svc.traffic ?? []) === trafficKey(desired)) {
+    const current = svc.annotations?.[FENCE_ANNOTATION];
+    const mark = opts.revert && opts.fence ? withFenceMark(undefined, opts.fence) : undefined;
+    if (!opts.revert) checkFence(t.name, what, current, opts.fence);
+    const marked = !mark || current === mark;
+    if (trafficKey(svc.traffic ?? []) === trafficKey(desired) && marked) {
       await this.waitTraffic(t, desired, deadline); // an earlier attempt asked for it: wait until it serves
       return { changed: false };
     }
-    await this.applyTraffic(t, svc, desired, deadline, what);
+    await this.applyTraffic(t, svc, desired, deadline, what, mark);
     return { changed: true };
   }
 
@@ -381,14 +417,19 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     traffic: ITrafficTarget[],
     deadline: number,
     what: string,
+    fenceMark?: string,
   ): Promise<void> {
     validateTraffic(traffic);
     beat(`traffic: ${what}`);
     stopIfCancelled(`UpdateService (${what})`);
-    // Traffic only (update mask): a revert never re-submits a template, e.g. one whose revision failed.
-    const [op] = await this.call(t, `UpdateService (${what})`, () =>
-      this.services.updateService({ service: { ...svc, traffic }, updateMask: { paths: ['traffic'] } }),
-    );
+    // Traffic only (update mask): a revert never re-submits a template, e.g. one whose revision
+    // failed. The etag read with `svc` makes the write conditional: if the service changed since
+    // (a revert, another write), it fails with ABORTED and the retry reads it again.
+    const service = fenceMark
+      ? { ...svc, traffic, annotations: { ...(svc.annotations ?? {}), [FENCE_ANNOTATION]: fenceMark } }
+      : { ...svc, traffic };
+    const paths = fenceMark ? ['traffic', 'annotations'] : ['traffic'];
+    const [op] = await this.call(t, `UpdateService (${what})`, () => this.services.updateService({ service, updateMask: { paths } }));
     await this.waitOperation(t, op, what, deadline);
     await this.waitTraffic(t, traffic, deadline);
   }

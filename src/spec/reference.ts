@@ -12,18 +12,26 @@ export const DESCRIPTIONS: Record<string, string> = {
   index_hash: 'Optional index/model hash (e.g. a RAG index); carried as INDEX_HASH and checked in verify.',
   artifact: 'What is deployed: built once (build), a prebuilt zip (file), or an image by digest (image).',
   'artifact.build': 'Build once: run `command` in `cwd`, then record the sha256 of `output`.',
-  'artifact.build.command': 'Shell command (bash -c).',
+  'artifact.build.command':
+    'Command run on the runner: an argv list, or a string split into one without a shell (quotes group words; pipes, `&&`, redirections, `$VAR`, globs and builtins are refused unless `shell: true`).',
+  'artifact.build.shell': 'Run `command` (a string) with `bash -c`; never implied. Shown by `plan` and `status`.',
+  'artifact.build.env':
+    'Variables the command gets besides PATH, HOME, RELEASE_ID, SCHEMA_REV, INDEX_HASH and the runner’s allow-list (ROLLGATE_RUNNER_ENV_ALLOW); in the spec, so not for secrets.',
   'artifact.build.output': 'File the build produces (relative to cwd).',
-  'artifact.build.cwd': 'Working folder (default: the spec file’s folder).',
+  'artifact.build.cwd': 'Working folder on the runner (default: the spec file’s folder; the runner must see that path).',
   'artifact.file': 'Prebuilt zip (Lambda), relative to the spec file’s folder; `validate` and `start` refuse a path that is not a file.',
   'artifact.sha256': 'Pins artifact.file: `validate` and `start` refuse a file that differs, and the rollout re-checks it before deploy.',
   'artifact.image': 'Container image pinned by digest (Cloud Run).',
   test: 'Optional test step; a failure ends the rollout before anything is deployed.',
-  'test.command': 'Shell command (bash -c).',
+  'test.command': 'Command run on the runner: an argv list, or a string split without a shell (see artifact.build.command).',
+  'test.shell': 'Run `command` (a string) with `bash -c`.',
+  'test.env': 'Variables the command gets (see artifact.build.env).',
   'test.cwd': 'Working folder (default: the spec file’s folder).',
   migration: 'Optional migration; runs before any revision takes traffic.',
-  'migration.command': 'Shell command; gets ROLLGATE_SCHEMA_REV in its environment.',
+  'migration.command': 'Command run on the runner (argv list or split string); gets ROLLGATE_SCHEMA_REV in its environment.',
   'migration.current_command': 'Prints the current schema revision; must equal schema_rev afterwards.',
+  'migration.shell': 'Run both commands (strings) with `bash -c`.',
+  'migration.env': 'Variables both commands get (see artifact.build.env).',
   'migration.cwd': 'Working folder (default: the spec file’s folder).',
   targets: 'Where the service runs.',
   'targets[].name': 'Target name used by canary, waves and status.',
@@ -133,6 +141,8 @@ function def(s: ZodTypeAny): any {
 
 function describeType(s: ZodTypeAny): string {
   const d = def(s);
+  // A field that states its own type (custom validators, e.g. commands: string or argv list).
+  if (typeof d.description === 'string') return d.description;
   switch (d.typeName) {
     case 'ZodString':
       return 'string';

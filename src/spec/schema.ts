@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { durationMs } from './duration';
+import { checkArgv, splitCommand } from './argv';
 
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits and dashes (max 63)');
 
@@ -13,7 +14,52 @@ const duration = z.string().refine((s) => durationMs(s) !== undefined, {
 
 const sha256Hex = z.string().regex(/^[a-f0-9]{64}$/, 'must be 64 lowercase hex characters (sha256)');
 
-const command = z.string().min(1, 'must not be empty');
+/** A command: an argv list, or a string split into one without a shell (src/spec/argv.ts). One message for either shape. */
+const command = (z.any().describe('string or list of string') as unknown as z.ZodType<string | string[]>).superRefine((v, ctx) => {
+  if (v === undefined) ctx.addIssue({ code: 'invalid_type', expected: 'string', received: 'undefined' });
+  else if (!(typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'))))
+    ctx.addIssue({ code: 'custom', message: 'must be a command string or an argv list of strings' });
+  else if (v.length === 0) ctx.addIssue({ code: 'custom', message: 'must not be empty' });
+});
+
+/** Set by rollgate itself in every command's environment: a spec may not declare them. */
+export const RESERVED_COMMAND_ENV = ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH', 'ROLLGATE_SCHEMA_REV', 'PATH', 'HOME'];
+
+/** Variables a command gets besides PATH, HOME, the contract and the runner's allow-list. Not for secrets: they are in the spec. */
+const commandEnv = z
+  .record(
+    z.string().superRefine((k, ctx) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+        ctx.addIssue({ code: 'custom', message: `"${k}" is not a variable name (letters, digits, _)` });
+      else if (RESERVED_COMMAND_ENV.includes(k) || k.startsWith('ROLLGATE_'))
+        ctx.addIssue({ code: 'custom', message: `"${k}" is set by rollgate or the runner and cannot be declared` });
+    }),
+    z.union([z.string(), z.number(), z.boolean()]).transform(String),
+  )
+  .optional();
+
+/** `shell: true` runs the command string with `bash -c` (explicitly; never implied). */
+const shellFlag = z.boolean().optional();
+
+/** Checks a command block's command fields against its `shell` flag (argv rules in src/spec/argv.ts). */
+function checkCommands(block: { shell?: boolean } & Record<string, unknown>, fields: string[], ctx: z.RefinementCtx): void {
+  for (const f of fields) {
+    const c = block[f] as string | string[] | undefined;
+    const valid = typeof c === 'string' || (Array.isArray(c) && c.every((x) => typeof x === 'string'));
+    if (!valid || c.length === 0) continue; // reported by `command`
+    if (block.shell) {
+      if (typeof c !== 'string')
+        ctx.addIssue({
+          code: 'custom',
+          path: [f],
+          message: 'shell: true runs one command string with bash -c: give the command as a string',
+        });
+      continue;
+    }
+    const res = typeof c === 'string' ? splitCommand(c) : checkArgv(c);
+    if (!res.ok) ctx.addIssue({ code: 'custom', path: [f], message: `${res.error}` });
+  }
+}
 
 /** An http:// or https:// URL (z.string().url() alone also accepts ftp:, file:, mailto: ...). */
 const httpUrl = z.string().superRefine((u, ctx) => {
@@ -34,8 +80,9 @@ export const ArtifactSchema = z
   .object({
     /** Build once: run `build.command` in `build.cwd`, then record sha256 of `build.output`. */
     build: z
-      .object({ command, output: z.string().min(1), cwd: z.string().optional() })
+      .object({ command, shell: shellFlag, env: commandEnv, output: z.string().min(1), cwd: z.string().optional() })
       .strict()
+      .superRefine((b, ctx) => checkCommands(b, ['command'], ctx))
       .optional(),
     /** Prebuilt zip for Lambda; `sha256` pins it. */
     file: z.string().min(1).optional(),
@@ -301,15 +348,23 @@ export const RolloutSpecSchema = z
     schema_rev: z.union([z.string().min(1), z.number().int().nonnegative()]).transform(String),
     index_hash: z.string().min(1).optional(),
     artifact: ArtifactSchema,
-    test: z.object({ command, cwd: z.string().optional() }).strict().optional(),
+    test: z
+      .object({ command, shell: shellFlag, env: commandEnv, cwd: z.string().optional() })
+      .strict()
+      .superRefine((t, ctx) => checkCommands(t, ['command'], ctx))
+      .optional(),
     migration: z
       .object({
         command,
         /** Prints the current schema revision; it must equal schema_rev after the migration. */
         current_command: command,
+        /** For both commands. */
+        shell: shellFlag,
+        env: commandEnv,
         cwd: z.string().optional(),
       })
       .strict()
+      .superRefine((m, ctx) => checkCommands(m, ['command', 'current_command'], ctx))
       .optional(),
     targets: z.array(TargetSchema).min(1, 'needs at least one target'),
     probes: z.array(probe).default([]),

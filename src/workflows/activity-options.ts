@@ -1,6 +1,6 @@
 /** Activity proxies with the timeouts, retry policies and cancellation each kind of step needs. */
 import { ActivityCancellationType, proxyActivities, proxyLocalActivities, type RetryPolicy } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import type { Activities, RunnerActivities } from '../activities';
 import type { RolloutSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
 
@@ -49,10 +49,32 @@ export function compensationsFor(spec: RolloutSpec) {
 }
 
 /** Build, test and migration commands run once: a retry could rebuild or re-migrate. */
-export const commands = proxyActivities<Activities>({
+const COMMAND_OPTIONS = {
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '30 seconds',
   retry: { maximumAttempts: 1 },
+} as const;
+
+/** The commands on the workflow's own task queue: how runs started before the runner split called them. */
+export const commands = proxyActivities<Activities>(COMMAND_OPTIONS);
+
+/**
+ * The commands on the runner's task queue (`rollgate runner`; the worker registers none). Same
+ * options as `commands`, plus a schedule-to-start timeout: with no runner polling the queue the
+ * stage fails after 10 minutes (nothing is deployed before the build) instead of waiting unseen.
+ */
+export function commandsOn(taskQueue: string) {
+  return proxyActivities<RunnerActivities>({ ...COMMAND_OPTIONS, taskQueue, scheduleToStartTimeout: '10 minutes' });
+}
+
+/**
+ * Housekeeping after the traffic is safe (Lambda `$LATEST` back to the stable version): a few tries,
+ * then the failure is recorded; never a reason to call the rollback failed.
+ */
+export const housekeeping = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3 },
 });
 
 /** Alerts: retried with backoff for a few minutes, then given up (recorded in the rollout's history). */

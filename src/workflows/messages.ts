@@ -89,6 +89,8 @@ export interface ContinuedRollout {
   locks: { dependency: string; runId: string }[];
   /** How many times this rollout has continued as new. */
   runs: number;
+  /** The pipeline's pass (fencing); absent in snapshots taken before fencing: 1. */
+  pass?: number;
 }
 
 export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';

@@ -6,7 +6,7 @@
 import { ApplicationFailure, setHandler, setCurrentDetails, upsertSearchAttributes, workflowInfo, log } from '@temporalio/workflow';
 import type { TargetSpec } from '../spec/schema';
 import { emitRolloutEvent } from '../observability/workflow-sink';
-import type { ArtifactRef } from '../providers/types';
+import type { ArtifactRef, TrafficFence } from '../providers/types';
 import { OperatorGate } from './gate';
 import {
   SA,
@@ -77,6 +77,8 @@ export class RolloutRun {
   handoverAt?: { position: PipelinePosition; bake?: BakeProgress };
   /** Set on a continued run: the bake to finish first, consumed by the first bake. */
   resumedBake?: BakeProgress;
+  /** The pass of the pipeline: 1, then one more for each `resume` that retries the release (fencing). */
+  pass = 1;
   /** Whether this run may continue as new (runs started before patch `rollout-continue-as-new` never do). */
   continueAsNewEnabled = false;
 
@@ -112,6 +114,12 @@ export class RolloutRun {
       this.lockRunIds.set(l.dependency, l.runId);
     }
     this.resumedBake = c.bake;
+    this.pass = c.pass ?? 1;
+  }
+
+  /** What every traffic write of this pass carries: a revert's mark refuses later forward writes of it. */
+  fence(): TrafficFence {
+    return { chain: workflowInfo().firstExecutionRunId, pass: this.pass };
   }
 
   /** True at a moment when this run should hand over to a new one (only inside the traffic stages). */
@@ -149,6 +157,7 @@ export class RolloutRun {
         .filter((d) => this.grantedLocks.has(d))
         .map((dependency) => ({ dependency, runId: this.lockRunIds.get(dependency) ?? workflowInfo().runId })),
       runs: (this.input.continued?.runs ?? 0) + 1,
+      pass: this.pass,
     };
   }
 

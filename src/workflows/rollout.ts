@@ -25,7 +25,9 @@ import { stopOf, type Stop } from './gate';
 import { Saga, failureMessage } from './saga';
 import { settleAll } from './parallel';
 import { emitRolloutEvent } from '../observability/workflow-sink';
-import { changes, commands, compensationsFor, reads, watched } from './activity-options';
+import { changes, commands, commandsOn, compensationsFor, housekeeping, reads, watched } from './activity-options';
+import { buildInput, stageCommandInput } from '../spec/commands';
+import { RUNNER_TASK_QUEUE } from './messages';
 import { bakeAndAnalyze, holdWhilePaused, takePendingStop } from './bake';
 import { awaitApproval, holdForFreezeWindows } from './waits';
 import { alertOperator } from './alert';
@@ -68,6 +70,8 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
     const closed = await rollBack(run, saga, stop);
     if (closed) return closed;
     // `resume`: retry from the deploy stage; deploys are idempotent, the same version is found again.
+    // A new pass: the reverts of the last one fenced off its forward writes, not this one's.
+    run.pass++;
     stop = await deliver(run, saga);
   }
 }
@@ -81,7 +85,7 @@ async function prepare(run: RolloutRun): Promise<Stop | undefined> {
       ['preflight', 'reading every target before anything changes', () => preflightTargets(run)],
       ['build', 'building the artifact once', () => build(run)],
     ];
-    if (spec.test) steps.push(['test', `running ${spec.test.command}`, () => runTests(spec)]);
+    if (spec.test) steps.push(['test', `running ${[spec.test.command].flat().join(' ')}`, () => runTests(run)]);
     if (spec.migration) steps.push(['migrate', 'migrating the schema before any traffic moves', () => migrate(run)]);
     for (const [stage, detail, body] of steps) {
       const stop = await runStage(run, stage, detail, body);
@@ -117,14 +121,25 @@ function splitRefusal(t: RolloutTarget, traffic: { stableVersion: string; newVer
   );
 }
 
+/** Runs started before the runner split replay their commands on the worker's own queue, with the inputs of then. */
+function runnerOf(run: RolloutRun) {
+  return patched('runner-task-queue') ? commandsOn(run.input.runnerTaskQueue ?? RUNNER_TASK_QUEUE) : undefined;
+}
+
 async function build(run: RolloutRun): Promise<undefined> {
-  run.artifact = await commands.buildArtifact({ artifact: run.spec.artifact, rolloutId: run.id, runId: workflowInfo().runId });
+  const runner = runnerOf(run);
+  run.artifact = runner
+    ? await runner.buildArtifact(buildInput(run.spec, run.id, workflowInfo().runId))
+    : await commands.buildArtifact({ artifact: run.spec.artifact, rolloutId: run.id, runId: workflowInfo().runId });
   run.record('decision', `artifact sha256 ${run.artifact.digest}`);
   return undefined;
 }
 
-async function runTests(spec: RolloutSpec): Promise<undefined> {
-  await commands.runStageCommand({ stage: 'test', command: spec.test!.command, cwd: spec.test!.cwd });
+async function runTests(run: RolloutRun): Promise<undefined> {
+  const { spec } = run;
+  const runner = runnerOf(run);
+  if (runner) await runner.runStageCommand(stageCommandInput(spec, 'test'));
+  else await commands.runStageCommand({ stage: 'test', command: spec.test!.command, cwd: spec.test!.cwd });
   return undefined;
 }
 
@@ -132,10 +147,14 @@ async function runTests(spec: RolloutSpec): Promise<undefined> {
 async function migrate(run: RolloutRun): Promise<Stop | undefined> {
   const m = run.spec.migration!;
   const env = { ROLLGATE_SCHEMA_REV: run.spec.schema_rev };
+  const runner = runnerOf(run);
   const current = await CancellationScope.nonCancellable(async () => {
-    await commands.runStageCommand({ stage: 'migrate', command: m.command, cwd: m.cwd, env });
+    if (runner) await runner.runStageCommand(stageCommandInput(run.spec, 'migrate'));
+    else await commands.runStageCommand({ stage: 'migrate', command: m.command, cwd: m.cwd, env });
     run.migrated = true;
-    return commands.readSchemaRev({ command: m.current_command, cwd: m.cwd });
+    return runner
+      ? runner.readSchemaRev(stageCommandInput(run.spec, 'schema-rev'))
+      : commands.readSchemaRev({ command: m.current_command, cwd: m.cwd });
   });
   if (current !== run.spec.schema_rev)
     return stopOf('stage-failed', `migration reports schema_rev "${current}", spec expects "${run.spec.schema_rev}"`);
@@ -261,6 +280,7 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<Stop 
         artifact: run.artifact!,
         contract: contractOf(run.spec),
         rolloutId: run.id,
+        fence: run.fence(),
       });
       t.newVersion = res.newVersion;
       run.record(
@@ -280,7 +300,8 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<Stop 
 function pushRevert(run: RolloutRun, saga: Saga, t: RolloutTarget): void {
   const stable = t.stableVersion!;
   saga.push(`revert ${t.name}`, 'revert-targets', async () => {
-    await compensationsFor(run.spec).routeAll({ target: t.spec, version: stable, dropTag: true });
+    // The revert marks the target: a forward write of this pass still in flight is refused after it.
+    await compensationsFor(run.spec).routeAll({ target: t.spec, version: stable, dropTag: true, fence: run.fence(), revert: true });
     run.setWeight(t.name, 0);
     run.record('compensation', `${t.name}: 100 % back on version ${stable}`);
   });
@@ -373,7 +394,7 @@ async function shiftTraffic(run: RolloutRun, targets: TargetSpec[], percent: num
     targets.map((spec) => async () => {
       const t = run.targets.get(spec.name)!;
       const shiftAtMs = Date.now();
-      await changes.setTraffic({ target: spec, stableVersion: t.stableVersion!, newVersion: t.newVersion!, percent });
+      await changes.setTraffic({ target: spec, stableVersion: t.stableVersion!, newVersion: t.newVersion!, percent, fence: run.fence() });
       if (percent >= 100 && t.weight < 100) t.baselineWindow = baselineBefore(shiftAtMs, bakeMs);
       run.setWeight(t.name, percent);
     }),
@@ -394,7 +415,7 @@ async function promote(run: RolloutRun): Promise<Stop | undefined> {
   await settleAll(
     targets.map((t) => async () => {
       if (t.weight < 100) t.baselineWindow = baselineBefore(Date.now(), 0);
-      await changes.routeAll({ target: t.spec, version: t.newVersion! });
+      await changes.routeAll({ target: t.spec, version: t.newVersion!, fence: run.fence() });
       run.setWeight(t.name, 100);
     }),
   );
@@ -509,16 +530,47 @@ async function rollBack(run: RolloutRun, saga: Saga, stop: Stop): Promise<Rollou
     if ((await waitForOperator(run, 'rollback-failed')) === 'abort') return closeAfterFailedRevert(run, saga, stop);
     outcome = await compensate(run, saga, stop);
   }
+  await restoreLatestVersions(run);
   await releaseLocks(run);
   if (stop.kind === 'aborted') return finish(run, 'aborted', stop.message);
   if ((await waitForOperator(run, 'paused')) === 'abort') return finish(run, 'rolled-back', run.rollbackReason);
   return undefined;
 }
 
+/** Marks runs that put Lambda `$LATEST` back on the stable version after the reverts. */
+export const RESTORE_LATEST_PATCH = 'lambda-restore-latest';
+
+/**
+ * The deploy changed each Lambda function's `$LATEST` (code and environment) before publishing; a
+ * revert moves only the alias. Once every target serves its stable version again, `$LATEST` is put
+ * back too, so an unqualified invoke and the next deploy start from the stable code. Best effort:
+ * a failure is recorded, the traffic is already safe.
+ */
+async function restoreLatestVersions(run: RolloutRun): Promise<void> {
+  const lambdas = [...run.targets.values()].filter(
+    // A deploy cancelled part-way may have changed $LATEST without publishing: every deployed-to target.
+    (t) => t.provider === 'aws-lambda' && t.stableVersion !== undefined && t.weight === 0,
+  );
+  if (lambdas.length === 0 || !patched(RESTORE_LATEST_PATCH)) return;
+  await CancellationScope.nonCancellable(() =>
+    Promise.all(
+      lambdas.map(async (t) => {
+        try {
+          const { changed } = await housekeeping.restoreLatest({ target: t.spec, version: t.stableVersion! });
+          if (changed) run.record('compensation', `${t.name}: $LATEST back on the code and environment of version ${t.stableVersion}`);
+        } catch (err) {
+          run.record('decision', `${t.name}: could not put $LATEST back on version ${t.stableVersion}: ${failureMessage(err)}`);
+        }
+      }),
+    ),
+  );
+}
+
 /** `abort` in rollback-failed: the operator may have fixed the target, so the reverts get one last try. */
 async function closeAfterFailedRevert(run: RolloutRun, saga: Saga, stop: Stop): Promise<RolloutResult> {
   run.enterStage('rollback', `closing: a last try of the failed revert(s) after ${stop.kind}`);
   const failed = (await saga.compensate()).filter((o) => !o.ok);
+  if (failed.length === 0) await restoreLatestVersions(run);
   await releaseLocks(run);
   const reason = run.rollbackReason;
   if (failed.length === 0) {

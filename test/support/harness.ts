@@ -4,17 +4,21 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type Worker, type WorkerOptions } from '@temporalio/worker';
 import { createRollgateWorker } from '../../src/worker';
-import type { ActivityDeps } from '../../src/activities';
+import { createRunnerWorker } from '../../src/runner';
+import { createActivities, createRunnerActivities, type ActivityDeps, type RunnerDeps } from '../../src/activities';
+import { FileArtifactStore } from '../../src/artifacts/store';
+import type { DataConverter } from '@temporalio/common';
 import { LambdaProvider } from '../../src/providers/aws-lambda';
+import { LambdaZipCatalog } from '../../src/dev/lambda-code';
 import { CloudWatchMetrics } from '../../src/analysis/cloudwatch';
 import { FaultProxy } from '../../src/dev/fault-proxy';
 import { createSampleFunction, sampleZip, TEST_CREDENTIALS } from '../../src/dev/lambda-fixtures';
 import { TrafficSimulator } from '../../src/dev/traffic-simulator';
 import { validateSpec } from '../../src/spec/validate';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../../src/spec/schema';
-import { statusQuery, type RolloutStatus } from '../../src/workflows/messages';
+import { statusQuery, type RolloutResult, type RolloutStatus } from '../../src/workflows/messages';
 import { CloudRunFake } from '../../src/dev/cloud-run-fake';
 import { CloudMonitoringFake } from '../../src/dev/cloud-monitoring-fake';
 import { CloudRunProvider } from '../../src/providers/cloud-run';
@@ -71,21 +75,42 @@ export interface Harness {
   proxy: FaultProxy;
   webhook: WebhookReceiver;
   taskQueue: string;
+  /** The runner's task queue (also ROLLGATE_RUNNER_TASK_QUEUE in this file's environment, so startRollout uses it). */
+  runnerTaskQueue: string;
   motoUrl: string;
   workDir: string;
   deps: ActivityDeps;
+  /** The zips Lambda was given (through the proxy, or by createFunctions): what restoreLatest downloads. */
+  lambdaCode: LambdaZipCatalog;
+  /** The runner's: its own state dir (workDir/runner), the file's shared file:// artifact store (workDir/artifacts). */
+  runnerDeps: RunnerDeps;
   /** With `{ cloudRun: true }`: the Cloud Run Admin API fake and the Cloud Monitoring fake, wired into deps. */
   cloudRun?: CloudRunFake;
   monitoring?: CloudMonitoringFake;
-  /** `bundlePath`: another workflow bundle (default: the suite's bundle of src/workflows). */
-  startWorker(overrides?: Partial<ActivityDeps>, bundlePath?: string): Promise<Worker>;
+  /**
+   * `bundlePath`: another workflow bundle (default: the suite's bundle of src/workflows).
+   * `withCommands`: also register the command activities on the worker's own queue, as workers did
+   * before the runner split (for runs of older workflow code that schedule them there).
+   */
+  startWorker(
+    overrides?: Partial<ActivityDeps>,
+    bundlePath?: string,
+    o?: { withCommands?: boolean; workerOptions?: Partial<WorkerOptions> },
+  ): Promise<Worker>;
   stopWorker(): Promise<void>;
+  /** The runner (started by createHarness unless `runner: false`); another one with overrides. */
+  startRunner(overrides?: Partial<RunnerDeps>, workerOptions?: Partial<WorkerOptions>): Promise<Worker>;
+  stopRunner(): Promise<void>;
   close(): Promise<void>;
 }
 
 export interface HarnessOptions {
   /** Start the Cloud Run and Cloud Monitoring fakes for this file and add their providers to deps. */
   cloudRun?: boolean;
+  /** Start no runner at createHarness (the file starts its own with startRunner). */
+  runner?: boolean;
+  /** Data converter of the runner (payload codec), when the file's workers use one. */
+  dataConverter?: DataConverter;
 }
 
 export async function createHarness(name: string, opts: HarnessOptions = {}): Promise<Harness> {
@@ -100,13 +125,29 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
   const taskQueue = `${name}-${randomBytes(3).toString('hex')}`;
   const workDir = join(process.env.ROLLGATE_TEST_STATE!, taskQueue);
   mkdirSync(workDir, { recursive: true });
+  const artifactStore = new FileArtifactStore(join(workDir, 'artifacts'));
+  // moto's Code.Location cannot be downloaded: $LATEST restores get zips by CodeSha256 from here.
+  const lambdaCode = new LambdaZipCatalog();
+  proxy.observers.push(lambdaCode.observer);
   const deps: ActivityDeps = {
-    providers: { 'aws-lambda': new LambdaProvider({ endpoint: proxy.url, credentials: TEST_CREDENTIALS, maxAttempts: 4 }) },
+    providers: {
+      'aws-lambda': new LambdaProvider({
+        endpoint: proxy.url,
+        credentials: TEST_CREDENTIALS,
+        maxAttempts: 4,
+        fetchCode: lambdaCode.fetchCode,
+      }),
+    },
     metrics: [new CloudWatchMetrics({ endpoint: proxy.url, credentials: TEST_CREDENTIALS })],
     stateDir: workDir,
+    artifactStore,
     hashKey: 'test-hash-key',
     client,
   };
+  // The runner: commands only, its own state dir, the same single-machine artifact store.
+  const runnerTaskQueue = `${taskQueue}-runner`;
+  process.env.ROLLGATE_RUNNER_TASK_QUEUE = runnerTaskQueue;
+  const runnerDeps: RunnerDeps = { stateDir: join(workDir, 'runner'), artifactStore };
   let cloudRun: CloudRunFake | undefined;
   let monitoring: CloudMonitoringFake | undefined;
   let cloudRunProvider: CloudRunProvider | undefined;
@@ -127,23 +168,34 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
     deps.metrics.push(monitoringMetrics);
   }
   const workers: { worker: Worker; run: Promise<void> }[] = [];
+  const runners: { worker: Worker; run: Promise<void> }[] = [];
   const h: Harness = {
     client,
     nativeConnection,
     proxy,
     webhook,
     taskQueue,
+    runnerTaskQueue,
     motoUrl,
     workDir,
     deps,
+    lambdaCode,
+    runnerDeps,
     cloudRun,
     monitoring,
-    async startWorker(overrides = {}, bundlePath?: string) {
+    async startWorker(overrides = {}, bundlePath?: string, o = {}) {
+      const workerDeps = { ...deps, ...overrides };
       const worker = await createRollgateWorker({
         connection: nativeConnection,
         taskQueue,
-        deps: { ...deps, ...overrides },
+        deps: workerDeps,
         workflowBundlePath: bundlePath ?? process.env.ROLLGATE_TEST_BUNDLE,
+        workerOptions: {
+          ...o.workerOptions,
+          ...(o.withCommands
+            ? { activities: { ...createActivities(workerDeps), ...createRunnerActivities({ stateDir: workerDeps.stateDir }) } }
+            : {}),
+        },
       });
       workers.push({ worker, run: worker.run() });
       return worker;
@@ -154,8 +206,25 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
       w.worker.shutdown();
       await w.run;
     },
+    async startRunner(overrides = {}, workerOptions = {}) {
+      const worker = await createRunnerWorker({
+        connection: nativeConnection,
+        taskQueue: runnerTaskQueue,
+        deps: { ...runnerDeps, ...overrides },
+        workerOptions: { ...(opts.dataConverter ? { dataConverter: opts.dataConverter } : {}), ...workerOptions },
+      });
+      runners.push({ worker, run: worker.run() });
+      return worker;
+    },
+    async stopRunner() {
+      const w = runners.pop();
+      if (!w) return;
+      w.worker.shutdown();
+      await w.run;
+    },
     async close() {
       while (workers.length) await h.stopWorker();
+      while (runners.length) await h.stopRunner();
       await proxy.stop();
       await webhook.close();
       await cloudRunProvider?.close();
@@ -166,6 +235,7 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
       await nativeConnection.close();
     },
   };
+  if (opts.runner !== false) await h.startRunner();
   return h;
 }
 
@@ -211,7 +281,11 @@ export async function createFunctions(
   spec: RolloutSpec,
   env: Record<string, string> = { DB_PASSWORD: 's3cret-value', LOG_LEVEL: 'info' },
 ) {
-  for (const t of spec.targets) if (t.provider === 'aws-lambda') await createSampleFunction(h.motoUrl, t, env);
+  for (const t of spec.targets) {
+    if (t.provider !== 'aws-lambda') continue;
+    await createSampleFunction(h.motoUrl, t, env);
+    h.lambdaCode.add(sampleZip(`${t.function} v1`)); // version 1's code, for $LATEST restores
+  }
 }
 
 /** Healthy traffic everywhere, unless `bad` says a version is broken. */
@@ -254,4 +328,12 @@ export async function waitForAlert(h: Harness, service: string, timeoutMs = 20_0
     if (Date.now() > deadline) throw new Error(`no alert for ${service} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** The rollout's result, or an error if it has not closed within `ms`. */
+export async function resultWithin(handle: WorkflowHandle, ms: number): Promise<RolloutResult> {
+  return Promise.race([
+    handle.result() as Promise<RolloutResult>,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`rollout did not close within ${ms} ms`)), ms).unref()),
+  ]);
 }

@@ -30,3 +30,47 @@ export async function recordHistory(handle: WorkflowHandle, name: string): Promi
   if (existsSync(file)) throw new Error(`${file} exists: recorded histories are never overwritten; use a new name`);
   writeFileSync(file, JSON.stringify(JSON.parse(historyToJSON(await handle.fetchHistory())), null, 1));
 }
+
+export interface HistoryEvent {
+  id: number;
+  /** e.g. TIMER_FIRED, ACTIVITY_TASK_SCHEDULED (EVENT_TYPE_ dropped). */
+  type: string;
+  /** Server time of the event: workflow time, not the test's clock. */
+  timeMs: number;
+  /** ACTIVITY_TASK_SCHEDULED: the activity type; other activity events: that of the event they close. */
+  activity?: string;
+  /** TIMER_STARTED / TIMER_FIRED: the timer's summary (e.g. "bake 2s at canary 10 %") and duration. */
+  timer?: { summary?: string; ms: number };
+}
+
+/** The workflow's history as a list of events with their workflow time, activity types and timer summaries. */
+export async function workflowEvents(handle: WorkflowHandle): Promise<HistoryEvent[]> {
+  const json = JSON.parse(historyToJSON(await handle.fetchHistory())) as { events: Record<string, any>[] };
+  const activities = new Map<string, string>();
+  const timers = new Map<string, HistoryEvent['timer']>();
+  const seconds = (d?: string) => (d ? Math.round(parseFloat(d) * 1000) : 0);
+  const text = (p?: { data?: string }): string | undefined => {
+    try {
+      return p?.data ? String(JSON.parse(Buffer.from(p.data, 'base64').toString('utf8'))) : undefined;
+    } catch {
+      return undefined; // encrypted (payload codec)
+    }
+  };
+  return json.events.map((e) => {
+    const ev: HistoryEvent = {
+      id: Number(e.eventId),
+      type: String(e.eventType).replace(/^EVENT_TYPE_/, ''),
+      timeMs: Date.parse(e.eventTime),
+    };
+    const sched = e.activityTaskScheduledEventAttributes;
+    if (sched) activities.set(String(e.eventId), (ev.activity = sched.activityType.name));
+    for (const k of ['activityTaskStartedEventAttributes', 'activityTaskCompletedEventAttributes', 'activityTaskFailedEventAttributes'])
+      if (e[k]?.scheduledEventId) ev.activity = activities.get(String(e[k].scheduledEventId));
+    if (e.timerStartedEventAttributes) {
+      ev.timer = { summary: text(e.userMetadata?.summary), ms: seconds(e.timerStartedEventAttributes.startToFireTimeout) };
+      timers.set(String(e.timerStartedEventAttributes.timerId), ev.timer);
+    }
+    if (e.timerFiredEventAttributes) ev.timer = timers.get(String(e.timerFiredEventAttributes.timerId));
+    return ev;
+  });
+}

@@ -3,11 +3,13 @@
  * Configured by env: ROLLGATE_TEST_TEMPORAL, ROLLGATE_TASK_QUEUE, ROLLGATE_LAMBDA_ENDPOINT,
  * ROLLGATE_TEST_BUNDLE, ROLLGATE_STATE_DIR; for Cloud Run targets also ROLLGATE_CLOUD_RUN_ENDPOINT,
  * ROLLGATE_CLOUD_MONITORING_ENDPOINT (host:port of the fakes) and ROLLGATE_CLOUD_RUN_PROBE_VIA (the
- * Cloud Run fake's loopback HTTP URL). Prints "worker ready" when polling.
+ * Cloud Run fake's loopback HTTP URL). Prints "worker ready" when polling. It registers no command
+ * activities: the test file's harness runs the runner in its own process.
  */
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import { createRollgateWorker } from '../../src/worker';
+import { artifactStoreFromUrl } from '../../src/artifacts/store';
 import { LambdaProvider } from '../../src/providers/aws-lambda';
 import { CloudWatchMetrics } from '../../src/analysis/cloudwatch';
 import { TEST_CREDENTIALS } from '../../src/dev/lambda-fixtures';
@@ -27,6 +29,8 @@ async function main() {
       new CloudWatchMetrics({ endpoint: process.env.ROLLGATE_CLOUDWATCH_ENDPOINT || lambdaEndpoint, credentials: TEST_CREDENTIALS }),
     ],
     stateDir: process.env.ROLLGATE_STATE_DIR!,
+    // The file's shared store (default file://$ROLLGATE_STATE_DIR/artifacts, where the harness's runner puts them).
+    artifactStore: artifactStoreFromUrl(process.env.ROLLGATE_ARTIFACT_STORE || undefined, process.env.ROLLGATE_STATE_DIR!),
     hashKey: 'test-hash-key',
     client,
   };
