@@ -284,7 +284,7 @@ export async function createFunctions(
   for (const t of spec.targets) {
     if (t.provider !== 'aws-lambda') continue;
     await createSampleFunction(h.motoUrl, t, env);
-    h.lambdaCode.add(sampleZip(`${t.function} v1`)); // version 1's code, for $LATEST restores
+    h.lambdaCode?.add(sampleZip(`${t.function} v1`)); // version 1's code, for $LATEST restores (a harness's own workers)
   }
 }
 
