@@ -15,14 +15,19 @@ import { DEFAULT_LOAD_OPTIONS, loadSummaryLine, loadTable, loadViolationLines, l
  */
 const SEEDS = seedsOf(1, Number(process.env.ROLLGATE_FAULT_SCHEDULES || 20));
 
-test(`${SEEDS.length} fault schedules keep the rollback invariant (checked in moto and the Cloud Run fake)`, async () => {
-  const shared = await connectShared({
-    temporalAddress: process.env.ROLLGATE_TEST_TEMPORAL!,
+/** The suite's moto, bundle and state dir, on the suite's dev server (or another one). */
+function suiteShared(temporalAddress = process.env.ROLLGATE_TEST_TEMPORAL!) {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  return connectShared({
+    temporalAddress,
     motoUrl: process.env.ROLLGATE_TEST_MOTO!,
     bundlePath: process.env.ROLLGATE_TEST_BUNDLE!,
     stateDir: process.env.ROLLGATE_TEST_STATE!,
   });
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+}
+
+test(`${SEEDS.length} fault schedules keep the rollback invariant (checked in moto and the Cloud Run fake)`, async () => {
+  const shared = await suiteShared();
   try {
     const results = await runSchedules(SEEDS, shared, DEFAULT_RUN_OPTIONS, 3);
     const lines = results.flatMap((r) => violationLines(r, { kills: false }));
@@ -47,12 +52,7 @@ test(`${SEEDS.length} fault schedules keep the rollback invariant (checked in mo
 test('3 fault schedules with a dev-server restart each keep the rollback invariant', async () => {
   const server = await startRestartableDevServer(join(process.env.ROLLGATE_TEST_STATE!, `restarts-${process.pid}`, 'temporal.db'));
   const shared = {
-    ...(await connectShared({
-      temporalAddress: server.address,
-      motoUrl: process.env.ROLLGATE_TEST_MOTO!,
-      bundlePath: process.env.ROLLGATE_TEST_BUNDLE!,
-      stateDir: process.env.ROLLGATE_TEST_STATE!,
-    })),
+    ...(await suiteShared(server.address)),
     restartServer: (downMs: number) => server.restart(downMs),
   };
   try {
@@ -73,13 +73,7 @@ test('3 fault schedules with a dev-server restart each keep the rollback invaria
  * `npm run faults -- --load 20 --breach-share 0.2 --seed 1`, on one child worker.
  */
 test('20 concurrent rollouts, 4 breaching mid-wave: every breached one reverted, no healthy one touched (in the emulators)', async () => {
-  const shared = await connectShared({
-    temporalAddress: process.env.ROLLGATE_TEST_TEMPORAL!,
-    motoUrl: process.env.ROLLGATE_TEST_MOTO!,
-    bundlePath: process.env.ROLLGATE_TEST_BUNDLE!,
-    stateDir: process.env.ROLLGATE_TEST_STATE!,
-  });
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const shared = await suiteShared();
   try {
     const o = { seed: 1, breachShare: 0.2 };
     const summary = await runLoad(shared, {

@@ -35,7 +35,7 @@ import {
 } from './types';
 import { saltedHash } from './fingerprint';
 import { callDeadline, stopIfCancelled } from './cancellation';
-import { checkFence, withFenceMark } from './fence';
+import { checkFence, fenceMark } from './fence';
 import { gcpClientOptions } from './gcp-client';
 
 type IService = google.cloud.run.v2.IService;
@@ -400,7 +400,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     validateTraffic(desired);
     const deadline = callDeadline(this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
     const current = svc.annotations?.[FENCE_ANNOTATION];
-    const mark = opts.revert && opts.fence ? withFenceMark(undefined, opts.fence) : undefined;
+    const mark = opts.revert && opts.fence ? fenceMark(opts.fence) : undefined;
     if (!opts.revert) checkFence(t.name, what, current, opts.fence);
     const marked = !mark || current === mark;
     if (trafficKey(svc.traffic ?? []) === trafficKey(desired) && marked) {
@@ -417,7 +417,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     traffic: ITrafficTarget[],
     deadline: number,
     what: string,
-    fenceMark?: string,
+    mark?: string,
   ): Promise<void> {
     validateTraffic(traffic);
     beat(`traffic: ${what}`);
@@ -425,10 +425,8 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     // Traffic only (update mask): a revert never re-submits a template, e.g. one whose revision
     // failed. The etag read with `svc` makes the write conditional: if the service changed since
     // (a revert, another write), it fails with ABORTED and the retry reads it again.
-    const service = fenceMark
-      ? { ...svc, traffic, annotations: { ...(svc.annotations ?? {}), [FENCE_ANNOTATION]: fenceMark } }
-      : { ...svc, traffic };
-    const paths = fenceMark ? ['traffic', 'annotations'] : ['traffic'];
+    const service = mark ? { ...svc, traffic, annotations: { ...(svc.annotations ?? {}), [FENCE_ANNOTATION]: mark } } : { ...svc, traffic };
+    const paths = mark ? ['traffic', 'annotations'] : ['traffic'];
     const [op] = await this.call(t, `UpdateService (${what})`, () => this.services.updateService({ service, updateMask: { paths } }));
     await this.waitOperation(t, op, what, deadline);
     await this.waitTraffic(t, traffic, deadline);
