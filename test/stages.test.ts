@@ -310,6 +310,33 @@ test('a revert that keeps failing escalates (rollback-failed + alert); resume re
   }
 });
 
+test('a revert attempt still in flight when revert_retry_for runs out: the escalation names the error that kept failing', async () => {
+  // The deadline then fires on the server's timer: the timeout has no cause, only heartbeat details.
+  const spec = oneTarget('inflight-revert');
+  spec.rollback.revert_retry_for = '6 seconds';
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec, (_t, v) => v === '2'); // canary breaches
+  // Alias update 1 is the canary shift; 2-5 fail (revert attempts), from 6 on they hang past the deadline.
+  let updates = 0;
+  const isUpdate = lambdaOp.updateAlias('inflight-revert-fn');
+  h.proxy.inject({
+    match: (c) => isUpdate(c) && ++updates >= 2 && updates <= 5,
+    times: 1000, // never exhausted, so this rule keeps counting
+    action: { status: 503, errorType: 'ServiceException', message: 'Lambda is having a bad day' },
+  });
+  h.proxy.inject({ match: (c) => isUpdate(c) && updates >= 6, times: 1000, action: { delayMs: 15_000 } });
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const failed = await waitForStatus(handle, (s) => s.state === 'rollback-failed', 60_000, 'rollback-failed');
+    expect(failed.detail).toMatch(/revert us-east-1: Not enough time .*; last error: .*bad day/);
+    h.proxy.clearFaults();
+    await handle.signal(abortSignal);
+    await handle.result();
+  } finally {
+    traffic.stop();
+  }
+});
+
 test('the same stage failing in 3 consecutive rollouts escalates in the alert', async () => {
   const alertsOf = () => h.webhook.received.filter((r) => r.body.rollgate.service === 'escalating').map((r) => r.body);
   for (let i = 1; i <= 3; i++) {

@@ -2,20 +2,43 @@ import { Context, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/activity';
 import { NonRetryableProviderError } from '../providers/types';
 
-/** Heartbeat every second while a long call runs, so a dead worker is noticed in seconds. No-op outside an activity. */
+/** What an attempt leaves in its heartbeat details for the attempts (and the timeout) after it. */
+export interface AttemptDetails {
+  /** The last failure of an earlier attempt. */
+  lastError?: string;
+}
+
+/**
+ * Heartbeat every second while a long call runs, so a dead worker is noticed in seconds. No-op
+ * outside an activity. A failing attempt heartbeats its error and later attempts carry it on: when
+ * the schedule-to-close deadline (`rollback.revert_retry_for`) fires while an attempt is still in
+ * flight, the server's timeout has no cause, only the last heartbeat details, and the escalation
+ * must still say what kept failing.
+ */
 export async function withHeartbeat<R>(fn: () => Promise<R>): Promise<R> {
-  let inActivity = true;
+  let ctx: Context | undefined;
   try {
-    Context.current();
+    ctx = Context.current();
   } catch {
-    inActivity = false;
+    ctx = undefined;
   }
-  const timer = inActivity ? setInterval(() => heartbeat(), 1000) : undefined;
+  if (!ctx) return fn();
+  const earlier = ctx.info.heartbeatDetails as AttemptDetails | undefined;
+  const details: AttemptDetails = earlier?.lastError ? { lastError: earlier.lastError } : {};
+  const timer = setInterval(() => heartbeat(details), 1000);
   try {
     return await fn();
+  } catch (err) {
+    heartbeat({ lastError: boundedMessage(err) } satisfies AttemptDetails);
+    throw err;
   } finally {
-    if (timer) clearInterval(timer);
+    clearInterval(timer);
   }
+}
+
+function boundedMessage(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.length > 300 ? `${message.slice(0, 300)}…` : message;
 }
 
 /** Map provider errors to Temporal failures: non-retryable ones fail the stage at once. */

@@ -63,13 +63,21 @@ export class Saga {
   }
 }
 
-/** The innermost cause's message of an ActivityFailure / ApplicationFailure chain. */
+type FailureLike = { message?: string; cause?: unknown; lastHeartbeatDetails?: unknown };
+
+/**
+ * The innermost cause's message of an ActivityFailure / ApplicationFailure chain. A timeout with
+ * no cause (the deadline fired while an attempt was in flight) names the last failure an attempt
+ * heartbeated (`withHeartbeat`), so "gave up retrying" always says what kept failing.
+ */
 export function failureMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
+  let e = err as FailureLike | undefined;
   let msg = e?.message ?? String(err);
   while (e && e.cause) {
-    e = e.cause as { message?: string; cause?: unknown };
+    e = e.cause as FailureLike;
     if (e?.message) msg = e.message;
   }
+  const lastError = (e?.lastHeartbeatDetails as { lastError?: unknown } | undefined)?.lastError;
+  if (typeof lastError === 'string' && lastError) msg = `${msg}; last error: ${lastError}`;
   return msg;
 }
