@@ -8,6 +8,7 @@
  * AWS_ENDPOINT_URL_S3). No Lambda, Cloud Run or CloudWatch credentials: it never talks to a target.
  * Commands get none of its environment beyond PATH, HOME and ROLLGATE_RUNNER_ENV_ALLOW.
  */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createRunnerActivities, type RunnerDeps } from './activities';
@@ -23,7 +24,27 @@ export interface RunnerWorkerOptions {
   namespace?: string;
   taskQueue?: string;
   deps: RunnerDeps;
+  /** Commands run at the same time (default `defaultRunnerConcurrency()`); the rest wait on the task queue. */
+  concurrency?: number;
   workerOptions?: Partial<WorkerOptions>;
+}
+
+/**
+ * Two commands per core. Builds and tests are processes that want a core each: a burst of releases
+ * (500 rollouts started in 10 s) would otherwise fork 100 of them at once on a 2-core runner, and
+ * each one's heartbeat then starves past its 30 s timeout and fails a healthy build. Commands
+ * beyond the bound wait on the task queue (schedule-to-start: 10 minutes), which costs nothing.
+ */
+export function defaultRunnerConcurrency(): number {
+  return Math.max(2, availableParallelism() * 2);
+}
+
+/** `ROLLGATE_RUNNER_CONCURRENCY`: a positive integer, or unset for the default. */
+export function parseRunnerConcurrency(raw: string | undefined): number {
+  if (raw === undefined || raw.trim() === '') return defaultRunnerConcurrency();
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`ROLLGATE_RUNNER_CONCURRENCY must be a positive integer (got "${raw}")`);
+  return n;
 }
 
 /** An activity-only worker: no workflows, only the command activities. */
@@ -33,6 +54,7 @@ export async function createRunnerWorker(o: RunnerWorkerOptions): Promise<Worker
     namespace: o.namespace ?? 'default',
     taskQueue: o.taskQueue ?? RUNNER_TASK_QUEUE,
     activities: createRunnerActivities(o.deps),
+    maxConcurrentActivityTaskExecutions: o.concurrency ?? defaultRunnerConcurrency(),
     // A build is cut off (SIGTERM to its process group) if it has not finished by then.
     shutdownGraceTime: '30 seconds',
     maxHeartbeatThrottleInterval: '1 second',
@@ -57,16 +79,18 @@ export async function runRunnerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const settings = connectionSettingsFromEnv(env);
   const taskQueue = env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE;
   const deps = runnerDepsFromEnv(env);
+  const concurrency = parseRunnerConcurrency(env.ROLLGATE_RUNNER_CONCURRENCY);
   const connection = await NativeConnection.connect({ address: settings.address, apiKey: settings.apiKey, tls: settings.tls });
   const worker = await createRunnerWorker({
     connection,
     namespace: settings.namespace,
     taskQueue,
     deps,
+    concurrency,
     workerOptions: { dataConverter: settings.dataConverter },
   });
   console.error(
-    `rollgate runner: polling task queue ${taskQueue} on ${settings.address}/${settings.namespace}; artifacts to ${deps.artifactStore!.url}; ` +
+    `rollgate runner: polling task queue ${taskQueue} on ${settings.address}/${settings.namespace}; artifacts to ${deps.artifactStore!.url}; ${concurrency} commands at a time; ` +
       `commands get PATH, HOME${deps.envAllow!.length ? `, ${deps.envAllow!.join(', ')}` : ''} and what the spec declares`,
   );
   await worker.run();

@@ -14,6 +14,7 @@ import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { startRollout } from '../src/client';
 import { createRollgateWorker } from '../src/worker';
+import { parseRunnerConcurrency } from '../src/runner';
 import { createActivities, createRunnerActivities } from '../src/activities';
 import { S3ArtifactStore } from '../src/artifacts/store';
 import { lambdaOp } from '../src/dev/fault-proxy';
@@ -298,6 +299,51 @@ test('a spec whose files the runner cannot see is refused before anything runs, 
     await h.stopWorker();
     await h.stopRunner();
   }
+});
+
+test('`rollgate runner` runs at most ROLLGATE_RUNNER_CONCURRENCY commands at a time; the others wait their turn and pass', async () => {
+  const log = join(dirs('concurrency'), 'spans.log');
+  let runner: ChildProcess | undefined;
+  const traffic: { stop(): void }[] = [];
+  try {
+    runner = await startRunnerProcess({
+      ROLLGATE_RUNNER_TASK_QUEUE: h.runnerTaskQueue,
+      ROLLGATE_STATE_DIR: dirs('concurrency-runner'),
+      ROLLGATE_RUNNER_CONCURRENCY: '1',
+    });
+    await h.startWorker();
+    const specs = [1, 2, 3].map((i) =>
+      validateSpec({
+        ...JSON.parse(JSON.stringify(lambdaSpec(h, `bounded-${i}`, {}, 1))),
+        waves: [],
+        // Each test command records when it started and ended (ms), holding the runner for 1 s.
+        test: { command: `echo "start $(date +%s%3N)" >> ${log}; sleep 1; echo "end $(date +%s%3N)" >> ${log}`, shell: true },
+      }),
+    );
+    for (const spec of specs) {
+      await createFunctions(h, spec);
+      traffic.push(simulateTraffic(h, spec));
+    }
+    const handles = await Promise.all(specs.map((spec) => startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue })));
+    for (const handle of handles) expect(((await handle.result()) as RolloutResult).state).toBe('succeeded');
+    // With one slot the three 1-second commands never overlap: every start comes after the previous end.
+    const events = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ')[0]);
+    expect(events).toEqual(['start', 'end', 'start', 'end', 'start', 'end']);
+  } finally {
+    for (const t of traffic) t.stop();
+    runner?.kill('SIGTERM');
+    await h.stopWorker();
+  }
+});
+
+test('ROLLGATE_RUNNER_CONCURRENCY that is not a positive integer is refused naming the variable', () => {
+  expect(() => parseRunnerConcurrency('0')).toThrow('ROLLGATE_RUNNER_CONCURRENCY must be a positive integer (got "0")');
+  expect(() => parseRunnerConcurrency('two')).toThrow(/ROLLGATE_RUNNER_CONCURRENCY/);
+  expect(parseRunnerConcurrency('3')).toBe(3);
+  expect(parseRunnerConcurrency(undefined)).toBeGreaterThanOrEqual(2);
 });
 
 test('the worker registers no command activities; the runner only those', () => {

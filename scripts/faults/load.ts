@@ -30,7 +30,7 @@ import { ensureRole, sampleZip, TEST_CREDENTIALS } from '../../src/dev/lambda-fi
 import { BatchedLambdaTraffic, DirectCloudRunTraffic } from '../../src/dev/load-traffic';
 import { validateSpec } from '../../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../../src/spec/schema';
-import { abortSignal, statusQuery, type RolloutResult } from '../../src/workflows/messages';
+import { abortSignal, statusQuery, type HistoryEntry, type RolloutResult } from '../../src/workflows/messages';
 import { Rng } from './prng';
 import { imageFor, PROJECT } from './spec-gen';
 import { ScheduleEnv, type Shared } from './env';
@@ -123,7 +123,7 @@ interface Rollout {
   abortSentMs?: number;
   /** How it stopped, when it waited for an operator (from its status; liveness, not the verdict). */
   note?: string;
-  closed?: { state: string; atMs: number; reason?: string };
+  closed?: { state: string; atMs: number; reason?: string; history?: HistoryEntry[] };
   violations: Violation[];
 }
 
@@ -137,6 +137,8 @@ export interface LoadRolloutRow {
   violations: Violation[];
   /** What each target serves now (only for rollouts with a violation). */
   emulators: string[];
+  /** Only for rollouts with a violation: the rollout's own account of what made it stop (its last decisions before the rollback stage). */
+  why: string[];
 }
 
 export interface LoadSummary {
@@ -407,7 +409,13 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       });
       r.startedAtMs = Date.now();
       r.handle.result().then(
-        (res) => (r.closed = { state: (res as RolloutResult).state, reason: (res as RolloutResult).reason, atMs: Date.now() }),
+        (res) =>
+          (r.closed = {
+            state: (res as RolloutResult).state,
+            reason: (res as RolloutResult).reason,
+            history: (res as RolloutResult).status?.history,
+            atMs: Date.now(),
+          }),
         (err) => (r.closed = { state: 'execution-failed', reason: (err as Error).message, atMs: Date.now() }),
       );
     });
@@ -536,6 +544,7 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       for (const p of await checkOneVersion(env, r.spec)) violate(r, 'one-version', p);
       const emulators: string[] = [];
       if (r.violations.length) for (const t of r.spec.targets) emulators.push(`${t.name}: ${await describeTarget(env, t)}`);
+      const why = r.violations.length ? whyItStopped(r.closed?.history) : [];
       rows.push({
         index: r.index,
         service: r.service,
@@ -545,6 +554,7 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
         breachToRevertMs,
         violations: r.violations,
         emulators,
+        why,
       });
     });
     rows.sort((a, b) => a.index - b.index);
@@ -614,7 +624,16 @@ export function loadViolationLines(s: LoadSummary, o: { seed: number; breachShar
         `VIOLATION [${v.invariant}] rollout ${r.index} ${r.service} (${r.breached ? 'breached' : 'healthy'}; ${r.shape}; ${repro}): ${v.detail}`,
     ),
     ...r.emulators.map((e) => `    ${e}`),
+    ...r.why.map((e) => `    why: ${e}`),
   ]);
+}
+
+/** The history entries before the first rollback stage (or the last few), each cut to one line. */
+function whyItStopped(history: HistoryEntry[] | undefined): string[] {
+  if (!history?.length) return [];
+  const rollback = history.findIndex((e) => e.kind === 'stage' && e.text.startsWith('rollback'));
+  const end = rollback >= 0 ? rollback + 1 : history.length;
+  return history.slice(Math.max(0, end - 6), end).map((e) => `[${e.kind}] ${e.text.replace(/\s+/g, ' ').slice(0, 400)}`);
 }
 
 export function loadJsonRows(s: LoadSummary, o: { seed: number; breachShare: number }): string[] {
