@@ -124,6 +124,45 @@ test('after a promotion, a scheduled analysis that fails reverts the release and
   }
 });
 
+test('after the watch window, a failing scheduled analysis only reports: the promoted release keeps serving, nothing is started', async () => {
+  const spec = lambdaSpec(h, 'unwatched');
+  await createFunctions(h, spec);
+  let broken = false;
+  const traffic = simulateTraffic(h, spec, (_t, v) => broken && v === '2');
+  try {
+    await sleep(3500); // baseline data for version 1 before the rollout
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const promoted = (await handle.result()) as RolloutResult;
+    expect(promoted.state).toBe('succeeded');
+    broken = true;
+    await sleep(3500); // the promoted version now fails 30 % of requests, and the 2 s window is over
+    expect((await cli('schedule', 'create', 'unwatched', '--every', '1h', '--window', '2s', '--task-queue', h.taskQueue)).code).toBe(0);
+    expect((await cli('schedule', 'trigger', 'unwatched')).code).toBe(0);
+    const schedule = h.client.schedule.getHandle(analysisScheduleId('unwatched'));
+    let runs: any[] = [];
+    for (let i = 0; i < 200 && runs.length === 0; i++) {
+      runs = (await schedule.describe()).info.recentActions;
+      if (!runs.length) await sleep(100);
+    }
+    const run = h.client.workflow.getHandle(runs[0].action.workflow.workflowId);
+    // The analysis did see the failure; outside the window it reports it and acts on nothing.
+    expect(await run.result()).toMatchObject({
+      service: 'unwatched',
+      mode: 'report-only',
+      verdict: { verdict: 'fail' },
+      action: 'watch window over: reported only',
+    });
+    for (const t of spec.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '2', weights: {} });
+    // No revert-mode rollout was started under the service's id: the latest run is still the promoted one.
+    const latest = await h.client.workflow.getHandle(rolloutWorkflowId('unwatched')).describe();
+    expect(latest.runId).toBe(handle.firstExecutionRunId);
+    expect(latest.status.name).toBe('COMPLETED');
+  } finally {
+    traffic.stop();
+    await cli('schedule', 'delete', 'unwatched');
+  }
+});
+
 test('during a rollout, a scheduled analysis fail makes the rollout roll back before its bake ends', async () => {
   const spec = lambdaSpec(h, 'sched-live', { canary: { targets: ['us-east-1'], weight: 10, bake: '2 minutes' } });
   await createFunctions(h, spec);
