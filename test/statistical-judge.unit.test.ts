@@ -3,11 +3,13 @@ import {
   analyzeStatistical,
   DEFAULT_STATISTICAL_CONFIG,
   judgeStatistical,
-  validateStatisticalConfig,
-  type StatisticalJudgeConfig,
-  type StatMetricConfig,
+  parseStatisticalConfig,
+  type StatisticalJudgeInput,
+  type StatMetricInput,
 } from '../src/analysis/statistical-judge';
 import type { CanarySamples, RevisionSamples } from '../src/analysis/types';
+import type { StatisticalJudgeSpec } from '../src/spec/schema';
+import { validateSpec } from '../src/spec/validate';
 
 /** Deterministic lognormal samples (mulberry32 + Box-Muller). */
 function lognormal(seed: number, n: number, medianMs: number, sigma = 0.3): number[] {
@@ -28,7 +30,7 @@ function lognormal(seed: number, n: number, medianMs: number, sigma = 0.3): numb
 const rev = (requests: number, errors: number, latencies?: number[], series?: Record<string, number[]>): RevisionSamples =>
   ({ requests, errors, ...(latencies ? { latencies } : {}), ...(series ? { series } : {}) }) as RevisionSamples;
 const samples = (canary: RevisionSamples, baseline: RevisionSamples): CanarySamples => ({ source: 'test', canary, baseline });
-const cfg = (over: Partial<StatisticalJudgeConfig> = {}): StatisticalJudgeConfig => ({ ...DEFAULT_STATISTICAL_CONFIG, ...over });
+const cfg = (over: Partial<StatisticalJudgeInput> = {}): StatisticalJudgeInput => ({ ...DEFAULT_STATISTICAL_CONFIG, ...over });
 const noNaN = (x: unknown) => expect(JSON.stringify(x)).not.toMatch(/NaN/);
 
 test('healthy canary passes with score 100 and a one-line reason with both values', () => {
@@ -69,7 +71,7 @@ test('only "worse" counts: a faster canary with fewer errors passes', () => {
 });
 
 test('lower-is-worse: a drop in a series (e.g. throughput) is worse; a rise is not', () => {
-  const metric: StatMetricConfig = {
+  const metric: StatMetricInput = {
     name: 'throughput',
     samples: 'series:rps',
     group: 'traffic',
@@ -209,8 +211,10 @@ test('marginal score is inconclusive; pass and marginal thresholds and weights a
   expect(r.score).toBe(90);
   expect(r.verdict.verdict).toBe('inconclusive');
   expect(r.verdict.reason).toMatch(/marginal: score 90 < pass 95 \(>= marginal 75\): latency: canary median/);
-  expect(judgeStatistical({ ...c, pass_score: 90 }, s, 't').verdict).toBe('pass');
-  expect(judgeStatistical({ ...c, marginal_score: 91, pass_score: 95 }, s, 't').verdict).toBe('fail');
+  // The activity's entry point takes the spec's rollback.judge as it is (kind included).
+  const spec = (over: Partial<StatisticalJudgeInput>) => ({ kind: 'statistical' as const, ...parseStatisticalConfig({ ...c, ...over }) });
+  expect(judgeStatistical(spec({ pass_score: 90 }), s, 't').verdict).toBe('pass');
+  expect(judgeStatistical(spec({ marginal_score: 91, pass_score: 95 }), s, 't').verdict).toBe('fail');
 });
 
 test('a worse critical metric fails whatever the score', () => {
@@ -227,10 +231,10 @@ test('a worse critical metric fails whatever the score', () => {
   expect(r.verdict.reason).toContain('critical metric worse, score 0: latency: canary median');
 });
 
-test('config validation names every problem', () => {
-  expect(() => validateStatisticalConfig(DEFAULT_STATISTICAL_CONFIG)).not.toThrow();
+test("config validation names every problem, with the spec schema's own paths and messages (one definition)", () => {
+  expect(parseStatisticalConfig(DEFAULT_STATISTICAL_CONFIG)).toEqual(DEFAULT_STATISTICAL_CONFIG);
   expect(() =>
-    validateStatisticalConfig({
+    parseStatisticalConfig({
       confidence: 1.2,
       pass_score: 50,
       marginal_score: 60,
@@ -238,6 +242,23 @@ test('config validation names every problem', () => {
       metrics: [DEFAULT_STATISTICAL_CONFIG.metrics[0], DEFAULT_STATISTICAL_CONFIG.metrics[1], DEFAULT_STATISTICAL_CONFIG.metrics[1]],
     }),
   ).toThrow(
-    /confidence 1\.2 must be in \[0\.5, 1\); need 0 <= marginal_score \(60\) <= pass_score \(50\) <= 100; metric "latency" is in group "latency", which has no weight; duplicate metric "latency".*at least one group weight must be > 0/,
+    'statistical judge config: confidence: Number must be less than 1; marginal_score: must be <= pass_score; ' +
+      'metrics.1.group: group "latency" has no weight in groups; metrics.2.name: duplicate metric "latency"; ' +
+      'metrics.2.group: group "latency" has no weight in groups; groups: at least one weight must be > 0',
   );
+});
+
+test("the judge's defaults are the spec's: `judge: { kind: statistical }` alone validates to DEFAULT_STATISTICAL_CONFIG", () => {
+  const { kind, ...config } = validateSpec({
+    service: 'checkout',
+    release: 'r42',
+    schema_rev: 7,
+    artifact: { file: './fn.zip' },
+    targets: [{ name: 'use1', provider: 'aws-lambda', region: 'us-east-1', function: 'checkout', alias: 'live' }],
+    canary: { targets: ['use1'], weight: 10, bake: '5 minutes' },
+    waves: [],
+    rollback: { judge: { kind: 'statistical' }, on_no_data: 'synthetic' }, // latency samples need synthetic traffic on Lambda
+  }).rollback.judge as StatisticalJudgeSpec;
+  expect(kind).toBe('statistical');
+  expect(config).toEqual(DEFAULT_STATISTICAL_CONFIG);
 });

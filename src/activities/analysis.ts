@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { RollbackRule, TargetSpec } from '../spec/schema';
 import { durationMs } from '../spec/duration';
 import { combineVerdicts, judgeThreshold } from '../analysis/threshold-judge';
-import { judgeStatistical, type StatisticalJudgeConfig } from '../analysis/statistical-judge';
+import { judgeStatistical } from '../analysis/statistical-judge';
 import { PrometheusMetrics } from '../analysis/prometheus';
 import { SyntheticTraffic, httpEndpoints, lambdaEndpoints } from '../analysis/synthetic';
 import { preflightCustomCheck, runCustomChecks, type CustomCheckSpec } from '../analysis/custom-check';
@@ -95,9 +95,7 @@ export function analysisActivities(deps: ActivityDeps) {
   }
 
   function judge(rule: RollbackRule, samples: CanarySamples, target: string): Verdict {
-    return rule.judge.kind === 'statistical'
-      ? judgeStatistical(rule.judge as StatisticalJudgeConfig, samples, target)
-      : judgeThreshold(rule, samples, target);
+    return rule.judge.kind === 'statistical' ? judgeStatistical(rule.judge, samples, target) : judgeThreshold(rule, samples, target);
   }
 
   function checksFor(rule: RollbackRule, t: TargetSpec): CustomCheckSpec[] {

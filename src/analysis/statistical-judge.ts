@@ -20,6 +20,8 @@
  * 4. any metric without data → inconclusive (the spec's no-data policy decides);
  * 5. score >= pass → pass; else (marginal) → inconclusive.
  */
+import type { z } from 'zod';
+import { checkStatisticalJudge, statisticalJudgeFields, type StatisticalJudgeSpec } from '../spec/schema';
 import type { Verdict } from '../workflows/messages';
 import { hodgesLehmann, mannWhitneyBinary, mannWhitneyU, mean, median, type MannWhitneyResult } from './mann-whitney';
 import type { CanarySamples, RevisionSamples } from './types';
@@ -29,67 +31,29 @@ export type Direction = 'higher-is-worse' | 'lower-is-worse';
 /** Samples a provider may add for statistical judges: per-interval series by name (e.g. Prometheus query_range steps). */
 export type RevisionSamplesWithSeries = RevisionSamples & { series?: Record<string, number[]> };
 
-export interface StatMetricConfig {
-  /** Shown in reasons. */
-  name: string;
-  /**
-   * Where the samples come from: "errors" = one 0/1 value per request from the requests/errors
-   * counts; "latencies" = raw latency samples; "series:NAME" = a provider's per-interval series.
-   */
-  samples: 'errors' | 'latencies' | `series:${string}`;
-  group: string;
-  direction: Direction;
-  /** Minimum samples per revision (requests, for "errors"); below it the metric has no data. */
-  min_samples: number;
-  /** Relative change of the central value tolerated before "worse" (0.1: 10 %). */
-  allowed_change: number;
-  /** Absolute change tolerated as well (0.005: half a percentage point of error rate). */
-  min_abs_change: number;
-  /** Central value: median (default) or mean; "errors" always uses the rate. */
-  statistic?: 'median' | 'mean';
-  /** A worse critical metric fails the analysis whatever the score. */
-  critical?: boolean;
-  /** Unit shown after values ("ms"). */
-  unit?: string;
-}
+/**
+ * The judge's config is the spec's `rollback.judge` (kind statistical) without its `kind`: fields,
+ * defaults and checks are defined once, by the zod schema in src/spec/schema.ts.
+ */
+const statisticalConfigSchema = statisticalJudgeFields.superRefine(checkStatisticalJudge);
 
-export interface StatisticalJudgeConfig {
-  /** 0.5-0.9999; a metric is worse only when p < 1 - confidence. */
-  confidence: number;
-  pass_score: number;
-  marginal_score: number;
-  /** Group weights; empty = all groups weigh the same. */
-  groups: Record<string, number>;
-  metrics: StatMetricConfig[];
-}
+/** A config as written (defaults may be left out). */
+export type StatisticalJudgeInput = z.input<typeof statisticalJudgeFields>;
+/** A config with every default applied, as the judge uses it. */
+export type StatisticalJudgeConfig = z.output<typeof statisticalJudgeFields>;
+export type StatMetricConfig = StatisticalJudgeConfig['metrics'][number];
+export type StatMetricInput = NonNullable<StatisticalJudgeInput['metrics']>[number];
 
-export const DEFAULT_STATISTICAL_CONFIG: StatisticalJudgeConfig = {
-  confidence: 0.95,
-  pass_score: 95,
-  marginal_score: 75,
-  groups: { errors: 60, latency: 40 },
-  metrics: [
-    {
-      name: 'error_rate',
-      samples: 'errors',
-      group: 'errors',
-      direction: 'higher-is-worse',
-      min_samples: 50,
-      allowed_change: 0.1,
-      min_abs_change: 0.005,
-    },
-    {
-      name: 'latency',
-      samples: 'latencies',
-      group: 'latency',
-      direction: 'higher-is-worse',
-      min_samples: 10,
-      allowed_change: 0.1,
-      min_abs_change: 0,
-      unit: 'ms',
-    },
-  ],
-};
+/** The schema's defaults: what `judge: { kind: statistical }` alone means. */
+export const DEFAULT_STATISTICAL_CONFIG: StatisticalJudgeConfig = statisticalConfigSchema.parse({});
+
+/** Applies the defaults, or throws naming every problem (the spec schema's own messages, with their paths). */
+export function parseStatisticalConfig(c: StatisticalJudgeInput): StatisticalJudgeConfig {
+  const parsed = statisticalConfigSchema.safeParse(c);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message));
+  throw new Error(`statistical judge config: ${problems.join('; ')}`);
+}
 
 export type MetricClassification = 'pass' | 'worse' | 'nodata';
 
@@ -119,28 +83,6 @@ export interface StatisticalResult {
   score?: number;
   groupScores: Record<string, number>;
   metrics: MetricResult[];
-}
-
-/** Throws on a config the judge cannot apply (the spec schema checks the same). */
-export function validateStatisticalConfig(c: StatisticalJudgeConfig): void {
-  const problems: string[] = [];
-  if (!(c.confidence >= 0.5 && c.confidence < 1)) problems.push(`confidence ${c.confidence} must be in [0.5, 1)`);
-  if (!(c.marginal_score >= 0 && c.marginal_score <= c.pass_score && c.pass_score <= 100))
-    problems.push(`need 0 <= marginal_score (${c.marginal_score}) <= pass_score (${c.pass_score}) <= 100`);
-  if (c.metrics.length === 0) problems.push('needs at least one metric');
-  const names = new Set<string>();
-  for (const m of c.metrics) {
-    if (names.has(m.name)) problems.push(`duplicate metric "${m.name}"`);
-    names.add(m.name);
-    if (Object.keys(c.groups).length > 0 && !(m.group in c.groups))
-      problems.push(`metric "${m.name}" is in group "${m.group}", which has no weight`);
-    if (!(m.min_samples >= 1)) problems.push(`metric "${m.name}": min_samples must be >= 1`);
-    if (!(m.allowed_change >= 0) || !(m.min_abs_change >= 0)) problems.push(`metric "${m.name}": tolerances must be >= 0`);
-  }
-  for (const [g, w] of Object.entries(c.groups)) if (!(w >= 0)) problems.push(`group "${g}" weight must be >= 0`);
-  if (Object.keys(c.groups).length > 0 && !Object.values(c.groups).some((w) => w > 0))
-    problems.push('at least one group weight must be > 0');
-  if (problems.length) throw new Error(`statistical judge config: ${problems.join('; ')}`);
 }
 
 const isErrors = (m: StatMetricConfig) => m.samples === 'errors';
@@ -266,8 +208,8 @@ export function judgeMetric(m: StatMetricConfig, samples: CanarySamples, confide
   };
 }
 
-export function analyzeStatistical(config: StatisticalJudgeConfig, samples: CanarySamples, target: string): StatisticalResult {
-  validateStatisticalConfig(config);
+export function analyzeStatistical(input: StatisticalJudgeInput, samples: CanarySamples, target: string): StatisticalResult {
+  const config = parseStatisticalConfig(input);
   const metrics = config.metrics.map((m) => judgeMetric(m, samples, config.confidence));
   const prefix = `${target}: statistical (${samples.source})`;
   const mk = (verdict: Verdict['verdict'], metric: string, reason: string): Verdict => ({
@@ -368,7 +310,8 @@ export function analyzeStatistical(config: StatisticalJudgeConfig, samples: Cana
   };
 }
 
-/** Same signature shape as judgeThreshold: one verdict for one target. */
-export function judgeStatistical(config: StatisticalJudgeConfig, samples: CanarySamples, target: string): Verdict {
+/** Same signature shape as judgeThreshold: one verdict for one target, judged by the spec's `rollback.judge`. */
+export function judgeStatistical(judge: StatisticalJudgeSpec, samples: CanarySamples, target: string): Verdict {
+  const { kind: _kind, ...config } = judge;
   return analyzeStatistical(config, samples, target).verdict;
 }

@@ -250,9 +250,9 @@ const statMetric = z
     unit: z.string().optional(),
   })
   .strict();
-const statisticalJudge = z
+/** The statistical judge's config: the one definition of its fields, defaults and checks (src/analysis/statistical-judge.ts derives from it). */
+export const statisticalJudgeFields = z
   .object({
-    kind: z.literal('statistical'),
     confidence: z.number().min(0.5).lt(1).default(0.95),
     pass_score: z.number().min(0).max(100).default(95),
     marginal_score: z.number().min(0).max(100).default(75),
@@ -266,20 +266,26 @@ const statisticalJudge = z
       ]),
   })
   .strict();
+
+/** Checks across fields of a statistical judge config (path-relative to the judge). */
+export function checkStatisticalJudge(j: z.output<typeof statisticalJudgeFields>, ctx: z.RefinementCtx): void {
+  if (j.marginal_score > j.pass_score) ctx.addIssue({ code: 'custom', path: ['marginal_score'], message: 'must be <= pass_score' });
+  const seen = new Set<string>();
+  j.metrics.forEach((m, i) => {
+    if (seen.has(m.name)) ctx.addIssue({ code: 'custom', path: ['metrics', i, 'name'], message: `duplicate metric "${m.name}"` });
+    seen.add(m.name);
+    if (Object.keys(j.groups).length && !(m.group in j.groups))
+      ctx.addIssue({ code: 'custom', path: ['metrics', i, 'group'], message: `group "${m.group}" has no weight in groups` });
+  });
+  if (Object.keys(j.groups).length && !Object.values(j.groups).some((w) => w > 0))
+    ctx.addIssue({ code: 'custom', path: ['groups'], message: 'at least one weight must be > 0' });
+}
+
+const statisticalJudge = statisticalJudgeFields.extend({ kind: z.literal('statistical') }).strict();
 const judge = z
   .discriminatedUnion('kind', [z.object({ kind: z.literal('threshold') }).strict(), statisticalJudge])
   .superRefine((j, ctx) => {
-    if (j.kind !== 'statistical') return;
-    if (j.marginal_score > j.pass_score) ctx.addIssue({ code: 'custom', path: ['marginal_score'], message: 'must be <= pass_score' });
-    const seen = new Set<string>();
-    j.metrics.forEach((m, i) => {
-      if (seen.has(m.name)) ctx.addIssue({ code: 'custom', path: ['metrics', i, 'name'], message: `duplicate metric "${m.name}"` });
-      seen.add(m.name);
-      if (Object.keys(j.groups).length && !(m.group in j.groups))
-        ctx.addIssue({ code: 'custom', path: ['metrics', i, 'group'], message: `group "${m.group}" has no weight in groups` });
-    });
-    if (Object.keys(j.groups).length && !Object.values(j.groups).some((w) => w > 0))
-      ctx.addIssue({ code: 'custom', path: ['groups'], message: 'at least one weight must be > 0' });
+    if (j.kind === 'statistical') checkStatisticalJudge(j, ctx);
   })
   .default({ kind: 'threshold' });
 
