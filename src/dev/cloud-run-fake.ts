@@ -25,7 +25,7 @@
  * Knobs for tests: fail the next N calls of a method with a gRPC code, slow operations, a
  * revision that never becomes ready, a revision whose probe answers 500, call counters.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
 import { GrpcClient, grpc, protobuf } from 'google-gax';
 import { probeUrlVia } from '../providers/cloud-run';
@@ -369,7 +369,7 @@ export class CloudRunFake {
     const s: Msg = {
       name,
       description: input.description ?? '',
-      uid: randomBytes(16).toString('hex'),
+      uid: randomUUID(), // the reference documents uid as a UUID4 string
       generation: 1,
       labels: { ...(input.labels ?? {}) },
       annotations: { ...(input.annotations ?? {}) },
@@ -505,7 +505,7 @@ export class CloudRunFake {
     const created = now();
     const rev: Msg = {
       name: `${s.name}/revisions/${name}`,
-      uid: randomBytes(16).toString('hex'),
+      uid: randomUUID(), // the reference documents uid as a UUID4 string
       generation: '1',
       labels: { ...(template.labels ?? {}) },
       annotations: { ...(template.annotations ?? {}) },
@@ -673,8 +673,9 @@ export class CloudRunFake {
       else if (rev) failed = op.newRevision;
     }
     s.reconciling = false;
-    s.observedGeneration = s.generation;
     if (failed) {
+      // Documented under Service.reconciling: a failed reconciliation leaves trafficStatuses,
+      // observedGeneration and latestReadyRevision at the last serving state.
       const message = `Revision '${failed}' is not ready and cannot serve traffic. The user-provided container failed to start and listen on the port defined provided by the PORT=8080 environment variable.`;
       s.terminalCondition = condition('Ready', 'CONDITION_FAILED', message, { revisionReason: 'HEALTH_CHECK_CONTAINER_ERROR' });
       s.conditions = [condition('ConfigurationsReady', 'CONDITION_FAILED', message)];
@@ -691,6 +692,7 @@ export class CloudRunFake {
       op.error = { code: Code.FAILED_PRECONDITION, message };
       return;
     }
+    s.observedGeneration = s.generation;
     const { service } = parseServiceName(s.name);
     s.trafficStatuses = (s.traffic as Msg[]).map((t) => ({
       type: t.type,
@@ -708,7 +710,9 @@ export class CloudRunFake {
     const T = protos().root.lookupType(type);
     const clean = clone(value);
     delete clean._hash;
-    return { typeUrl: `type.googleapis.com/${type}`, value: Buffer.from(T.encode(T.fromObject(clean)).finish()) };
+    // `type_url`, as google.protobuf.Any spells it in the shipped protos: a `typeUrl` key is
+    // dropped by the serializer and the client would receive an Any without a type.
+    return { type_url: `type.googleapis.com/${type}`, value: Buffer.from(T.encode(T.fromObject(clean)).finish()) };
   }
 
   private opMessage(op: PendingOp): Msg {
