@@ -148,12 +148,13 @@ test('reject, retry and abort through the CLI on a paused pipeline', async () =>
 
     // abort on the paused pipeline: closed as rolled back (exit 3 from watch), everything stable.
     expect(await run('abort', id, '--by', 'carol')).toMatchObject({ code: 0, out: `${id}: abort sent\n` });
+    // A signal is not processed at once: until it is, watch rightly reports the still-open paused pipeline.
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
     const watched = await run('watch', id, '--interval', '200', '--timeout', '1m');
     expect(watched.code).toBe(3);
     expect(watched.out).toMatch(
       /rollout-cli-paused: rolled-back: rolled back and closed: wave wave-1 rejected by alice: still no \[exit 3\]\n$/,
     );
-    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
     await expectStable();
     // Closed: abort and retry are refused.
     expect(await run('abort', id, '--by', 'carol')).toMatchObject({
