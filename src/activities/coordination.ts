@@ -1,4 +1,5 @@
-/** Freeze windows and shared-dependency locks. */
+/** Freeze windows, shared-dependency locks and the nonces that authenticate internal messages. */
+import { randomBytes } from 'node:crypto';
 import type { FreezeWindow } from '../spec/schema';
 import { activeFreeze, type FreezeState } from '../spec/freeze';
 import { dependencyLockWorkflowId, lockAcquireSignal, lockReleaseSignal, lockStateQuery, type LockHolder } from '../workflows/messages';
@@ -13,10 +14,24 @@ export function coordinationActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Queue `holder` (workflow id) and `runId` on the dependency's lock workflow (started if absent);
-     * the grant arrives as a signal to that run.
+     * A rollout run's message nonce (run as a local activity: recorded once, replayed from history).
+     * Made here because workflow randomness is seeded from the run id, which is no secret.
      */
-    async requestDependencyLock(input: { dependency: string; holder: string; runId?: string; taskQueue: string }): Promise<void> {
+    async newMessageNonce(): Promise<string> {
+      return randomBytes(16).toString('base64url');
+    },
+
+    /**
+     * Queue `holder` (workflow id), `runId` and its `nonce` on the dependency's lock workflow
+     * (started if absent); the grant arrives as a signal to that run.
+     */
+    async requestDependencyLock(input: {
+      dependency: string;
+      holder: string;
+      runId?: string;
+      nonce?: string;
+      taskQueue: string;
+    }): Promise<void> {
       await client().workflow.signalWithStart('dependencyLockWorkflow', {
         workflowId: dependencyLockWorkflowId(input.dependency),
         taskQueue: input.taskQueue,
@@ -26,7 +41,8 @@ export function coordinationActivities(deps: ActivityDeps) {
       });
     },
 
-    async releaseDependencyLock(input: { dependency: string; holder: string; runId?: string }): Promise<void> {
+    /** Only a release with the nonce the lock was requested with frees an entry queued with one. */
+    async releaseDependencyLock(input: { dependency: string; holder: string; runId?: string; nonce?: string }): Promise<void> {
       try {
         await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).signal(lockReleaseSignal, lockHolder(input));
       } catch (err) {
@@ -59,7 +75,7 @@ export function coordinationActivities(deps: ActivityDeps) {
       for (const h of input.holders) {
         let status = await runStatus(h.holder, h.runId);
         if (status === 'CONTINUED_AS_NEW') status = await runStatus(h.holder);
-        if (CLOSED.has(status)) closed.push({ ...lockHolder(h), status });
+        if (CLOSED.has(status)) closed.push({ holder: h.holder, ...(h.runId ? { runId: h.runId } : {}), status });
       }
       return closed;
     },
@@ -79,5 +95,5 @@ export function coordinationActivities(deps: ActivityDeps) {
 const CLOSED = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT', 'CONTINUED_AS_NEW', 'NOT_FOUND']);
 
 function lockHolder(h: LockHolder): LockHolder {
-  return h.runId ? { holder: h.holder, runId: h.runId } : { holder: h.holder };
+  return { holder: h.holder, ...(h.runId ? { runId: h.runId } : {}), ...(h.nonce ? { nonce: h.nonce } : {}) };
 }

@@ -28,7 +28,12 @@ async function withRunLocks(run: RolloutRun, deps: string[], body: () => Promise
     // cancellable: an abort while it is in flight still finds it queued, and releases it after.
     run.heldLocks.add(dependency);
     run.lockRunIds.set(dependency, runId);
-    await CancellationScope.nonCancellable(() => acts.requestDependencyLock({ dependency, holder: run.id, runId, taskQueue }));
+    // The run's message nonce (runs before patch `rollout-message-nonces` have none): the grant must echo it.
+    const nonce = run.messageNonce;
+    if (nonce) run.lockNonces.set(dependency, nonce);
+    await CancellationScope.nonCancellable(() =>
+      acts.requestDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}), taskQueue }),
+    );
     let waiting = false;
     let before = run.detail;
     for (let confirmAgain = false; ;) {
@@ -66,10 +71,13 @@ export async function releaseDependencyLocks(run: RolloutRun): Promise<void> {
       [...run.heldLocks].map(async (dependency) => {
         // The run that requested it, which is an earlier run after a continue-as-new.
         const runId = run.lockRunIds.get(dependency) ?? current;
-        await acts.releaseDependencyLock({ dependency, holder: run.id, runId });
+        // Only a release with the request's nonce frees an entry queued with one.
+        const nonce = run.lockNonces.get(dependency);
+        await acts.releaseDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}) });
         run.heldLocks.delete(dependency);
         run.grantedLocks.delete(dependency);
         run.lockRunIds.delete(dependency);
+        run.lockNonces.delete(dependency);
       }),
     ),
   );
