@@ -17,6 +17,7 @@ import { noopSinks } from '../src/worker';
 import {
   dependencyLockWorkflowId,
   externalVerdictSignal,
+  lockAcquireSignal,
   lockGrantedSignal,
   lockReleaseSignal,
   lockStateQuery,
@@ -171,6 +172,53 @@ test("a forged lockRelease does not free another rollout's lock, even with its w
   expect((await resultWithin(hb, 60_000)).state).toBe('succeeded');
   await eventually(async () => (await lockState(dep)).holder === undefined, 10_000, 'lock free');
   await replayLockHistory(dep, 'dependency-lock-v3-forged-release');
+});
+
+test('forged lockAcquire entries (the lock itself, a run that never asked, a guessed nonce) are dropped before any grant', async () => {
+  const dep = uniqueDep('db');
+  const a = await lockSpec('fa-a', dep, true);
+  const b = await lockSpec('fa-b', dep, false);
+  const ha = await startRollout(h.client, a, { startedBy: 'carol', taskQueue: h.taskQueue });
+  await waitForStatus(ha, frozenHolding(dep), 60_000, 'a holding, frozen');
+  // b is held before its first stage, so the forged entries naming it are queued before its own.
+  const hb = await startRollout(h.client, b, { startedBy: 'carol', taskQueue: h.taskQueue });
+  await hb.signal('pause', { by: 'carol', reason: 'test: hold before the lock' });
+  await waitForStatus(hb, (s) => s.state === 'paused', 30_000, 'b paused');
+  const bRunId = await runIdBySignalWithStart(hb);
+  const lockId = dependencyLockWorkflowId(dep);
+  const probe = await h.client.workflow.signalWithStart('dependencyLockWorkflow', {
+    workflowId: lockId,
+    taskQueue: h.taskQueue,
+    args: [{ dependency: dep }],
+    signal: lockReleaseSignal,
+    signalArgs: [{ holder: 'nobody' }],
+  });
+  const lock = h.client.workflow.getHandle(lockId);
+  await lock.signal(lockAcquireSignal, { holder: lockId, runId: probe.signaledRunId });
+  await lock.signal(lockAcquireSignal, { holder: hb.workflowId, runId: bRunId, nonce: 'guessed' });
+  await lock.signal(lockAcquireSignal, { holder: hb.workflowId, runId: bRunId });
+  await eventually(async () => (await lockState(dep)).waiting.length === 3, 10_000, 'three forged entries queued');
+
+  await hb.signal('resume', { by: 'carol' });
+  await waitForStatus(hb, waitsFor(dep), 60_000, 'b waiting');
+  await eventually(async () => (await lockState(dep)).waiting.length === 4, 10_000, "b's own entry queued last");
+  expect(await aliasState(h.motoUrl, b.targets[0])).toEqual({ version: '1', weights: {} });
+
+  await ha.signal('abort', { by: 'carol' });
+  expect((await resultWithin(ha, 30_000)).state).toBe('aborted');
+  await waitForStatus(hb, holds(dep), 30_000, 'b granted after the forged entries were dropped');
+  const refused = (await lockState(dep)).refused!.filter((r) => r.message === 'lockAcquire');
+  expect(refused.map((r) => [r.holder, r.reason])).toEqual([
+    [lockId, 'not granted: the named run is a dependencyLockWorkflow, not a rollout'],
+    [hb.workflowId, 'not granted: the named run did not request this lock with this nonce'],
+    [hb.workflowId, 'not granted: the named run did not request this lock'],
+  ]);
+  const res = await resultWithin(hb, 60_000);
+  expect(res.state).toBe('succeeded');
+  // No grant was ever sent for a forged entry: b refused none.
+  expect(entries(res.status, /refused a lockGranted for (?!probe)/)).toHaveLength(0);
+  await eventually(async () => (await lockState(dep)).holder === undefined, 10_000, 'lock free');
+  await replayLockHistory(dep, 'dependency-lock-v3-forged-acquires');
 });
 
 test('a forged failing externalVerdict does not roll back a healthy rollout', async () => {

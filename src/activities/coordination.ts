@@ -2,7 +2,14 @@
 import { randomBytes } from 'node:crypto';
 import type { FreezeWindow } from '../spec/schema';
 import { activeFreeze, type FreezeState } from '../spec/freeze';
-import { dependencyLockWorkflowId, lockAcquireSignal, lockReleaseSignal, lockStateQuery, type LockHolder } from '../workflows/messages';
+import {
+  dependencyLockWorkflowId,
+  lockAcquireSignal,
+  lockReleaseSignal,
+  lockRequestQuery,
+  lockStateQuery,
+  type LockHolder,
+} from '../workflows/messages';
 import { requireClient, type ActivityDeps } from './deps';
 
 export function coordinationActivities(deps: ActivityDeps) {
@@ -60,6 +67,33 @@ export function coordinationActivities(deps: ActivityDeps) {
         return state.holder === input.holder && (state.holderRunId === undefined || state.holderRunId === input.runId);
       } catch (err) {
         if ((err as Error).name === 'WorkflowNotFoundError') return false;
+        throw err;
+      }
+    },
+
+    /**
+     * Before a grant: whether the queued entry's run is a rollout that asked for this lock (with this
+     * nonce). An acquire can be sent by anyone naming any run; the run itself answers the query.
+     * Rollouts of the first version have no such query: they are taken at their word, as before.
+     */
+    async verifyLockRequest(input: { dependency: string } & LockHolder): Promise<{ requested: boolean; reason?: string }> {
+      const run = client().workflow.getHandle(input.holder, input.runId);
+      let desc;
+      try {
+        desc = await run.describe();
+      } catch (err) {
+        if ((err as Error).name === 'WorkflowNotFoundError') return { requested: false, reason: 'no such run' };
+        throw err;
+      }
+      if (desc.type !== 'rolloutWorkflow')
+        return { requested: false, reason: `the named run is a ${desc.type.slice(0, 100)}, not a rollout` };
+      if (desc.status.name !== 'RUNNING') return { requested: false, reason: `the named run is ${desc.status.name}` };
+      try {
+        const asked = await run.query(lockRequestQuery, { dependency: input.dependency, ...(input.nonce ? { nonce: input.nonce } : {}) });
+        if (asked) return { requested: true };
+        return { requested: false, reason: `the named run did not request this lock${input.nonce ? ' with this nonce' : ''}` };
+      } catch (err) {
+        if ((err as Error).name === 'QueryNotRegisteredError') return { requested: true };
         throw err;
       }
     },

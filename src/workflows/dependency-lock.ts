@@ -15,6 +15,8 @@
  * a release that carries it. Anyone who can signal can name a holder and its run id (a signal-with-
  * start answers with the run id), not the nonce. Refused and malformed messages are recorded in
  * `refused` (lockState) and logged, never thrown: a throwing handler would fail the workflow task.
+ * Since patch `rollgate-lock-verified-acquirers` an entry is granted only once the run it names has
+ * answered that it asked for this lock (with this nonce): anyone can queue an entry naming any run.
  */
 import {
   allHandlersFinished,
@@ -43,6 +45,8 @@ export interface DependencyLockInput {
 }
 
 export const LOCK_RUN_IDS_PATCH = 'rollgate-lock-run-ids';
+/** Marks lock executions that ask the named run before each grant (asked at the first grant). */
+export const LOCK_VERIFIED_ACQUIRERS_PATCH = 'rollgate-lock-verified-acquirers';
 /** Marks lock executions that keep acquirers' nonces (asked at the first acquire that carries one). */
 export const LOCK_NONCES_PATCH = 'rollgate-lock-nonces';
 const DEFAULT_CHECK_MS = 5000;
@@ -73,6 +77,8 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
   let nonces = false;
   const keepsNonces = (): boolean => nonces || (nonces = patched(LOCK_NONCES_PATCH));
   const refused: LockRefusal[] = [...(input.refused ?? [])];
+  let verified = false;
+  const verifiesAcquirers = (): boolean => verified || (verified = patched(LOCK_VERIFIED_ACQUIRERS_PATCH));
   function refuse(message: LockRefusal['message'], m: unknown, reason: string): void {
     const { holder, runId } = (typeof m === 'object' && m !== null ? m : {}) as Partial<LockHolder>;
     const r: LockRefusal = { atMs: Date.now(), message, reason };
@@ -134,6 +140,25 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
     queue: queue.filter((e) => e !== granted).map(publicEntry),
     ...(refused.length ? { refused: [...refused] } : {}),
   }));
+
+  /**
+   * Whether the head's run asked for this lock: 'no' drops the entry (recorded), 'unknown' (the
+   * check went unanswered) waits and asks again. Nothing is granted unverified.
+   */
+  async function verifyHead(head: LockHolder): Promise<'yes' | 'no' | 'unknown'> {
+    let answer: { requested: boolean; reason?: string };
+    try {
+      answer = await checks.verifyLockRequest({ dependency, ...head });
+    } catch (err) {
+      log.warn(`could not verify ${head.holder} for the lock on ${dependency}: ${(err as Error).message}`);
+      return 'unknown';
+    }
+    if (answer.requested) return 'yes';
+    const i = queue.indexOf(head);
+    if (i >= 0) queue.splice(i, 1);
+    refuse('lockAcquire', head, `not granted: ${answer.reason ?? 'the named run did not request this lock'}`);
+    return 'no';
+  }
 
   /** Drop the entries whose runs no longer run. An unanswered check keeps everything (asked again later). */
   async function dropClosed(): Promise<void> {
@@ -198,6 +223,15 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
     if (checkSoon) await dropClosed();
     if (queue.length === 0) continue;
     const head = queue[0];
+    if (head !== carriedGrant && verifiesAcquirers()) {
+      const verdict = await verifyHead(head);
+      if (verdict === 'no') continue;
+      if (verdict === 'unknown') {
+        await condition(() => queue[0] !== head, checkEveryMs);
+        continue;
+      }
+      if (queue[0] !== head) continue; // released or dropped while it was asked
+    }
     granted = head;
     if (head === carriedGrant) carriedGrant = undefined;
     else {

@@ -256,6 +256,12 @@ export interface LockState {
   refused?: LockRefusal[];
 }
 export const lockStateQuery = defineQuery<LockState>('lockState');
+/**
+ * Asked by the lock workflow (through an activity) before it grants an entry: did this run request
+ * `dependency` (with this nonce)? Whoever can signal can queue an entry naming any run; only the run
+ * itself answers yes.
+ */
+export const lockRequestQuery = defineQuery<boolean, [{ dependency: string } & MessageNonce]>('lockRequest');
 
 /** Scheduled canary analysis of a service (Temporal Schedule id and workflow id prefix). */
 export function analysisScheduleId(service: string): string {

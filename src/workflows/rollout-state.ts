@@ -14,6 +14,7 @@ import {
   approveUpdate,
   externalVerdictSignal,
   lockGrantedSignal,
+  lockRequestQuery,
   messageNonceQuery,
   pauseSignal,
   rejectUpdate,
@@ -230,6 +231,7 @@ export class RolloutRun {
       gate.requestAbort(args ?? {});
     });
     setHandler(messageNonceQuery, () => this.messageNonce);
+    setHandler(lockRequestQuery, (q) => this.requested(q));
     setHandler(externalVerdictSignal, (message) => {
       if (this.authenticatesMessages) {
         const refusal = this.verdictRefusal(message);
@@ -267,6 +269,13 @@ export class RolloutRun {
     if (this.messageNonce === undefined || m.nonce !== this.messageNonce)
       return `refused an external ${m.verdict}: it does not carry this run's message nonce, so rollgate's scheduled analysis did not send it`;
     return undefined;
+  }
+
+  /** Whether this run requested (and still holds or waits for) the lock, with this nonce if it uses one. */
+  private requested(q: Partial<{ dependency: string } & MessageNonce> | undefined): boolean {
+    if (typeof q !== 'object' || q === null || typeof q.dependency !== 'string' || !this.heldLocks.has(q.dependency)) return false;
+    const nonce = this.lockNonces.get(q.dependency);
+    return nonce === undefined ? q.nonce === undefined : q.nonce === nonce;
   }
 
   /** Why a lockGranted is not the grant of this run's request by its lock workflow (undefined: it may be; the lock confirms it). */
