@@ -15,6 +15,7 @@ import { startRollout } from '../src/client';
 import { createAnalysisSchedule, scheduleAction } from '../src/schedules';
 import { noopSinks } from '../src/worker';
 import {
+  analysisScheduleId,
   dependencyLockWorkflowId,
   externalVerdictSignal,
   lockAcquireSignal,
@@ -24,6 +25,7 @@ import {
   messageNonceQuery,
   type RolloutResult,
   type RolloutStatus,
+  type ScheduledAnalysisResult,
 } from '../src/workflows/messages';
 import type { RolloutSpec } from '../src/spec/schema';
 import { recordHistory } from './support/history';
@@ -259,6 +261,7 @@ test('a forged passing externalVerdict does not mask a real failing one from the
     expect(paused.rollbackReason).toMatch(/^scheduled analysis: us-east-1: error rate/);
     expect(entries(paused, /^external fail: scheduled analysis/).length).toBeGreaterThanOrEqual(1);
     expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
+    if (process.env.ROLLGATE_RECORD_HISTORIES === '1') await recordSenderOfFail(spec.service);
   } finally {
     await scheduleAction(h.client, spec.service, 'delete').catch(() => undefined);
   }
@@ -266,6 +269,18 @@ test('a forged passing externalVerdict does not mask a real failing one from the
   expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
   await recordHistory(handle, 'rollout-v2-forged-pass-real-scheduled-fail');
 });
+
+/** The scheduled-analysis run that sent the fail (with the nonce), for the replay suite. */
+async function recordSenderOfFail(service: string): Promise<void> {
+  const d = await h.client.schedule.getHandle(analysisScheduleId(service)).describe();
+  for (const a of d.info.recentActions) {
+    const run = h.client.workflow.getHandle(a.action.workflow.workflowId, a.action.workflow.firstExecutionRunId);
+    const res = (await run.result()) as ScheduledAnalysisResult;
+    if (res.mode === 'during-rollout' && res.verdict.verdict === 'fail' && /^sent fail/.test(res.action))
+      return recordHistory(run, 'scheduled-analysis-v2-verdict-nonce');
+  }
+  throw new Error('no scheduled analysis sent the fail');
+}
 
 /** The lock workflow's live history replays; ROLLGATE_RECORD_LOCK_HISTORY=1 saves it as a fixture. */
 async function replayLockHistory(dep: string, name: string): Promise<void> {
