@@ -79,6 +79,8 @@ export class RolloutRun {
    */
   authenticatesMessages = false;
   messageNonce?: string;
+  /** Locks for which a grant without any nonce was refused: the lock's own state is asked before it counts. */
+  grantsToConfirm = new Set<string>();
 
   /** Where the traffic stages are (set only while they run): what a continued run starts from. */
   position?: PipelinePosition;
@@ -278,13 +280,21 @@ export class RolloutRun {
     return nonce === undefined ? q.nonce === undefined : q.nonce === nonce;
   }
 
-  /** Why a lockGranted is not the grant of this run's request by its lock workflow (undefined: it may be; the lock confirms it). */
+  /**
+   * Why a lockGranted is not the grant of this run's request by its lock workflow (undefined: it may
+   * be; the lock confirms it). A refused one without any nonce is also queued for that confirmation.
+   */
   private grantRefusal(m: Partial<{ dependency: string } & MessageNonce> | undefined): string | undefined {
     if (typeof m !== 'object' || m === null || typeof m.dependency !== 'string') return 'refused a malformed lockGranted';
     const dependency = m.dependency.slice(0, 100);
     const expected = this.lockNonces.get(m.dependency);
     if (expected === undefined)
       return `refused a lockGranted for ${dependency}: this run has not requested that lock (a late grant or a forgery)`;
+    if (m.nonce === undefined) {
+      // A lock worker from before the nonces grants without one: only its lockState can tell.
+      this.grantsToConfirm.add(m.dependency);
+      return `refused a lockGranted for ${dependency} without a nonce (a forgery, or a lock from before nonces): asking its lock workflow whether this run holds it`;
+    }
     if (m.nonce !== expected)
       return `refused a lockGranted for ${dependency}: it does not carry the nonce of this run's request, so its lock workflow did not send it`;
     return undefined;
