@@ -14,7 +14,7 @@ import {
 import { payloadFromJson, payloadToJson, startCodecServer, type CodecServer } from '../src/temporal/codec-server';
 import { startRollout } from '../src/client';
 import { createRollgateWorker } from '../src/worker';
-import type { RolloutResult } from '../src/workflows/messages';
+import { messageNonceQuery, type RolloutResult } from '../src/workflows/messages';
 import { LambdaClient, UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec } from '../src/spec/schema';
@@ -306,7 +306,7 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
       }
       const plain = payloadsOf(history).filter(
         (x) =>
-          !/markerRecordedEventAttributes\.details\.patch-data/.test(x.path) &&
+          !/markerRecordedEventAttributes\.details\.(patch-data|data)\./.test(x.path) &&
           Buffer.from(x.p.metadata!.encoding, 'base64').toString() !== ENCRYPTED_ENCODING,
       );
       expect(plain.map((x) => x.path)).toEqual([]);
@@ -362,8 +362,20 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
         id: expect.stringMatching(/^[a-z0-9-]+$/),
         deprecated: false,
       });
+    // Local activity markers (the message nonce's): core writes its own bookkeeping in `data`
+    // without the codec (sequence, attempt, activity type, times); the result is in `result`, encrypted.
+    const isLocalActivityData = (x: (typeof nonSA)[number]) => /markerRecordedEventAttributes\.details\.data\./.test(x.path);
+    const coreFields = ['seq', 'attempt', 'activity_id', 'activity_type', 'complete_time', 'backoff', 'original_schedule_time'];
+    for (const m of nonSA.filter(isLocalActivityData)) {
+      const fields = Object.keys(JSON.parse(Buffer.from(m.p.data!, 'base64').toString()));
+      expect(fields.map((f) => f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)).filter((f) => !coreFields.includes(f))).toEqual([]);
+    }
+    expect(nonSA.filter(isLocalActivityData).length).toBe(
+      nonSA.filter((x) => /markerRecordedEventAttributes\.details\.result\./.test(x.path)).length,
+    );
     const plainOnes = nonSA.filter(
-      (x) => !isPatchMarker(x) && Buffer.from(x.p.metadata!.encoding, 'base64').toString() !== ENCRYPTED_ENCODING,
+      (x) =>
+        !isPatchMarker(x) && !isLocalActivityData(x) && Buffer.from(x.p.metadata!.encoding, 'base64').toString() !== ENCRYPTED_ENCODING,
     );
     expect(plainOnes.map((x) => x.path)).toEqual([]);
 
@@ -372,6 +384,10 @@ describe('end to end with the dev server: a real rollout with the codec on', () 
     for (const [name, value] of Object.entries(markers))
       expect({ name, readable: rawText.includes(value) }).toEqual({ name, readable: false });
     for (const value of ['RELEASE_ID', spec.artifact.file!, h.webhook.url, 'codec-test']) expect(rawText).not.toContain(value);
+    // The message nonce (the local activity's result) is encrypted too: a reader without the key cannot forge with it.
+    const nonce = await handle!.query(messageNonceQuery);
+    expect(nonce).toMatch(/^[\w-]{22}$/);
+    expect(rawText).not.toContain(nonce!);
 
     // Control: the markers were in the history, so their absence above is not vacuous.
     const decoded = await codec.decode(nonSA.map((x) => payloadFromJson(x.p as never)));

@@ -102,8 +102,11 @@ test('an abort while queued for a dependency lock: closed, taken off the lock qu
     const releases = (lockHistory.events ?? [])
       .map((e) => e.workflowExecutionSignaledEventAttributes)
       .filter((a) => a?.signalName === 'lockRelease')
-      .map((a) => JSON.parse(Buffer.from(a!.input!.payloads![0].data!).toString('utf8')) as { holder: string; runId?: string });
-    expect(releases).toContainEqual({ holder: 'rollout-dep-f', runId: (await hb.describe()).runId });
+      .map(
+        (a) => JSON.parse(Buffer.from(a!.input!.payloads![0].data!).toString('utf8')) as { holder: string; runId?: string; nonce?: string },
+      );
+    // With the nonce it was queued with: the only release the lock accepts for that entry.
+    expect(releases).toContainEqual({ holder: 'rollout-dep-f', runId: (await hb.describe()).runId, nonce: expect.any(String) });
     expect(aliases.forward('dep-f-fn', '1')).toEqual([]);
     expect(aliases.forward('dep-e-fn', '1')).toEqual([expect.objectContaining({ version: '1', weights: { '2': 0.1 } })]); // e's canary: seen
     for (const t of b.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });

@@ -10,7 +10,7 @@ import { LambdaClient, UpdateAliasCommand } from '@aws-sdk/client-lambda';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import { abortSignal, approveUpdate, externalVerdictSignal, resumeSignal, statusQuery } from '../src/workflows/messages';
+import { abortSignal, approveUpdate, externalVerdictSignal, messageNonceQuery, resumeSignal, statusQuery } from '../src/workflows/messages';
 import { aliasState, watchAliasWrites } from './support/lambda';
 import { recordHistory } from './support/history';
 import {
@@ -345,10 +345,17 @@ test('a breach reported while a wave awaits approval rolls back at once, without
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-b', 60_000, 'awaiting approval');
     // A verdict about another release (an earlier rollout of the service) is ignored.
-    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'about r1', release: 'r1' });
+    // Sent as rollgate's scheduled analysis sends them: with the run's message nonce, read by query.
+    const nonce = await handle.query(messageNonceQuery);
+    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'about r1', release: 'r1', nonce });
     await waitForStatus(handle, (s) => s.history.some((e) => /ignored an external fail about release r1/.test(e.text)), 10_000, 'ignored');
     expect((await handle.query(statusQuery)).awaitingApproval).toBe('wave-b');
-    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'scheduled analysis: error rate 9 % > 2 %', release: 'r2' });
+    await handle.signal(externalVerdictSignal, {
+      verdict: 'fail',
+      reason: 'scheduled analysis: error rate 9 % > 2 %',
+      release: 'r2',
+      nonce,
+    });
     const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused after the external breach');
     expect(paused.rollbackReason).toBe('scheduled analysis: error rate 9 % > 2 %');
     expect(paused.awaitingApproval).toBeUndefined();
@@ -438,7 +445,8 @@ test('an outside breach that arrives while paused after a rollback does not surv
   try {
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     await waitForStatus(handle, (s) => s.state === 'paused' && s.stage === 'rollback', 60_000, 'paused after breach');
-    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'stale scheduled verdict' });
+    const nonce = await handle.query(messageNonceQuery); // as the scheduled analysis sends it
+    await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'stale scheduled verdict', nonce });
     broken = false;
     await sleep(500);
     await handle.signal(resumeSignal, { by: 'carol' });

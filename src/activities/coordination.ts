@@ -1,7 +1,15 @@
-/** Freeze windows and shared-dependency locks. */
+/** Freeze windows, shared-dependency locks and the nonces that authenticate internal messages. */
+import { randomBytes } from 'node:crypto';
 import type { FreezeWindow } from '../spec/schema';
 import { activeFreeze, type FreezeState } from '../spec/freeze';
-import { dependencyLockWorkflowId, lockAcquireSignal, lockReleaseSignal, lockStateQuery, type LockHolder } from '../workflows/messages';
+import {
+  dependencyLockWorkflowId,
+  lockAcquireSignal,
+  lockReleaseSignal,
+  lockRequestQuery,
+  lockStateQuery,
+  type LockHolder,
+} from '../workflows/messages';
 import { requireClient, type ActivityDeps } from './deps';
 
 export function coordinationActivities(deps: ActivityDeps) {
@@ -13,10 +21,24 @@ export function coordinationActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Queue `holder` (workflow id) and `runId` on the dependency's lock workflow (started if absent);
-     * the grant arrives as a signal to that run.
+     * A rollout run's message nonce (run as a local activity: recorded once, replayed from history).
+     * Made here because workflow randomness is seeded from the run id, which is no secret.
      */
-    async requestDependencyLock(input: { dependency: string; holder: string; runId?: string; taskQueue: string }): Promise<void> {
+    async newMessageNonce(): Promise<string> {
+      return randomBytes(16).toString('base64url');
+    },
+
+    /**
+     * Queue `holder` (workflow id), `runId` and its `nonce` on the dependency's lock workflow
+     * (started if absent); the grant arrives as a signal to that run.
+     */
+    async requestDependencyLock(input: {
+      dependency: string;
+      holder: string;
+      runId?: string;
+      nonce?: string;
+      taskQueue: string;
+    }): Promise<void> {
       await client().workflow.signalWithStart('dependencyLockWorkflow', {
         workflowId: dependencyLockWorkflowId(input.dependency),
         taskQueue: input.taskQueue,
@@ -26,7 +48,8 @@ export function coordinationActivities(deps: ActivityDeps) {
       });
     },
 
-    async releaseDependencyLock(input: { dependency: string; holder: string; runId?: string }): Promise<void> {
+    /** Only a release with the nonce the lock was requested with frees an entry queued with one. */
+    async releaseDependencyLock(input: { dependency: string; holder: string; runId?: string; nonce?: string }): Promise<void> {
       try {
         await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).signal(lockReleaseSignal, lockHolder(input));
       } catch (err) {
@@ -49,6 +72,33 @@ export function coordinationActivities(deps: ActivityDeps) {
     },
 
     /**
+     * Before a grant: whether the queued entry's run is a rollout that asked for this lock (with this
+     * nonce). An acquire can be sent by anyone naming any run; the run itself answers the query.
+     * Rollouts of the first version have no such query: they are taken at their word, as before.
+     */
+    async verifyLockRequest(input: { dependency: string } & LockHolder): Promise<{ requested: boolean; reason?: string }> {
+      const run = client().workflow.getHandle(input.holder, input.runId);
+      let desc;
+      try {
+        desc = await run.describe();
+      } catch (err) {
+        if ((err as Error).name === 'WorkflowNotFoundError') return { requested: false, reason: 'no such run' };
+        throw err;
+      }
+      if (desc.type !== 'rolloutWorkflow')
+        return { requested: false, reason: `the named run is a ${desc.type.slice(0, 100)}, not a rollout` };
+      if (desc.status.name !== 'RUNNING') return { requested: false, reason: `the named run is ${desc.status.name}` };
+      try {
+        const asked = await run.query(lockRequestQuery, { dependency: input.dependency, ...(input.nonce ? { nonce: input.nonce } : {}) });
+        if (asked) return { requested: true };
+        return { requested: false, reason: `the named run did not request this lock${input.nonce ? ' with this nonce' : ''}` };
+      } catch (err) {
+        if ((err as Error).name === 'QueryNotRegisteredError') return { requested: true };
+        throw err;
+      }
+    },
+
+    /**
      * The lock's holders and waiters whose runs no longer run (completed, failed, terminated, timed
      * out, cancelled, or gone from the server): the lock drops them. A run that continued as new
      * counts as running while its workflow id's latest run runs. An entry without a run id (queued
@@ -59,7 +109,7 @@ export function coordinationActivities(deps: ActivityDeps) {
       for (const h of input.holders) {
         let status = await runStatus(h.holder, h.runId);
         if (status === 'CONTINUED_AS_NEW') status = await runStatus(h.holder);
-        if (CLOSED.has(status)) closed.push({ ...lockHolder(h), status });
+        if (CLOSED.has(status)) closed.push({ holder: h.holder, ...(h.runId ? { runId: h.runId } : {}), status });
       }
       return closed;
     },
@@ -79,5 +129,5 @@ export function coordinationActivities(deps: ActivityDeps) {
 const CLOSED = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT', 'CONTINUED_AS_NEW', 'NOT_FOUND']);
 
 function lockHolder(h: LockHolder): LockHolder {
-  return h.runId ? { holder: h.holder, runId: h.runId } : { holder: h.holder };
+  return { holder: h.holder, ...(h.runId ? { runId: h.runId } : {}), ...(h.nonce ? { nonce: h.nonce } : {}) };
 }

@@ -2,11 +2,18 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { RolloutRefusedError, startRollout } from '../client';
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { QueryNotRegisteredError, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import type { RollbackRule, RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
 import { judgeThreshold } from '../analysis/threshold-judge';
-import { rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus, type Verdict } from '../workflows/messages';
+import {
+  messageNonceQuery,
+  rolloutWorkflowId,
+  statusQuery,
+  type RolloutResult,
+  type RolloutStatus,
+  type Verdict,
+} from '../workflows/messages';
 import { nativeMetricSource, requireClient, type ActivityDeps } from './deps';
 import type { AnalysisTarget } from './analysis';
 import { withHeartbeat } from './heartbeat';
@@ -15,9 +22,21 @@ export interface ServiceRollout {
   workflowId: string;
   /** The open run (what a verdict about it is signalled to). */
   runId?: string;
+  /** The open run's message nonce, which a verdict to it must carry (absent for runs before patch `rollout-message-nonces`). */
+  messageNonce?: string;
   open: boolean;
   closedAtMs?: number;
   status: RolloutStatus;
+}
+
+/** A run of the frozen v1 code registers no such query: it takes verdicts without a nonce. */
+async function readMessageNonce(run: WorkflowHandle): Promise<string | undefined> {
+  try {
+    return await run.query(messageNonceQuery);
+  } catch (err) {
+    if (err instanceof QueryNotRegisteredError) return undefined;
+    throw err;
+  }
 }
 
 export function scheduledActivities(deps: ActivityDeps) {
@@ -35,7 +54,11 @@ export function scheduledActivities(deps: ActivityDeps) {
         throw err;
       }
       const open = desc.status.name === 'RUNNING';
-      if (open) return { workflowId: handle.workflowId, runId: desc.runId, open, status: await handle.query(statusQuery) };
+      if (open) {
+        const run = client().workflow.getHandle(handle.workflowId, desc.runId);
+        const [status, messageNonce] = await Promise.all([run.query(statusQuery), readMessageNonce(run)]);
+        return { workflowId: handle.workflowId, runId: desc.runId, open, status, ...(messageNonce ? { messageNonce } : {}) };
+      }
       if (desc.status.name !== 'COMPLETED') return null; // terminated/failed: nothing promoted to watch
       const res = (await handle.result()) as RolloutResult;
       return { workflowId: handle.workflowId, open, closedAtMs: desc.closeTime?.getTime(), status: res.status };

@@ -9,6 +9,14 @@
  * runs), when a new acquirer arrives and when a grant cannot be delivered. The first version's
  * path (holders by workflow id only, never checked) still runs for the histories it recorded;
  * entries without a run id are what its queue carries over.
+ *
+ * Since patch `rollgate-lock-nonces` an acquire may carry the rollout run's message nonce: the grant
+ * echoes it (the rollout refuses a grant without it) and an entry queued with one is freed only by
+ * a release that carries it. Anyone who can signal can name a holder and its run id (a signal-with-
+ * start answers with the run id), not the nonce. Refused and malformed messages are recorded in
+ * `refused` (lockState) and logged, never thrown: a throwing handler would fail the workflow task.
+ * Since patch `rollgate-lock-verified-acquirers` an entry is granted only once the run it names has
+ * answered that it asked for this lock (with this nonce): anyone can queue an entry naming any run.
  */
 import {
   allHandlersFinished,
@@ -22,7 +30,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { lockAcquireSignal, lockGrantedSignal, lockReleaseSignal, lockStateQuery, type LockHolder } from './messages';
+import { lockAcquireSignal, lockGrantedSignal, lockReleaseSignal, lockStateQuery, type LockHolder, type LockRefusal } from './messages';
 
 export interface DependencyLockInput {
   dependency: string;
@@ -32,10 +40,18 @@ export interface DependencyLockInput {
   headGranted?: boolean;
   /** How often holder and waiters are checked (default 5 s). */
   checkEveryMs?: number;
+  /** The last refused messages (carried over continue-as-new). */
+  refused?: LockRefusal[];
 }
 
 export const LOCK_RUN_IDS_PATCH = 'rollgate-lock-run-ids';
+/** Marks lock executions that ask the named run before each grant (asked at the first grant). */
+export const LOCK_VERIFIED_ACQUIRERS_PATCH = 'rollgate-lock-verified-acquirers';
+/** Marks lock executions that keep acquirers' nonces (asked at the first acquire that carries one). */
+export const LOCK_NONCES_PATCH = 'rollgate-lock-nonces';
 const DEFAULT_CHECK_MS = 5000;
+/** Refusals kept in the lock's state: enough to see a forgery, bounded against a flood of them. */
+const MAX_REFUSALS = 20;
 
 const checks = proxyLocalActivities<Activities>({
   startToCloseTimeout: '20 seconds',
@@ -56,41 +72,93 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
   let v2 = false;
   const upgrade = (): boolean => v2 || (v2 = patched(LOCK_RUN_IDS_PATCH));
   let checkSoon = false;
+  // Entries with a nonce exist only once this has answered true, so every check of a nonce below
+  // changes nothing for executions (and histories) from before the patch.
+  let nonces = false;
+  const keepsNonces = (): boolean => nonces || (nonces = patched(LOCK_NONCES_PATCH));
+  const refused: LockRefusal[] = [...(input.refused ?? [])];
+  let verified = false;
+  const verifiesAcquirers = (): boolean => verified || (verified = patched(LOCK_VERIFIED_ACQUIRERS_PATCH));
+  function refuse(message: LockRefusal['message'], m: unknown, reason: string): void {
+    const { holder, runId } = (typeof m === 'object' && m !== null ? m : {}) as Partial<LockHolder>;
+    const r: LockRefusal = { atMs: Date.now(), message, reason };
+    if (typeof holder === 'string') r.holder = holder.slice(0, 200);
+    if (typeof runId === 'string') r.runId = runId.slice(0, 64);
+    refused.push(r);
+    if (refused.length > MAX_REFUSALS) refused.shift();
+    log.warn(
+      `lock on ${dependency} refused a ${message}${r.holder ? ` for ${r.holder}` : ''}${r.runId ? ` run ${r.runId}` : ''}: ${reason}`,
+    );
+  }
 
-  setHandler(lockAcquireSignal, ({ holder, runId }) => {
+  setHandler(lockAcquireSignal, (m) => {
+    if (!isLockHolder(m)) return refuse('lockAcquire', m, 'malformed message');
+    const { holder, runId } = m;
     if (runId === undefined || !upgrade()) {
       if (!queue.some((e) => e.holder === holder && e.runId === undefined)) queue.push({ holder });
       return;
     }
-    if (!queue.some((e) => e.holder === holder && e.runId === runId)) queue.push({ holder, runId });
+    const nonce = m.nonce !== undefined && keepsNonces() ? m.nonce : undefined;
+    if (!queue.some((e) => e.holder === holder && e.runId === runId && e.nonce === nonce))
+      queue.push({ holder, runId, ...(nonce !== undefined ? { nonce } : {}) });
     // A new acquirer: a good moment to find out whether the holder (maybe this workflow id's
     // previous run) is still there. Two runs of one workflow id may both be queued until then.
     checkSoon = true;
   });
-  setHandler(lockReleaseSignal, ({ holder, runId }) => {
+  setHandler(lockReleaseSignal, (m) => {
+    if (!isLockHolder(m)) return refuse('lockRelease', m, 'malformed message');
+    const { holder, runId } = m;
     if (runId === undefined || !upgrade()) {
-      // First version: the first entry of that workflow id.
-      const i = queue.findIndex((e) => e.holder === holder);
+      // First version: the first entry of that workflow id (never one queued with a nonce).
+      const i = queue.findIndex((e) => e.holder === holder && e.nonce === undefined);
       if (i >= 0) {
         if (granted === queue[i]) granted = undefined;
         queue.splice(i, 1);
-      }
+      } else if (queue.some((e) => e.holder === holder))
+        refuse('lockRelease', m, 'no run id and nonce: that holder was queued with a nonce');
       return;
     }
     // This run, and an entry of its workflow id queued without a run id (by the first version).
+    let withoutNonce = false;
     for (let i = queue.length - 1; i >= 0; i--) {
       const e = queue[i];
       if (e.holder !== holder || (e.runId !== undefined && e.runId !== runId)) continue;
+      if (e.nonce !== undefined && e.nonce !== m.nonce) {
+        withoutNonce = true;
+        continue;
+      }
       if (granted === e) granted = undefined;
       queue.splice(i, 1);
     }
+    if (withoutNonce)
+      refuse('lockRelease', m, `${m.nonce === undefined ? 'no nonce' : 'a wrong nonce'}: that run was queued with a nonce only it knows`);
   });
   setHandler(lockStateQuery, () => ({
     holder: granted?.holder,
     ...(granted?.runId ? { holderRunId: granted.runId } : {}),
     waiting: queue.filter((e) => e !== granted).map((e) => e.holder),
-    queue: queue.filter((e) => e !== granted).map(entry),
+    queue: queue.filter((e) => e !== granted).map(publicEntry),
+    ...(refused.length ? { refused: [...refused] } : {}),
   }));
+
+  /**
+   * Whether the head's run asked for this lock: 'no' drops the entry (recorded), 'unknown' (the
+   * check went unanswered) waits and asks again. Nothing is granted unverified.
+   */
+  async function verifyHead(head: LockHolder): Promise<'yes' | 'no' | 'unknown'> {
+    let answer: { requested: boolean; reason?: string };
+    try {
+      answer = await checks.verifyLockRequest({ dependency, ...head });
+    } catch (err) {
+      log.warn(`could not verify ${head.holder} for the lock on ${dependency}: ${(err as Error).message}`);
+      return 'unknown';
+    }
+    if (answer.requested) return 'yes';
+    const i = queue.indexOf(head);
+    if (i >= 0) queue.splice(i, 1);
+    refuse('lockAcquire', head, `not granted: ${answer.reason ?? 'the named run did not request this lock'}`);
+    return 'no';
+  }
 
   /** Drop the entries whose runs no longer run. An unanswered check keeps everything (asked again later). */
   async function dropClosed(): Promise<void> {
@@ -98,7 +166,7 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
     if (queue.length === 0) return;
     let closed: (LockHolder & { status: string })[];
     try {
-      closed = await checks.findClosedLockHolders({ holders: queue.map(entry) });
+      closed = await checks.findClosedLockHolders({ holders: queue.map(publicEntry) });
     } catch (err) {
       log.warn(`could not check the holders of ${dependency}: ${(err as Error).message}`);
       return;
@@ -119,6 +187,7 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
       queue: queue.map((e) => (e.runId ? entry(e) : e.holder)),
       ...(granted && queue[0] === granted ? { headGranted: true } : {}),
       ...(input.checkEveryMs !== undefined ? { checkEveryMs: input.checkEveryMs } : {}),
+      ...(refused.length ? { refused } : {}),
     };
   }
 
@@ -154,6 +223,15 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
     if (checkSoon) await dropClosed();
     if (queue.length === 0) continue;
     const head = queue[0];
+    if (head !== carriedGrant && verifiesAcquirers()) {
+      const verdict = await verifyHead(head);
+      if (verdict === 'no') continue;
+      if (verdict === 'unknown') {
+        await condition(() => queue[0] !== head, checkEveryMs);
+        continue;
+      }
+      if (queue[0] !== head) continue; // released or dropped while it was asked
+    }
     granted = head;
     if (head === carriedGrant) carriedGrant = undefined;
     else {
@@ -161,6 +239,7 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
         await getExternalWorkflowHandle(head.holder, head.runId).signal(lockGrantedSignal, {
           dependency,
           ...(head.runId ? { runId: head.runId } : {}),
+          ...(head.nonce ? { nonce: head.nonce } : {}),
         });
       } catch {
         // That run is closed or gone: next.
@@ -189,5 +268,19 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
 }
 
 function entry(e: LockHolder): LockHolder {
+  return { ...publicEntry(e), ...(e.nonce ? { nonce: e.nonce } : {}) };
+}
+
+/** An entry as queries and activities see it: the nonce stays inside the lock. */
+function publicEntry(e: LockHolder): LockHolder {
   return e.runId ? { holder: e.holder, runId: e.runId } : { holder: e.holder };
+}
+
+/** Signals are not type-checked on the wire: anything may arrive. */
+function isLockHolder(m: unknown): m is LockHolder {
+  if (typeof m !== 'object' || m === null) return false;
+  const { holder, runId, nonce } = m as Record<string, unknown>;
+  return (
+    typeof holder === 'string' && (runId === undefined || typeof runId === 'string') && (nonce === undefined || typeof nonce === 'string')
+  );
 }

@@ -85,8 +85,8 @@ export interface ContinuedRollout {
   startedAtMs: number;
   /** Who released the promoted release a revert-mode run reverted (four-eyes). */
   releasedBy?: string;
-  /** Dependency locks held, each with the run id that holds it at the lock workflow. */
-  locks: { dependency: string; runId: string }[];
+  /** Dependency locks held, each with the run id that holds it at the lock workflow (and the nonce it was requested with). */
+  locks: ({ dependency: string; runId: string } & MessageNonce)[];
   /** How many times this rollout has continued as new. */
   runs: number;
   /** The pipeline's pass (fencing); absent in snapshots taken before fencing: 1. */
@@ -197,9 +197,25 @@ export const rejectUpdate = defineUpdate<string, [RejectArgs]>('reject');
 export const pauseSignal = defineSignal<[{ by?: string; reason?: string }?]>('pause');
 export const resumeSignal = defineSignal<[{ by?: string }?]>('resume');
 export const abortSignal = defineSignal<[{ by?: string; reason?: string }?]>('abort');
-/** An external analysis (e.g. a scheduled one) reports a verdict; a fail triggers the rollback. */
-export const externalVerdictSignal = defineSignal<[Verdict]>('externalVerdict');
+/**
+ * An external analysis (the scheduled one) reports a verdict; a fail triggers the rollback. Runs
+ * since patch `rollout-message-nonces` accept it only with their message nonce (see MessageNonce).
+ */
+export const externalVerdictSignal = defineSignal<[Verdict & MessageNonce]>('externalVerdict');
 export const statusQuery = defineQuery<RolloutStatus>('status');
+
+/**
+ * Temporal signals carry no verified sender. Internal messages (scheduled verdicts, lock grants and
+ * releases) of runs since patch `rollout-message-nonces` carry the run's message nonce: 128 random
+ * bits made by an activity (workflow randomness is seeded from the run id, which a sender can learn),
+ * known to the run, the lock it queues on and whoever may read their histories or query them. A
+ * message without it is refused and recorded. See docs/security-internal-messages.md.
+ */
+export interface MessageNonce {
+  nonce?: string;
+}
+/** The run's message nonce (undefined for runs before the patch): for rollgate's scheduled analysis, which reads it with its client. */
+export const messageNonceQuery = defineQuery<string | undefined>('messageNonce');
 
 /**
  * Shared-dependency lock messages (see dependencyLockWorkflow). A holder is a run: the rollout's
@@ -208,11 +224,27 @@ export const statusQuery = defineQuery<RolloutStatus>('status');
 export interface LockHolder {
   holder: string;
   runId?: string;
+  /**
+   * The requesting run's message nonce (since patch `rollgate-lock-nonces`): the grant echoes it
+   * and only a release that carries it frees the entry. Never shown by lockState.
+   */
+  nonce?: string;
 }
 export const lockAcquireSignal = defineSignal<[LockHolder]>('lockAcquire');
 export const lockReleaseSignal = defineSignal<[LockHolder]>('lockRelease');
-/** Sent to the exact run that asked; `runId` names it. The rollout confirms a grant with the lock's lockState. */
-export const lockGrantedSignal = defineSignal<[{ dependency: string; runId?: string }]>('lockGranted');
+/**
+ * Sent to the exact run that asked; `runId` names it and `nonce` echoes its request. The rollout
+ * refuses a grant without its nonce, and confirms the others with the lock's lockState.
+ */
+export const lockGrantedSignal = defineSignal<[{ dependency: string; runId?: string } & MessageNonce]>('lockGranted');
+/** A message the lock workflow refused (a release without the holder's nonce, a malformed message). */
+export interface LockRefusal {
+  atMs: number;
+  message: 'lockAcquire' | 'lockRelease';
+  holder?: string;
+  runId?: string;
+  reason: string;
+}
 export interface LockState {
   /** Workflow id of the rollout holding the lock, and its run. */
   holder?: string;
@@ -220,8 +252,16 @@ export interface LockState {
   /** Workflow ids of the waiting rollouts, in order; `queue` has their runs. */
   waiting: string[];
   queue?: LockHolder[];
+  /** The last refused messages, newest last (since patch `rollgate-lock-nonces`). */
+  refused?: LockRefusal[];
 }
 export const lockStateQuery = defineQuery<LockState>('lockState');
+/**
+ * Asked by the lock workflow (through an activity) before it grants an entry: did this run request
+ * `dependency` (with this nonce)? Whoever can signal can queue an entry naming any run; only the run
+ * itself answers yes.
+ */
+export const lockRequestQuery = defineQuery<boolean, [{ dependency: string } & MessageNonce]>('lockRequest');
 
 /** Scheduled canary analysis of a service (Temporal Schedule id and workflow id prefix). */
 export function analysisScheduleId(service: string): string {

@@ -14,6 +14,8 @@ import {
   approveUpdate,
   externalVerdictSignal,
   lockGrantedSignal,
+  lockRequestQuery,
+  messageNonceQuery,
   pauseSignal,
   rejectUpdate,
   resumeSignal,
@@ -21,6 +23,7 @@ import {
   type BakeProgress,
   type ContinuedRollout,
   type HistoryEntry,
+  type MessageNonce,
   type PipelinePosition,
   type RolloutInput,
   type RolloutState,
@@ -68,6 +71,16 @@ export class RolloutRun {
   heldLocks = new Set<string>();
   /** The run id each held lock was requested with (an earlier run of this rollout, after continue-as-new). */
   lockRunIds = new Map<string, string>();
+  /** The nonce each held or requested lock was requested with: its grant must carry it, and its release does. */
+  lockNonces = new Map<string, string>();
+  /**
+   * Runs since patch `rollout-message-nonces` accept scheduled verdicts and lock grants only with
+   * their nonce (see MessageNonce); `messageNonce` is set by a local activity right after the start.
+   */
+  authenticatesMessages = false;
+  messageNonce?: string;
+  /** Locks for which a grant without any nonce was refused: the lock's own state is asked before it counts. */
+  grantsToConfirm = new Set<string>();
 
   /** Where the traffic stages are (set only while they run): what a continued run starts from. */
   position?: PipelinePosition;
@@ -112,6 +125,7 @@ export class RolloutRun {
       this.heldLocks.add(l.dependency);
       this.grantedLocks.add(l.dependency);
       this.lockRunIds.set(l.dependency, l.runId);
+      if (l.nonce) this.lockNonces.set(l.dependency, l.nonce);
     }
     this.resumedBake = c.bake;
     this.pass = c.pass ?? 1;
@@ -155,7 +169,10 @@ export class RolloutRun {
       ...(this.releasedBy() ? { releasedBy: this.releasedBy() } : {}),
       locks: [...this.heldLocks]
         .filter((d) => this.grantedLocks.has(d))
-        .map((dependency) => ({ dependency, runId: this.lockRunIds.get(dependency) ?? workflowInfo().runId })),
+        .map((dependency) => {
+          const nonce = this.lockNonces.get(dependency);
+          return { dependency, runId: this.lockRunIds.get(dependency) ?? workflowInfo().runId, ...(nonce ? { nonce } : {}) };
+        }),
       runs: (this.input.continued?.runs ?? 0) + 1,
       pass: this.pass,
     };
@@ -215,7 +232,14 @@ export class RolloutRun {
       this.record('operator', `abort requested${args?.by ? ` by ${args.by}` : ''}${args?.reason ? `: ${args.reason}` : ''}`);
       gate.requestAbort(args ?? {});
     });
-    setHandler(externalVerdictSignal, (v) => {
+    setHandler(messageNonceQuery, () => this.messageNonce);
+    setHandler(lockRequestQuery, (q) => this.requested(q));
+    setHandler(externalVerdictSignal, (message) => {
+      if (this.authenticatesMessages) {
+        const refusal = this.verdictRefusal(message);
+        if (refusal) return this.record('verdict', refusal);
+      }
+      const { nonce: _nonce, ...v } = message; // the nonce never reaches status or history entries
       if (v.release !== undefined && v.release !== this.spec.release) {
         this.record('verdict', `ignored an external ${v.verdict} about release ${v.release} (this rollout is ${this.spec.release})`);
         return;
@@ -223,9 +247,57 @@ export class RolloutRun {
       this.record('verdict', `external ${v.verdict}: ${v.reason}`);
       if (v.verdict === 'fail' && !gate.externalBreach && !this.pausedAfterRollback) gate.externalBreach = v;
     });
-    setHandler(lockGrantedSignal, ({ dependency }) => {
-      this.grantedLocks.add(dependency);
+    setHandler(lockGrantedSignal, (message) => {
+      if (this.authenticatesMessages) {
+        const refusal = this.grantRefusal(message);
+        if (refusal) return this.record('decision', refusal);
+      }
+      this.grantedLocks.add(message.dependency);
     });
+  }
+
+  /**
+   * Why an outside verdict is not from rollgate's scheduled analysis (undefined: it is). Refusals
+   * are recorded, never thrown: a throwing signal handler fails the workflow task.
+   */
+  private verdictRefusal(m: Partial<Verdict & MessageNonce> | undefined): string | undefined {
+    if (
+      typeof m !== 'object' ||
+      m === null ||
+      !['pass', 'fail', 'inconclusive'].includes(m.verdict as string) ||
+      typeof m.reason !== 'string'
+    )
+      return 'refused a malformed externalVerdict';
+    if (this.messageNonce === undefined || m.nonce !== this.messageNonce)
+      return `refused an external ${m.verdict}: it does not carry this run's message nonce, so rollgate's scheduled analysis did not send it`;
+    return undefined;
+  }
+
+  /** Whether this run requested (and still holds or waits for) the lock, with this nonce if it uses one. */
+  private requested(q: Partial<{ dependency: string } & MessageNonce> | undefined): boolean {
+    if (typeof q !== 'object' || q === null || typeof q.dependency !== 'string' || !this.heldLocks.has(q.dependency)) return false;
+    const nonce = this.lockNonces.get(q.dependency);
+    return nonce === undefined ? q.nonce === undefined : q.nonce === nonce;
+  }
+
+  /**
+   * Why a lockGranted is not the grant of this run's request by its lock workflow (undefined: it may
+   * be; the lock confirms it). A refused one without any nonce is also queued for that confirmation.
+   */
+  private grantRefusal(m: Partial<{ dependency: string } & MessageNonce> | undefined): string | undefined {
+    if (typeof m !== 'object' || m === null || typeof m.dependency !== 'string') return 'refused a malformed lockGranted';
+    const dependency = m.dependency.slice(0, 100);
+    const expected = this.lockNonces.get(m.dependency);
+    if (expected === undefined)
+      return `refused a lockGranted for ${dependency}: this run has not requested that lock (a late grant or a forgery)`;
+    if (m.nonce === undefined) {
+      // A lock worker from before the nonces grants without one: only its lockState can tell.
+      this.grantsToConfirm.add(m.dependency);
+      return `refused a lockGranted for ${dependency} without a nonce (a forgery, or a lock from before nonces): asking its lock workflow whether this run holds it`;
+    }
+    if (m.nonce !== expected)
+      return `refused a lockGranted for ${dependency}: it does not carry the nonce of this run's request, so its lock workflow did not send it`;
+    return undefined;
   }
 
   /** Who may not approve: the starter, and after a post-promotion revert also who released it. */

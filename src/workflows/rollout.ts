@@ -25,7 +25,7 @@ import { stopOf, type Stop } from './gate';
 import { Saga, failureMessage } from './saga';
 import { settleAll } from './parallel';
 import { emitRolloutEvent } from '../observability/workflow-sink';
-import { changes, commands, commandsOn, compensationsFor, housekeeping, reads, watched } from './activity-options';
+import { changes, commands, commandsOn, compensationsFor, housekeeping, local, reads, watched } from './activity-options';
 import { buildInput, stageCommandInput } from '../spec/commands';
 import { RUNNER_TASK_QUEUE } from './messages';
 import { bakeAndAnalyze, holdWhilePaused, takePendingStop } from './bake';
@@ -38,14 +38,19 @@ import { rolloutWorkflowV1 } from './v1/rollout';
 export const ROLLOUT_V2_PATCH = 'rollout-v2';
 /** Marks runs that continue as new in long waits and bakes (and wait without timers when nothing serves new traffic). */
 export const CONTINUE_AS_NEW_PATCH = 'rollout-continue-as-new';
+/** Marks runs that accept scheduled verdicts and lock grants only with their message nonce (see MessageNonce). */
+export const MESSAGE_NONCES_PATCH = 'rollout-message-nonces';
 
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
   if (!patched(ROLLOUT_V2_PATCH)) return rolloutWorkflowV1(input);
   const run = new RolloutRun(input);
   // Decided once per run, at its start: a run recorded before the patch keeps its old waits.
   run.continueAsNewEnabled = patched(CONTINUE_AS_NEW_PATCH);
+  // Decided once too, before any handler runs: from here on unauthenticated messages are refused.
+  run.authenticatesMessages = patched(MESSAGE_NONCES_PATCH);
   run.installHandlers();
   run.publish();
+  if (run.authenticatesMessages) run.messageNonce = await local.newMessageNonce();
   if (!input.continued) emitRolloutEvent({ kind: 'started', service: input.spec.service, release: input.spec.release });
 
   const saga = new Saga();

@@ -43,9 +43,12 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
       // to the run that was analysed, naming its release: a verdict never lands on a later rollout.
       if (verdict.verdict !== 'fail') return { service, mode: 'during-rollout', verdict, action: 'none (not a fail)' };
       try {
+        // The analysed run's message nonce: runs since patch `rollout-message-nonces` refuse a verdict without it.
+        const nonce = rollout.messageNonce !== undefined && patched('scheduled-verdict-nonce') ? { nonce: rollout.messageNonce } : {};
         await getExternalWorkflowHandle(rollout.workflowId, rollout.runId).signal(externalVerdictSignal, {
           ...verdict,
           release: status.release,
+          ...nonce,
         });
       } catch {
         return { service, mode: 'during-rollout', verdict, action: 'the analysed rollout closed meanwhile: verdict dropped' };

@@ -28,27 +28,40 @@ async function withRunLocks(run: RolloutRun, deps: string[], body: () => Promise
     // cancellable: an abort while it is in flight still finds it queued, and releases it after.
     run.heldLocks.add(dependency);
     run.lockRunIds.set(dependency, runId);
-    await CancellationScope.nonCancellable(() => acts.requestDependencyLock({ dependency, holder: run.id, runId, taskQueue }));
+    // The run's message nonce (runs before patch `rollout-message-nonces` have none): the grant must echo it.
+    const nonce = run.messageNonce;
+    if (nonce) run.lockNonces.set(dependency, nonce);
+    await CancellationScope.nonCancellable(() =>
+      acts.requestDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}), taskQueue }),
+    );
     let waiting = false;
     let before = run.detail;
+    // Runs with nonces: a grant with the request's nonce, or one without any nonce (sent by a lock
+    // worker from before the nonces, during a deploy; or forged), is confirmed with the lock's
+    // lockState, which only the lock answers. A grant with a wrong nonce was refused outright.
+    const nonces = run.authenticatesMessages;
+    const ready = () => run.grantedLocks.has(dependency) || (nonces && run.grantsToConfirm.has(dependency));
     for (let confirmAgain = false; ;) {
-      if (!run.grantedLocks.has(dependency)) {
+      if (!ready()) {
         if (!waiting) {
           waiting = true;
           before = run.detail;
           run.setDetail(`waiting for shared dependency ${dependency}: another rollout is shifting traffic`);
           run.record('wait', `waiting for shared dependency ${dependency}`);
         }
-        const granted = () => run.grantedLocks.has(dependency);
-        if (confirmAgain) await condition(granted, RECONFIRM_MS);
-        else await condition(granted);
+        if (confirmAgain) await condition(ready, RECONFIRM_MS);
+        else await condition(ready);
       }
+      const checked = run.grantedLocks.has(dependency);
+      run.grantsToConfirm.delete(dependency);
       if (await acts.confirmDependencyLock({ dependency, holder: run.id, runId })) break;
-      if (run.grantedLocks.has(dependency)) {
+      // With nonces, a grant that arrived during the check is real: it is checked next, not dropped.
+      if (run.grantedLocks.has(dependency) && (!nonces || checked)) {
         run.record('decision', `ignored a lockGranted for ${dependency} that its lock workflow does not confirm`);
         run.grantedLocks.delete(dependency);
       }
-      confirmAgain = true;
+      // Without nonces a real grant may have crossed the check: ask again soon. With them it would carry the nonce.
+      confirmAgain = !nonces;
     }
     run.grantedLocks.add(dependency);
     if (waiting) run.setDetail(before);
@@ -66,10 +79,13 @@ export async function releaseDependencyLocks(run: RolloutRun): Promise<void> {
       [...run.heldLocks].map(async (dependency) => {
         // The run that requested it, which is an earlier run after a continue-as-new.
         const runId = run.lockRunIds.get(dependency) ?? current;
-        await acts.releaseDependencyLock({ dependency, holder: run.id, runId });
+        // Only a release with the request's nonce frees an entry queued with one.
+        const nonce = run.lockNonces.get(dependency);
+        await acts.releaseDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}) });
         run.heldLocks.delete(dependency);
         run.grantedLocks.delete(dependency);
         run.lockRunIds.delete(dependency);
+        run.lockNonces.delete(dependency);
       }),
     ),
   );
