@@ -5,6 +5,8 @@
  * rollout runs on the real dev server with Lambda targets in moto and a Cloud Run target in the
  * fake; "reverted" is read from moto's aliases and the fake's served split.
  */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { startRollout } from '../src/client';
 import { startAlertReceiver, type AlertReceiver } from '../src/alerts/receiver';
 import { startAlertmanager, type AlertmanagerServer } from '../src/dev/alertmanager';
@@ -185,5 +187,51 @@ test('CloudWatch via SNS: subscription confirmed on an SNS host only; forged, ta
   } finally {
     await handle.signal(abortSignal, { by: 'test' });
     await handle.result();
+  }
+});
+
+test('rollgate alert-receiver runs alone from its environment: token required, an alert for a service without a rollout is acknowledged', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', "require('./src/cli/main').main(['alert-receiver'])"], {
+    cwd: join(__dirname, '..'),
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: process.env.ROLLGATE_TEST_TEMPORAL!,
+      ROLLGATE_ALERT_RECEIVER_PORT: '0',
+      ROLLGATE_ALERT_TOKEN: TOKEN,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    let err = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`alert-receiver did not start: ${err}`)), 60_000);
+      child.stderr!.on('data', (b: Buffer) => {
+        err += b;
+        const m = /listening on (http:\/\/\S+)/.exec(err);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`alert-receiver exited ${code}: ${err}`)));
+    });
+    const body = { version: '4', alerts: [{ status: 'firing', labels: { alertname: 'X', service: 'nothing-here' } }] };
+    const send = (headers: Record<string, string>) =>
+      fetch(`${url}/alertmanager`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
+    expect((await send({})).status).toBe(401);
+    const r = await send({ authorization: `Bearer ${TOKEN}` });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as any).outcomes).toMatchObject([{ outcome: 'ignored', detail: 'no open rollout of nothing-here' }]);
+    expect((await fetch(`${url}/sns`, { method: 'POST', body: '{}' })).status).toBe(404); // no topics: SNS is off
+  } finally {
+    await new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
   }
 });
