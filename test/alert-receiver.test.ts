@@ -114,6 +114,14 @@ test('Alertmanager: a firing alert for the running release reverts Lambda and Cl
     expect((await post('/alertmanager', body)).status).toBe(401);
     expect((await post('/alertmanager', body, { authorization: 'Bearer not-the-token-at-all' })).status).toBe(401);
 
+    // The same payload with the token, but about release r1: refused with 409, nothing sent.
+    const stale = { ...body, alerts: [{ status: 'firing', labels: { alertname: 'X', service, release: 'r1' } }] };
+    const refused = await post('/alertmanager', stale, { authorization: `Bearer ${TOKEN}` });
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as any).outcomes).toMatchObject([
+      { outcome: 'refused', detail: expect.stringMatching(/release r1.*runs r2/) },
+    ]);
+
     am = await startAlertmanager({ webhookUrl: `${receiver.url}/alertmanager`, bearerToken: TOKEN });
     // An alert about the previous release: refused (409 to Alertmanager), the rollout keeps baking.
     await am.push([{ labels: { alertname: 'OldReleaseErrors', service, release: 'r1' }, annotations: { summary: 'errors on r1' } }]);
