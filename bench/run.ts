@@ -4,6 +4,7 @@
  *   npm run bench                  # everything, full sizes (several minutes)
  *   npm run bench -- --quick       # tiny sizes (the smoke run in the test suite)
  *   npm run bench -- --only overhead,breach --out /tmp/b.json
+ *   npm run bench -- --only alert    # alert to revert (Alertmanager webhook POST -> 10 targets on stable)
  *
  * Numbers on shared machines are noisy: medians over repeated runs; every comparison is a ratio
  * measured in the same run.
@@ -43,6 +44,7 @@ import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } fr
 import type { ArtifactRef } from '../src/providers/types';
 import { abortSignal, externalVerdictSignal, pauseSignal, statusQuery, type RolloutResult } from '../src/workflows/messages';
 import { aliasOf } from './support';
+import { startAlertReceiver } from '../src/alerts/receiver';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -527,6 +529,96 @@ async function benchBreach() {
   phaseRow('  last revert activity completed -> seen in emulators', 'seen');
 }
 
+// ---- 2b: alert to revert ------------------------------------------------------------------------
+
+/**
+ * The same mid-wave rollout over 10 targets as benchmark 2, but the breach arrives as an
+ * Alertmanager webhook POST (documented payload version 4, bearer token) to the alert receiver in
+ * this process, which reads the rollout and sends the failing verdict: from the POST to every
+ * target 100 % on stable in moto and the fake.
+ */
+async function benchAlert() {
+  console.log(
+    '2b. alert to revert (10 targets = 5 Lambda in moto + 5 Cloud Run in the fake, mid-wave; breach delivered as an\n' +
+      '    Alertmanager webhook POST to the alert receiver; until every target is 100 % on stable as seen by moto and the fake)',
+  );
+  const lambdas = lambdaTargets('alr', 1, 5);
+  for (const t of lambdas) await createSampleFunction(moto.url, t);
+  const runs5 = cloudRunTargets('alr', 5);
+  const targets: TargetSpec[] = [...lambdas, ...runs5];
+  const stop = await inProcessWorker('bench-alert', moto.url);
+  const token = 'bench-alert-token-0123456789';
+  const receiver = await startAlertReceiver(client, { port: 0, host: '127.0.0.1', token }, () => undefined);
+  const runs = QUICK ? 2 : 20;
+  const all: RevertTimes[] = [];
+  const answered: number[] = [];
+  const phases: BreachPhases[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const s = spec('alr', targets, [targets.slice(1).map((t) => t.name)], [50, 100], '1 hour', {
+        canary: { targets: [targets[0].name], weight: 10, bake: '0 seconds' },
+      });
+      const h = await startRollout(client, s, { startedBy: 'bench', taskQueue: 'bench-alert' });
+      for (;;) {
+        const st = await h.query(statusQuery);
+        if (st.stage === 'wave:w1' && st.bakeEndsAtMs) break;
+        await sleep(50);
+      }
+      const status = await h.query(statusQuery);
+      const stable = new Map(status.targets.map((t) => [t.name, t.stableVersion!]));
+      const body = JSON.stringify({
+        version: '4',
+        status: 'firing',
+        receiver: 'rollgate',
+        groupLabels: { alertname: 'HighErrorRate' },
+        alerts: [
+          {
+            status: 'firing',
+            labels: { alertname: 'HighErrorRate', service: 'alr', release: s.release },
+            annotations: { summary: 'bench breach' },
+            startsAt: new Date().toISOString(),
+          },
+        ],
+      });
+      const t0 = performance.now();
+      const t0Wall = Date.now();
+      const post = fetch(`${receiver.url}/alertmanager`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body,
+      }).then(async (r) => {
+        answered.push(performance.now() - t0);
+        if (r.status !== 200) throw new Error(`alert receiver answered ${r.status}: ${await r.text()}`);
+      });
+      const [times] = await Promise.all([waitAllStable(lambdas, runs5, stable, t0), post]);
+      all.push(times);
+      for (let k = 0; (await h.query(statusQuery)).state !== 'paused' && k < 600; k++) await sleep(50);
+      phases.push(breachPhases((await h.fetchHistory()).events ?? [], t0Wall, t0Wall + times.all));
+      await h.signal(abortSignal);
+      await h.result();
+    }
+  } finally {
+    await receiver.close();
+    await stop();
+  }
+  report('alert', `alert to revert: POST -> all 10 reverted, p50 (${all.length} runs)`, median(all.map((x) => x.all)), 'ms', {
+    op: '<=',
+    v: 250,
+  });
+  report(
+    'alert',
+    'alert to revert: POST -> all 10 reverted, p95',
+    pct(
+      all.map((x) => x.all),
+      95,
+    ),
+    'ms',
+  );
+  report('alert', '  POST answered by the receiver (read + verdict sent), p50', median(answered), 'ms');
+  const phase = median(phases.map((x) => x.signalled).filter((v) => Number.isFinite(v)));
+  if (Number.isFinite(phase)) report('alert', '  POST sent -> verdict in history, p50', phase, 'ms');
+}
+
 interface RevertTimes {
   all: number;
   lambda: number;
@@ -822,6 +914,7 @@ async function main() {
   const all: [string, () => Promise<void>][] = [
     ['overhead', benchOverhead],
     ['breach', benchBreach],
+    ['alert', benchAlert],
     ['parked', benchParked],
     ['crash', benchCrash],
     ['coldstart', benchColdStart],

@@ -51,10 +51,11 @@ if [ "${1:-}" = "--test-tools" ]; then
   done
 fi
 # Debian packages some tests drive for real (only with --test-tools; the demo needs neither):
-# Prometheus (metric provider tests) and Chromium (Temporal UI test).
+# Prometheus (metric provider tests), Alertmanager (alert receiver test) and Chromium (Temporal UI test).
 if [ "${1:-}" = "--test-tools" ]; then
   missing=()
   [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+  [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     echo "setup: apt-get install ${missing[*]}" >&2

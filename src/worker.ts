@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import { LambdaProvider } from './providers/aws-lambda';
 import { CloudWatchMetrics } from './analysis/cloudwatch';
@@ -24,6 +24,7 @@ import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from
 import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
 import { setupObservabilityFromEnv } from './observability';
+import { alertReceiverConfigFromEnv, startAlertReceiver, type AlertReceiver } from './alerts/receiver';
 
 /** The sinks workflow code calls, as no-ops (for replay workers and workers without observability). */
 export const noopSinks = { rolloutMetrics: { record: { fn: () => undefined, callDuringReplay: false } } };
@@ -94,6 +95,8 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
 
 /** `rollgate worker`: run until SIGINT/SIGTERM, then drain in-flight activities and exit. */
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  // Bad alert receiver settings fail before anything connects.
+  const alertConfig = env.ROLLGATE_ALERT_RECEIVER_PORT ? alertReceiverConfigFromEnv(env) : undefined;
   // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
   const obs = await setupObservabilityFromEnv(env);
   const settings = connectionSettingsFromEnv(env);
@@ -110,12 +113,20 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
     // observability sinks + payload codec (undefined when ROLLGATE_CODEC_KEY is unset)
     workerOptions: { sinks: obs.sinks, dataConverter: settings.dataConverter },
   });
+  // Alerts from Alertmanager / CloudWatch (src/alerts): in this process when a port is set.
+  let alerts: AlertReceiver | undefined;
+  if (alertConfig) {
+    const logger = Runtime.instance().logger;
+    alerts = await startAlertReceiver(client, alertConfig, (level, message, meta) => logger.log(level, message, meta));
+    console.error(`rollgate worker: alert receiver on ${alerts.url} (POST /alertmanager, /sns)`);
+  }
   obs.setReady(true);
   console.error(
     `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`,
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();
+  await alerts?.close();
   await obs.close();
   await connection.close();
   await client.connection.close();

@@ -398,6 +398,16 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('alert-receiver')
+    .description(
+      'Run only the alert receiver (Alertmanager webhooks, CloudWatch alarms via SNS) on ROLLGATE_ALERT_RECEIVER_PORT; `rollgate worker` runs the same receiver itself when that variable is set. Needs Temporal access, no cloud credentials.',
+    )
+    .action(async () => {
+      const { runAlertReceiverFromEnv } = await import('../alerts/main');
+      await runAlertReceiverFromEnv();
+    });
+
+  program
     .command('runner')
     .description(
       'Run a runner: build, test, migration and schema-rev commands on ROLLGATE_RUNNER_TASK_QUEUE (default rollgate-runner); artifacts to ROLLGATE_ARTIFACT_STORE. Needs no cloud or Temporal-admin credentials; commands get PATH, HOME, ROLLGATE_RUNNER_ENV_ALLOW and what the spec declares.',

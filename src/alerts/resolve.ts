@@ -1,0 +1,135 @@
+/**
+ * From claims to decisions: which open rollout an alert is about, and whether it may act on it.
+ * `judgeClaims` is pure (tested without servers); `openRollout` / `rolloutsWithLambda` read Temporal.
+ */
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { rolloutWorkflowId, statusQuery, type RolloutStatus, type Verdict } from '../workflows/messages';
+import type { AlertClaim } from './claims';
+
+export interface OpenRollout {
+  service: string;
+  runId: string;
+  status: RolloutStatus;
+}
+
+export type Outcome =
+  /** The alert acts: a failing verdict goes to the rollout. */
+  | { outcome: 'reverting'; alert: string; service: string; release: string; detail: string }
+  /** Acknowledged, nothing to do (resolved, no open rollout, no traffic on the new version yet). */
+  | { outcome: 'ignored'; alert: string; service?: string; detail: string }
+  /** Refused: the alert is about another release or revision, or older than the rollout (a stale alert). */
+  | { outcome: 'refused'; alert: string; service?: string; detail: string };
+
+/** Decide every claim about one service against its open rollout (or null), and the verdict to send, if any. */
+export function judgeClaims(
+  service: string,
+  claims: AlertClaim[],
+  rollout: OpenRollout | null,
+): { outcomes: Outcome[]; verdict?: Verdict } {
+  const outcomes: Outcome[] = [];
+  const acting: AlertClaim[] = [];
+  let target: string | undefined;
+  for (const c of claims) {
+    const base = { alert: c.name, service };
+    if (!c.firing) {
+      outcomes.push({ outcome: 'ignored', ...base, detail: 'not firing: acknowledged' });
+      continue;
+    }
+    if (!rollout) {
+      outcomes.push({ outcome: 'ignored', ...base, detail: `no open rollout of ${service}` });
+      continue;
+    }
+    const s = rollout.status;
+    if (s.release !== undefined && c.release !== undefined && c.release !== s.release) {
+      outcomes.push({
+        outcome: 'refused',
+        ...base,
+        detail: `about release ${c.release}, but ${rolloutWorkflowId(service)} runs ${s.release}`,
+      });
+      continue;
+    }
+    if (c.revision !== undefined) {
+      const t = s.targets.find((x) => x.newVersion === c.revision);
+      if (!t) {
+        outcomes.push({
+          outcome: 'refused',
+          ...base,
+          detail: `about revision ${c.revision}, which is not a new version of release ${s.release}`,
+        });
+        continue;
+      }
+      target = t.name;
+    }
+    if (c.release === undefined && c.revision === undefined && c.sinceMs !== undefined && c.sinceMs < s.startedAtMs) {
+      outcomes.push({
+        outcome: 'refused',
+        ...base,
+        detail: `firing since ${new Date(c.sinceMs).toISOString()}, before release ${s.release} started (label it with release= to act)`,
+      });
+      continue;
+    }
+    if (s.state === 'rollback-failed' || s.pausedAfterRollback || (s.state !== 'running' && s.state !== 'paused')) {
+      outcomes.push({ outcome: 'ignored', ...base, detail: `${rolloutWorkflowId(service)} is ${s.state} after a rollback already` });
+      continue;
+    }
+    if (!s.targets.some((t) => t.newVersion && t.weight > 0)) {
+      outcomes.push({ outcome: 'ignored', ...base, detail: `no traffic on release ${s.release} yet` });
+      continue;
+    }
+    acting.push(c);
+    outcomes.push({ outcome: 'reverting', ...base, release: s.release, detail: `fail sent to ${rolloutWorkflowId(service)}` });
+  }
+  if (!acting.length || !rollout) return { outcomes };
+  const source = acting[0].source === 'alertmanager' ? 'Alertmanager' : 'CloudWatch alarm';
+  const names = acting.map((c) => c.summary).join('; ');
+  const verdict: Verdict = {
+    verdict: 'fail',
+    reason: `${source}: ${names}`.slice(0, 300),
+    metric: 'alert',
+    release: rollout.status.release,
+    atMs: Date.now(),
+    ...(target && acting.length === 1 ? { target } : {}),
+  };
+  return { outcomes, verdict };
+}
+
+/** The service's open rollout with its status, or null when none is open. */
+export async function openRollout(client: Client, service: string): Promise<OpenRollout | null> {
+  const handle = client.workflow.getHandle(rolloutWorkflowId(service));
+  try {
+    const desc = await handle.describe();
+    if (desc.status.name !== 'RUNNING') return null;
+    return { service, runId: desc.runId, status: await client.workflow.getHandle(handle.workflowId, desc.runId).query(statusQuery) };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return null;
+    throw err;
+  }
+}
+
+/**
+ * Services of open rollouts with a Lambda target on `fn` (in `region`, on `alias`, when given), for
+ * CloudWatch alarms on Lambda's own metrics, which name the function, not the service. Read from
+ * visibility (lags by about a second) and each rollout's status; at most 200 open rollouts.
+ */
+export async function servicesWithLambda(client: Client, fn: { function: string; region?: string; alias?: string }): Promise<string[]> {
+  const out: string[] = [];
+  let seen = 0;
+  for await (const wf of client.workflow.list({ query: `WorkflowType = 'rolloutWorkflow' AND ExecutionStatus = 'Running'` })) {
+    if (++seen > 200) break;
+    let status: RolloutStatus;
+    try {
+      status = await client.workflow.getHandle(wf.workflowId, wf.runId).query(statusQuery);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const match = status.spec.targets.some(
+      (t) =>
+        t.provider === 'aws-lambda' &&
+        t.function === fn.function &&
+        (fn.region === undefined || t.region === fn.region) &&
+        (fn.alias === undefined || t.alias === fn.alias),
+    );
+    if (match && !out.includes(status.service)) out.push(status.service);
+  }
+  return out;
+}
