@@ -30,7 +30,7 @@ export interface ServiceRollout {
 }
 
 /** A run of the frozen v1 code registers no such query: it takes verdicts without a nonce. */
-async function readMessageNonce(run: WorkflowHandle): Promise<string | undefined> {
+export async function readMessageNonce(run: WorkflowHandle): Promise<string | undefined> {
   try {
     return await run.query(messageNonceQuery);
   } catch (err) {

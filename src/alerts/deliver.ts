@@ -2,9 +2,11 @@
  * The one place where the alert receiver sends a verdict to a rollout. It takes the same path as
  * the scheduled analysis (src/workflows/scheduled-analysis.ts): the `externalVerdict` message to
  * the exact run that was read, naming that run's release, so a verdict never lands on a later
- * rollout. If rollouts come to authenticate their outside verdicts, only this function changes.
+ * rollout, with that run's message nonce (read by query, as the scheduled analysis does: a run
+ * since patch `rollout-message-nonces` refuses a verdict without it; docs/security-internal-messages.md).
  */
 import type { Client } from '@temporalio/client';
+import { readMessageNonce } from '../activities/scheduled';
 import { externalVerdictSignal, rolloutWorkflowId, type Verdict } from '../workflows/messages';
 
 export interface RolloutRef {
@@ -14,5 +16,7 @@ export interface RolloutRef {
 }
 
 export async function deliverAlertVerdict(client: Client, rollout: RolloutRef, verdict: Verdict): Promise<void> {
-  await client.workflow.getHandle(rolloutWorkflowId(rollout.service), rollout.runId).signal(externalVerdictSignal, verdict);
+  const run = client.workflow.getHandle(rolloutWorkflowId(rollout.service), rollout.runId);
+  const nonce = await readMessageNonce(run);
+  await run.signal(externalVerdictSignal, { ...verdict, ...(nonce ? { nonce } : {}) });
 }
