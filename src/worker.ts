@@ -24,6 +24,9 @@ import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from
 import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
 import { setupObservabilityFromEnv } from './observability';
+import { redactingActivityInterceptor } from './security/activity-redaction';
+import { secrets } from './security/redact';
+import { UrlPolicy } from './security/url-policy';
 
 /** The sinks workflow code calls, as no-ops (for replay workers and workers without observability). */
 export const noopSinks = { rolloutMetrics: { record: { fn: () => undefined, callDuringReplay: false } } };
@@ -62,6 +65,11 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     // running traffic activity.
     maxHeartbeatThrottleInterval: '1 second',
     ...o.workerOptions,
+    // Every activity result and failure passes the redactor before it reaches history (src/security).
+    interceptors: {
+      ...o.workerOptions?.interceptors,
+      activity: [redactingActivityInterceptor, ...(o.workerOptions?.interceptors?.activity ?? [])],
+    },
   });
 }
 
@@ -89,6 +97,9 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
     artifactStore: artifactStoreFromUrl(env.ROLLGATE_ARTIFACT_STORE || undefined, stateDir),
     hashKey: env.ROLLGATE_HASH_KEY || randomBytes(32).toString('hex'),
     client,
+    // Spec URLs: ROLLGATE_ALLOWED_URLS, nothing when unset (src/security/url-policy.ts).
+    urlPolicy: UrlPolicy.fromEnv(env),
+    secretEnv: env,
   };
 }
 
@@ -96,6 +107,8 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
   const obs = await setupObservabilityFromEnv(env);
+  // The worker's own credentials and webhook URLs never appear in what it logs or records.
+  secrets.registerSecretEnv(env);
   const settings = connectionSettingsFromEnv(env);
   const client = await connectClient(settings);
   const note = await ensureSearchAttributes(client);
