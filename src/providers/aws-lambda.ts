@@ -500,7 +500,9 @@ function lambdaError(t: LambdaTargetSpec, err: unknown): unknown {
   if (!e || typeof e !== 'object' || (!e.$metadata && !e.$fault)) return err;
   const name = token(e.name, 64) || 'Unknown';
   const status = e.$metadata?.httpStatusCode;
-  const reason = [LAMBDA_REASONS[name], status ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
+  // The one part of a service message worth keeping, as an identifier only: the denied action.
+  const action = name === 'AccessDeniedException' ? /\blambda:[A-Za-z]{1,64}\b/.exec(String(e.message ?? ''))?.[0] : undefined;
+  const reason = [LAMBDA_REASONS[name], action, status ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
   const message = `${t.name}: ${name}: ${reason || 'error'} (lambda ${t.region}/${t.function})`;
   if (NON_RETRYABLE.has(name)) return new NonRetryableProviderError(message, name);
   return Object.assign(new Error(message), { name, $metadata: e.$metadata, $fault: e.$fault });
