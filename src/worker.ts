@@ -26,7 +26,7 @@ import type { Client } from '@temporalio/client';
 import { setupObservabilityFromEnv } from './observability';
 import { redactingActivityInterceptor } from './security/activity-redaction';
 import { secrets } from './security/redact';
-import { UrlPolicy } from './security/url-policy';
+import { ALLOWED_URLS_VAR, UrlPolicy } from './security/url-policy';
 
 /** The sinks workflow code calls, as no-ops (for replay workers and workers without observability). */
 export const noopSinks = { rolloutMetrics: { record: { fn: () => undefined, callDuringReplay: false } } };
@@ -114,18 +114,20 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const note = await ensureSearchAttributes(client);
   if (note) console.error(`rollgate worker: ${note}`);
   const connection = await NativeConnection.connect({ address: settings.address, apiKey: settings.apiKey, tls: settings.tls });
+  const deps = depsFromEnv(env, client);
   const worker = await createRollgateWorker({
     connection,
     namespace: settings.namespace,
     taskQueue: env.ROLLGATE_TASK_QUEUE || TASK_QUEUE,
-    deps: depsFromEnv(env, client),
+    deps,
     workflowBundlePath: env.ROLLGATE_WORKFLOW_BUNDLE || undefined,
     // observability sinks + payload codec (undefined when ROLLGATE_CODEC_KEY is unset)
     workerOptions: { sinks: obs.sinks, dataConverter: settings.dataConverter },
   });
   obs.setReady(true);
   console.error(
-    `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`,
+    `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}; ` +
+      `spec URLs allowed: ${deps.urlPolicy!.describe()} (${ALLOWED_URLS_VAR})`,
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();

@@ -18,11 +18,19 @@ export function redactError(err: unknown, depth = 0): unknown {
   return e;
 }
 
-export const redactingActivityInterceptor: ActivityInterceptorsFactory = () => ({
+/**
+ * Results passed on verbatim as data, not text: a rollout's status read back for a scheduled
+ * analysis carries the spec (from the rollout's own input, already in history), whose URLs and
+ * queries must reach the analysis unchanged. Their failures are still redacted.
+ */
+const VERBATIM_RESULTS = new Set(['readServiceRollout']);
+
+export const redactingActivityInterceptor: ActivityInterceptorsFactory = (ctx) => ({
   inbound: {
     async execute(input, next) {
       try {
-        return redactDeep(await next(input));
+        const result = await next(input);
+        return VERBATIM_RESULTS.has(ctx.info.activityType) ? result : redactDeep(result);
       } catch (err) {
         throw redactError(err);
       }
