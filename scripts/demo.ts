@@ -137,6 +137,9 @@ async function main() {
       stateDir: STATE,
       hashKey: 'demo',
       client,
+      // The webhook URL is the worker's secret: specs name the variable (notify.webhook_env).
+      // Spec URLs: loopback only (the embedded default), which is where the demo's receiver listens.
+      secretEnv: { [DEMO_WEBHOOK_ENV]: hook.url },
     },
   });
   const running = worker.run();
@@ -214,7 +217,7 @@ async function main() {
   });
 
   // Release r1: canary on Lambda, then two waves that each mix Lambda and Cloud Run: promoted.
-  const r1 = demoSpec('r1', targets, hook.url);
+  const r1 = demoSpec('r1', targets);
   say(
     `release r1 (Lambda version 2, Cloud Run revision ${cloudRunRevisionName(SERVICE, 'r1')}), bakes ${BAKE}:\n` +
       '    canary   10 % on Lambda us-east-1\n' +
@@ -227,7 +230,7 @@ async function main() {
 
   // Release r2: broken in Europe (simulated) → the mixed wave eu breaches → both clouds reverted.
   broken = { lambdaVersion: '3', revision: cloudRunRevisionName(SERVICE, 'r2') };
-  const r2 = demoSpec('r2', targets, hook.url);
+  const r2 = demoSpec('r2', targets);
   say(
     `release r2: its new Lambda version 3 and Cloud Run revision ${broken.revision} fail ${BROKEN_ERROR_RATE * 100} % of requests in Europe\n` +
       `    (SIMULATED errors pushed into moto's CloudWatch and the Cloud Monitoring fake; us-east-1 stays healthy, so the canary passes)`,
@@ -266,7 +269,10 @@ async function main() {
   say(`everything stays up for the Temporal UI at ${temporal.uiUrl}. Press Ctrl-C to stop.`);
 }
 
-function demoSpec(release: string, targets: TargetSpec[], webhook: string): RolloutSpec {
+/** The worker variable that holds the demo receiver's URL. */
+const DEMO_WEBHOOK_ENV = 'ROLLGATE_WEBHOOK_DEMO';
+
+function demoSpec(release: string, targets: TargetSpec[]): RolloutSpec {
   const zip = join(STATE, `checkout-${release}.zip`);
   writeFileSync(zip, sampleZip(`checkout ${release}`));
   return validateSpec({
@@ -285,7 +291,7 @@ function demoSpec(release: string, targets: TargetSpec[], webhook: string): Roll
     ],
     rollback: { max_error_rate_increase_pp: 2, min_requests: 20 },
     approvers: ['alice', 'bob'],
-    notify: { webhook },
+    notify: { webhook_env: DEMO_WEBHOOK_ENV },
   });
 }
 

@@ -7,6 +7,7 @@ import { ServiceError, WorkflowNotFoundError, type Client, type WorkflowHandleWi
 import { formatDuration } from './spec/duration';
 import type { RolloutSpec } from './spec/schema';
 import { MAX_SPEC_BYTES } from './spec/validate';
+import { REDACTED, redactDeep } from './security/redact';
 import {
   SA,
   RUNNER_TASK_QUEUE,
@@ -47,6 +48,11 @@ export async function startRollout(
   opts: StartOptions,
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof rolloutWorkflow>> {
   const workflowId = rolloutWorkflowId(spec.service);
+  // validateSpec refuses it too; a program may hand over a spec it built itself.
+  if (spec.notify?.webhook !== undefined)
+    throw new RolloutRefusedError(
+      'notify.webhook: a webhook URL in the spec would be stored in the workflow history and shown by every status: put it in a variable ROLLGATE_WEBHOOK_<NAME> on the workers and give its name as notify.webhook_env. Nothing was started.',
+    );
   const input: RolloutInput = {
     spec,
     startedBy: opts.startedBy,
@@ -152,14 +158,25 @@ export async function observeRollout(client: Client, rolloutId: string, runId?: 
   // A run that continued as new: follow the chain to its current run.
   if (execution === 'CONTINUED_AS_NEW' && runId) return observeRollout(client, rolloutId);
   const pinned = client.workflow.getHandle(rolloutId, desc.runId);
-  if (execution === 'RUNNING') return { runId: desc.runId, execution, status: await pinned.query(statusQuery) };
-  if (execution === 'COMPLETED') return { runId: desc.runId, execution, status: ((await pinned.result()) as RolloutResult).status };
+  if (execution === 'RUNNING') return { runId: desc.runId, execution, status: safeStatus(await pinned.query(statusQuery)) };
+  if (execution === 'COMPLETED')
+    return { runId: desc.runId, execution, status: safeStatus(((await pinned.result()) as RolloutResult).status) };
   // Terminated/failed/timed out: the status query still answers by replaying the history on a worker.
   try {
-    return { runId: desc.runId, execution, status: await pinned.query(statusQuery) };
+    return { runId: desc.runId, execution, status: safeStatus(await pinned.query(statusQuery)) };
   } catch {
     return { runId: desc.runId, execution };
   }
+}
+
+/**
+ * A status as the client shows it (`status`, `watch`, `--json`): through the redactor, and without
+ * the webhook URL that specs of rollouts started before notify.webhook_env still carry.
+ */
+export function safeStatus(s: RolloutStatus): RolloutStatus {
+  const out = redactDeep(s);
+  if (out.spec?.notify?.webhook !== undefined) out.spec = { ...out.spec, notify: { ...out.spec.notify, webhook: REDACTED } };
+  return out;
 }
 
 // ---- waiting for an outcome (start --wait, watch) -------------------------------------------

@@ -18,6 +18,8 @@ import { RUNNER_TASK_QUEUE } from './workflows/messages';
 import { connectionSettingsFromEnv } from './temporal/connection';
 import { JsonLogger } from './observability';
 import { parseLogLevel } from './observability/logger';
+import { redactingActivityInterceptor } from './security/activity-redaction';
+import { secrets } from './security/redact';
 
 export interface RunnerWorkerOptions {
   connection: NativeConnection;
@@ -59,6 +61,11 @@ export async function createRunnerWorker(o: RunnerWorkerOptions): Promise<Worker
     shutdownGraceTime: '30 seconds',
     maxHeartbeatThrottleInterval: '1 second',
     ...o.workerOptions,
+    // Command output tails and failures pass the redactor before they reach history (src/security).
+    interceptors: {
+      ...o.workerOptions?.interceptors,
+      activity: [redactingActivityInterceptor, ...(o.workerOptions?.interceptors?.activity ?? [])],
+    },
   });
 }
 
@@ -80,6 +87,8 @@ export async function runRunnerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const taskQueue = env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE;
   const deps = runnerDepsFromEnv(env);
   const concurrency = parseRunnerConcurrency(env.ROLLGATE_RUNNER_CONCURRENCY);
+  // Its own credentials never appear in what it logs or records (allow-listed values: commandActivities).
+  secrets.registerSecretEnv(env);
   const connection = await NativeConnection.connect({ address: settings.address, apiKey: settings.apiKey, tls: settings.tls });
   const worker = await createRunnerWorker({
     connection,

@@ -25,6 +25,9 @@ import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
 import { setupObservabilityFromEnv } from './observability';
 import { alertReceiverConfigFromEnv, startAlertReceiver, type AlertReceiver } from './alerts/receiver';
+import { redactingActivityInterceptor } from './security/activity-redaction';
+import { secrets } from './security/redact';
+import { ALLOWED_URLS_VAR, UrlPolicy } from './security/url-policy';
 
 /** The sinks workflow code calls, as no-ops (for replay workers and workers without observability). */
 export const noopSinks = { rolloutMetrics: { record: { fn: () => undefined, callDuringReplay: false } } };
@@ -63,6 +66,11 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     // running traffic activity.
     maxHeartbeatThrottleInterval: '1 second',
     ...o.workerOptions,
+    // Every activity result and failure passes the redactor before it reaches history (src/security).
+    interceptors: {
+      ...o.workerOptions?.interceptors,
+      activity: [redactingActivityInterceptor, ...(o.workerOptions?.interceptors?.activity ?? [])],
+    },
   });
 }
 
@@ -90,6 +98,9 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
     artifactStore: artifactStoreFromUrl(env.ROLLGATE_ARTIFACT_STORE || undefined, stateDir),
     hashKey: env.ROLLGATE_HASH_KEY || randomBytes(32).toString('hex'),
     client,
+    // Spec URLs: ROLLGATE_ALLOWED_URLS, nothing when unset (src/security/url-policy.ts).
+    urlPolicy: UrlPolicy.fromEnv(env),
+    secretEnv: env,
   };
 }
 
@@ -99,16 +110,19 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const alertConfig = env.ROLLGATE_ALERT_RECEIVER_PORT ? alertReceiverConfigFromEnv(env) : undefined;
   // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
   const obs = await setupObservabilityFromEnv(env);
+  // The worker's own credentials and webhook URLs never appear in what it logs or records.
+  secrets.registerSecretEnv(env);
   const settings = connectionSettingsFromEnv(env);
   const client = await connectClient(settings);
   const note = await ensureSearchAttributes(client);
   if (note) console.error(`rollgate worker: ${note}`);
   const connection = await NativeConnection.connect({ address: settings.address, apiKey: settings.apiKey, tls: settings.tls });
+  const deps = depsFromEnv(env, client);
   const worker = await createRollgateWorker({
     connection,
     namespace: settings.namespace,
     taskQueue: env.ROLLGATE_TASK_QUEUE || TASK_QUEUE,
-    deps: depsFromEnv(env, client),
+    deps,
     workflowBundlePath: env.ROLLGATE_WORKFLOW_BUNDLE || undefined,
     // observability sinks + payload codec (undefined when ROLLGATE_CODEC_KEY is unset)
     workerOptions: { sinks: obs.sinks, dataConverter: settings.dataConverter },
@@ -122,7 +136,8 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   }
   obs.setReady(true);
   console.error(
-    `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`,
+    `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}; ` +
+      `spec URLs allowed: ${deps.urlPolicy!.describe()} (${ALLOWED_URLS_VAR})`,
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();

@@ -156,3 +156,36 @@ test('a missing function is a non-retryable error naming the target', async () =
   const ghost: LambdaTargetSpec = { name: 'x', provider: 'aws-lambda', region: 'eu-central-1', function: 'no-such-fn', alias: 'live' };
   await expect(p.readTraffic(ghost)).rejects.toThrow(/x: ResourceNotFoundException: .*\(lambda eu-central-1\/no-such-fn\)/);
 });
+
+test('service errors get fixed messages: never the service text (which can quote the environment)', async () => {
+  const t = await freshFunction('fixed-messages');
+  const a = await artifact('fixed messages');
+  const leaked = 'env-value-quoted-by-lambda-42';
+  proxy.inject({
+    match: (c) => c.method === 'PUT' && c.path.split('?')[0] === `/2015-03-31/functions/${t.function}/configuration`,
+    action: {
+      status: 400,
+      errorType: 'InvalidParameterValueException',
+      message: `Lambda was unable to configure your environment variables: String measured: {"SECRET":"${leaked}"}`,
+    },
+  });
+  const err = (await p.deployRevision(t, a, { RELEASE_ID: 'r9', SCHEMA_REV: '9' }, 'rollout-x').catch((e: Error) => e)) as Error;
+  expect(err).toBeInstanceOf(NonRetryableProviderError);
+  expect(err.message).toBe(
+    'x: InvalidParameterValueException: Lambda refused a parameter, HTTP 400 (lambda eu-central-1/provider-fixed-messages)',
+  );
+  expect(JSON.stringify({ m: err.message, s: err.stack })).not.toContain(leaked);
+  // Denied: the action is kept (an identifier), the rest of the text is not.
+  proxy.inject({
+    match: lambdaOp.updateAlias(t.function),
+    action: {
+      status: 403,
+      errorType: 'AccessDeniedException',
+      message: `User arn:aws:iam::1:user/${leaked} is not authorized to perform: lambda:UpdateAlias`,
+    },
+  });
+  const denied = (await p.setTraffic(t, '1', '2', 10).catch((e: Error) => e)) as Error;
+  expect(denied.message).toMatch(/^x: AccessDeniedException: the worker's credentials may not do this, lambda:UpdateAlias, HTTP 403/);
+  expect(denied.message).not.toContain(leaked);
+  proxy.clearFaults();
+});

@@ -163,9 +163,35 @@ const cases: [string, (s: Spec) => void, string][] = [
       }),
     'rollback.judge.metrics[0].samples',
   ],
-  ['notify webhook not a URL', (s) => (s.notify = { webhook: 'slack' }), 'notify.webhook'],
-  ['notify webhook not http(s)', (s) => (s.notify = { webhook: 'ftp://hooks.example.com/alerts' }), 'notify.webhook'],
-  ['notify webhook file URL', (s) => (s.notify = { webhook: 'file:///etc/passwd' }), 'notify.webhook'],
+  ['notify webhook URL in the spec', (s) => (s.notify = { webhook: 'https://hooks.slack.com/services/T/B/X' }), 'notify.webhook'],
+  [
+    'notify webhook_env not a ROLLGATE_WEBHOOK_ variable',
+    (s) => (s.notify = { webhook_env: 'AWS_SECRET_ACCESS_KEY' }),
+    'notify.webhook_env',
+  ],
+  ['notify without webhook_env', (s) => (s.notify = { escalate_after: 2 }), 'notify.webhook_env'],
+  [
+    'custom check URL on the metadata address',
+    (s) => (s.rollback = { custom_checks: [{ ...driftCheck, url: 'http://169.254.169.254/latest/meta-data/?rev={{revision}}' }] }),
+    'rollback.custom_checks[0].url',
+  ],
+  [
+    'prometheus URL on the GCE metadata host',
+    (s) =>
+      (s.rollback = {
+        metrics: {
+          'aws-lambda': {
+            source: 'prometheus',
+            prometheus: {
+              url: 'http://metadata.google.internal/computeMetadata/v1/',
+              requests: 'sum(x{v="{{revision}}"})',
+              errors: 'sum(y{v="{{revision}}"})',
+            },
+          },
+        },
+      }),
+    'rollback.metrics.aws-lambda.prometheus.url',
+  ],
   [
     'custom check URL not http(s)',
     (s) => (s.rollback = { custom_checks: [{ ...driftCheck, url: 'ftp://rag/drift?rev={{revision}}' }] }),
@@ -252,11 +278,13 @@ test('all problems come in one message', () => {
   for (const p of ['canary.weight', 'targets[1].region', 'waves[0].steps']) expect(err.message).toContain(`  - ${p}: `);
 });
 
-test('http and https webhooks are accepted', () => {
-  for (const webhook of ['http://127.0.0.1:9/hook', 'https://hooks.slack.com/services/T/B/X'])
-    expect(validateSpec({ ...base(), notify: { webhook } }).notify?.webhook).toBe(webhook);
-  expect(() => validateSpec({ ...base(), notify: { webhook: 'ftp://hooks.example.com/alerts' } })).toThrow(
-    /notify\.webhook: must be an http\(s\) URL, not ftp:/,
+test('the webhook is a worker variable (notify.webhook_env); a URL in the spec is refused, pointing to it', () => {
+  expect(validateSpec({ ...base(), notify: { webhook_env: 'ROLLGATE_WEBHOOK_SLACK' } }).notify).toEqual({
+    webhook_env: 'ROLLGATE_WEBHOOK_SLACK',
+    escalate_after: 3,
+  });
+  expect(() => validateSpec({ ...base(), notify: { webhook: 'https://hooks.slack.com/services/T/B/X' } })).toThrow(
+    /notify\.webhook: a webhook URL in the spec would be stored in the workflow history .* give its name as notify\.webhook_env/,
   );
 });
 

@@ -28,6 +28,9 @@ import { CloudRunTrafficSimulator } from '../../src/dev/cloud-run-traffic';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec } from '../../src/spec/schema';
 import { imageFor } from './spec-gen';
 
+/** The variable the generated specs name as notify.webhook_env (each env's worker resolves it to its receiver). */
+export const FAULTS_WEBHOOK_ENV = 'ROLLGATE_WEBHOOK_FAULTS';
+
 /** Servers and connections shared by every schedule of a run. */
 export interface Shared {
   temporalAddress: string;
@@ -190,6 +193,8 @@ export class ScheduleEnv {
       hashKey: 'fault-hash-key',
       client: this.shared.client,
       webhookTimeoutMs: 5_000,
+      // Specs name the webhook by variable (notify.webhook_env); this env's receiver is its value.
+      secretEnv: { [FAULTS_WEBHOOK_ENV]: this.webhook.url },
     };
   }
 
@@ -210,6 +215,7 @@ export class ScheduleEnv {
         ROLLGATE_CLOUD_MONITORING_ENDPOINT: this.monitoring.address,
         ROLLGATE_CLOUD_RUN_PROBE_VIA: this.cloudRun.httpUrl,
         ROLLGATE_CLOUD_RUN_OPERATION_TIMEOUT_MS: String(CLOUD_RUN_OPERATION_TIMEOUT_MS),
+        [FAULTS_WEBHOOK_ENV]: this.webhook.url,
         ...(workerOptions ? { ROLLGATE_FAULTS_WORKER_OPTIONS: JSON.stringify(workerOptions) } : {}),
       });
       return;

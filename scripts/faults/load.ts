@@ -33,7 +33,7 @@ import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } fr
 import { abortSignal, statusQuery, type HistoryEntry, type RolloutResult } from '../../src/workflows/messages';
 import { Rng } from './prng';
 import { imageFor, PROJECT } from './spec-gen';
-import { ScheduleEnv, type Shared } from './env';
+import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { checkOneVersion, checkPromoted, checkStable, describeTarget, type Violation } from './invariants';
 
 export interface LoadOptions {
@@ -216,7 +216,7 @@ function planRollouts(o: LoadOptions, token: string, env: ScheduleEnv): Rollout[
       // Under load a tick of simulated traffic can be late: extend a bake without data rather than fail it.
       rollback: { max_error_rate_increase_pp: 2, min_requests: 5, max_extensions: 6 },
       approvers: ['alice', 'bob'],
-      notify: { webhook: env.webhook.url },
+      notify: { webhook_env: FAULTS_WEBHOOK_ENV },
     });
     const kinds = targets.map((t) => (t.provider === 'aws-lambda' ? 'l' : 'c')).join('');
     out.push({

@@ -31,7 +31,7 @@ import {
   type ProviderFault,
   type TimedEvent,
 } from './fault-gen';
-import { ScheduleEnv, type Shared } from './env';
+import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { checkAlerts, checkOneVersion, checkPromoted, checkStable, describeTarget, type Invariant, type Violation } from './invariants';
 
 export interface RunOptions {
@@ -78,7 +78,7 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
   const result: ScheduleResult = { seed, service, shape: '', faults: '', outcome: 'not started', durationMs: 0, violations: [], trace: [] };
   try {
     await env.start();
-    const { spec, shape } = generateSpec(rng, { service, webhook: env.webhook.url, workDir: env.workDir });
+    const { spec, shape } = generateSpec(rng, { service, webhookEnv: FAULTS_WEBHOOK_ENV, workDir: env.workDir });
     const schedule = generateSchedule(rng, spec, { kills: opts.kills });
     // Half the schedules hand over to new runs (continue-as-new) every few analyses. A PRNG of its
     // own, so the spec and faults of a seed are what they were before this existed.

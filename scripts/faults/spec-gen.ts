@@ -30,7 +30,7 @@ export function imageFor(service: string, release: string): string {
  * `service` must be unique on the dev server and in moto (it names the workflow, the Lambda functions
  * and the Cloud Run services); everything else comes from `rng`.
  */
-export function generateSpec(rng: Rng, o: { service: string; webhook: string; workDir: string }): GeneratedSpec {
+export function generateSpec(rng: Rng, o: { service: string; webhookEnv: string; workDir: string }): GeneratedSpec {
   const { service } = o;
   const nTargets = rng.int(3, 6);
   // Cross-cloud: at least one target of each kind.
@@ -82,7 +82,7 @@ export function generateSpec(rng: Rng, o: { service: string; webhook: string; wo
     waves,
     rollback: { max_error_rate_increase_pp: 2, min_requests: 5, ...(interval ? { interval: '1 second' } : {}) },
     approvers: ['alice', 'bob'],
-    notify: { webhook: o.webhook },
+    notify: { webhook_env: o.webhookEnv },
   });
   const shape = [
     `${targets.filter((t) => t.provider === 'aws-lambda').length} lambda + ${targets.filter((t) => t.provider === 'cloud-run').length} cloud-run`,

@@ -14,7 +14,7 @@ import { preflightCustomCheck, runCustomChecks, type CustomCheckSpec } from '../
 import type { CanarySamples, MetricProvider } from '../analysis/types';
 import { NonRetryableProviderError } from '../providers/types';
 import type { Verdict } from '../workflows/messages';
-import { nativeMetricSource, providerFor, type ActivityDeps } from './deps';
+import { nativeMetricSource, providerFor, urlPolicyOf, type ActivityDeps } from './deps';
 import { mapProviderErrors, withHeartbeat } from './heartbeat';
 
 export interface AnalysisTarget {
@@ -86,6 +86,7 @@ export function analysisActivities(deps: ActivityDeps) {
           stepSeconds: seconds(cfg.step),
           rangeWindowSeconds: seconds(cfg.range_window),
           minWindowSeconds: seconds(cfg.min_window),
+          policy: urlPolicyOf(deps),
         });
         prometheus.set(key, p);
       }
@@ -108,6 +109,7 @@ export function analysisActivities(deps: ActivityDeps) {
         threshold: c.threshold,
         direction: c.direction,
         timeout_ms: durationMs(c.timeout),
+        policy: urlPolicyOf(deps),
       }));
   }
 

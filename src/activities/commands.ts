@@ -22,6 +22,7 @@ import type { ArtifactRef } from '../providers/types';
 import { commandArgv, type CommandLine } from '../spec/argv';
 import type { BuildInput, SpecPathCheck, StageCommandInput } from '../spec/commands';
 import { FileArtifactStore, type ArtifactStore } from '../artifacts/store';
+import { redact, secrets } from '../security/redact';
 
 /** Characters of output kept per command (the end of it). */
 export const TAIL = 1500;
@@ -77,15 +78,18 @@ export function commandEnvironment(o: {
   return env;
 }
 
-/** Keep the last `max` characters of a growing output. */
+/**
+ * Keep the last `max` characters of a growing output, redacted. It holds some more than `max`
+ * until the end, so a secret that straddles the cut is still whole when the redactor sees it.
+ */
 export class OutputTail {
   private text = '';
   constructor(private readonly max = TAIL) {}
   push(chunk: Buffer | string): void {
-    this.text = (this.text + chunk.toString()).slice(-this.max);
+    this.text = (this.text + chunk.toString()).slice(-(this.max + 1024));
   }
   value(): string {
-    return this.text.trim();
+    return redact(this.text).slice(-this.max).trim();
   }
 }
 
@@ -159,8 +163,10 @@ export function runCommand(argv: string[], cwd: string | undefined, env: Record<
   });
 }
 
+/** The end of an output, redacted before it is cut (a cut secret would no longer match its known value). */
 function lastChars(s: string, n: number): string {
-  return s.length > n ? `…${s.slice(-n)}` : s;
+  const clean = redact(s);
+  return clean.length > n ? `…${clean.slice(-n)}` : clean;
 }
 
 /** Refuse, naming the field, a spec path the runner cannot see (before anything runs). */
@@ -198,6 +204,8 @@ function argvOf(what: string, command: CommandLine, shell: boolean | undefined):
 export function commandActivities(deps: RunnerDeps) {
   const store = deps.artifactStore ?? new FileArtifactStore(join(deps.stateDir, 'artifacts'));
   const runnerEnv = deps.env ?? process.env;
+  // Allow-listed values (NPM_TOKEN, ...) reach commands, so they may be printed: the redactor knows them.
+  for (const name of deps.envAllow ?? []) secrets.addSecret(runnerEnv[name]);
   const envFor = (declared: Record<string, string> | undefined) => commandEnvironment({ runnerEnv, allow: deps.envAllow, declared });
 
   async function run(what: string, argv: string[], cwd: string | undefined, declared: Record<string, string> | undefined) {

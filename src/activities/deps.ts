@@ -5,6 +5,7 @@ import type { TargetProvider } from '../providers/types';
 import type { MetricProvider } from '../analysis/types';
 import type { LambdaEndpointOptions } from '../analysis/synthetic';
 import type { ArtifactStore } from '../artifacts/store';
+import { UrlPolicy } from '../security/url-policy';
 
 export interface ActivityDeps {
   /** One provider per target kind. */
@@ -23,7 +24,19 @@ export interface ActivityDeps {
   synthetic?: { lambda?: LambdaEndpointOptions; httpUrlRewrite?: (url: string) => string };
   /** Webhook delivery timeout per attempt (ms). */
   webhookTimeoutMs?: number;
+  /**
+   * Which spec URLs (webhook, custom checks, Prometheus) may be called. `rollgate worker`:
+   * ROLLGATE_ALLOWED_URLS; unset here (embedded workers: demo, tests): loopback only.
+   */
+  urlPolicy?: UrlPolicy;
+  /** Where `notify.webhook_env` names are resolved (default process.env). */
+  secretEnv?: Record<string, string | undefined>;
 }
+
+export function urlPolicyOf(deps: { urlPolicy?: UrlPolicy }): UrlPolicy {
+  return deps.urlPolicy ?? EMBEDDED_POLICY;
+}
+const EMBEDDED_POLICY = UrlPolicy.embeddedDefault();
 
 export function providerFor(deps: ActivityDeps, t: TargetSpec): TargetProvider<any> {
   const p = deps.providers[t.provider];

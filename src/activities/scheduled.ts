@@ -143,8 +143,12 @@ export function scheduledActivities(deps: ActivityDeps) {
         path: existsSync(path) ? path : undefined,
         image: input.spec.artifact.image,
       };
+      // A spec recorded before notify.webhook_env may carry a webhook URL: it is not copied into a new history.
+      const { webhook: legacyWebhook, ...notify } = input.spec.notify ?? { escalate_after: 3 };
+      const spec: RolloutSpec =
+        legacyWebhook !== undefined ? { ...input.spec, notify: notify.webhook_env ? notify : undefined } : input.spec;
       try {
-        await startRollout(client(), input.spec, {
+        await startRollout(client(), spec, {
           startedBy: 'rollgate-schedule',
           taskQueue: input.taskQueue,
           revertPromoted: {

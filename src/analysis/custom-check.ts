@@ -15,6 +15,9 @@
 import type { TargetSpec } from '../spec/schema';
 import type { Verdict } from '../workflows/messages';
 import type { Direction } from './statistical-judge';
+import { OutboundRefused, outboundRequest } from '../security/outbound';
+import { bodyExcerpt } from '../security/redact';
+import type { UrlPolicy } from '../security/url-policy';
 
 export interface CustomCheckSpec {
   /** Names the value in reasons ("drift"). */
@@ -27,6 +30,8 @@ export interface CustomCheckSpec {
   /** Per request, ms (default 10 s). */
   timeout_ms?: number;
   headers?: Record<string, string>;
+  /** The worker's outbound URL policy (src/security/url-policy.ts); absent: only the hard refusals. */
+  policy?: UrlPolicy;
 }
 
 export interface CustomCheckContext {
@@ -76,10 +81,10 @@ function toNumber(v: unknown): { value: number } | { problem: string } {
   if (typeof v === 'string') {
     const s = v.trim();
     if (NUMBER.test(s)) return { value: Number(s) };
-    return { problem: s === '' ? 'empty' : `not a number: "${s.slice(0, 40)}"` };
+    return { problem: s === '' ? 'empty' : `not a number: "${bodyExcerpt(s, 40)}"` };
   }
   if (v === undefined) return { problem: 'missing' };
-  return { problem: `not a number: ${JSON.stringify(v).slice(0, 40)}` };
+  return { problem: `not a number: ${bodyExcerpt(JSON.stringify(v) ?? String(v), 40)}` };
 }
 
 /** Reasons are one line: collapse whitespace from bodies and error messages. */
@@ -105,22 +110,26 @@ export async function runCustomCheck(check: CustomCheckSpec, ctx?: CustomCheckCo
   let text: string;
   let contentType: string;
   try {
-    const res = await fetch(url, {
+    const res = await outboundRequest(url, {
       headers: { accept: 'application/json, text/plain;q=0.9', ...check.headers },
-      signal: AbortSignal.timeout(check.timeout_ms ?? 10_000),
+      timeoutMs: check.timeout_ms ?? 10_000,
+      maxBodyBytes: MAX_BODY,
+      policy: check.policy,
     });
     status = res.status;
-    contentType = res.headers.get('content-type') ?? '';
-    text = (await res.text()).slice(0, MAX_BODY);
+    contentType = res.headers['content-type'] ?? '';
+    text = res.text;
   } catch (err) {
-    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
+    if (err instanceof OutboundRefused) return inconclusive(e.message);
     return inconclusive(
       e.name === 'TimeoutError'
         ? `timed out after ${check.timeout_ms ?? 10_000} ms`
-        : `unreachable: ${e.cause?.code ?? e.cause?.message ?? e.message}`,
+        : `unreachable: ${e.code ?? e.cause?.code ?? e.cause?.message ?? e.message}`,
     );
   }
-  if (status < 200 || status >= 300) return inconclusive(`HTTP ${status}${text.trim() ? `: ${text.trim().slice(0, 80)}` : ''}`);
+  // At most a short, redacted, one-line excerpt of a body enters a reason (and so history).
+  if (status < 200 || status >= 300) return inconclusive(`HTTP ${status}${text.trim() ? `: ${bodyExcerpt(text, 80)}` : ''}`);
   let parsed: { value: number } | { problem: string };
   if (check.json_path !== undefined) {
     let body: unknown;

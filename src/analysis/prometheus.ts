@@ -36,6 +36,12 @@ import type { TargetSpec } from '../spec/schema';
 import { MetricSourceUnavailableError, NonRetryableProviderError } from './errors';
 import type { RevisionSamplesWithSeries } from './statistical-judge';
 import type { CanarySamples, MetricProvider, MetricWindow } from './types';
+import { OutboundRefused, outboundRequest, type OutboundResponse } from '../security/outbound';
+import { bodyExcerpt } from '../security/redact';
+import type { UrlPolicy } from '../security/url-policy';
+
+/** Range answers of a statistical judge can be large; beyond this a body is cut (and fails to parse). */
+const MAX_PROM_BODY = 32 * 1024 * 1024;
 
 export interface PrometheusQueries {
   requests: string;
@@ -64,6 +70,8 @@ export interface PrometheusOptions {
   preflightLookbackSeconds?: number;
   /** Skip the range queries (no series for statistical judges). Default false. */
   totalsOnly?: boolean;
+  /** The worker's outbound URL policy (src/security/url-policy.ts); absent: only the hard refusals. */
+  policy?: UrlPolicy;
 }
 
 interface PromResponse {
@@ -134,23 +142,26 @@ export class PrometheusMetrics implements MetricProvider {
   private async api(path: string, params: Record<string, string>, queryName?: string, query?: string): Promise<PromResponse> {
     const url = `${this.base}${path}`;
     const what = queryName ? `query "${queryName}" (${query})` : path;
-    let res: Response;
+    let res: OutboundResponse;
     try {
-      res = await fetch(url, {
+      res = await outboundRequest(url, {
         method: Object.keys(params).length ? 'POST' : 'GET',
         headers: { ...(Object.keys(params).length ? { 'content-type': 'application/x-www-form-urlencoded' } : {}), ...this.opts.headers },
         body: Object.keys(params).length ? new URLSearchParams(params).toString() : undefined,
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+        timeoutMs: this.opts.timeoutMs ?? 10_000,
+        maxBodyBytes: MAX_PROM_BODY,
+        policy: this.opts.policy,
       });
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      const cause = e.cause?.code ?? e.cause?.message ?? e.message;
+      if (err instanceof OutboundRefused) throw new NonRetryableProviderError(`prometheus ${err.message}`, 'OutboundRefused');
+      const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
+      const cause = e.code ?? e.cause?.code ?? e.cause?.message ?? e.message;
       throw new MetricSourceUnavailableError(
         `prometheus at ${this.base} unreachable for ${what}: ${e.name === 'TimeoutError' ? 'timed out' : cause}`,
         'prometheus',
       );
     }
-    const text = await res.text();
+    const text = res.text;
     let body: PromResponse | undefined;
     try {
       body = JSON.parse(text) as PromResponse;
@@ -159,12 +170,12 @@ export class PrometheusMetrics implements MetricProvider {
     }
     if (res.status >= 500 || res.status === 429 || res.status === 408)
       throw new MetricSourceUnavailableError(
-        `prometheus at ${this.base} answered HTTP ${res.status} for ${what}: ${body?.error ?? text.slice(0, 200)}`,
+        `prometheus at ${this.base} answered HTTP ${res.status} for ${what}: ${bodyExcerpt(body?.error ?? text, 200)}`,
         'prometheus',
       );
-    if (!res.ok || !body || body.status !== 'success')
+    if (res.status < 200 || res.status >= 300 || !body || body.status !== 'success')
       throw new NonRetryableProviderError(
-        `prometheus rejected ${what}: HTTP ${res.status}${body?.errorType ? ` ${body.errorType}` : ''}: ${body?.error ?? text.slice(0, 200)}`,
+        `prometheus rejected ${what}: HTTP ${res.status}${body?.errorType ? ` ${body.errorType}` : ''}: ${bodyExcerpt(body?.error ?? text, 200)}`,
         'MetricQuery',
       );
     return body;

@@ -14,6 +14,7 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { LambdaTargetSpec, TargetSpec } from '../spec/schema';
 import { NonRetryableProviderError } from './errors';
+import { outboundRequest } from '../security/outbound';
 import { quantile } from './mann-whitney';
 import type { CanarySamples, MetricProvider, MetricWindow, RevisionSamples } from './types';
 
@@ -164,18 +165,19 @@ export function httpEndpoints(o: HttpEndpointOptions): EndpointResolver {
         const headers = typeof o.headers === 'function' ? await o.headers(url) : (o.headers ?? {});
         const t0 = performance.now();
         try {
-          const res = await fetch(url, { method: o.method ?? 'GET', headers, body: o.body, signal: AbortSignal.timeout(timeoutMs) });
-          const text = await res.text();
+          // A revision URL a provider reported: no metadata/link-local address; a 3xx is counted, never followed.
+          const res = await outboundRequest(url, { method: o.method ?? 'GET', headers, body: o.body, timeoutMs, redirects: 'return' });
+          const text = res.text;
           const latencyMs = performance.now() - t0;
           if (!okStatus(res.status)) return { ok: false, latencyMs, detail: `HTTP ${res.status}` };
           if (o.expectContains !== undefined && !text.includes(o.expectContains))
             return { ok: false, latencyMs, detail: `response lacks "${o.expectContains}"` };
           return { ok: true, latencyMs };
         } catch (err) {
-          const e = err as Error & { cause?: { code?: string } };
+          const e = err as Error & { code?: string; cause?: { code?: string } };
           const latencyMs = performance.now() - t0;
           if (e.name === 'TimeoutError') return { ok: false, latencyMs, detail: `timed out after ${timeoutMs} ms` };
-          return { ok: false, latencyMs, detail: e.cause?.code ?? e.message };
+          return { ok: false, latencyMs, detail: e.code ?? e.cause?.code ?? e.message };
         }
       },
     };

@@ -9,9 +9,12 @@
  *   line that named them for that rollout (a bounded cache), or at least the rollout id and the
  *   service from the `rollout-<service>` workflow id.
  *
+ * Every line passes the redactor (src/security/redact.ts) as serialized JSON.
+ *
  * Environment: ROLLGATE_LOG_LEVEL (TRACE, DEBUG, INFO, WARN, ERROR; default INFO).
  */
 import { LogTimestamp, type LogLevel, type LogMetadata, type Logger } from '@temporalio/worker';
+import { redact } from '../security/redact';
 
 const SEVERITY: Record<LogLevel, number> = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4 };
 const ROLLOUT_FIELDS = ['rolloutId', 'service', 'release', 'stage'] as const;
@@ -105,7 +108,8 @@ export class JsonLogger implements Logger {
     } catch {
       line = JSON.stringify({ ts, level: level.toLowerCase(), msg: message, ...ctx, ...this.base, meta: '[unserializable]' });
     }
-    this.write(line);
+    // The whole line, after serialization: secrets in messages, errors, stacks and any field.
+    this.write(redact(line));
   }
 
   trace(message: string, meta?: LogMetadata): void {

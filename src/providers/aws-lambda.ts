@@ -20,7 +20,7 @@ import {
   UpdateAliasCommand,
   UpdateFunctionCodeCommand,
   UpdateFunctionConfigurationCommand,
-  waitUntilFunctionUpdatedV2,
+  waitForFunctionUpdatedV2,
   type AliasConfiguration,
   type FunctionConfiguration,
 } from '@aws-sdk/client-lambda';
@@ -41,6 +41,7 @@ import { saltedHash } from './fingerprint';
 import { checkFence, withFenceMark } from './fence';
 import { CancelledFailure } from '@temporalio/activity';
 import { callDeadline, cancellationSignal, stopIfCancelled } from './cancellation';
+import { bodyExcerpt, secrets } from '../security/redact';
 
 export interface LambdaProviderOptions {
   /** Overrides AWS_ENDPOINT_URL_LAMBDA (tests point this at moto or the fault proxy). */
@@ -353,14 +354,14 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       const body = res.Payload ? Buffer.from(res.Payload).toString('utf8') : '';
       const latencyMs = Date.now() - started;
       if (res.FunctionError)
-        return { probe: probe.name, ok: false, detail: `function error ${res.FunctionError}: ${body.slice(0, 200)}`, latencyMs };
+        return { probe: probe.name, ok: false, detail: `function error ${res.FunctionError}: ${bodyExcerpt(body)}`, latencyMs };
       if (res.StatusCode !== 200) return { probe: probe.name, ok: false, detail: `status ${res.StatusCode}`, latencyMs };
       if (probe.expect_contains && !body.includes(probe.expect_contains))
         return { probe: probe.name, ok: false, detail: `response does not contain "${probe.expect_contains}"`, latencyMs };
       return { probe: probe.name, ok: true, detail: `status 200 in ${latencyMs} ms`, latencyMs };
     } catch (err) {
       const e = err as Error;
-      return { probe: probe.name, ok: false, detail: `${e.name}: ${e.message}`.slice(0, 300), latencyMs: Date.now() - started };
+      return { probe: probe.name, ok: false, detail: bodyExcerpt(`${e.name}: ${e.message}`, 300), latencyMs: Date.now() - started };
     }
   }
 
@@ -419,7 +420,9 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     if (deadline !== undefined) maxWaitTime = Math.min(maxWaitTime, Math.floor((deadline - Date.now()) / 1000));
     if (maxWaitTime < 2)
       throw Object.assign(new Error(`deadline reached before waiting for lambda ${t.region}/${t.function}`), { name: 'TimeoutError' });
-    await waitUntilFunctionUpdatedV2(
+    // Not waitUntilFunctionUpdatedV2: its error is the JSON of the last GetFunction answer, with
+    // the environment's values and the presigned Code.Location. The outcome is read here instead.
+    const result = await waitForFunctionUpdatedV2(
       {
         client: this.client(t.region),
         maxWaitTime,
@@ -429,6 +432,17 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       },
       { FunctionName: t.function },
     );
+    if (result.state === 'SUCCESS') return;
+    const where = `${t.name}: lambda ${t.region}/${t.function}`;
+    if (result.state === 'ABORTED') throw new CancelledFailure(`${where}: wait for the update cancelled`);
+    if (result.state === 'TIMEOUT')
+      throw Object.assign(new Error(`${where}: update still in progress after ${maxWaitTime} s`), { name: 'TimeoutError' });
+    const cfg = (result.reason as { Configuration?: FunctionConfiguration } | undefined)?.Configuration;
+    const status = token(cfg?.LastUpdateStatus ?? result.state, 24);
+    const code = cfg?.LastUpdateStatusReasonCode ? `, reason code ${token(cfg.LastUpdateStatusReasonCode, 64)}` : '';
+    throw Object.assign(new Error(`${where}: the function update did not complete: LastUpdateStatus ${status}${code}`), {
+      name: 'LastUpdateStatusFailed',
+    });
   }
 
   /**
@@ -451,16 +465,63 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     }
   }
 
+  /**
+   * One SDK call. Its errors get a fixed message (target, error name, a fixed reason, HTTP
+   * status), never the service's message: Lambda quotes the environment in some (an oversized
+   * Environment is refused with its values). The error keeps its name and $metadata.
+   */
   private async call<R>(t: LambdaTargetSpec, fn: () => Promise<R>): Promise<R> {
     try {
-      return await fn();
+      const out = await fn();
+      rememberEnvSecrets(out);
+      return out;
     } catch (err) {
-      const e = err as Error & { $metadata?: { httpStatusCode?: number } };
-      if (NON_RETRYABLE.has(e.name))
-        throw new NonRetryableProviderError(`${t.name}: ${e.name}: ${e.message} (lambda ${t.region}/${t.function})`, e.name);
-      throw err;
+      throw lambdaError(t, err);
     }
   }
+}
+
+const LAMBDA_REASONS: Record<string, string> = {
+  ResourceNotFoundException: 'no such function, alias or version',
+  InvalidParameterValueException: 'Lambda refused a parameter',
+  AccessDeniedException: "the worker's credentials may not do this",
+  UnrecognizedClientException: 'the credentials are not recognized',
+  CodeStorageExceededException: "the account's code storage is full",
+  RequestTooLargeException: 'the request is too large',
+  TooManyRequestsException: 'throttled',
+  ResourceConflictException: 'an update is in progress',
+  PreconditionFailedException: 'changed since it was read (RevisionId)',
+  ServiceException: 'Lambda service error',
+};
+
+function lambdaError(t: LambdaTargetSpec, err: unknown): unknown {
+  const e = err as Error & { $metadata?: { httpStatusCode?: number }; $fault?: string };
+  // Only service answers carry service text; network errors and cancellations pass unchanged.
+  if (!e || typeof e !== 'object' || (!e.$metadata && !e.$fault)) return err;
+  const name = token(e.name, 64) || 'Unknown';
+  const status = e.$metadata?.httpStatusCode;
+  // The one part of a service message worth keeping, as an identifier only: the denied action.
+  const action = name === 'AccessDeniedException' ? /\blambda:[A-Za-z]{1,64}\b/.exec(String(e.message ?? ''))?.[0] : undefined;
+  const reason = [LAMBDA_REASONS[name], action, status ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
+  const message = `${t.name}: ${name}: ${reason || 'error'} (lambda ${t.region}/${t.function})`;
+  if (NON_RETRYABLE.has(name)) return new NonRetryableProviderError(message, name);
+  return Object.assign(new Error(message), { name, $metadata: e.$metadata, $fault: e.$fault });
+}
+
+/**
+ * Environment values a Lambda answer carries may be secrets the redactor must know (src/security):
+ * they must not come back out in any message, log line, alert or status. Contract keys are not.
+ */
+function rememberEnvSecrets(out: unknown): void {
+  const configs: (FunctionConfiguration | undefined)[] = [];
+  const o = out as { Environment?: unknown; Configuration?: FunctionConfiguration; Versions?: FunctionConfiguration[] } | undefined;
+  if (!o || typeof o !== 'object') return;
+  if (o.Environment) configs.push(o as FunctionConfiguration);
+  if (o.Configuration) configs.push(o.Configuration);
+  if (Array.isArray(o.Versions)) configs.push(...o.Versions);
+  for (const c of configs)
+    for (const [k, v] of Object.entries(c?.Environment?.Variables ?? {}))
+      if (!(CONTRACT_KEYS as readonly string[]).includes(k)) secrets.addEnvValue(k, v);
 }
 
 /** Same keys, same values (order does not matter). */
@@ -533,7 +594,7 @@ function restoreError(t: LambdaTargetSpec, version: string, step: string, err: u
 async function fetchCodeLocation(req: CodeFetchRequest): Promise<Uint8Array> {
   let res: Response;
   try {
-    res = await fetch(req.location, { signal: req.signal });
+    res = await fetch(req.location, { signal: req.signal, redirect: 'manual' }); // a 3xx is a failed download
   } catch (err) {
     if (req.signal.aborted) throw err;
     throw new RestoreFailure('CodeDownloadFailed', false);

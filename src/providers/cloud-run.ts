@@ -37,6 +37,8 @@ import { saltedHash } from './fingerprint';
 import { callDeadline, stopIfCancelled } from './cancellation';
 import { checkFence, fenceMark } from './fence';
 import { gcpClientOptions } from './gcp-client';
+import { outboundRequest } from '../security/outbound';
+import { bodyExcerpt, secrets } from '../security/redact';
 
 type IService = google.cloud.run.v2.IService;
 type IRevision = google.cloud.run.v2.IRevision;
@@ -354,6 +356,8 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
 
   async fingerprint(t: CloudRunTargetSpec, version: string, salt: string): Promise<EnvFingerprint> {
     const [rev] = await this.call(t, `GetRevision ${version}`, () => this.revisions.getRevision({ name: this.revisionName(t, version) }));
+    // The values may be secrets: the redactor must know them (src/security/redact.ts).
+    for (const c of rev.containers ?? []) for (const e of c.env ?? []) if (e.name) secrets.addEnvValue(e.name, e.value ?? undefined);
     return revisionFingerprint(rev.containers ?? [], salt);
   }
 
@@ -462,17 +466,18 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
         const h = await client.getRequestHeaders(tagUrl);
         h.forEach((v, k) => (headers[k] = v));
       }
-      const res = await fetch(url, { headers, signal: AbortSignal.timeout(mustDurationMs(probe.timeout)) });
-      const body = await res.text();
+      // A URL Cloud Run reported: no allow-list, but no metadata/link-local address and no redirects.
+      const res = await outboundRequest(url, { headers, timeoutMs: mustDurationMs(probe.timeout) });
+      const body = res.text;
       const latencyMs = Date.now() - started;
       if (res.status !== 200)
-        return { probe: probe.name, ok: false, detail: `HTTP ${res.status} from ${tagUrl}: ${body.slice(0, 200)}`, latencyMs };
+        return { probe: probe.name, ok: false, detail: `HTTP ${res.status} from ${tagUrl}: ${bodyExcerpt(body)}`, latencyMs };
       if (probe.expect_contains && !body.includes(probe.expect_contains))
         return { probe: probe.name, ok: false, detail: `response from ${tagUrl} does not contain "${probe.expect_contains}"`, latencyMs };
       return { probe: probe.name, ok: true, detail: `HTTP 200 from ${tagUrl} in ${latencyMs} ms`, latencyMs };
     } catch (err) {
       const e = err as Error;
-      return { probe: probe.name, ok: false, detail: `${e.name}: ${e.message}`.slice(0, 300), latencyMs: Date.now() - started };
+      return { probe: probe.name, ok: false, detail: bodyExcerpt(`${e.name}: ${e.message}`, 300), latencyMs: Date.now() - started };
     }
   }
 

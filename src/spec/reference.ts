@@ -90,7 +90,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   'rollback.metrics.cloud-run': 'Metric source for Cloud Run targets.',
   'rollback.metrics.*.source': 'The native source (CloudWatch / Cloud Monitoring), `prometheus` or `synthetic`.',
   'rollback.metrics.*.prometheus': 'Prometheus HTTP API and PromQL templates ({{revision}}, {{window}}, ...).',
-  'rollback.metrics.*.prometheus.url': 'Prometheus base URL (http or https).',
+  'rollback.metrics.*.prometheus.url':
+    'Prometheus base URL (http or https); must pass the worker’s `ROLLGATE_ALLOWED_URLS` (metadata/link-local hosts and redirects are refused).',
   'rollback.metrics.*.prometheus.requests': 'PromQL: requests of {{revision}} over {{window}}.',
   'rollback.metrics.*.prometheus.errors': 'PromQL: errors of {{revision}} over {{window}}.',
   'rollback.metrics.*.prometheus.latency_p99_ms': 'PromQL: p99 latency in ms.',
@@ -106,7 +107,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   'rollback.metrics.*.synthetic.expect_contains': 'A response must contain this text to count as a success.',
   'rollback.custom_checks': 'Business/quality checks: an HTTP endpoint that answers a number, with a threshold.',
   'rollback.custom_checks[].name': 'Check name (in reasons), e.g. drift.',
-  'rollback.custom_checks[].url': 'http(s) URL; may contain {{revision}}, {{baseline}}, {{target}}.',
+  'rollback.custom_checks[].url':
+    'http(s) URL; may contain {{revision}}, {{baseline}}, {{target}}. Must pass the worker’s `ROLLGATE_ALLOWED_URLS`; metadata/link-local hosts and redirects are refused.',
   'rollback.custom_checks[].json_path': 'Path to the number in a JSON body (default: the body is the number).',
   'rollback.custom_checks[].threshold': 'Threshold.',
   'rollback.custom_checks[].direction': 'higher-is-worse: value > threshold fails; lower-is-worse: value < threshold fails.',
@@ -114,7 +116,10 @@ export const DESCRIPTIONS: Record<string, string> = {
   'rollback.custom_checks[].targets': 'Targets it applies to (default: every analysed target).',
   approvers: 'Who may approve or reject waves; the starter may not approve.',
   notify: 'Alerts.',
-  'notify.webhook': 'http(s) URL of a Slack-compatible webhook (JSON POST with `text`), retried with backoff.',
+  'notify.webhook_env':
+    'Name of the worker variable (`ROLLGATE_WEBHOOK_<NAME>`) holding the URL of a Slack-compatible webhook (JSON POST with `text`, retried with backoff); the URL never enters the spec, history or status, and must pass the worker’s `ROLLGATE_ALLOWED_URLS`.',
+  'notify.webhook':
+    'Refused (a URL here would be stored in the workflow history and every status): use `webhook_env`. Rollouts started before keep alerting to it.',
   'notify.escalate_after': 'The alert escalates when the same stage failed in this many consecutive rollouts of the service (0: never).',
   freeze_windows: 'Windows in which no traffic step advances.',
   'freeze_windows[].name': 'Window name.',

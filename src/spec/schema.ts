@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { durationMs } from './duration';
 import { checkArgv, splitCommand } from './argv';
+import { hardRefusal } from '../security/url-policy';
 
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits and dashes (max 63)');
 
@@ -70,8 +71,42 @@ const httpUrl = z.string().superRefine((u, ctx) => {
     return void ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL' });
   }
   if (protocol !== 'http:' && protocol !== 'https:')
-    ctx.addIssue({ code: 'custom', message: `must be an http(s) URL, not ${protocol.replace(/:$/, '')}:` });
+    return void ctx.addIssue({ code: 'custom', message: `must be an http(s) URL, not ${protocol.replace(/:$/, '')}:` });
+  // Metadata and link-local hosts are refused by every worker whatever its allow-list: say so now.
+  const refused = hardRefusal(new URL(u));
+  if (refused) ctx.addIssue({ code: 'custom', message: `${refused}: never called (src/security/url-policy.ts)` });
 });
+
+/** Workers resolve notify.webhook_env in their own environment; only variables meant for it. */
+export const WEBHOOK_ENV_PATTERN = /^ROLLGATE_WEBHOOK_[A-Z0-9_]+$/;
+
+const notify = z
+  .object({
+    /** Name of the worker variable that holds the webhook URL (the URL never enters the spec). */
+    webhook_env: z
+      .string()
+      .regex(WEBHOOK_ENV_PATTERN, 'must name a worker variable ROLLGATE_WEBHOOK_<NAME> (capital letters, digits, _)')
+      .optional(),
+    /** Refused: kept in the type for runs started before webhook_env (their history carries it). */
+    webhook: z
+      .string()
+      .optional()
+      .superRefine((v, ctx) => {
+        if (v !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            message:
+              'a webhook URL in the spec would be stored in the workflow history and shown by every status: put it in a variable ROLLGATE_WEBHOOK_<NAME> on the workers and give its name as notify.webhook_env',
+          });
+      }),
+    /** Say so in the alert when the same stage failed in this many consecutive rollouts (0: never). */
+    escalate_after: z.number().int().min(0).max(100).default(3),
+  })
+  .strict()
+  .superRefine((n, ctx) => {
+    if (n.webhook_env === undefined && n.webhook === undefined)
+      ctx.addIssue({ code: 'custom', path: ['webhook_env'], message: 'required: the name of the worker variable with the webhook URL' });
+  });
 
 /** Analyses one rollout may plan for its bakes at `rollback.interval` (with every extension). */
 const MAX_PLANNED_ANALYSES = 2_500;
@@ -378,14 +413,7 @@ export const RolloutSpecSchema = z
     waves: z.array(wave).default([]),
     rollback: rollback.default({}),
     approvers: z.array(z.string().min(1)).default([]),
-    notify: z
-      .object({
-        webhook: httpUrl,
-        /** Say so in the alert when the same stage failed in this many consecutive rollouts (0: never). */
-        escalate_after: z.number().int().min(0).max(100).default(3),
-      })
-      .strict()
-      .optional(),
+    notify: notify.optional(),
     freeze_windows: z.array(FreezeWindowSchema).default([]),
     shared_dependencies: z.array(name).default([]),
   })

@@ -12,7 +12,11 @@ export async function alertOperator(
   extra: Partial<AlertPayload['rollgate']> = {},
 ): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
-    const webhook = run.spec.notify?.webhook;
+    // The worker resolves webhook_env in its own environment: the URL never enters this workflow.
+    // `webhook` is a URL only specs of runs started before webhook_env carry (validation refuses it now);
+    // either way the same activity is scheduled, so replays see the same commands.
+    const notify = run.spec.notify;
+    const webhook = notify?.webhook_env ? { webhookEnv: notify.webhook_env } : notify?.webhook ? { webhook: notify.webhook } : undefined;
     if (!webhook) {
       run.record('alert', `${event} (no notify webhook configured): ${text}`);
       return;
@@ -32,7 +36,7 @@ export async function alertOperator(
       },
     };
     try {
-      const res = await alerts.sendAlert({ webhook, payload });
+      const res = await alerts.sendAlert({ ...webhook, payload });
       run.record('alert', `${event} alert delivered (HTTP ${res.status})`);
     } catch (err) {
       run.record('alert', `${event} alert NOT delivered: ${failureMessage(err)}`);

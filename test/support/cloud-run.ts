@@ -6,7 +6,7 @@ import { CloudRunTrafficSimulator } from '../../src/dev/cloud-run-traffic';
 import { sampleZip } from '../../src/dev/lambda-fixtures';
 import { validateSpec } from '../../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, RolloutSpecInput, TargetSpec } from '../../src/spec/schema';
-import type { Harness } from './harness';
+import { TEST_WEBHOOK_ENV, type Harness } from './harness';
 
 export const PROJECT = 'demo-project';
 
@@ -47,7 +47,7 @@ export function mixedSpec(
     probes: [{ name: 'health', payload: { ping: true }, path: '/ping', expect_contains: 'ping' }],
     rollback: { max_error_rate_increase_pp: 2, min_requests: 5 },
     approvers: ['alice', 'bob'],
-    notify: { webhook: h.webhook.url },
+    notify: { webhook_env: TEST_WEBHOOK_ENV },
     ...shape,
     ...over,
   });

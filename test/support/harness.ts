@@ -35,6 +35,9 @@ function installRuntime() {
   }
 }
 
+/** The variable test specs name as notify.webhook_env; each harness's workers resolve it to its receiver. */
+export const TEST_WEBHOOK_ENV = 'ROLLGATE_WEBHOOK_TEST';
+
 export interface WebhookReceiver {
   url: string;
   received: { body: any; atMs: number }[];
@@ -143,7 +146,11 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
     artifactStore,
     hashKey: 'test-hash-key',
     client,
+    // Specs name the webhook by variable (notify.webhook_env): this file's receiver is its value.
+    secretEnv: { [TEST_WEBHOOK_ENV]: webhook.url },
   };
+  // For workers this file starts in child processes (they resolve it in their own environment).
+  process.env[TEST_WEBHOOK_ENV] = webhook.url;
   // The runner: commands only, its own state dir, the same single-machine artifact store.
   const runnerTaskQueue = `${taskQueue}-runner`;
   process.env.ROLLGATE_RUNNER_TASK_QUEUE = runnerTaskQueue;
@@ -271,7 +278,7 @@ export function lambdaSpec(h: Harness, service: string, over: Partial<RolloutSpe
     ],
     rollback: { max_error_rate_increase_pp: 2, min_requests: 5 },
     approvers: ['alice', 'bob'],
-    notify: { webhook: h.webhook.url },
+    notify: { webhook_env: TEST_WEBHOOK_ENV },
     ...over,
   });
 }
