@@ -1,6 +1,7 @@
 import { Context, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/activity';
 import { NonRetryableProviderError } from '../providers/types';
+import { redact } from '../security/redact';
 
 /** What an attempt leaves in its heartbeat details for the attempts (and the timeout) after it. */
 export interface AttemptDetails {
@@ -37,7 +38,8 @@ export async function withHeartbeat<R>(fn: () => Promise<R>): Promise<R> {
 }
 
 function boundedMessage(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
+  // Heartbeat details go to the server as they are: the same redaction as an activity's failure.
+  const message = redact(err instanceof Error ? err.message : String(err));
   return message.length > 300 ? `${message.slice(0, 300)}…` : message;
 }
 
