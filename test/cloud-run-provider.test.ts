@@ -150,6 +150,9 @@ describe('pure rules', () => {
       expect(failure.nonRetryable).toBe(true);
       expect(failure.type).toBe(Status[code]);
     }
+    // A stale etag is a lost race, retried whichever of the two codes the API uses for it.
+    const etag = mapCloudRunError({ code: Status.FAILED_PRECONDITION, message: '9 FAILED_PRECONDITION: etag mismatch' }, 'orders');
+    expect(etag).not.toBeInstanceOf(NonRetryableProviderError);
     const plain = new TypeError('fetch failed');
     expect(mapCloudRunError(plain, 'x')).toBe(plain);
   });

@@ -91,13 +91,22 @@ const NON_RETRYABLE = new Set<number>([
   Status.OUT_OF_RANGE,
 ]);
 
+/**
+ * A lost etag race is retried (the retry reads the service again). AIP-154 says ABORTED; older
+ * revisions of it said FAILED_PRECONDITION, and real Cloud Run's choice is not confirmed here, so a
+ * FAILED_PRECONDITION that names the etag counts as the same race rather than failing the stage.
+ */
+function isStaleEtag(code: number, message: string): boolean {
+  return code === Status.FAILED_PRECONDITION && /etag/i.test(message);
+}
+
 /** A gRPC failure as rollgate sees it: retryable (plain Error, Temporal retries) or not. */
 export function mapCloudRunError(err: unknown, context: string): Error {
   const e = err as { code?: unknown; message?: string; details?: string };
   if (err instanceof NonRetryableProviderError || typeof e?.code !== 'number' || !(e.code in Status)) return err as Error;
   const name = Status[e.code];
   const message = `${context}: ${name}: ${(e.details || e.message || '').replace(/^\d+ [A-Z_]+: /, '')}`;
-  if (NON_RETRYABLE.has(e.code)) return new NonRetryableProviderError(message, name);
+  if (NON_RETRYABLE.has(e.code) && !isStaleEtag(e.code, message)) return new NonRetryableProviderError(message, name);
   const out = new Error(message);
   out.name = `CloudRun${name}`;
   return out;
