@@ -19,6 +19,7 @@ import { CloudWatchMetrics } from './analysis/cloudwatch';
 import { CloudRunProvider, probeUrlVia } from './providers/cloud-run';
 import { CloudMonitoringMetrics } from './analysis/cloud-monitoring';
 import { artifactStoreFromUrl } from './artifacts/store';
+import { identityVerifierFromEnv, verifierConfigFromEnv } from './identity/verifier';
 import { TASK_QUEUE } from './workflows/messages';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
@@ -89,11 +90,14 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
     artifactStore: artifactStoreFromUrl(env.ROLLGATE_ARTIFACT_STORE || undefined, stateDir),
     hashKey: env.ROLLGATE_HASH_KEY || randomBytes(32).toString('hex'),
     client,
+    identityVerifier: identityVerifierFromEnv(env),
   };
 }
 
 /** `rollgate worker`: run until SIGINT/SIGTERM, then drain in-flight activities and exit. */
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  // A half-configured identity verifier is refused before anything connects (the error names the variable).
+  const oidc = verifierConfigFromEnv(env);
   // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
   const obs = await setupObservabilityFromEnv(env);
   const settings = connectionSettingsFromEnv(env);
@@ -112,7 +116,7 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   });
   obs.setReady(true);
   console.error(
-    `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}`,
+    `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}; identities ${oidc ? `verified (issuer ${oidc.issuer}, audience ${oidc.audience})` : 'unverified (no ROLLGATE_OIDC_ISSUER)'}`,
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();

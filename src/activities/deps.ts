@@ -5,6 +5,7 @@ import type { TargetProvider } from '../providers/types';
 import type { MetricProvider } from '../analysis/types';
 import type { LambdaEndpointOptions } from '../analysis/synthetic';
 import type { ArtifactStore } from '../artifacts/store';
+import type { IdentityVerifier } from '../identity/verifier';
 
 export interface ActivityDeps {
   /** One provider per target kind. */
@@ -23,6 +24,8 @@ export interface ActivityDeps {
   synthetic?: { lambda?: LambdaEndpointOptions; httpUrlRewrite?: (url: string) => string };
   /** Webhook delivery timeout per attempt (ms). */
   webhookTimeoutMs?: number;
+  /** Checks operators' tokens (ROLLGATE_OIDC_*); without it identities are the unverified `--by` names. */
+  identityVerifier?: IdentityVerifier;
 }
 
 export function providerFor(deps: ActivityDeps, t: TargetSpec): TargetProvider<any> {

@@ -112,7 +112,9 @@ export const DESCRIPTIONS: Record<string, string> = {
   'rollback.custom_checks[].direction': 'higher-is-worse: value > threshold fails; lower-is-worse: value < threshold fails.',
   'rollback.custom_checks[].timeout': 'Per request.',
   'rollback.custom_checks[].targets': 'Targets it applies to (default: every analysed target).',
-  approvers: 'Who may approve or reject waves; the starter may not approve.',
+  approvers:
+    'Who may approve or reject waves: names, or `group:NAME` (a group in a verified token, see docs/security-identities.md); the starter may not approve.',
+  min_approvals: 'How many distinct people (verified subjects when identities are verified) must approve a wave before it goes on.',
   notify: 'Alerts.',
   'notify.webhook': 'http(s) URL of a Slack-compatible webhook (JSON POST with `text`), retried with backoff.',
   'notify.escalate_after': 'The alert escalates when the same stage failed in this many consecutive rollouts of the service (0: never).',

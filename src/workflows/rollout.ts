@@ -33,6 +33,7 @@ import { awaitApproval, holdForFreezeWindows } from './waits';
 import { alertOperator } from './alert';
 import { releaseDependencyLocks, withDependencyLocks } from './steps';
 import { rolloutWorkflowV1 } from './v1/rollout';
+import { checksStarter } from './identity';
 
 /** Marks runs of this code; runs without it (started before) finish on the frozen v1 code. */
 export const ROLLOUT_V2_PATCH = 'rollout-v2';
@@ -46,6 +47,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   run.continueAsNewEnabled = patched(CONTINUE_AS_NEW_PATCH);
   run.installHandlers();
   run.publish();
+  // ---- verified identities: who started it is checked before anything runs (src/workflows/identity.ts) ----
+  if (checksStarter()) {
+    const refused = await run.checkStarter();
+    if (refused) return finish(run, 'failed', refused);
+  }
   if (!input.continued) emitRolloutEvent({ kind: 'started', service: input.spec.service, release: input.spec.release });
 
   const saga = new Saga();
