@@ -11,6 +11,7 @@ import { createIdentityVerifier, verifierConfigFromEnv } from '../src/identity/v
 import { approveUpdate, pauseSignal, pauseUpdate, rejectUpdate, resumeUpdate, type RolloutResult } from '../src/workflows/messages';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 import { issuerEnv, startTestIssuer, type TestIssuer } from './support/oidc';
+import { recordHistory } from './support/history';
 
 let h: Harness;
 let idp: TestIssuer;
@@ -133,6 +134,7 @@ test('approvals on verified identities: bad tokens, the starter, outsiders refus
 
     const res = (await handle.result()) as RolloutResult;
     expect(res.state).toBe('succeeded');
+    await recordHistory(handle, 'rollout-v2-verified-identities');
     expect(res.status.starter).toMatchObject({ name: 'alice', verified: true });
     expect(res.status.approvals).toEqual([
       { wave: 'wave-1', by: 'bob', decision: 'approved', verified: true, subject: 'sub-bob' },
