@@ -5,11 +5,22 @@
  * distinct verified people, a tokenless signal is ignored, and the token stays out of status and
  * of every history event except the two that carry the message itself.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { main } from '../src/cli/main';
 import { awaitStarterCheck, startRollout } from '../src/client';
 import { createIdentityVerifier, verifierConfigFromEnv } from '../src/identity/verifier';
-import { approveUpdate, pauseSignal, pauseUpdate, rejectUpdate, resumeUpdate, type RolloutResult } from '../src/workflows/messages';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+import {
+  abortSignal,
+  approveUpdate,
+  pauseSignal,
+  pauseUpdate,
+  rejectUpdate,
+  resumeUpdate,
+  type RolloutResult,
+} from '../src/workflows/messages';
+import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForAlert, waitForStatus, type Harness } from './support/harness';
 import { issuerEnv, startTestIssuer, type TestIssuer } from './support/oidc';
 import { recordHistory } from './support/history';
 
@@ -162,5 +173,110 @@ test('approvals on verified identities: bad tokens, the starter, outsiders refus
     expect(await eventsContaining(handle, daveToken)).toEqual(['workflowExecutionUpdateAcceptedEventAttributes']);
   } finally {
     traffic.stop();
+  }
+});
+
+/** The CLI in-process (as test/cli.test.ts runs it): exit code and output. */
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
+  const l = jest.spyOn(console, 'log').mockImplementation((...a) => void (out += `${a.join(' ')}\n`));
+  process.exitCode = undefined;
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+    l.mockRestore();
+    process.exitCode = undefined;
+  }
+}
+
+test('the CLI: --token and ROLLGATE_TOKEN carry the token; refusals exit 1 with the reason', async () => {
+  process.env.TEMPORAL_ADDRESS = process.env.ROLLGATE_TEST_TEMPORAL;
+  const spec = gatedSpec('id-cli');
+  const file = join(h.workDir, 'id-cli.json');
+  writeFileSync(file, JSON.stringify(spec));
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  const id = 'rollout-id-cli';
+  try {
+    // A start with an expired token: refused, and `start` says so.
+    const expired = await cli('start', file, '--task-queue', h.taskQueue, '--token', await idp.token('alice', { expiresIn: -60 }));
+    expect(expired).toMatchObject({ code: 1, err: expect.stringMatching(/was not started: start refused: the token has expired/) });
+    expect(await cli('start', file, '--task-queue', h.taskQueue, '--token', await idp.token('alice'))).toMatchObject({
+      code: 0,
+      out: `${id}\n`,
+    });
+    const handle = h.client.workflow.getHandle(id);
+    await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-1', 90_000, 'approval wait');
+    expect(await cli('approve', id, '--by', 'bob', '--token', await idp.forge('bob'))).toMatchObject({
+      code: 1,
+      err: expect.stringMatching(/refused: approve refused: the token's signature does not verify/),
+    });
+    expect(await cli('pause', id, '--by', 'bob', '--token', await idp.token('bob', { audience: 'x' }))).toMatchObject({
+      code: 1,
+      err: expect.stringMatching(/refused: pause refused: the token is for another audience/),
+    });
+    process.env.ROLLGATE_TOKEN = await idp.token('bob');
+    try {
+      expect(await cli('pause', id, '--reason', 'lunch')).toMatchObject({ code: 0, out: `${id}: paused\n` });
+      expect(await cli('resume', id)).toMatchObject({ code: 0, out: `${id}: resumed\n` });
+      expect(await cli('approve', id)).toMatchObject({ code: 0, out: `${id}: approved wave wave-1 (1 of 2 approvals)\n` });
+    } finally {
+      delete process.env.ROLLGATE_TOKEN;
+    }
+    // Without a token the CLI sends the old signal, which this rollout ignores (and records).
+    expect(await cli('abort', id, '--by', 'mallory')).toMatchObject({ code: 0, out: `${id}: abort sent\n` });
+    await waitForStatus(handle, (s) => s.history.some((e) => e.text.startsWith('ignored a abort signal from mallory')), 20_000, 'ignored');
+    expect(await cli('abort', id, '--token', await idp.token('dave', { groups: ['release-managers'] }), '--reason', 'done')).toMatchObject({
+      code: 0,
+      out: `${id}: abort requested\n`,
+    });
+    const res = (await handle.result()) as RolloutResult;
+    expect(res.state).toBe('aborted');
+    expect(res.reason).toMatch(/aborted by dave: done/);
+    expect(res.status.history.map((e) => e.text)).toEqual(
+      expect.arrayContaining(['started by alice', 'paused by bob: lunch', 'resumed by bob', 'abort requested by dave: done']),
+    );
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('without a verifier (the default) --by still works and status, history and alerts mark each identity unverified', async () => {
+  const plain = await createHarness('identity-plain');
+  await plain.startWorker();
+  try {
+    const base = lambdaSpec(plain, 'id-plain', { approvers: ['bob', 'group:release-managers'] }, 2);
+    const spec = { ...base, waves: base.waves.map((w) => ({ ...w, approval: true })) };
+    await createFunctions(plain, spec);
+    const traffic = simulateTraffic(plain, spec);
+    try {
+      const handle = await startRollout(plain.client, spec, { startedBy: 'carol', taskQueue: plain.taskQueue });
+      await waitForStatus(handle, (s) => s.awaitingApproval === 'wave-1', 90_000, 'approval wait');
+      // A group entry never matches a name nobody checked.
+      expect(await refusal(handle.executeUpdate(approveUpdate, { args: [{ by: 'release-managers' }] }))).toMatch(
+        /release-managers is not an approver of id-plain \(approvers: bob, group:release-managers; groups need a verified token\)/,
+      );
+      expect(await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', reason: 'no' }] })).toBe('rejected wave wave-1');
+      const alert = await waitForAlert(plain, spec.service, 30_000);
+      expect(alert.body.text).toMatch(/wave wave-1 rejected by bob: no \(bob: identity unverified\)\. Reverted/);
+      const s = await waitForStatus(handle, (x) => x.state === 'paused' && x.pausedAfterRollback === true, 30_000, 'paused');
+      expect(s.starter).toEqual({ name: 'carol', verified: false });
+      expect(s.approvals).toEqual([{ wave: 'wave-1', by: 'bob', decision: 'rejected', reason: 'no' }]);
+      expect(s.history.map((e) => e.text)).toEqual(
+        expect.arrayContaining(['started by carol (unverified)', 'bob rejected wave wave-1: no (unverified)']),
+      );
+      await handle.signal(abortSignal, { by: 'carol' });
+      const res = (await handle.result()) as RolloutResult;
+      expect(res.status.history.map((e) => e.text)).toContain('abort requested by carol (unverified)');
+    } finally {
+      traffic.stop();
+    }
+  } finally {
+    await plain.close();
   }
 });

@@ -196,15 +196,16 @@ export function buildProgram(): Command {
   program
     .command('approve')
     .argument('<id>', 'rollout id')
-    .requiredOption('--by <name>', 'approver (must be in the spec and not the starter)')
+    .option('--by <name>', 'approver (must be in the spec and not the starter); with a token, the token names you')
     .option('--comment <text>', 'note recorded with the approval')
     .option('--wave <name>', 'the wave you mean: refused if the rollout waits for another one (a late approval)')
     .option('--token <jwt>', TOKEN_HELP)
     .description('Approve the wave the rollout is waiting for.')
-    .action(async (id: string, o: { by: string; comment?: string; wave?: string; token?: string }) => {
+    .action(async (id: string, o: { by?: string; comment?: string; wave?: string; token?: string }) => {
+      const token = tokenOf(o);
+      if (!token && !o.by) throw new UsageError('approve needs --by NAME (or a token: --token / ROLLGATE_TOKEN)');
       await withClient(async (client) => {
-        const token = tokenOf(o);
-        const args = { by: o.by, comment: o.comment, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
+        const args = { by: o.by ?? '', comment: o.comment, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
         const msg = await client.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [args] });
         console.log(`${id}: ${msg}`);
       });
@@ -213,15 +214,16 @@ export function buildProgram(): Command {
   program
     .command('reject')
     .argument('<id>', 'rollout id')
-    .requiredOption('--by <name>', 'approver')
+    .option('--by <name>', 'approver; with a token, the token names you')
     .requiredOption('--reason <text>', 'why (sent in the alert)')
     .option('--wave <name>', 'the wave you mean: refused if the rollout waits for another one')
     .option('--token <jwt>', TOKEN_HELP)
     .description('Reject the wave the rollout is waiting for; the rollout reverts and pauses.')
-    .action(async (id: string, o: { by: string; reason: string; wave?: string; token?: string }) => {
+    .action(async (id: string, o: { by?: string; reason: string; wave?: string; token?: string }) => {
+      const token = tokenOf(o);
+      if (!token && !o.by) throw new UsageError('reject needs --by NAME (or a token: --token / ROLLGATE_TOKEN)');
       await withClient(async (client) => {
-        const token = tokenOf(o);
-        const args = { by: o.by, reason: o.reason, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
+        const args = { by: o.by ?? '', reason: o.reason, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
         const msg = await client.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [args] });
         console.log(`${id}: ${msg}`);
       });

@@ -411,7 +411,7 @@ export class RolloutRun {
   private decide(d: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string }, who: Identity): string {
     this.approvals.push({ ...d, ...identityFields(who) });
     this.pendingApprovals = undefined;
-    this.gate.lastDecision = d;
+    this.gate.lastDecision = { ...d, verified: who.verified };
     this.gate.awaitingApproval = undefined;
     this.record('approval', `${d.by} ${d.decision} wave ${d.wave}${d.reason ? `: ${d.reason}` : ''}${who.verified ? '' : ' (unverified)'}`);
     return `${d.decision} wave ${d.wave}`;

@@ -622,13 +622,19 @@ async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'rev
     run.operatorMark = { resumes: run.gate.resumes, aborts: run.gate.abort ? run.gate.aborts - 1 : run.gate.aborts };
     run.state = 'paused';
     run.pausedAfterRollback = true;
-    const text = `rollgate: ${run.spec.service} ${run.spec.release} rolled back after ${stop.kind} in ${stageAtStop}: ${stop.message}. Reverted: ${
+    const text = `rollgate: ${run.spec.service} ${run.spec.release} rolled back after ${stop.kind} in ${stageAtStop}: ${stop.message}${unverifiedNote(run, stop)}. Reverted: ${
       reverted.join(', ') || 'nothing had been deployed'
     }. Pipeline paused: \`rollgate resume ${run.id}\` retries from the canary, \`rollgate abort ${run.id}\` closes it.`;
     run.setDetail(`pipeline paused after ${stop.kind}: ${stop.message}`);
     await alertOperator(run, 'rolled-back', text, { reason: stop.message, revertedTargets: reverted });
   }
   return 'reverted';
+}
+
+/** Verified identities: an alert says when the person who rejected was not verified (no token checked). */
+function unverifiedNote(run: RolloutRun, stop: Stop): string {
+  const d = run.gate.lastDecision;
+  return stop.kind === 'rejected' && d && !d.verified ? ` (${d.by}: identity unverified)` : '';
 }
 
 /** Paused after a rollback (or a failed one): wait for `resume` (retry) or `abort` (close). */
