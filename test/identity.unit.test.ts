@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createIdentityVerifier, IdentityRefusedError, verifierConfigFromEnv, type IdentityVerifier } from '../src/identity/verifier';
 import { issuerEnv, startTestIssuer, type TestIssuer } from './support/oidc';
+import { SpecError, validateSpec } from '../src/spec/validate';
+import { formatStatus } from '../src/cli/format';
+import type { RolloutStatus } from '../src/workflows/messages';
 
 let issuer: TestIssuer;
 let verifier: IdentityVerifier;
@@ -86,5 +89,53 @@ describe('verification', () => {
     const id = await v.verify(await issuer.token('dave', { extra: { groups: 'ops release-managers' } }));
     expect(id.groups).toEqual(['ops', 'release-managers']);
     expect(await reason(v.verify(await issuer.forge('dave')))).toMatch(/signature does not verify/);
+  });
+});
+
+describe('spec and status', () => {
+  const base = {
+    service: 'svc',
+    release: 'r1',
+    schema_rev: '1',
+    artifact: { image: `europe-docker.pkg.dev/my-project/r/app@sha256:${'a'.repeat(64)}` },
+    targets: [{ name: 'run1', provider: 'cloud-run', project: 'my-project', region: 'europe-west1', service: 'svc' }],
+    canary: { targets: ['run1'], weight: 10, bake: '1m' },
+  };
+  const problems = (over: object): string => {
+    try {
+      validateSpec({ ...base, ...over });
+    } catch (err) {
+      expect(err).toBeInstanceOf(SpecError);
+      return (err as Error).message;
+    }
+    return '';
+  };
+  test('group: approvers and min_approvals are validated with their field', () => {
+    expect(problems({ approvers: ['alice', 'group:release'], min_approvals: 3 })).toBe('');
+    expect(problems({ approvers: ['alice', 'bob'], min_approvals: 3 })).toMatch(
+      /min_approvals.*needs 3 distinct approvers, but approvers names 2/,
+    );
+    expect(problems({ approvers: ['group:'] })).toMatch(/approvers\[0\]: group: needs a group name/);
+    expect(problems({ approvers: ['alice'], min_approvals: 0 })).toMatch(/min_approvals/);
+    expect(validateSpec(base).min_approvals).toBe(1);
+  });
+  test('status text says who started it and whether that was verified', () => {
+    const s = {
+      id: 'rollout-svc',
+      service: 'svc',
+      release: 'r1',
+      state: 'running',
+      stage: 'canary',
+      detail: 'x',
+      targets: [],
+      history: [],
+      approvals: [],
+    };
+    expect(formatStatus({ ...s, starter: { name: 'carol', verified: false } } as unknown as RolloutStatus)).toContain(
+      'started by carol (unverified)',
+    );
+    expect(formatStatus({ ...s, starter: { name: 'alice', verified: true, subject: 'u-1' } } as unknown as RolloutStatus)).toContain(
+      'started by alice (verified, sub u-1)',
+    );
   });
 });
