@@ -36,6 +36,8 @@ export interface StartOptions {
   runnerTaskQueue?: string;
   /** Continue as new past this many history events (default 10,000): small values exercise it in tests. */
   continueAsNewAfterEvents?: number;
+  /** The starter's bearer token (OIDC/JWT), checked by the worker before anything runs (see docs/security-identities.md). */
+  token?: string;
 }
 
 /**
@@ -56,6 +58,7 @@ export async function startRollout(
   const input: RolloutInput = {
     spec,
     startedBy: opts.startedBy,
+    ...(opts.token ? { startToken: opts.token } : {}),
     runnerTaskQueue: opts.runnerTaskQueue ?? (process.env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE),
     ...(opts.revertPromoted ? { revertPromoted: opts.revertPromoted } : {}),
     ...(opts.continueAsNewAfterEvents ? { continueAsNewAfterEvents: opts.continueAsNewAfterEvents } : {}),
@@ -127,6 +130,31 @@ function isSizeRefusal(cause: (Error & { details?: string }) | undefined): boole
   return /blob data size exceeds limit|larger than max|message too large|exceeds .*size limit/i.test(
     `${cause.details ?? ''} ${cause.message ?? ''}`,
   );
+}
+
+/**
+ * Wait (at most `timeoutMs`) until the worker has checked who started the rollout. Throws
+ * RolloutRefusedError with the reason when the start was refused (the rollout closed as failed
+ * before anything ran); returns the starter, or undefined when no worker answered in time.
+ */
+export async function awaitStarterCheck(
+  client: Client,
+  rolloutId: string,
+  runId: string,
+  timeoutMs = 10_000,
+): Promise<RolloutStatus['starter'] | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const o = await observeRollout(client, rolloutId, runId).catch(() => undefined);
+    if (o?.status?.starter) return o.status.starter;
+    if (o?.status && o.execution !== 'RUNNING') {
+      const refused = /^failed: (start refused: .*)$/.exec(o.status.detail);
+      if (refused) throw new RolloutRefusedError(`rollout ${rolloutId} was not started: ${refused[1]}`);
+      return undefined;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return undefined;
 }
 
 /** Status of a rollout: from its query while open, from its result once closed. */

@@ -19,6 +19,7 @@ import { CloudWatchMetrics } from './analysis/cloudwatch';
 import { CloudRunProvider, probeUrlVia } from './providers/cloud-run';
 import { CloudMonitoringMetrics } from './analysis/cloud-monitoring';
 import { artifactStoreFromUrl } from './artifacts/store';
+import { identityVerifierFromEnv, verifierConfigFromEnv } from './identity/verifier';
 import { TASK_QUEUE } from './workflows/messages';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
@@ -101,6 +102,7 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
     // Spec URLs: ROLLGATE_ALLOWED_URLS, nothing when unset (src/security/url-policy.ts).
     urlPolicy: UrlPolicy.fromEnv(env),
     secretEnv: env,
+    identityVerifier: identityVerifierFromEnv(env),
   };
 }
 
@@ -108,6 +110,8 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Clien
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   // Bad alert receiver settings fail before anything connects.
   const alertConfig = env.ROLLGATE_ALERT_RECEIVER_PORT ? alertReceiverConfigFromEnv(env) : undefined;
+  // A half-configured identity verifier is refused before anything connects (the error names the variable).
+  const oidc = verifierConfigFromEnv(env);
   // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
   const obs = await setupObservabilityFromEnv(env);
   // The worker's own credentials and webhook URLs never appear in what it logs or records.
@@ -137,7 +141,8 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   obs.setReady(true);
   console.error(
     `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}; ` +
-      `spec URLs allowed: ${deps.urlPolicy!.describe()} (${ALLOWED_URLS_VAR})`,
+      `spec URLs allowed: ${deps.urlPolicy!.describe()} (${ALLOWED_URLS_VAR}); ` +
+      `identities ${oidc ? `verified (issuer ${oidc.issuer}, audience ${oidc.audience})` : 'unverified (no ROLLGATE_OIDC_ISSUER)'}`,
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();

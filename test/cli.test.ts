@@ -145,6 +145,14 @@ test('reject, retry and abort through the CLI on a paused pipeline', async () =>
     for (const t of spec.targets) expect(await publishedVersions(h.motoUrl, t)).toEqual(['1', '2']);
     expect((await run('reject', id, '--by', 'alice', '--reason', 'still no')).code).toBe(0);
     await waitForStatus(handle, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 30_000, 'paused again');
+    // The state says paused before the rolled-back alert goes out; an abort sent during the alert is
+    // acted on after it, so `watch` could still see the open pipeline. Wait for the second alert.
+    await waitForStatus(
+      handle,
+      (s) => s.history.filter((e) => e.kind === 'alert' && e.text.startsWith('rolled-back alert')).length >= 2,
+      30_000,
+      'second rolled-back alert',
+    );
 
     // abort on the paused pipeline: closed as rolled back (exit 3 from watch), everything stable.
     expect(await run('abort', id, '--by', 'carol')).toMatchObject({ code: 0, out: `${id}: abort sent\n` });

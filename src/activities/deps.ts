@@ -6,6 +6,7 @@ import type { MetricProvider } from '../analysis/types';
 import type { LambdaEndpointOptions } from '../analysis/synthetic';
 import type { ArtifactStore } from '../artifacts/store';
 import { UrlPolicy } from '../security/url-policy';
+import type { IdentityVerifier } from '../identity/verifier';
 
 export interface ActivityDeps {
   /** One provider per target kind. */
@@ -31,6 +32,8 @@ export interface ActivityDeps {
   urlPolicy?: UrlPolicy;
   /** Where `notify.webhook_env` names are resolved (default process.env). */
   secretEnv?: Record<string, string | undefined>;
+  /** Checks operators' tokens (ROLLGATE_OIDC_*); without it identities are the unverified `--by` names. */
+  identityVerifier?: IdentityVerifier;
 }
 
 export function urlPolicyOf(deps: { urlPolicy?: UrlPolicy }): UrlPolicy {

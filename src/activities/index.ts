@@ -9,6 +9,7 @@
 import { analysisActivities } from './analysis';
 import { commandActivities, type RunnerDeps } from './commands';
 import { coordinationActivities } from './coordination';
+import { identityActivities } from './identity';
 import type { ActivityDeps } from './deps';
 import { notifyActivities } from './notify';
 import { targetActivities } from './targets';
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...notifyActivities(deps),
     ...coordinationActivities(deps),
     ...scheduledActivities(deps),
+    ...identityActivities(deps),
   };
 }
 

@@ -12,6 +12,9 @@ export function formatStatus(s: RolloutStatus, nowMs = Date.now()): string {
   if (s.bakeEndsAtMs && s.state === 'running') lines.push(`  bake ends in ${formatDuration(s.bakeEndsAtMs - nowMs)}`);
   if (s.awaitingApproval) lines.push(`  awaiting approval for wave ${s.awaitingApproval}`);
   if (s.artifactDigest) lines.push(`  artifact sha256 ${s.artifactDigest}`);
+  // Verified identities: say who started it and whether anyone checked (absent in older rollouts).
+  if (s.starter)
+    lines.push(`  started by ${s.starter.name}${s.starter.verified ? ` (verified, sub ${s.starter.subject})` : ' (unverified)'}`);
   // Status answers of rollouts recorded before the runner split may lack a spec; old specs have plain strings.
   const commands = s.spec ? specCommands(s.spec) : [];
   if (commands.length) {

@@ -9,15 +9,26 @@ import { Command, CommanderError } from 'commander';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { loadSpecFile, resolveSpecPaths, SpecError } from '../spec/validate';
 import { connectClient } from '../temporal/connection';
-import { getStatus, RolloutRefusedError, startRollout, waitForOutcome, type OutcomeReport, type WaitOptions } from '../client';
+import {
+  awaitStarterCheck,
+  getStatus,
+  RolloutRefusedError,
+  startRollout,
+  waitForOutcome,
+  type OutcomeReport,
+  type WaitOptions,
+} from '../client';
 import {
   SA,
   analysisScheduleId,
   abortSignal,
+  abortUpdate,
   approveUpdate,
   pauseSignal,
+  pauseUpdate,
   rejectUpdate,
   resumeSignal,
+  resumeUpdate,
   RUNNER_TASK_QUEUE,
   TASK_QUEUE,
 } from '../workflows/messages';
@@ -27,6 +38,12 @@ import { formatPlan, planRollout } from '../spec/plan';
 import { createAnalysisSchedule, listAnalysisSchedules, scheduleAction, ScheduleUsageError } from '../schedules';
 
 class UsageError extends Error {}
+
+/** `--token` on every action, ROLLGATE_TOKEN by default (prefer it: a flag shows in the process list). */
+const TOKEN_HELP = 'bearer token (OIDC/JWT) proving who you are, when the worker verifies identities (default: ROLLGATE_TOKEN)';
+function tokenOf(o: { token?: string }): string | undefined {
+  return o.token?.trim() || process.env.ROLLGATE_TOKEN?.trim() || undefined;
+}
 
 function defaultUser(): string {
   try {
@@ -111,6 +128,7 @@ export function buildProgram(): Command {
     .command('start')
     .argument('<file>', 'rollout spec (YAML or JSON)')
     .option('--by <name>', 'who starts it (recorded for the four-eyes rule)', defaultUser())
+    .option('--token <jwt>', TOKEN_HELP)
     .option('--wait', 'wait for the outcome (see below) and exit with its code')
     .option('--timeout <duration>', 'with --wait: stop waiting after this long (exit 7), e.g. 30m')
     .option('--exit-on-approval', 'with --wait: also end when the rollout waits for an approval (exit 8)')
@@ -124,12 +142,23 @@ export function buildProgram(): Command {
     .description('Validate the spec, then start its rollout; prints the rollout id.')
     .addHelpText('after', WAIT_HELP + exitCodeHelp())
     .action(
-      async (file: string, o: { by: string; wait?: boolean; taskQueue: string; runnerTaskQueue: string; json?: boolean } & WaitFlags) => {
+      async (
+        file: string,
+        o: { by: string; token?: string; wait?: boolean; taskQueue: string; runnerTaskQueue: string; json?: boolean } & WaitFlags,
+      ) => {
         if (!o.wait && (o.timeout !== undefined || o.exitOnApproval)) throw new UsageError('--timeout and --exit-on-approval need --wait');
         const wait = waitOptions(o);
         const spec = resolveSpecPaths(loadSpecFile(file), dirname(file));
         await withClient(async (client) => {
-          const handle = await startRollout(client, spec, { startedBy: o.by, taskQueue: o.taskQueue, runnerTaskQueue: o.runnerTaskQueue });
+          const token = tokenOf(o);
+          const handle = await startRollout(client, spec, {
+            startedBy: o.by,
+            taskQueue: o.taskQueue,
+            runnerTaskQueue: o.runnerTaskQueue,
+            ...(token ? { token } : {}),
+          });
+          // With a token, say at once whether the worker accepted it (a refused start closes the rollout).
+          if (token) await awaitStarterCheck(client, handle.workflowId, handle.firstExecutionRunId);
           if (!o.wait) return print(o.json, { id: handle.workflowId }, handle.workflowId);
           if (!o.json) process.stdout.write(`${handle.workflowId}: started, waiting for its outcome\n`);
           const r = await waitForOutcome(client, handle.workflowId, { ...wait, runId: handle.firstExecutionRunId });
@@ -167,13 +196,16 @@ export function buildProgram(): Command {
   program
     .command('approve')
     .argument('<id>', 'rollout id')
-    .requiredOption('--by <name>', 'approver (must be in the spec and not the starter)')
+    .option('--by <name>', 'approver (must be in the spec and not the starter); with a token, the token names you')
     .option('--comment <text>', 'note recorded with the approval')
     .option('--wave <name>', 'the wave you mean: refused if the rollout waits for another one (a late approval)')
+    .option('--token <jwt>', TOKEN_HELP)
     .description('Approve the wave the rollout is waiting for.')
-    .action(async (id: string, o: { by: string; comment?: string; wave?: string }) => {
+    .action(async (id: string, o: { by?: string; comment?: string; wave?: string; token?: string }) => {
+      const token = tokenOf(o);
+      if (!token && !o.by) throw new UsageError('approve needs --by NAME (or a token: --token / ROLLGATE_TOKEN)');
       await withClient(async (client) => {
-        const args = { by: o.by, comment: o.comment, ...(o.wave ? { wave: o.wave } : {}) };
+        const args = { by: o.by ?? '', comment: o.comment, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
         const msg = await client.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [args] });
         console.log(`${id}: ${msg}`);
       });
@@ -182,36 +214,47 @@ export function buildProgram(): Command {
   program
     .command('reject')
     .argument('<id>', 'rollout id')
-    .requiredOption('--by <name>', 'approver')
+    .option('--by <name>', 'approver; with a token, the token names you')
     .requiredOption('--reason <text>', 'why (sent in the alert)')
     .option('--wave <name>', 'the wave you mean: refused if the rollout waits for another one')
+    .option('--token <jwt>', TOKEN_HELP)
     .description('Reject the wave the rollout is waiting for; the rollout reverts and pauses.')
-    .action(async (id: string, o: { by: string; reason: string; wave?: string }) => {
+    .action(async (id: string, o: { by?: string; reason: string; wave?: string; token?: string }) => {
+      const token = tokenOf(o);
+      if (!token && !o.by) throw new UsageError('reject needs --by NAME (or a token: --token / ROLLGATE_TOKEN)');
       await withClient(async (client) => {
-        const args = { by: o.by, reason: o.reason, ...(o.wave ? { wave: o.wave } : {}) };
+        const args = { by: o.by ?? '', reason: o.reason, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
         const msg = await client.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [args] });
         console.log(`${id}: ${msg}`);
       });
     });
 
-  for (const [name, signal, text] of [
-    ['pause', pauseSignal, 'Hold the rollout at its current weights; bake timers stop.'],
-    ['resume', resumeSignal, 'Continue a paused rollout; after a rollback, retry from the canary.'],
-    ['abort', abortSignal, 'Revert every touched target and close the rollout.'],
+  for (const [name, signal, update, text] of [
+    ['pause', pauseSignal, pauseUpdate, 'Hold the rollout at its current weights; bake timers stop.'],
+    ['resume', resumeSignal, resumeUpdate, 'Continue a paused rollout; after a rollback, retry from the canary.'],
+    ['abort', abortSignal, abortUpdate, 'Revert every touched target and close the rollout.'],
   ] as const) {
     program
       .command(name)
       .argument('<id>', 'rollout id')
       .option('--by <name>', 'operator', defaultUser())
       .option('--reason <text>', 'recorded in the history')
+      .option('--token <jwt>', TOKEN_HELP)
       .description(text)
-      .action(async (id: string, o: { by: string; reason?: string }) => {
+      .action(async (id: string, o: { by: string; reason?: string; token?: string }) => {
         await withClient(async (client) => {
           const handle = client.workflow.getHandle(id);
           const desc = await handle.describe().catch((err) => {
             throw new RolloutRefusedError(`no running rollout ${id} (${(err as Error).message})`);
           });
           if (desc.status.name !== 'RUNNING') throw new RolloutRefusedError(`rollout ${id} is closed (${desc.status.name.toLowerCase()})`);
+          const token = tokenOf(o);
+          if (token) {
+            // An update: the worker verifies the token before the action takes effect, and answers.
+            const answer = await handle.executeUpdate(update, { args: [{ by: o.by, reason: o.reason, token }] });
+            console.log(`${id}: ${answer}`);
+            return;
+          }
           await handle.signal(signal as typeof pauseSignal, { by: o.by, reason: o.reason });
           console.log(`${id}: ${name} sent`);
         });
@@ -310,13 +353,16 @@ export function buildProgram(): Command {
     .command('retry')
     .argument('<id>', 'rollout id')
     .option('--by <name>', 'operator', defaultUser())
+    .option('--token <jwt>', TOKEN_HELP)
     .description('Retry a pipeline paused after a rollback (from the canary), or a failed revert.')
-    .action(async (id: string, o: { by: string }) => {
+    .action(async (id: string, o: { by: string; token?: string }) => {
       await withClient(async (client) => {
         const s = await getStatus(client, id);
         if (s.state !== 'paused' && s.state !== 'rollback-failed')
           throw new RolloutRefusedError(`rollout ${id} is ${s.state}; retry works on a paused pipeline (see \`rollgate status ${id}\`)`);
-        await client.workflow.getHandle(id).signal(resumeSignal, { by: o.by });
+        const token = tokenOf(o);
+        if (token) await client.workflow.getHandle(id).executeUpdate(resumeUpdate, { args: [{ by: o.by, token }] });
+        else await client.workflow.getHandle(id).signal(resumeSignal, { by: o.by });
         console.log(`${id}: retrying${s.state === 'rollback-failed' ? ' the failed revert' : ' from the canary'}`);
       });
     });

@@ -93,7 +93,13 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, boolean | number | string
 
 /** `temporal server start-dev` on loopback with SQLite persistence and rollgate's search attributes. */
 export async function startTemporalDevServer(
-  o: { dbFile?: string; ui?: boolean; port?: number; uiPort?: number } = {},
+  o: {
+    dbFile?: string;
+    ui?: boolean;
+    port?: number;
+    uiPort?: number;
+    /** The UI's remote codec (`--ui-codec-endpoint`). */ uiCodecEndpoint?: string;
+  } = {},
 ): Promise<DevServer> {
   const bin = temporalCliPath();
   const port = o.port ?? (await freePort());
@@ -103,6 +109,7 @@ export async function startTemporalDevServer(
     const uiPort = o.uiPort ?? (await freePort());
     args.push('--ui-port', String(uiPort));
     uiUrl = `http://127.0.0.1:${uiPort}`;
+    if (o.uiCodecEndpoint) args.push('--ui-codec-endpoint', o.uiCodecEndpoint);
   } else args.push('--headless');
   if (o.dbFile) {
     mkdirSync(dirname(o.dbFile), { recursive: true });

@@ -114,7 +114,9 @@ export const DESCRIPTIONS: Record<string, string> = {
   'rollback.custom_checks[].direction': 'higher-is-worse: value > threshold fails; lower-is-worse: value < threshold fails.',
   'rollback.custom_checks[].timeout': 'Per request.',
   'rollback.custom_checks[].targets': 'Targets it applies to (default: every analysed target).',
-  approvers: 'Who may approve or reject waves; the starter may not approve.',
+  approvers:
+    'Who may approve or reject waves: names, or `group:NAME` (a group in a verified token, see docs/security-identities.md); the starter may not approve.',
+  min_approvals: 'How many distinct people (verified subjects when identities are verified) must approve a wave before it goes on.',
   notify: 'Alerts.',
   'notify.webhook_env':
     'Name of the worker variable (`ROLLGATE_WEBHOOK_<NAME>`) holding the URL of a Slack-compatible webhook (JSON POST with `text`, retried with backoff); the URL never enters the spec, history or status, and must pass the worker’s `ROLLGATE_ALLOWED_URLS`.',

@@ -412,7 +412,17 @@ export const RolloutSpecSchema = z
     canary: z.object({ targets: z.array(name).min(1, 'needs at least one target'), weight: percent.max(50), bake: duration }).strict(),
     waves: z.array(wave).default([]),
     rollback: rollback.default({}),
-    approvers: z.array(z.string().min(1)).default([]),
+    /** Names, or `group:NAME` (a group claim of a verified token). */
+    approvers: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .refine((a) => !a.startsWith('group:') || a.length > 'group:'.length, 'group: needs a group name (group:NAME)'),
+      )
+      .default([]),
+    /** Distinct people who must approve a wave before it goes on. */
+    min_approvals: z.number().int().min(1).max(20).default(1),
     notify: notify.optional(),
     freeze_windows: z.array(FreezeWindowSchema).default([]),
     shared_dependencies: z.array(name).default([]),
@@ -444,6 +454,13 @@ export const RolloutSpecSchema = z
       if (w.approval && spec.approvers.length === 0)
         ctx.addIssue({ code: 'custom', path: ['waves', wi, 'approval'], message: 'needs approvers in the spec' });
     });
+    const named = spec.approvers.filter((a) => !a.startsWith('group:')).length;
+    if (spec.min_approvals > 1 && !spec.approvers.some((a) => a.startsWith('group:')) && spec.min_approvals > named)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['min_approvals'],
+        message: `needs ${spec.min_approvals} distinct approvers, but approvers names ${named}`,
+      });
     const waveNames = new Set<string>();
     spec.waves.forEach((w, wi) => {
       if (waveNames.has(w.name)) ctx.addIssue({ code: 'custom', path: ['waves', wi, 'name'], message: `duplicate wave name "${w.name}"` });

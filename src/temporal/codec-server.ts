@@ -3,9 +3,17 @@
  * POST /decode take and return `{ "payloads": [ { "metadata": { k: base64 }, "data": base64 } ] }`
  * (the proto3 JSON form of Payload). CORS lets the UI's origin call it from the browser, including
  * the preflight (OPTIONS) for the `authorization`, `content-type` and `x-namespace` headers the UI
- * sends. Every POST needs `Authorization: Bearer <ROLLGATE_CODEC_TOKEN>`; others get 401.
+ * sends. Only the configured origins get a CORS grant (with credentials); a `*` entry grants any
+ * origin *without* credentials, never the origin reflected with `Access-Control-Allow-Credentials`.
  *
- * Environment: the codec keys (see ./codec.ts), ROLLGATE_CODEC_TOKEN (required),
+ * Every POST needs a credential, else 401: `Authorization: Bearer <ROLLGATE_CODEC_TOKEN>` (a static
+ * token, for the `temporal` CLI's `--codec-auth`), or, with an identity verifier (ROLLGATE_OIDC_*,
+ * the worker's), a JWT it verifies: in `Authorization: Bearer` (what the Temporal UI forwards with
+ * `codec.passAccessToken` and an https endpoint) or in the `rollgate_codec_token` cookie (what a
+ * browser sends with the UI's "include cross-origin credentials"). See docs/security-identities.md
+ * for what the UI actually sends.
+ *
+ * Environment: the codec keys (see ./codec.ts), ROLLGATE_CODEC_TOKEN and/or ROLLGATE_OIDC_*,
  * ROLLGATE_CODEC_SERVER_ADDRESS (host:port, default 127.0.0.1:8089),
  * ROLLGATE_CODEC_CORS_ORIGINS (comma-separated UI origins, default http://localhost:8233,http://127.0.0.1:8233).
  */
@@ -13,13 +21,21 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { codecFromEnv } from './codec';
+import { IdentityRefusedError, identityVerifierFromEnv, type IdentityVerifier } from '../identity/verifier';
+
+/** The cookie a browser may carry the user's JWT in (sent by the UI with includeCredentials). */
+export const CODEC_TOKEN_COOKIE = 'rollgate_codec_token';
 
 export interface CodecServerOptions {
   codec: PayloadCodec;
-  /** Bearer token every /encode and /decode request must carry. */
-  token: string;
-  /** Origins allowed to call from a browser (the Temporal UI), e.g. `http://localhost:8233`; `*` allows any. */
+  /** A static bearer token /encode and /decode accept (the `temporal` CLI's --codec-auth). */
+  token?: string;
+  /** Verifies users' JWTs (Authorization: Bearer, or the rollgate_codec_token cookie). */
+  verifier?: IdentityVerifier;
+  /** Origins allowed to call from a browser (the Temporal UI), e.g. `http://localhost:8233`; `*`: any origin, without credentials. */
   corsOrigins: string[];
+  /** Sees every request's method, path and headers (tests record what the UI sends). */
+  onRequest?: (r: { method: string; path: string; headers: IncomingMessage['headers'] }) => void;
   host?: string;
   port?: number;
   /** Largest request body accepted (bytes). */
@@ -58,18 +74,53 @@ export function payloadToJson(p: Payload): JsonPayload {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
+function cookiesOf(header: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of (header ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) out.set(part.slice(0, i).trim(), decodeURIComponent(part.slice(i + 1).trim()));
+  }
+  return out;
+}
+
 export async function startCodecServer(o: CodecServerOptions): Promise<CodecServer> {
-  if (!o.token) throw new Error('the codec server needs a token (ROLLGATE_CODEC_TOKEN)');
-  const expected = digest(`Bearer ${o.token}`);
+  if (!o.token && !o.verifier)
+    throw new Error('the codec server needs a token (ROLLGATE_CODEC_TOKEN) or an identity verifier (ROLLGATE_OIDC_*)');
+  const expected = o.token ? digest(`Bearer ${o.token}`) : undefined;
   const maxBody = o.maxBodyBytes ?? DEFAULT_MAX_BODY;
+
+  /** Undefined when the request may decode/encode, else the reason for the 401 (never the credential itself). */
+  const refusal = async (req: IncomingMessage): Promise<string | undefined> => {
+    const auth = req.headers.authorization ?? '';
+    if (expected && timingSafeEqual(digest(auth), expected)) return undefined;
+    if (!o.verifier) return 'missing or wrong Authorization: Bearer token';
+    const candidates = [/^Bearer\s+(\S+)$/i.exec(auth)?.[1], cookiesOf(req.headers.cookie).get(CODEC_TOKEN_COOKIE)].filter(
+      (t): t is string => !!t && t !== 'undefined' && t !== 'null',
+    );
+    if (candidates.length === 0) return `no credential: send Authorization: Bearer <JWT> or the ${CODEC_TOKEN_COOKIE} cookie`;
+    let reason = '';
+    for (const t of candidates) {
+      try {
+        await o.verifier.verify(t);
+        return undefined;
+      } catch (err) {
+        if (!(err instanceof IdentityRefusedError)) return `cannot check the token now: ${(err as Error).message}`;
+        reason = err.message;
+      }
+    }
+    return `token refused: ${reason}`;
+  };
 
   const cors = (req: IncomingMessage, res: ServerResponse) => {
     const origin = req.headers.origin;
     if (!origin) return;
-    if (o.corsOrigins.includes('*') || o.corsOrigins.includes(origin)) {
+    res.setHeader('Vary', 'Origin');
+    if (o.corsOrigins.includes(origin)) {
       res.setHeader('Access-Control-Allow-Origin', origin);
       res.setHeader('Access-Control-Allow-Credentials', 'true');
-      res.setHeader('Vary', 'Origin');
+    } else if (o.corsOrigins.includes('*')) {
+      // Any origin may call, but never with the browser's credentials (cookies) attached.
+      res.setHeader('Access-Control-Allow-Origin', '*');
     }
   };
   const send = (res: ServerResponse, status: number, body: unknown) => {
@@ -80,6 +131,7 @@ export async function startCodecServer(o: CodecServerOptions): Promise<CodecServ
   const server = createServer((req, res) => {
     cors(req, res);
     const path = (req.url ?? '/').split('?')[0];
+    o.onRequest?.({ method: req.method ?? '', path, headers: req.headers });
     if (req.method === 'OPTIONS') {
       // Preflight: browsers send no Authorization here, so it is never required.
       res.setHeader('Access-Control-Allow-Methods', 'POST, OPTIONS');
@@ -91,11 +143,17 @@ export async function startCodecServer(o: CodecServerOptions): Promise<CodecServ
     if (req.method === 'GET' && path === '/healthz') return send(res, 200, { ok: true });
     if (path !== '/encode' && path !== '/decode') return send(res, 404, { message: 'not found: use POST /encode or POST /decode' });
     if (req.method !== 'POST') return send(res, 405, { message: `${req.method} not allowed: use POST` });
-    const auth = req.headers.authorization ?? '';
-    if (!timingSafeEqual(digest(auth), expected)) {
-      res.setHeader('WWW-Authenticate', 'Bearer');
-      return send(res, 401, { message: 'missing or wrong Authorization: Bearer token' });
-    }
+    void refusal(req).then((refused) => {
+      if (refused) {
+        res.setHeader('WWW-Authenticate', 'Bearer');
+        req.resume(); // drain the body
+        return send(res, 401, { message: refused });
+      }
+      serve(req, res, path);
+    });
+  });
+
+  const serve = (req: IncomingMessage, res: ServerResponse, path: string) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooBig = false;
@@ -120,7 +178,7 @@ export async function startCodecServer(o: CodecServerOptions): Promise<CodecServ
         (err: Error) => send(res, 400, { message: err.message }),
       );
     });
-  });
+  };
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => resolve());
@@ -137,13 +195,19 @@ export async function startCodecServer(o: CodecServerOptions): Promise<CodecServ
 export function codecServerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): CodecServerOptions {
   const codec = codecFromEnv(env);
   if (!codec) throw new Error('the codec server needs ROLLGATE_CODEC_KEY and ROLLGATE_CODEC_KEY_ID');
-  const token = env.ROLLGATE_CODEC_TOKEN?.trim();
-  if (!token) throw new Error('the codec server needs ROLLGATE_CODEC_TOKEN (the Bearer token clients must send)');
+  const token = env.ROLLGATE_CODEC_TOKEN?.trim() || undefined;
+  // The same verifier as the worker's (a half-configured one is refused here too, naming the variable).
+  const verifier = identityVerifierFromEnv(env);
+  if (!token && !verifier)
+    throw new Error(
+      'the codec server needs ROLLGATE_CODEC_TOKEN (a static Bearer token) or an identity verifier (ROLLGATE_OIDC_ISSUER, ROLLGATE_OIDC_AUDIENCE, ROLLGATE_OIDC_JWKS_URL)',
+    );
   const address = env.ROLLGATE_CODEC_SERVER_ADDRESS || '127.0.0.1:8089';
   const i = address.lastIndexOf(':');
   return {
     codec,
-    token,
+    ...(token ? { token } : {}),
+    ...(verifier ? { verifier } : {}),
     host: address.slice(0, i).replace(/^\[|\]$/g, ''),
     port: Number(address.slice(i + 1)),
     corsOrigins: (env.ROLLGATE_CODEC_CORS_ORIGINS || 'http://localhost:8233,http://127.0.0.1:8233')

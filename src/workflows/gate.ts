@@ -23,6 +23,8 @@ export interface Decision {
   by: string;
   decision: 'approved' | 'rejected';
   reason?: string;
+  /** Whether `by` was verified (a token); unverified names are marked so in the alert. */
+  verified?: boolean;
 }
 
 export class OperatorGate {

@@ -22,6 +22,12 @@ export interface RolloutInput {
   /** Who started it; may not approve it (four-eyes rule). */
   startedBy: string;
   /**
+   * The starter's bearer token (OIDC/JWT), verified by the worker before anything runs when it has
+   * a verifier (ROLLGATE_OIDC_*). Never copied into status, history entries or logs; see
+   * docs/security-identities.md for what workflow history keeps of it.
+   */
+  startToken?: string;
+  /**
    * Task queue of the runner that runs this rollout's build, test and migration commands (set by
    * the client from ROLLGATE_RUNNER_TASK_QUEUE; absent in runs started before the runner split:
    * RUNNER_TASK_QUEUE).
@@ -91,6 +97,22 @@ export interface ContinuedRollout {
   runs: number;
   /** The pipeline's pass (fencing); absent in snapshots taken before fencing: 1. */
   pass?: number;
+  /** Who started the rollout, as verified at its start, and whether its worker verifies identities. */
+  starter?: Identity;
+  verifiesIdentities?: boolean;
+  /** Approvals given to the wave waiting now, short of `min_approvals`. */
+  pendingApprovals?: { wave: string; approvers: Identity[] };
+}
+
+/**
+ * Who sent a message. `verified`: the worker checked a token (name from ROLLGATE_OIDC_NAME_CLAIM,
+ * `subject` its `sub`, `groups` from ROLLGATE_OIDC_GROUPS_CLAIM); otherwise the name given with `--by`.
+ */
+export interface Identity {
+  name: string;
+  verified: boolean;
+  subject?: string;
+  groups?: string[];
 }
 
 export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';
@@ -151,13 +173,15 @@ export interface RolloutStatus {
   /** What the rollout is doing right now ("baking 30s at 10 %", "frozen until ...", "awaiting approval"). */
   detail: string;
   startedBy: string;
+  /** The starter as checked at the start (absent until then, and in rollouts started before verified identities). */
+  starter?: Identity;
   artifactDigest?: string;
   targets: TargetStatus[];
   lastAnalysis?: Verdict;
   /** Set while a bake timer runs: when the bake would end if not paused. */
   bakeEndsAtMs?: number;
   awaitingApproval?: string;
-  approvals: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string }[];
+  approvals: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string; verified?: boolean; subject?: string }[];
   history: HistoryEntry[];
   /** Why the last rollback happened. */
   rollbackReason?: string;
@@ -182,12 +206,15 @@ export interface RolloutResult {
 
 export interface ApproveArgs {
   by: string;
+  /** Bearer token (OIDC/JWT) proving who approves; required when the worker verifies identities. */
+  token?: string;
   comment?: string;
   /** The wave this approval is meant for: refused when the rollout waits for another wave (a late approval). */
   wave?: string;
 }
 export interface RejectArgs {
   by: string;
+  token?: string;
   reason: string;
   wave?: string;
 }
@@ -197,6 +224,15 @@ export const rejectUpdate = defineUpdate<string, [RejectArgs]>('reject');
 export const pauseSignal = defineSignal<[{ by?: string; reason?: string }?]>('pause');
 export const resumeSignal = defineSignal<[{ by?: string }?]>('resume');
 export const abortSignal = defineSignal<[{ by?: string; reason?: string }?]>('abort');
+/** pause/resume/abort as updates: they carry a token, are verified before they take effect, and answer. */
+export interface OperatorArgs {
+  by?: string;
+  reason?: string;
+  token?: string;
+}
+export const pauseUpdate = defineUpdate<string, [OperatorArgs]>('pauseRollout');
+export const resumeUpdate = defineUpdate<string, [OperatorArgs]>('resumeRollout');
+export const abortUpdate = defineUpdate<string, [OperatorArgs]>('abortRollout');
 /**
  * An external analysis (the scheduled one) reports a verdict; a fail triggers the rollback. Runs
  * since patch `rollout-message-nonces` accept it only with their message nonce (see MessageNonce).

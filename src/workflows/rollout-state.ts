@@ -3,24 +3,38 @@
  * synchronous validators, pause/resume/abort signals, status query) and the UI-facing projections
  * (search attributes, current details). Deterministic: no I/O, time only from the workflow sandbox.
  */
-import { ApplicationFailure, setHandler, setCurrentDetails, upsertSearchAttributes, workflowInfo, log } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  condition,
+  setHandler,
+  setCurrentDetails,
+  upsertSearchAttributes,
+  workflowInfo,
+  log,
+} from '@temporalio/workflow';
 import type { TargetSpec } from '../spec/schema';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 import type { ArtifactRef, TrafficFence } from '../providers/types';
 import { OperatorGate } from './gate';
+import { checkIdentity, describeIdentity, isApprover, sameIdentity, unverified } from './identity';
 import {
   SA,
   abortSignal,
+  abortUpdate,
   approveUpdate,
   externalVerdictSignal,
   lockGrantedSignal,
   lockRequestQuery,
   messageNonceQuery,
   pauseSignal,
+  pauseUpdate,
   rejectUpdate,
   resumeSignal,
+  resumeUpdate,
   statusQuery,
   type BakeProgress,
+  type Identity,
+  type OperatorArgs,
   type ContinuedRollout,
   type HistoryEntry,
   type MessageNonce,
@@ -95,11 +109,24 @@ export class RolloutRun {
   /** Whether this run may continue as new (runs started before patch `rollout-continue-as-new` never do). */
   continueAsNewEnabled = false;
 
+  // ---- verified identities (src/workflows/identity.ts, docs/security-identities.md) ----
+  /** The starter: verified at the start when the worker has a verifier, else the `--by` name. */
+  starter: Identity;
+  /** Whether the starter was checked (runs recorded before verified identities never are). */
+  starterChecked = false;
+  /** The worker verified the start: every operator message must then carry a valid token. */
+  verifiesIdentities = false;
+  /** False while the start check runs: messages wait for it (a tokenless abort must not slip in first). */
+  identityKnown = true;
+  /** Approvals of the waiting wave short of `min_approvals` (distinct people). */
+  pendingApprovals?: { wave: string; approvers: Identity[] };
+
   readonly startedAtMs: number;
 
   constructor(readonly input: RolloutInput) {
     this.spec = input.spec;
     this.startedAtMs = input.continued?.startedAtMs ?? workflowInfo().runStartTime.getTime();
+    this.starter = unverified(input.startedBy);
     for (const t of input.spec.targets)
       this.targets.set(t.name, { name: t.name, provider: t.provider, location: targetLocation(t), weight: 0, spec: t });
     if (input.continued) this.restore(input.continued);
@@ -129,6 +156,40 @@ export class RolloutRun {
     }
     this.resumedBake = c.bake;
     this.pass = c.pass ?? 1;
+    if (c.starter) {
+      this.starter = c.starter;
+      this.starterChecked = true;
+    }
+    this.verifiesIdentities = c.verifiesIdentities ?? false;
+    this.pendingApprovals = c.pendingApprovals;
+  }
+
+  /**
+   * Check who started the rollout before anything runs (a new run only; a continued run carries the
+   * answer). A refusal is returned: the rollout then ends as failed with it, before the preflight.
+   */
+  async checkStarter(): Promise<string | undefined> {
+    if (this.input.continued) return undefined;
+    this.identityKnown = false;
+    try {
+      const r = await checkIdentity({
+        action: 'start',
+        token: this.input.startToken,
+        claimedBy: this.input.startedBy,
+        // A revert started by a scheduled analysis has no person behind it to check.
+        requireToken: !this.input.revertPromoted,
+      });
+      this.verifiesIdentities = r.verifier;
+      this.starter = r.identity.verified ? r.identity : unverified(this.input.startedBy);
+      this.starterChecked = true;
+      this.record('operator', `started by ${describeIdentity(this.starter)}`);
+      return undefined;
+    } catch (err) {
+      this.verifiesIdentities = true;
+      return (err as Error).message;
+    } finally {
+      this.identityKnown = true;
+    }
   }
 
   /** What every traffic write of this pass carries: a revert's mark refuses later forward writes of it. */
@@ -167,6 +228,9 @@ export class RolloutRun {
       ...(this.failedStage ? { failedStage: this.failedStage } : {}),
       startedAtMs: this.startedAtMs,
       ...(this.releasedBy() ? { releasedBy: this.releasedBy() } : {}),
+      ...(this.starterChecked ? { starter: this.starter } : {}),
+      verifiesIdentities: this.verifiesIdentities,
+      ...(this.pendingApprovals ? { pendingApprovals: this.pendingApprovals } : {}),
       locks: [...this.heldLocks]
         .filter((d) => this.grantedLocks.has(d))
         .map((dependency) => {
@@ -190,48 +254,56 @@ export class RolloutRun {
     const gate = this.gate;
     setHandler(statusQuery, () => this.status());
 
+    // Approve/reject: the validator refuses what it can tell synchronously; a token is checked in
+    // the handler (a local activity), and the rules are checked again on the verified identity.
     setHandler(
       approveUpdate,
-      ({ by, comment }) => this.decide({ wave: gate.awaitingApproval!, by, decision: 'approved', reason: comment }),
+      async ({ by, comment, token, wave }) => {
+        const who = await this.identify('approve', by, token);
+        this.checkApprover(who, 'approve', wave);
+        this.checkNotStarter(who);
+        return this.approve(who, comment);
+      },
       {
-        validator: ({ by, wave }) => {
-          this.checkApprover(by, 'approve', wave);
-          if (this.starters().includes(by))
-            throw ApplicationFailure.nonRetryable(`${by} started this rollout and cannot approve it (four-eyes rule)`, 'Refused');
+        validator: ({ by, token, wave }) => {
+          this.checkTokenPresent('approve', token);
+          if (token) return this.checkAwaiting(wave);
+          this.checkApprover(unverified(by), 'approve', wave, by);
+          this.checkNotStarter(unverified(by));
         },
       },
     );
 
-    setHandler(rejectUpdate, ({ by, reason }) => this.decide({ wave: gate.awaitingApproval!, by, decision: 'rejected', reason }), {
-      validator: ({ by, reason, wave }) => {
-        // The starter may stop their own rollout; everyone else must be an approver.
-        if (by !== this.input.startedBy) this.checkApprover(by, 'reject', wave);
-        else this.checkAwaiting(wave);
-        if (!reason || !reason.trim()) throw ApplicationFailure.nonRetryable('reject needs a reason', 'Refused');
+    setHandler(
+      rejectUpdate,
+      async ({ by, reason, token, wave }) => {
+        const who = await this.identify('reject', by, token);
+        this.checkRejecter(who, wave);
+        return this.decide({ wave: gate.awaitingApproval!, by: who.name, decision: 'rejected', reason }, who);
       },
-    });
+      {
+        validator: ({ by, reason, token, wave }) => {
+          this.checkTokenPresent('reject', token);
+          if (token) this.checkAwaiting(wave);
+          else this.checkRejecter(unverified(by), wave, by);
+          if (!reason || !reason.trim()) throw ApplicationFailure.nonRetryable('reject needs a reason', 'Refused');
+        },
+      },
+    );
 
-    setHandler(pauseSignal, (args) => {
-      if (this.isClosed() || this.pausedAfterRollback) return;
-      gate.paused = true;
-      this.state = 'paused';
-      this.record('operator', `paused${args?.by ? ` by ${args.by}` : ''}${args?.reason ? `: ${args.reason}` : ''}`);
-      this.publish();
-    });
-    setHandler(resumeSignal, (args) => {
-      if (!gate.paused && !this.pausedAfterRollback) return;
-      this.record('operator', `resumed${args?.by ? ` by ${args.by}` : ''}`);
-      gate.resumes++;
-      gate.paused = false;
-      if (!this.pausedAfterRollback) this.state = 'running';
-      this.publish();
-    });
+    // pause/resume/abort: signals (older clients, no token) and updates (a token, an answer).
+    setHandler(pauseSignal, (args) => this.viaSignal('pause', args, (who) => this.pause(who, args?.reason)));
+    setHandler(resumeSignal, (args) => this.viaSignal('resume', args, (who) => this.resume(who)));
     // Accepted in every open state, rollback-failed included (it closes the rollout there).
-    setHandler(abortSignal, (args) => {
-      if (this.isClosed()) return;
-      this.record('operator', `abort requested${args?.by ? ` by ${args.by}` : ''}${args?.reason ? `: ${args.reason}` : ''}`);
-      gate.requestAbort(args ?? {});
-    });
+    setHandler(abortSignal, (args) => this.viaSignal('abort', args, (who) => this.abort(who, args?.by, args?.reason)));
+    const operatorUpdate = (action: string, act: (who: Identity, args: OperatorArgs) => string) =>
+      [
+        async (args: OperatorArgs) => act(await this.identify(action, args?.by, args?.token), args ?? {}),
+        { validator: (args: OperatorArgs) => this.checkTokenPresent(action, args?.token) },
+      ] as const;
+    setHandler(pauseUpdate, ...operatorUpdate('pause', (who, a) => this.pause(who, a.reason)));
+    setHandler(resumeUpdate, ...operatorUpdate('resume', (who) => this.resume(who)));
+    setHandler(abortUpdate, ...operatorUpdate('abort', (who, a) => this.abort(who, who.name, a.reason)));
     setHandler(messageNonceQuery, () => this.messageNonce);
     setHandler(lockRequestQuery, (q) => this.requested(q));
     setHandler(externalVerdictSignal, (message) => {
@@ -300,25 +372,136 @@ export class RolloutRun {
     return undefined;
   }
 
-  /** Who may not approve: the starter, and after a post-promotion revert also who released it. */
-  private starters(): string[] {
-    const releasedBy = this.releasedBy();
-    return releasedBy ? [this.input.startedBy, releasedBy] : [this.input.startedBy];
+  // ---- operator actions (one body for the signal and the update of each) ----
+
+  private pause(who: Identity, reason?: string): string {
+    if (this.isClosed() || this.pausedAfterRollback) return `not paused: the rollout is ${this.state}`;
+    this.gate.paused = true;
+    this.state = 'paused';
+    this.record('operator', `paused${this.byText(who)}${reason ? `: ${reason}` : ''}`);
+    this.publish();
+    return 'paused';
   }
 
-  private decide(d: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string }): string {
-    this.approvals.push(d);
-    this.gate.lastDecision = d;
+  private resume(who: Identity): string {
+    if (!this.gate.paused && !this.pausedAfterRollback) return `not resumed: the rollout is ${this.state}, not paused`;
+    this.record('operator', `resumed${this.byText(who)}`);
+    this.gate.resumes++;
+    this.gate.paused = false;
+    if (!this.pausedAfterRollback) this.state = 'running';
+    this.publish();
+    return 'resumed';
+  }
+
+  /** `by` is what the abort's Stop names (the given name, as before verified identities). */
+  private abort(who: Identity, by: string | undefined, reason?: string): string {
+    if (this.isClosed()) return `not aborted: the rollout is ${this.state}`;
+    this.record('operator', `abort requested${this.byText(who)}${reason ? `: ${reason}` : ''}`);
+    this.gate.requestAbort({ ...(by !== undefined ? { by } : {}), ...(reason !== undefined ? { reason } : {}) });
+    return 'abort requested';
+  }
+
+  private byText(who: Identity): string {
+    return who.verified || who.name !== 'unknown' ? ` by ${describeIdentity(who)}` : '';
+  }
+
+  /** A signal (no token): applied as the unverified `--by` name, unless this rollout's worker verifies identities. */
+  private viaSignal(action: string, args: { by?: string } | undefined, act: (who: Identity) => void): void {
+    const apply = () => {
+      if (this.verifiesIdentities) {
+        this.record(
+          'operator',
+          `ignored a ${action} signal${args?.by ? ` from ${args.by}` : ''}: this rollout verifies identities, send it with a token (rollgate ${action} --token)`,
+        );
+        return;
+      }
+      act(unverified(args?.by));
+    };
+    if (this.identityKnown) apply();
+    else void condition(() => this.identityKnown).then(apply);
+  }
+
+  /** Who sent a message: the token's verified identity, or (no token, no verifier) the given name. */
+  private async identify(action: string, by: string | undefined, token: string | undefined): Promise<Identity> {
+    if (!this.identityKnown) await condition(() => this.identityKnown);
+    if (!token && !this.verifiesIdentities) return unverified(by);
+    const r = await checkIdentity({ action, token, claimedBy: by, requireToken: true });
+    this.verifiesIdentities ||= r.verifier;
+    return r.identity;
+  }
+
+  /** Synchronous: a rollout whose worker verifies identities refuses a message without a token. */
+  private checkTokenPresent(action: string, token: string | undefined): void {
+    if (!token && this.verifiesIdentities)
+      throw ApplicationFailure.nonRetryable(
+        `${action} refused: this rollout verifies identities and no token was sent (rollgate --token or ROLLGATE_TOKEN)`,
+        'Refused',
+      );
+  }
+
+  /** Who may not approve: the starter, and after a post-promotion revert also who released it. */
+  private starters(): Identity[] {
+    const releasedBy = this.releasedBy();
+    return releasedBy ? [this.starter, unverified(releasedBy)] : [this.starter];
+  }
+
+  private checkNotStarter(who: Identity): void {
+    if (this.starters().some((s) => sameIdentity(s, who)))
+      throw ApplicationFailure.nonRetryable(`${who.name} started this rollout and cannot approve it (four-eyes rule)`, 'Refused');
+  }
+
+  /** The starter may stop their own rollout; everyone else must be an approver. */
+  private checkRejecter(who: Identity, wave: string | undefined, given?: string): void {
+    if (sameIdentity(who, this.starter)) this.checkAwaiting(wave);
+    else this.checkApprover(who, 'reject', wave, given);
+  }
+
+  /** An approval counts once per person; the wave goes on after `min_approvals` distinct people. */
+  private approve(who: Identity, comment: string | undefined): string {
+    const wave = this.gate.awaitingApproval!;
+    const needed = this.spec.min_approvals ?? 1;
+    if (needed <= 1) return this.decide({ wave, by: who.name, decision: 'approved', reason: comment }, who);
+    const pending = this.pendingApprovals?.wave === wave ? this.pendingApprovals : { wave, approvers: [] };
+    if (pending.approvers.some((a) => sameIdentity(a, who)))
+      throw ApplicationFailure.nonRetryable(
+        `${who.name} already approved wave ${wave}: min_approvals ${needed} counts distinct people`,
+        'Refused',
+      );
+    pending.approvers.push(who);
+    if (pending.approvers.length >= needed) {
+      this.pendingApprovals = undefined;
+      return this.decide({ wave, by: who.name, decision: 'approved', reason: comment }, who);
+    }
+    this.pendingApprovals = pending;
+    const n = pending.approvers.length;
+    this.approvals.push({ wave, by: who.name, decision: 'approved', ...(comment ? { reason: comment } : {}), ...identityFields(who) });
+    this.record('approval', `${describeIdentity(who)} approved wave ${wave} (${n} of ${needed})${comment ? `: ${comment}` : ''}`);
+    this.publish();
+    return `approved wave ${wave} (${n} of ${needed} approvals)`;
+  }
+
+  private decide(d: { wave: string; by: string; decision: 'approved' | 'rejected'; reason?: string }, who: Identity): string {
+    this.approvals.push({ ...d, ...identityFields(who) });
+    this.pendingApprovals = undefined;
+    this.gate.lastDecision = { ...d, verified: who.verified };
     this.gate.awaitingApproval = undefined;
-    this.record('approval', `${d.by} ${d.decision} wave ${d.wave}${d.reason ? `: ${d.reason}` : ''}`);
+    this.record('approval', `${d.by} ${d.decision} wave ${d.wave}${d.reason ? `: ${d.reason}` : ''}${who.verified ? '' : ' (unverified)'}`);
     return `${d.decision} wave ${d.wave}`;
   }
 
-  private checkApprover(by: string, action: string, wave: string | undefined): void {
-    if (!by || !by.trim()) throw ApplicationFailure.nonRetryable(`${action} needs --by NAME`, 'Refused');
-    if (!this.spec.approvers.includes(by))
+  /** `given`: the name as sent (a validator's message says "needs --by" for an empty one). */
+  private checkApprover(who: Identity, action: string, wave: string | undefined, given?: string): void {
+    if (!who.verified && (given === undefined ? !who.name : !given || !given.trim()))
+      throw ApplicationFailure.nonRetryable(`${action} needs --by NAME`, 'Refused');
+    if (!isApprover(this.spec.approvers, who))
       throw ApplicationFailure.nonRetryable(
-        `${by} is not an approver of ${this.spec.service} (approvers: ${this.spec.approvers.join(', ') || 'none'})`,
+        `${who.name} is not an approver of ${this.spec.service} (approvers: ${this.spec.approvers.join(', ') || 'none'}${
+          this.spec.approvers.some((a) => a.startsWith('group:'))
+            ? who.verified
+              ? `; groups in the token: ${(who.groups ?? []).join(', ') || 'none'}`
+              : '; groups need a verified token'
+            : ''
+        })`,
         'Refused',
       );
     this.checkAwaiting(wave);
@@ -378,6 +561,7 @@ export class RolloutRun {
       stage: this.stage,
       detail: this.detail,
       startedBy: this.input.startedBy,
+      ...(this.starterChecked ? { starter: this.starter } : {}),
       artifactDigest: this.artifact?.digest,
       targets: [...this.targets.values()].map(({ spec: _spec, baselineWindow: _w, ...t }) => t),
       lastAnalysis: this.lastAnalysis,
@@ -419,4 +603,9 @@ export class RolloutRun {
       `**${this.state}** · stage \`${this.stage}\` · ${this.detail}\n\n| target | provider | stable | new | weight |\n|---|---|---|---|---|\n${rows.join('\n')}${verdict}`,
     );
   }
+}
+
+/** What an approval entry says of the identity behind it: `verified` and `subject` when checked, nothing when not (unverified). */
+function identityFields(who: Identity): { verified?: true; subject?: string } {
+  return who.verified ? { verified: true, ...(who.subject ? { subject: who.subject } : {}) } : {};
 }

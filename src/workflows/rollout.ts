@@ -33,6 +33,7 @@ import { awaitApproval, holdForFreezeWindows } from './waits';
 import { alertOperator } from './alert';
 import { releaseDependencyLocks, withDependencyLocks } from './steps';
 import { rolloutWorkflowV1 } from './v1/rollout';
+import { checksStarter } from './identity';
 
 /** Marks runs of this code; runs without it (started before) finish on the frozen v1 code. */
 export const ROLLOUT_V2_PATCH = 'rollout-v2';
@@ -51,6 +52,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   run.installHandlers();
   run.publish();
   if (run.authenticatesMessages) run.messageNonce = await local.newMessageNonce();
+  // ---- verified identities: who started it is checked before anything runs (src/workflows/identity.ts) ----
+  if (checksStarter()) {
+    const refused = await run.checkStarter();
+    if (refused) return finish(run, 'failed', refused);
+  }
   if (!input.continued) emitRolloutEvent({ kind: 'started', service: input.spec.service, release: input.spec.release });
 
   const saga = new Saga();
@@ -621,13 +627,19 @@ async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'rev
     run.operatorMark = { resumes: run.gate.resumes, aborts: run.gate.abort ? run.gate.aborts - 1 : run.gate.aborts };
     run.state = 'paused';
     run.pausedAfterRollback = true;
-    const text = `rollgate: ${run.spec.service} ${run.spec.release} rolled back after ${stop.kind} in ${stageAtStop}: ${stop.message}. Reverted: ${
+    const text = `rollgate: ${run.spec.service} ${run.spec.release} rolled back after ${stop.kind} in ${stageAtStop}: ${stop.message}${unverifiedNote(run, stop)}. Reverted: ${
       reverted.join(', ') || 'nothing had been deployed'
     }. Pipeline paused: \`rollgate resume ${run.id}\` retries from the canary, \`rollgate abort ${run.id}\` closes it.`;
     run.setDetail(`pipeline paused after ${stop.kind}: ${stop.message}`);
     await alertOperator(run, 'rolled-back', text, { reason: stop.message, revertedTargets: reverted });
   }
   return 'reverted';
+}
+
+/** Verified identities: an alert says when the person who rejected was not verified (no token checked). */
+function unverifiedNote(run: RolloutRun, stop: Stop): string {
+  const d = run.gate.lastDecision;
+  return stop.kind === 'rejected' && d && !d.verified ? ` (${d.by}: identity unverified)` : '';
 }
 
 /** Paused after a rollback (or a failed one): wait for `resume` (retry) or `abort` (close). */

@@ -86,7 +86,8 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
     artifactDigest: status.artifactDigest ?? '',
     targets: touched.map((t) => ({ name: t.name, stableVersion: t.stableVersion!, newVersion: t.newVersion! })),
     taskQueue: input.taskQueue ?? workflowInfo().taskQueue,
-    releasedBy: status.startedBy,
+    // The four-eyes rule after the revert compares names: the verified one when the start was verified.
+    releasedBy: status.starter?.verified ? status.starter.name : status.startedBy,
   });
   return { service, mode: 'after-promotion', verdict, action };
 }

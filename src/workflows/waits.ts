@@ -15,6 +15,8 @@ export async function awaitApproval(run: RolloutRun, wave: WaveSpec): Promise<St
   const stop = await watchWhileWaiting(run, () => gate.awaitingApproval === undefined);
   if (stop) {
     gate.awaitingApproval = undefined; // a late approval is refused, not applied to the next wave
+    // Approvals short of min_approvals do not outlive the wait (a handover to the next run carries them).
+    if (stop.kind !== 'continue-as-new') run.pendingApprovals = undefined;
     return stop;
   }
   const d = gate.lastDecision!;
