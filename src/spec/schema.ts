@@ -370,6 +370,8 @@ export const RolloutSpecSchema = z
     probes: z.array(probe).default([]),
     canary: z.object({ targets: z.array(name).min(1, 'needs at least one target'), weight: percent.max(50), bake: duration }).strict(),
     waves: z.array(wave).default([]),
+    /** Canary/production parity in preflight: `fail` stops the rollout on a difference, `warn` records it. */
+    parity: z.enum(['fail', 'warn']).default('warn'),
     rollback: rollback.default({}),
     approvers: z.array(z.string().min(1)).default([]),
     notify: z

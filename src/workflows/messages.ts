@@ -91,6 +91,8 @@ export interface ContinuedRollout {
   runs: number;
   /** The pipeline's pass (fencing); absent in snapshots taken before fencing: 1. */
   pass?: number;
+  /** Parity differences recorded under `parity: warn` in preflight. */
+  parityWarnings?: string[];
 }
 
 export type RolloutState = 'running' | 'paused' | 'succeeded' | 'rolled-back' | 'rollback-failed' | 'aborted' | 'failed';
@@ -169,6 +171,8 @@ export interface RolloutStatus {
   pausedAfterRollback?: boolean;
   /** The stage in which the last failure, breach or rejection happened (for escalations). */
   failedStage?: string;
+  /** Differences from the canary's configuration that `parity: warn` let through (by key; env values as salted hashes). */
+  parityWarnings?: string[];
   /** The spec this rollout runs (no secrets: env values never enter a spec). */
   spec: RolloutSpec;
   startedAtMs: number;

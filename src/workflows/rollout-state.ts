@@ -63,6 +63,8 @@ export class RolloutRun {
   operatorMark = { resumes: 0, aborts: 0 };
   /** The migration ran (an abort after it says so). */
   migrated = false;
+  /** Parity differences preflight found under `parity: warn` (src/providers/parity.ts), for status and alerts. */
+  parityWarnings?: string[];
   readonly gate = new OperatorGate();
   grantedLocks = new Set<string>();
   heldLocks = new Set<string>();
@@ -115,6 +117,7 @@ export class RolloutRun {
     }
     this.resumedBake = c.bake;
     this.pass = c.pass ?? 1;
+    if (c.parityWarnings) this.parityWarnings = c.parityWarnings;
   }
 
   /** What every traffic write of this pass carries: a revert's mark refuses later forward writes of it. */
@@ -158,6 +161,7 @@ export class RolloutRun {
         .map((dependency) => ({ dependency, runId: this.lockRunIds.get(dependency) ?? workflowInfo().runId })),
       runs: (this.input.continued?.runs ?? 0) + 1,
       pass: this.pass,
+      ...(this.parityWarnings ? { parityWarnings: this.parityWarnings } : {}),
     };
   }
 
@@ -316,6 +320,7 @@ export class RolloutRun {
       rollbackReason: this.rollbackReason,
       pausedAfterRollback: this.pausedAfterRollback,
       failedStage: this.failedStage,
+      ...(this.parityWarnings ? { parityWarnings: this.parityWarnings } : {}),
       spec: this.spec,
       startedAtMs: this.startedAtMs,
     };
