@@ -233,7 +233,8 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       memory: String(cfg.MemorySize ?? 128),
       timeout: String(cfg.Timeout ?? 3),
       layers: (cfg.Layers ?? []).map((l) => lambdaLayerName(l.Arn ?? '')).join(', ') || 'none',
-      'reserved concurrency': concurrency.ReservedConcurrentExecutions === undefined ? 'none' : String(concurrency.ReservedConcurrentExecutions),
+      'reserved concurrency':
+        concurrency.ReservedConcurrentExecutions === undefined ? 'none' : String(concurrency.ReservedConcurrentExecutions),
       vpc: attached ? `${vpc!.SubnetIds!.length} subnet(s), ${vpc!.SecurityGroupIds?.length ?? 0} security group(s)` : 'none',
     };
     const env: Record<string, string> = {};

@@ -228,7 +228,8 @@ export function revisionParityConfig(rev: IRevision, ingress: unknown, salt: str
       const key = `${prefix}${e.name}`;
       const ref = e.valueSource?.secretKeyRef;
       if (ref) secretRefs[key] = `${shortName(ref.secret)}:${ref.version || 'latest'}`;
-      else if (!(prefix === '' && (CONTRACT_KEYS as readonly string[]).includes(e.name ?? ''))) env[key] = saltedHash(salt, key, e.value ?? '');
+      else if (!(prefix === '' && (CONTRACT_KEYS as readonly string[]).includes(e.name ?? '')))
+        env[key] = saltedHash(salt, key, e.value ?? '');
     }
   });
   return { provider: 'cloud-run', settings, env, secretRefs };

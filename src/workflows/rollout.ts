@@ -120,14 +120,26 @@ export const CANARY_PARITY_PATCH = 'canary-parity';
  * stops here, before anything changed; `warn` (the default) records the differences for status and alerts.
  */
 async function checkParity(run: RolloutRun, stable: { target: TargetSpec; version: string }[]): Promise<Stop | undefined> {
-  const check = await reads.checkParity({ targets: stable, canary: run.spec.canary.targets });
+  // Specs recorded before the field existed have none: warn.
+  const mode = run.spec.parity ?? 'warn';
+  let check;
+  try {
+    check = await reads.checkParity({ targets: stable, canary: run.spec.canary.targets });
+  } catch (err) {
+    // Under warn, a configuration that cannot be read (a permission the worker lacks, such as
+    // lambda:GetFunctionConcurrency) is a warning like a difference, not a reason to stop.
+    if (isCancellation(err) || run.gate.abort) throw err;
+    if (mode === 'fail') return stopOf('stage-failed', `parity: could not read the targets' configuration: ${failureMessage(err)}`);
+    const warning = `not checked: ${failureMessage(err)}`;
+    run.record('decision', `parity (warn): ${warning}`);
+    run.parityWarnings = [warning];
+    return undefined;
+  }
   const unchecked = check.unchecked.length ? `; not checked (no canary target of their provider): ${check.unchecked.join(', ')}` : '';
   if (check.reports.length === 0) {
     run.record('decision', `parity: ${check.compared} target(s) configured like the canary${unchecked}`);
     return undefined;
   }
-  // Specs recorded before the field existed have none: warn.
-  const mode = run.spec.parity ?? 'warn';
   const messages = check.reports.map((r) => r.message);
   for (const m of messages) run.record('decision', `parity (${mode}): ${m}`);
   if (unchecked) run.record('decision', `parity${unchecked}`);
