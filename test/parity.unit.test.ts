@@ -1,8 +1,17 @@
 /** The pure parity comparison (src/providers/parity.ts) and Cloud Run's normalization, without servers. */
-import { compareParity, lambdaLayerName, lambdaSecretRef, parityPairs, parityReport, type ParityConfig } from '../src/providers/parity';
+import {
+  compareParity,
+  lambdaLayerName,
+  MAX_PARITY_MESSAGE,
+  lambdaSecretRef,
+  parityPairs,
+  parityReport,
+  type ParityConfig,
+} from '../src/providers/parity';
 import { revisionParityConfig } from '../src/providers/cloud-run';
 import { saltedHash } from '../src/providers/fingerprint';
 import type { TargetSpec } from '../src/spec/schema';
+import { validateSpec } from '../src/spec/validate';
 
 const lambda = (over: Partial<ParityConfig['settings']> = {}, env: Record<string, string> = {}, secretRefs = {}): ParityConfig => ({
   provider: 'aws-lambda',
@@ -79,4 +88,25 @@ test('Cloud Run: defaults fill unset fields, sidecar env is prefixed, secrets by
   expect(cfg.env).toEqual({ 'sidecar/MODE': saltedHash('k', 'sidecar/MODE', 'x'), TOKEN: saltedHash('k', 'TOKEN', 'plain-secret') });
   expect(JSON.stringify(cfg)).not.toContain('plain-secret');
   expect(cfg.secretRefs).toEqual({ DB: 'db-password:3' });
+});
+
+test('a message over hundreds of env keys is cut, and says how many fields differ', () => {
+  const env = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`KEY_${i}`, `h-${i}`]));
+  const r = parityReport('eu-west-1', 'us-east-1', lambda({}, env), lambda());
+  expect(r.differences).toHaveLength(300);
+  expect(r.message.length).toBeLessThan(MAX_PARITY_MESSAGE + 60);
+  expect(r.message).toMatch(/… \(300 differing fields in all\)$/);
+});
+
+test('a bad parity mode is refused with the field named', () => {
+  const spec = {
+    service: 'a',
+    release: 'r',
+    schema_rev: 1,
+    artifact: { image: `x@sha256:${'a'.repeat(64)}` },
+    targets: [{ name: 'c', provider: 'cloud-run', project: 'proj-123', region: 'europe-west1', service: 'a' }],
+    canary: { targets: ['c'], weight: 10, bake: '1s' },
+  };
+  expect(validateSpec(spec).parity).toBe('warn');
+  expect(() => validateSpec({ ...spec, parity: 'strict' })).toThrow(/parity: Invalid enum value. Expected 'fail' \| 'warn'/);
 });

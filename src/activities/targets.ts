@@ -36,8 +36,8 @@ export interface VerifyReport {
 }
 
 export interface ParityCheck {
-  /** One per target that differs from its canary target (targets that match are not listed). */
-  reports: ParityReport[];
+  /** One per target that differs from its canary target (targets that match are not listed): names of fields, one message. */
+  reports: (Pick<ParityReport, 'target' | 'canary' | 'message'> & { fields: string[] })[];
   /** How many targets were compared with a canary target. */
   compared: number;
   /** Targets of a provider no canary target has: nothing to compare them with. */
@@ -127,7 +127,8 @@ export function targetActivities(deps: ActivityDeps) {
         );
         const reports = pairs
           .map((p) => parityReport(p.target.name, p.canary.name, configs.get(p.canary.name)!, configs.get(p.target.name)!))
-          .filter((r) => r.differences.length > 0);
+          .filter((r) => r.differences.length > 0)
+          .map((r) => ({ target: r.target, canary: r.canary, fields: r.differences.map((d) => d.field), message: r.message }));
         return { reports, compared: pairs.length, unchecked };
       });
     },

@@ -87,9 +87,15 @@ export function parityMessage(target: string, canary: string, diffs: ParityDiffe
   return `${target} differs from canary ${canary}: ${parts.join('; ')}`;
 }
 
+/** A message longer than this (hundreds of env keys) is cut: it travels in status, history and alerts. */
+export const MAX_PARITY_MESSAGE = 1_000;
+
 export function parityReport(target: string, canary: string, canaryConfig: ParityConfig, targetConfig: ParityConfig): ParityReport {
   const differences = compareParity(canaryConfig, targetConfig);
-  return { target, canary, differences, message: differences.length ? parityMessage(target, canary, differences) : '' };
+  let message = differences.length ? parityMessage(target, canary, differences) : '';
+  if (message.length > MAX_PARITY_MESSAGE)
+    message = `${message.slice(0, MAX_PARITY_MESSAGE)}… (${differences.length} differing fields in all)`;
+  return { target, canary, differences, message };
 }
 
 /**
