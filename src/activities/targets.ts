@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { ProbeSpec, TargetSpec } from '../spec/schema';
 import { type ArtifactRef, type ProbeResult, type ReleaseContract, type TrafficFence, type TrafficState } from '../providers/types';
 import { compareFingerprints, type DriftReport } from '../providers/fingerprint';
+import { parityPairs, parityReport, type ParityConfig, type ParityReport } from '../providers/parity';
 import { providerFor, type ActivityDeps } from './deps';
 import { mapProviderErrors, withHeartbeat } from './heartbeat';
 import { FileArtifactStore, localArtifactCopy, parseS3Location } from '../artifacts/store';
@@ -32,6 +33,15 @@ export interface VerifyReport {
   drift: DriftReport;
   /** One line for status/alerts. */
   summary: string;
+}
+
+export interface ParityCheck {
+  /** One per target that differs from its canary target (targets that match are not listed): names of fields, one message. */
+  reports: (Pick<ParityReport, 'target' | 'canary' | 'message'> & { fields: string[] })[];
+  /** How many targets were compared with a canary target. */
+  compared: number;
+  /** Targets of a provider no canary target has: nothing to compare them with. */
+  unchecked: string[];
 }
 
 export function targetActivities(deps: ActivityDeps) {
@@ -93,6 +103,34 @@ export function targetActivities(deps: ActivityDeps) {
           return { ok, probes, contractProblems, drift, summary: `${input.target.name}: ${parts.join('; ')}` };
         }),
       );
+    },
+
+    /**
+     * Canary/production parity, read-only: each target's stable `version` (as preflight read it)
+     * compared with the first canary target of its provider. Every configuration is read and hashed
+     * in this one call, so all env hashes share one key (ROLLGATE_HASH_KEY may be per process).
+     */
+    async checkParity(input: { targets: { target: TargetSpec; version: string }[]; canary: string[] }): Promise<ParityCheck> {
+      return mapProviderErrors(async () => {
+        const versions = new Map(input.targets.map((t) => [t.target.name, t.version]));
+        const { pairs, unchecked } = parityPairs(
+          input.targets.map((t) => t.target),
+          input.canary,
+        );
+        const needed = new Map<string, TargetSpec>();
+        for (const p of pairs) needed.set(p.target.name, p.target).set(p.canary.name, p.canary);
+        const configs = new Map<string, ParityConfig>();
+        await Promise.all(
+          [...needed.values()].map(async (t) =>
+            configs.set(t.name, await providerFor(deps, t).readParityConfig(t, versions.get(t.name)!, deps.hashKey)),
+          ),
+        );
+        const reports = pairs
+          .map((p) => parityReport(p.target.name, p.canary.name, configs.get(p.canary.name)!, configs.get(p.target.name)!))
+          .filter((r) => r.differences.length > 0)
+          .map((r) => ({ target: r.target, canary: r.canary, fields: r.differences.map((d) => d.field), message: r.message }));
+        return { reports, compared: pairs.length, unchecked };
+      });
     },
 
     /** A forward step; refused (Fenced) once a revert of the same pass marked the target. */

@@ -35,6 +35,7 @@ export function formatStatus(s: RolloutStatus, nowMs = Date.now()): string {
       `    ${t.name.padEnd(w.name)} ${t.provider.padEnd(w.provider)} stable=${(t.stableVersion ?? '-').padEnd(w.stable)} new=${(t.newVersion ?? '-').padEnd(w.next)} ${weightBar(t.weight)} ${t.weight} %`,
     );
   if (s.lastAnalysis) lines.push(`  last analysis: ${s.lastAnalysis.verdict}: ${s.lastAnalysis.reason}`);
+  for (const p of s.parityWarnings ?? []) lines.push(`  parity warning: ${p}`);
   if (s.rollbackReason) lines.push(`  rollback reason: ${s.rollbackReason}`);
   return lines.join('\n');
 }

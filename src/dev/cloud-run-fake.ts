@@ -102,6 +102,13 @@ export interface SeedServiceInput {
   secretEnv?: Record<string, [string, string]>;
   /** Explicit name of the first revision (default SERVICE-00001-xxx). */
   revision?: string;
+  /** The container's resources.limits (e.g. { cpu: '1', memory: '512Mi' }); unset: none (Cloud Run's defaults). */
+  limits?: Record<string, string>;
+  /** Default 80. */
+  maxInstanceRequestConcurrency?: number;
+  scaling?: { minInstanceCount?: number; maxInstanceCount?: number };
+  /** Default INGRESS_TRAFFIC_ALL. */
+  ingress?: string;
 }
 
 const now = () => Date.now();
@@ -218,11 +225,20 @@ export class CloudRunFake {
     ];
     const template = this.normalizeTemplate({
       revision: s.revision ?? '',
-      containers: [{ name: 'app', image: s.image, env, ports: [{ name: 'http1', containerPort: 8080 }] }],
-      maxInstanceRequestConcurrency: 80,
+      containers: [
+        {
+          name: 'app',
+          image: s.image,
+          env,
+          ports: [{ name: 'http1', containerPort: 8080 }],
+          ...(s.limits ? { resources: { limits: s.limits } } : {}),
+        },
+      ],
+      maxInstanceRequestConcurrency: s.maxInstanceRequestConcurrency ?? 80,
       timeout: { seconds: '300', nanos: 0 },
+      ...(s.scaling ? { scaling: s.scaling } : {}),
     });
-    const op = this.createService({ parent, serviceId: s.service, service: { template } });
+    const op = this.createService({ parent, serviceId: s.service, service: { template, ...(s.ingress ? { ingress: s.ingress } : {}) } });
     this.settle(this.ops.get(op.name)!);
     return this.snapshot(this.services.get(`${parent}/services/${s.service}`)!);
   }

@@ -1,7 +1,13 @@
 /** Dev/test only: sample Lambda functions in moto and simulated CloudWatch metrics. */
 import { createHash } from 'node:crypto';
 import { CreateRoleCommand, IAMClient } from '@aws-sdk/client-iam';
-import { CreateAliasCommand, CreateFunctionCommand, LambdaClient, PublishVersionCommand } from '@aws-sdk/client-lambda';
+import {
+  CreateAliasCommand,
+  CreateFunctionCommand,
+  LambdaClient,
+  PublishVersionCommand,
+  type CreateFunctionCommandInput,
+} from '@aws-sdk/client-lambda';
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import type { LambdaTargetSpec } from '../spec/schema';
 import { lambdaVersionDimensions } from '../analysis/cloudwatch';
@@ -27,8 +33,13 @@ export function sha256Hex(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-/** A function at published version 1 with `alias` -> 1, env as given (values may be "secret"). */
-export async function createSampleFunction(endpoint: string, t: LambdaTargetSpec, env: Record<string, string> = {}): Promise<void> {
+/** A function at published version 1 with `alias` -> 1, env as given (values may be "secret"), and any other settings in `config`. */
+export async function createSampleFunction(
+  endpoint: string,
+  t: LambdaTargetSpec,
+  env: Record<string, string> = {},
+  config: Partial<Omit<CreateFunctionCommandInput, 'FunctionName' | 'Code' | 'Environment'>> = {},
+): Promise<void> {
   await ensureRole(endpoint);
   const c = new LambdaClient({ endpoint, region: t.region, credentials: TEST_CREDENTIALS });
   await c.send(
@@ -39,6 +50,7 @@ export async function createSampleFunction(endpoint: string, t: LambdaTargetSpec
       Handler: 'index.handler',
       Code: { ZipFile: sampleZip(`${t.function} v1`) },
       Environment: { Variables: { RELEASE_ID: 'initial', SCHEMA_REV: '0', ...env } },
+      ...config,
     }),
   );
   const v = await c.send(new PublishVersionCommand({ FunctionName: t.function }));

@@ -14,6 +14,7 @@ import type {
   TrafficState,
 } from '../providers/types';
 import type { CanarySamples, MetricProvider } from '../analysis/types';
+import type { ParityConfig } from '../providers/parity';
 
 interface MemTarget {
   versions: { version: string; contract: ReleaseContract }[];
@@ -53,6 +54,10 @@ export class MemoryProvider implements TargetProvider<any> {
   async fingerprint(t: TargetSpec, version: string): Promise<EnvFingerprint> {
     const v = this.get(t).versions.find((x) => x.version === version)!;
     return { values: {}, secretRefs: {}, contract: v.contract };
+  }
+  /** Every in-memory target is configured alike: parity finds nothing. */
+  async readParityConfig(t: TargetSpec): Promise<ParityConfig> {
+    return { provider: t.provider, settings: {}, env: {}, secretRefs: {} };
   }
   async setTraffic(t: TargetSpec, stable: string, next: string, percent: number) {
     const s = this.get(t);

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import {
   GetAliasCommand,
   GetFunctionCommand,
+  GetFunctionConcurrencyCommand,
   GetFunctionConfigurationCommand,
   InvokeCommand,
   LambdaClient,
@@ -38,6 +39,7 @@ import {
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
+import { lambdaLayerName, lambdaSecretRef, type ParityConfig } from './parity';
 import { checkFence, withFenceMark } from './fence';
 import { CancelledFailure } from '@temporalio/activity';
 import { callDeadline, cancellationSignal, stopIfCancelled } from './cancellation';
@@ -211,6 +213,40 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       if ((CONTRACT_KEYS as readonly string[]).includes(k)) (contract as Record<string, string>)[k] = v;
     }
     return { values, secretRefs: {}, contract };
+  }
+
+  /**
+   * Parity (src/providers/parity.ts): what the published `version` runs with. Left out by design:
+   * ARNs, region, role, code. Layers by name:version, VPC by shape (subnet and security group ids
+   * are per region), reserved concurrency is the function's (Lambda has none per version).
+   */
+  async readParityConfig(t: LambdaTargetSpec, version: string, salt: string): Promise<ParityConfig> {
+    const c = this.client(t.region);
+    const [cfg, concurrency] = await Promise.all([
+      this.call(t, () => c.send(new GetFunctionConfigurationCommand({ FunctionName: t.function, Qualifier: version }))),
+      this.call(t, () => c.send(new GetFunctionConcurrencyCommand({ FunctionName: t.function }))),
+    ]);
+    const vpc = cfg.VpcConfig;
+    const attached = (vpc?.SubnetIds?.length ?? 0) > 0;
+    const settings: Record<string, string> = {
+      runtime: cfg.Runtime ?? (cfg.PackageType === 'Image' ? 'image' : 'none'),
+      architecture: (cfg.Architectures ?? ['x86_64']).join(','),
+      memory: String(cfg.MemorySize ?? 128),
+      timeout: String(cfg.Timeout ?? 3),
+      layers: (cfg.Layers ?? []).map((l) => lambdaLayerName(l.Arn ?? '')).join(', ') || 'none',
+      'reserved concurrency':
+        concurrency.ReservedConcurrentExecutions === undefined ? 'none' : String(concurrency.ReservedConcurrentExecutions),
+      vpc: attached ? `${vpc!.SubnetIds!.length} subnet(s), ${vpc!.SecurityGroupIds?.length ?? 0} security group(s)` : 'none',
+    };
+    const env: Record<string, string> = {};
+    const secretRefs: Record<string, string> = {};
+    for (const [k, v] of Object.entries(cfg.Environment?.Variables ?? {})) {
+      if ((CONTRACT_KEYS as readonly string[]).includes(k)) continue;
+      const ref = lambdaSecretRef(v);
+      if (ref) secretRefs[k] = ref;
+      else env[k] = saltedHash(salt, k, v);
+    }
+    return { provider: 'aws-lambda', settings, env, secretRefs };
   }
 
   async setTraffic(

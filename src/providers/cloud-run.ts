@@ -34,6 +34,7 @@ import {
   type TrafficState,
 } from './types';
 import { saltedHash } from './fingerprint';
+import type { ParityConfig } from './parity';
 import { callDeadline, stopIfCancelled } from './cancellation';
 import { checkFence, fenceMark } from './fence';
 import { gcpClientOptions } from './gcp-client';
@@ -211,6 +212,40 @@ export function revisionFingerprint(containers: IContainer[], salt: string): Env
 }
 
 /** The serving (ingress) container: the one with a port, else the first. */
+/** Cloud Run's defaults for what a revision leaves unset (0 is "unset" in proto3). */
+const CLOUD_RUN_DEFAULTS = { cpu: '1', memory: '512Mi', concurrency: 80, maxInstances: 100 };
+
+/** A revision (and its service's ingress) as parity compares it. */
+export function revisionParityConfig(rev: IRevision, ingress: unknown, salt: string): ParityConfig {
+  const containers = rev.containers ?? [];
+  const main = containers[ingressIndex(containers)] ?? {};
+  const limits = main.resources?.limits ?? {};
+  const scaling = rev.scaling ?? {};
+  const ingressName = typeof ingress === 'string' && ingress && !ingress.endsWith('UNSPECIFIED') ? ingress : 'INGRESS_TRAFFIC_ALL';
+  const settings: Record<string, string> = {
+    cpu: limits.cpu || CLOUD_RUN_DEFAULTS.cpu,
+    memory: limits.memory || CLOUD_RUN_DEFAULTS.memory,
+    concurrency: String(rev.maxInstanceRequestConcurrency || CLOUD_RUN_DEFAULTS.concurrency),
+    'min instances': String(scaling.minInstanceCount || 0),
+    'max instances': String(scaling.maxInstanceCount || CLOUD_RUN_DEFAULTS.maxInstances),
+    ingress: ingressName.replace(/^INGRESS_TRAFFIC_/, '').toLowerCase(),
+  };
+  const env: Record<string, string> = {};
+  const secretRefs: Record<string, string> = {};
+  const serving = ingressIndex(containers);
+  containers.forEach((c, i) => {
+    const prefix = i === serving ? '' : `${c.name || `container-${i}`}/`;
+    for (const e of c.env ?? []) {
+      const key = `${prefix}${e.name}`;
+      const ref = e.valueSource?.secretKeyRef;
+      if (ref) secretRefs[key] = `${shortName(ref.secret)}:${ref.version || 'latest'}`;
+      else if (!(prefix === '' && (CONTRACT_KEYS as readonly string[]).includes(e.name ?? '')))
+        env[key] = saltedHash(salt, key, e.value ?? '');
+    }
+  });
+  return { provider: 'cloud-run', settings, env, secretRefs };
+}
+
 function ingressIndex(containers: IContainer[]): number {
   const i = containers.findIndex((c) => (c.ports ?? []).length > 0);
   return i >= 0 ? i : 0;
@@ -368,6 +403,19 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     // The values may be secrets: the redactor must know them (src/security/redact.ts).
     for (const c of rev.containers ?? []) for (const e of c.env ?? []) if (e.name) secrets.addEnvValue(e.name, e.value ?? undefined);
     return revisionFingerprint(rev.containers ?? [], salt);
+  }
+
+  /**
+   * Parity (src/providers/parity.ts): the serving container's limits, the revision's concurrency and
+   * scaling, the service's ingress, env values hashed, secret references by secret name (without
+   * the project: that differs by design). Unset values are Cloud Run's defaults.
+   */
+  async readParityConfig(t: CloudRunTargetSpec, version: string, salt: string): Promise<ParityConfig> {
+    const [svc, [rev]] = await Promise.all([
+      this.getService(t),
+      this.call(t, `GetRevision ${version}`, () => this.revisions.getRevision({ name: this.revisionName(t, version) })),
+    ]);
+    return revisionParityConfig(rev, svc.ingress, salt);
   }
 
   async setTraffic(

@@ -4,6 +4,7 @@
  * called from Temporal activities that may be retried or replayed after a crash.
  */
 import type { ProbeSpec, TargetSpec } from '../spec/schema';
+import type { ParityConfig } from './parity';
 
 /** The release metadata every new revision carries in its environment (the deployment contract). */
 export interface ReleaseContract {
@@ -83,6 +84,11 @@ export interface TargetProvider<T extends TargetSpec = TargetSpec> {
   ): Promise<DeployResult>;
   /** Key names and salted hashes of a revision's environment. */
   fingerprint(target: T, version: string, salt: string): Promise<EnvFingerprint>;
+  /**
+   * The configuration of `version` that parity compares with the canary's (src/providers/parity.ts):
+   * sizing, runtime, scaling, env values as salted hashes, secret references by name. Read-only.
+   */
+  readParityConfig(target: T, version: string, salt: string): Promise<ParityConfig>;
   /** Send `percent` of traffic to newVersion, the rest to stableVersion. No-op if already so. */
   setTraffic(
     target: T,

@@ -58,6 +58,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   'waves[].steps': 'Traffic percents, increasing, ending at 100.',
   'waves[].bake': 'Bake after each step.',
   'waves[].approval': 'Wait for an approval (approvers) before the wave.',
+  parity:
+    'Canary/production parity, checked in preflight before anything changes: each target’s stable configuration is compared with the first canary target of its provider (Lambda: runtime, architecture, memory, timeout, layers, reserved concurrency, VPC shape, env keys and values by salted hash, Secrets Manager/SSM references; Cloud Run: cpu, memory, concurrency, min/max instances, ingress, env, secret references). `fail` stops the rollout naming target and field; `warn` records the differences in status and alerts. Region, names, ARNs and the code/image differ by design and are not compared.',
   rollback: 'The analysis and rollback rule.',
   'rollback.max_error_rate_increase_pp': 'Breach when canary error rate > baseline + this many percentage points.',
   'rollback.p99_latency_ms': 'Breach when canary p99 latency exceeds this SLO.',

@@ -411,6 +411,8 @@ export const RolloutSpecSchema = z
     probes: z.array(probe).default([]),
     canary: z.object({ targets: z.array(name).min(1, 'needs at least one target'), weight: percent.max(50), bake: duration }).strict(),
     waves: z.array(wave).default([]),
+    /** Canary/production parity in preflight: `fail` stops the rollout on a difference, `warn` records it. */
+    parity: z.enum(['fail', 'warn']).default('warn'),
     rollback: rollback.default({}),
     /** Names, or `group:NAME` (a group claim of a verified token). */
     approvers: z

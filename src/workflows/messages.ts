@@ -102,6 +102,8 @@ export interface ContinuedRollout {
   verifiesIdentities?: boolean;
   /** Approvals given to the wave waiting now, short of `min_approvals`. */
   pendingApprovals?: { wave: string; approvers: Identity[] };
+  /** Parity differences recorded under `parity: warn` in preflight. */
+  parityWarnings?: string[];
 }
 
 /**
@@ -193,6 +195,8 @@ export interface RolloutStatus {
   pausedAfterRollback?: boolean;
   /** The stage in which the last failure, breach or rejection happened (for escalations). */
   failedStage?: string;
+  /** Differences from the canary's configuration that `parity: warn` let through (by key; env values as salted hashes). */
+  parityWarnings?: string[];
   /** The spec this rollout runs (no secrets: env values never enter a spec). */
   spec: RolloutSpec;
   startedAtMs: number;

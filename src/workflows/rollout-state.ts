@@ -80,6 +80,8 @@ export class RolloutRun {
   operatorMark = { resumes: 0, aborts: 0 };
   /** The migration ran (an abort after it says so). */
   migrated = false;
+  /** Parity differences preflight found under `parity: warn` (src/providers/parity.ts), for status and alerts. */
+  parityWarnings?: string[];
   readonly gate = new OperatorGate();
   grantedLocks = new Set<string>();
   heldLocks = new Set<string>();
@@ -162,6 +164,7 @@ export class RolloutRun {
     }
     this.verifiesIdentities = c.verifiesIdentities ?? false;
     this.pendingApprovals = c.pendingApprovals;
+    if (c.parityWarnings) this.parityWarnings = c.parityWarnings;
   }
 
   /**
@@ -239,6 +242,7 @@ export class RolloutRun {
         }),
       runs: (this.input.continued?.runs ?? 0) + 1,
       pass: this.pass,
+      ...(this.parityWarnings ? { parityWarnings: this.parityWarnings } : {}),
     };
   }
 
@@ -572,6 +576,7 @@ export class RolloutRun {
       rollbackReason: this.rollbackReason,
       pausedAfterRollback: this.pausedAfterRollback,
       failedStage: this.failedStage,
+      ...(this.parityWarnings ? { parityWarnings: this.parityWarnings } : {}),
       spec: this.spec,
       startedAtMs: this.startedAtMs,
     };

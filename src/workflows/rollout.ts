@@ -115,7 +115,53 @@ async function preflightTargets(run: RolloutRun): Promise<Stop | undefined> {
     if (refusal) return refusal;
   }
   run.record('decision', `preflight: ${targets.map((t, i) => `${t.name} serves ${states[i].stableVersion}`).join(', ')}`);
+  if (!patched(CANARY_PARITY_PATCH)) return undefined;
+  return checkParity(
+    run,
+    targets.map((t, i) => ({ target: t.spec, version: states[i].stableVersion })),
+  );
+}
+
+/** Marks runs whose preflight compares every target's configuration with the canary's. */
+export const CANARY_PARITY_PATCH = 'canary-parity';
+
+/**
+ * The canary proves the release only for targets configured like it: each target's stable
+ * configuration against the canary target of its provider (src/providers/parity.ts). `parity: fail`
+ * stops here, before anything changed; `warn` (the default) records the differences for status and alerts.
+ */
+async function checkParity(run: RolloutRun, stable: { target: TargetSpec; version: string }[]): Promise<Stop | undefined> {
+  // Specs recorded before the field existed have none: warn.
+  const mode = run.spec.parity ?? 'warn';
+  let check;
+  try {
+    check = await reads.checkParity({ targets: stable, canary: run.spec.canary.targets });
+  } catch (err) {
+    // Under warn, a configuration that cannot be read (a permission the worker lacks, such as
+    // lambda:GetFunctionConcurrency) is a warning like a difference, not a reason to stop.
+    if (isCancellation(err) || run.gate.abort) throw err;
+    if (mode === 'fail') return stopOf('stage-failed', `parity: could not read the targets' configuration: ${failureMessage(err)}`);
+    const warning = `not checked: ${failureMessage(err)}`;
+    run.record('decision', `parity (warn): ${warning}`);
+    run.parityWarnings = [warning];
+    return undefined;
+  }
+  const unchecked = check.unchecked.length ? `; not checked (no canary target of their provider): ${check.unchecked.join(', ')}` : '';
+  if (check.reports.length === 0) {
+    run.record('decision', `parity: ${check.compared} target(s) configured like the canary${unchecked}`);
+    return undefined;
+  }
+  const messages = check.reports.map((r) => r.message);
+  for (const m of messages) run.record('decision', `parity (${mode}): ${m}`);
+  if (unchecked) run.record('decision', `parity${unchecked}`);
+  if (mode === 'fail') return stopOf('stage-failed', `parity: ${messages.join(' | ')}`);
+  run.parityWarnings = messages;
   return undefined;
+}
+
+/** The parity differences a `warn` let through, for the alert of a rollout that later fails. */
+function parityNote(run: RolloutRun): string {
+  return run.parityWarnings?.length ? ` Parity warnings from preflight: ${run.parityWarnings.join(' | ')}.` : '';
 }
 
 function splitRefusal(t: RolloutTarget, traffic: { stableVersion: string; newVersion?: string; newWeight: number }): Stop | undefined {
@@ -181,7 +227,7 @@ async function endBeforeDeploy(run: RolloutRun, stop: Stop): Promise<RolloutResu
   await alertOperator(
     run,
     'failed',
-    `rollgate: ${service} ${release} failed in stage ${run.stage} before anything was deployed: ${stop.message}`,
+    `rollgate: ${service} ${release} failed in stage ${run.stage} before anything was deployed: ${stop.message}${parityNote(run)}`,
     {
       reason: stop.message,
     },
@@ -617,7 +663,7 @@ async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'rev
       .map((f) => `${f.label}: ${f.error}`)
       .join(
         '; ',
-      )}. Fix the target, then \`rollgate resume ${run.id}\` to retry the revert (\`rollgate abort ${run.id}\` closes the rollout).`;
+      )}. Fix the target, then \`rollgate resume ${run.id}\` to retry the revert (\`rollgate abort ${run.id}\` closes the rollout).${parityNote(run)}`;
     run.setDetail(text);
     await alertOperator(run, 'rollback-failed', text, { reason: stop.message, revertedTargets: reverted });
     return 'rollback-failed';
@@ -629,7 +675,7 @@ async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'rev
     run.pausedAfterRollback = true;
     const text = `rollgate: ${run.spec.service} ${run.spec.release} rolled back after ${stop.kind} in ${stageAtStop}: ${stop.message}${unverifiedNote(run, stop)}. Reverted: ${
       reverted.join(', ') || 'nothing had been deployed'
-    }. Pipeline paused: \`rollgate resume ${run.id}\` retries from the canary, \`rollgate abort ${run.id}\` closes it.`;
+    }. Pipeline paused: \`rollgate resume ${run.id}\` retries from the canary, \`rollgate abort ${run.id}\` closes it.${parityNote(run)}`;
     run.setDetail(`pipeline paused after ${stop.kind}: ${stop.message}`);
     await alertOperator(run, 'rolled-back', text, { reason: stop.message, revertedTargets: reverted });
   }
