@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { isMap, isPair, isScalar, parse, parseDocument, type Pair, type YAMLMap } from 'yaml';
 import { DEV_SERVER_DYNAMIC_CONFIG, freePort, temporalCliPath } from '../src/dev/processes';
 import { startRollout } from '../src/client';
-import type { RolloutResult } from '../src/workflows/messages';
+import { RUNNER_TASK_QUEUE, type RolloutResult } from '../src/workflows/messages';
 import type { LambdaTargetSpec } from '../src/spec/schema';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { createRollgateWorker } from '../src/worker';
@@ -56,7 +56,7 @@ function devServerVersions(): { server: string; ui: string } {
 }
 
 describe('docker-compose.yml', () => {
-  test('has the services (PostgreSQL, the Temporal schema and namespace jobs, Temporal, its UI, the worker, the codec server, Prometheus), every image pinned to a version (no :latest, no bare name)', () => {
+  test('has the services (PostgreSQL, the Temporal schema and namespace jobs, Temporal, its UI, the worker, the runner, the codec server, Prometheus), every image pinned to a version (no :latest, no bare name)', () => {
     expect(Object.keys(services).sort()).toEqual(
       [
         'postgresql',
@@ -65,6 +65,7 @@ describe('docker-compose.yml', () => {
         'temporal-namespace',
         'temporal-ui',
         'rollgate-worker',
+        'rollgate-runner',
         'prometheus',
         'codec-server',
       ].sort(),
@@ -79,6 +80,26 @@ describe('docker-compose.yml', () => {
     expect(services['rollgate-worker'].build).toEqual({ context: '.', dockerfile: 'Dockerfile' });
     expect(services['codec-server'].image).toBe(services['rollgate-worker'].image);
     expect(services['codec-server'].profiles).toEqual(['codec']);
+  });
+
+  test('the runner runs the spec commands with no cloud credentials, on the queue rollout starts name, sharing the artifact store with the worker', () => {
+    const runner = services['rollgate-runner'];
+    const worker = services['rollgate-worker'];
+    expect(runner.image).toBe(worker.image);
+    expect(runner.command).toEqual(['node', 'dist/runner.js']);
+    expect(existsSync(join(ROOT, 'src', 'runner.ts'))).toBe(true);
+    const env = runner.environment!;
+    // No cloud, codec or hash key: a spec command can leak only what the runner holds.
+    expect(
+      Object.keys(env).filter((k) => /^(AWS_|GOOGLE_|ROLLGATE_CODEC|ROLLGATE_HASH|ROLLGATE_WEBHOOK|TEMPORAL_API_KEY)/.test(k)),
+    ).toEqual([]);
+    expect(env.ROLLGATE_RUNNER_TASK_QUEUE).toBe(RUNNER_TASK_QUEUE); // what `rollgate start` names by default
+    expect(env.ROLLGATE_ARTIFACT_STORE).toBe(worker.environment!.ROLLGATE_ARTIFACT_STORE);
+    const storeDir = String(env.ROLLGATE_ARTIFACT_STORE).replace(/^file:\/\//, '');
+    const mountOf = (s: Service) => (s.volumes ?? []).find((v) => v.endsWith(`:${storeDir}`))?.split(':')[0];
+    expect(mountOf(runner)).toBe('rollgate-artifacts');
+    expect(mountOf(worker)).toBe('rollgate-artifacts');
+    expect(parseInt(runner.stop_grace_period!, 10)).toBeGreaterThan(30);
   });
 
   test('the Temporal server, admin tools and UI are the versions the test suite ran against (the dev server of the pinned Temporal CLI)', () => {
@@ -140,7 +161,9 @@ describe('docker-compose.yml', () => {
     const edges: Record<string, string[]> = {};
     for (const [name, s] of Object.entries(services)) {
       const job = JOBS.includes(name);
-      expect({ name, healthcheck: Array.isArray(s.healthcheck?.test) }).toEqual({ name, healthcheck: !job });
+      // The runner serves nothing over HTTP and nothing depends on it: its liveness is its task queue's pollers.
+      const checked = !job && name !== 'rollgate-runner';
+      expect({ name, healthcheck: Array.isArray(s.healthcheck?.test) }).toEqual({ name, healthcheck: checked });
       edges[name] = Object.keys(s.depends_on ?? {});
       for (const [dep, cond] of Object.entries(s.depends_on ?? {})) {
         expect(services[dep]).toBeDefined();
