@@ -299,7 +299,7 @@ describe('against the fakes', () => {
   test('probes hit the tag URL (rewritten to loopback); failures are reported, not thrown', async () => {
     const { t, first } = seed('probed');
     const { newVersion } = await provider.deployRevision(t, { digest: '2'.repeat(64), image: IMG_2 }, contract, 'rollout-3');
-    const probe = { name: 'health', path: '/healthz', expect_contains: '"release":"r2"', timeout: '5 seconds' };
+    const probe = { name: 'health', path: '/healthz', expect_contains: '"release":"r2"', timeout: '5 seconds', attempts: 1 };
     const ok = await provider.probe(t, newVersion, probe);
     expect(ok).toMatchObject({ ok: true });
     expect(ok.detail).toMatch(/HTTP 200 from https:\/\/canary---probed-[a-f0-9]+\.a\.run\.app\/healthz/);

@@ -37,6 +37,17 @@ async function cli(...args: string[]) {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The workflow the service's analysis schedule started first (a schedule's actions show up after a moment). */
+async function firstScheduledRun(service: string) {
+  const schedule = h.client.schedule.getHandle(analysisScheduleId(service));
+  for (let i = 0; i < 200; i++) {
+    const runs = (await schedule.describe()).info.recentActions;
+    if (runs.length) return h.client.workflow.getHandle(runs[0].action.workflow.workflowId);
+    await sleep(100);
+  }
+  throw new Error(`the analysis schedule of ${service} started nothing within 20 s`);
+}
+
 test('schedule create / list / pause / unpause / trigger / delete', async () => {
   expect((await cli('schedule', 'create', 'quiet', '--every', '1h', '--task-queue', h.taskQueue)).code).toBe(0);
   expect((await cli('schedule', 'create', 'quiet', '--every', '1h', '--task-queue', h.taskQueue)).err).toMatch(/already exists/);
@@ -54,13 +65,7 @@ test('schedule create / list / pause / unpause / trigger / delete', async () => 
   expect((await listed()).paused).toBe(true);
   expect((await cli('schedule', 'unpause', 'quiet')).code).toBe(0);
   expect((await cli('schedule', 'trigger', 'quiet')).code).toBe(0);
-  const handle = h.client.schedule.getHandle(analysisScheduleId('quiet'));
-  let runs: any[] = [];
-  for (let i = 0; i < 100 && runs.length === 0; i++) {
-    runs = (await handle.describe()).info.recentActions;
-    if (!runs.length) await sleep(100);
-  }
-  const run = h.client.workflow.getHandle(runs[0].action.workflow.workflowId);
+  const run = await firstScheduledRun('quiet');
   expect(await run.result()).toMatchObject({ service: 'quiet', mode: 'nothing-to-analyse', verdict: { verdict: 'inconclusive' } });
   expect((await cli('schedule', 'delete', 'quiet')).code).toBe(0);
   const missing = await cli('schedule', 'trigger', 'quiet');
@@ -138,13 +143,7 @@ test('after the watch window, a failing scheduled analysis only reports: the pro
     await sleep(3500); // the promoted version now fails 30 % of requests, and the 2 s window is over
     expect((await cli('schedule', 'create', 'unwatched', '--every', '1h', '--window', '2s', '--task-queue', h.taskQueue)).code).toBe(0);
     expect((await cli('schedule', 'trigger', 'unwatched')).code).toBe(0);
-    const schedule = h.client.schedule.getHandle(analysisScheduleId('unwatched'));
-    let runs: any[] = [];
-    for (let i = 0; i < 200 && runs.length === 0; i++) {
-      runs = (await schedule.describe()).info.recentActions;
-      if (!runs.length) await sleep(100);
-    }
-    const run = h.client.workflow.getHandle(runs[0].action.workflow.workflowId);
+    const run = await firstScheduledRun('unwatched');
     // The analysis did see the failure; outside the window it reports it and acts on nothing.
     expect(await run.result()).toMatchObject({
       service: 'unwatched',

@@ -429,10 +429,10 @@ describe('file checks and size refusals before anything starts', () => {
   test('a start the server refuses for its size says so (not a bare "Failed to start Workflow")', async () => {
     // A spec that skipped validation (a program building its own input): the server refuses it.
     const spec = lambdaSpec(h, 'oversized', {}, 1);
-    spec.probes = [{ name: 'big', payload: 'x'.repeat(5 * 1024 * 1024), timeout: '10 seconds' }];
+    spec.probes = [{ name: 'big', payload: 'x'.repeat(5 * 1024 * 1024), timeout: '10 seconds', attempts: 1 }];
     // 2.5 MB: over the server's 2 MB payload limit (INVALID_ARGUMENT, answered at once). Over 4 MB,
     // gRPC's message limit answers RESOURCE_EXHAUSTED, which the SDK retries for ~40 s before the same message.
-    spec.probes = [{ name: 'big', payload: 'x'.repeat(2.5 * 1024 * 1024), timeout: '10 seconds' }];
+    spec.probes = [{ name: 'big', payload: 'x'.repeat(2.5 * 1024 * 1024), timeout: '10 seconds', attempts: 1 }];
     const err = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue }).catch((e) => e);
     expect(err).toBeInstanceOf(RolloutRefusedError);
     expect(err.message).toMatch(

@@ -1,7 +1,15 @@
 /** Thin activities over the TargetProvider interface; the provider does the idempotency checks. */
 import { join } from 'node:path';
 import type { ProbeSpec, TargetSpec } from '../spec/schema';
-import { type ArtifactRef, type ProbeResult, type ReleaseContract, type TrafficFence, type TrafficState } from '../providers/types';
+import {
+  type ArtifactRef,
+  type ProbeResult,
+  type ReleaseContract,
+  type TargetProvider,
+  type TrafficFence,
+  type TrafficState,
+} from '../providers/types';
+import { stopIfCancelled } from '../providers/cancellation';
 import { compareFingerprints, type DriftReport } from '../providers/fingerprint';
 import { parityPairs, parityReport, type ParityConfig, type ParityReport } from '../providers/parity';
 import { providerFor, type ActivityDeps } from './deps';
@@ -78,7 +86,7 @@ export function targetActivities(deps: ActivityDeps) {
         mapProviderErrors(async () => {
           const p = providerFor(deps, input.target);
           const probes: ProbeResult[] = [];
-          for (const probe of input.probes) probes.push(await p.probe(input.target, input.newVersion, probe));
+          for (const probe of input.probes) probes.push(await probeWithRetries(p, input.target, input.newVersion, probe));
           const [stable, next] = await Promise.all([
             p.fingerprint(input.target, input.stableVersion, deps.hashKey),
             p.fingerprint(input.target, input.newVersion, deps.hashKey),
@@ -179,3 +187,26 @@ export function targetActivities(deps: ActivityDeps) {
   };
 }
 export { mapProviderErrors } from './heartbeat';
+
+/**
+ * A probe that gets no answer (a timeout, a refused connection: the network or an overloaded
+ * endpoint, not the release) is tried again, up to `attempts` (default 3, a second apart); an
+ * answer that is wrong (function error, HTTP status, missing text) fails verify at once.
+ */
+export async function probeWithRetries(
+  p: Pick<TargetProvider<any>, 'probe'>,
+  target: TargetSpec,
+  version: string,
+  probe: ProbeSpec,
+  pauseMs = 1000,
+): Promise<ProbeResult> {
+  const attempts = probe.attempts ?? 3; // specs validated before the field existed
+  let result = await p.probe(target, version, probe);
+  for (let tried = 1; tried < attempts && !result.ok && result.unreachable; tried++) {
+    stopIfCancelled(`probe ${probe.name} attempt ${tried + 1}`);
+    await new Promise((r) => setTimeout(r, pauseMs));
+    result = await p.probe(target, version, probe);
+  }
+  if (!result.ok && result.unreachable && attempts > 1) result = { ...result, detail: `${result.detail} (no answer in ${attempts} tries)` };
+  return result;
+}

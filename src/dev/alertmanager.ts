@@ -4,11 +4,9 @@
  * alert to a webhook with a bearer token, grouped by alertname+service and sent at once
  * (group_wait 0s). Alerts are pushed to it like Prometheus does: POST /api/v2/alerts.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, type Managed } from './processes';
+import { existsSync } from 'node:fs';
+import type { Managed } from './processes';
+import { startReadyDaemon } from './ready-daemon';
 
 export const ALERTMANAGER_INSTALL_HINT =
   'Install it with `apt-get update && apt-get install -y prometheus-alertmanager` (Debian package; the tests start it themselves, no service needed) or set ALERTMANAGER_PATH to an alertmanager binary.';
@@ -32,14 +30,12 @@ export async function startAlertmanager(o: {
   bearerToken: string;
   startTimeoutMs?: number;
 }): Promise<AlertmanagerServer> {
-  const bin = alertmanagerPath();
-  let lastErr: Error | undefined;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const dir = mkdtempSync(join(tmpdir(), 'rollgate-alertmanager-'));
-    const config = join(dir, 'alertmanager.yml');
-    writeFileSync(
-      config,
-      [
+  const d = await startReadyDaemon({
+    name: 'alertmanager',
+    bin: alertmanagerPath(),
+    config: {
+      file: 'alertmanager.yml',
+      text: [
         'route:',
         '  receiver: rollgate',
         "  group_by: ['alertname', 'service']",
@@ -57,69 +53,30 @@ export async function startAlertmanager(o: {
         `            credentials: ${JSON.stringify(o.bearerToken)}`,
         '',
       ].join('\n'),
-    );
-    const port = await freePort();
-    const child = spawn(
-      bin,
-      [
-        `--config.file=${config}`,
-        `--storage.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--cluster.listen-address=', // no gossip port: a single loopback instance
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
-    child.stderr!.on('data', (b) => (out = (out + b).slice(-4000)));
-    const url = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + (o.startTimeoutMs ?? 30_000);
-    let ready = false;
-    while (Date.now() < deadline && child.exitCode === null) {
-      try {
-        if ((await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) })).ok) {
-          ready = true;
-          break;
-        }
-      } catch {
-        // not listening yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const stop = () =>
-      new Promise<void>((res) => {
-        const done = () => {
-          rmSync(dir, { recursive: true, force: true });
-          res();
-        };
-        if (child.exitCode !== null || child.signalCode !== null) return done();
-        child.once('exit', done);
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    },
+    args: ({ config, data, port }) => [
+      `--config.file=${config}`,
+      `--storage.path=${data}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--cluster.listen-address=', // no gossip port: a single loopback instance
+      '--log.level=warn',
+    ],
+    startTimeoutMs: o.startTimeoutMs,
+  });
+  return {
+    child: d.child,
+    stop: d.stop,
+    url: d.url,
+    async push(alerts) {
+      const r = await fetch(`${d.url}/api/v2/alerts`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(alerts),
       });
-    if (!ready) {
-      await stop();
-      lastErr = new Error(`alertmanager did not become ready on ${url} (exit ${child.exitCode}): ${out.slice(-800)}`);
-      if (/address already in use/.test(out)) continue; // lost the port race: try another one
-      throw lastErr;
-    }
-    return {
-      child,
-      stop,
-      url,
-      async push(alerts) {
-        const r = await fetch(`${url}/api/v2/alerts`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(alerts),
-        });
-        if (!r.ok) throw new Error(`alertmanager refused the alerts: HTTP ${r.status} ${await r.text()}`);
-      },
-      get log() {
-        return out;
-      },
-    };
-  }
-  throw lastErr!;
+      if (!r.ok) throw new Error(`alertmanager refused the alerts: HTTP ${r.status} ${await r.text()}`);
+    },
+    get log() {
+      return d.log;
+    },
+  };
 }

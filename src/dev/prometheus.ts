@@ -8,12 +8,10 @@
  * Prometheus scrapes (each scrape adds one "tick" of the revision's traffic profile), so the rate
  * Prometheus sees is exact per scrape and does not depend on timers in the test.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, type Managed } from './processes';
+import type { Managed } from './processes';
+import { startReadyDaemon } from './ready-daemon';
 
 export const PROMETHEUS_INSTALL_HINT =
   'Install it with `apt-get update && apt-get install -y prometheus` (Debian package; the tests start it themselves, no service needed) or set PROMETHEUS_PATH to a prometheus binary.';
@@ -133,15 +131,13 @@ export async function startPrometheus(o: {
   scrapeIntervalSeconds?: number;
   startTimeoutMs?: number;
 }): Promise<PrometheusServer> {
-  const bin = prometheusPath();
   const interval = o.scrapeIntervalSeconds ?? 1;
-  let lastErr: Error | undefined;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const dir = mkdtempSync(join(tmpdir(), 'rollgate-prometheus-'));
-    const config = join(dir, 'prometheus.yml');
-    writeFileSync(
-      config,
-      [
+  const d = await startReadyDaemon({
+    name: 'prometheus',
+    bin: prometheusPath(),
+    config: {
+      file: 'prometheus.yml',
+      text: [
         'global:',
         `  scrape_interval: ${interval}s`,
         `  scrape_timeout: ${interval}s`,
@@ -152,74 +148,36 @@ export async function startPrometheus(o: {
         `      - targets: [${o.targets.map((t) => JSON.stringify(t)).join(', ')}]`,
         '',
       ].join('\n'),
-    );
-    const port = await freePort();
-    const child = spawn(
-      bin,
-      [
-        `--config.file=${config}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--storage.tsdb.retention.time=1h',
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
-    child.stderr!.on('data', (b) => (out = (out + b).slice(-4000)));
-    const url = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + (o.startTimeoutMs ?? 30_000);
-    let ready = false;
-    while (Date.now() < deadline && child.exitCode === null) {
-      try {
-        if ((await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) })).ok) {
-          ready = true;
-          break;
-        }
-      } catch {
-        // not listening yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const stop = () =>
-      new Promise<void>((res) => {
-        const done = () => {
-          rmSync(dir, { recursive: true, force: true });
-          res();
+    },
+    args: ({ config, data, port }) => [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${data}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--storage.tsdb.retention.time=1h',
+      '--log.level=warn',
+    ],
+    startTimeoutMs: o.startTimeoutMs,
+  });
+  const url = d.url;
+  return {
+    child: d.child,
+    stop: d.stop,
+    url,
+    port: d.port,
+    dir: d.dir,
+    async waitForTargetsUp(timeoutMs = 15_000) {
+      const until = Date.now() + timeoutMs;
+      let last = '';
+      while (Date.now() < until) {
+        const r = (await (await fetch(`${url}/api/v1/targets`)).json()) as {
+          data: { activeTargets: { health: string; lastError: string; scrapeUrl: string }[] };
         };
-        if (child.exitCode !== null || child.signalCode !== null) return done();
-        child.once('exit', done);
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-      });
-    if (!ready) {
-      await stop();
-      lastErr = new Error(`prometheus did not become ready on ${url} (exit ${child.exitCode}): ${out.slice(-800)}`);
-      if (/address already in use/.test(out)) continue; // lost the port race: try another one
-      throw lastErr;
-    }
-    return {
-      child,
-      stop,
-      url,
-      port,
-      dir,
-      async waitForTargetsUp(timeoutMs = 15_000) {
-        const until = Date.now() + timeoutMs;
-        let last = '';
-        while (Date.now() < until) {
-          const r = (await (await fetch(`${url}/api/v1/targets`)).json()) as {
-            data: { activeTargets: { health: string; lastError: string; scrapeUrl: string }[] };
-          };
-          const active = r.data.activeTargets;
-          last = JSON.stringify(active.map((t) => [t.scrapeUrl, t.health, t.lastError]));
-          if (active.length === o.targets.length && active.every((t) => t.health === 'up')) return;
-          await new Promise((res) => setTimeout(res, 200));
-        }
-        throw new Error(`prometheus scrape targets not up within ${timeoutMs} ms: ${last}`);
-      },
-    };
-  }
-  throw lastErr!;
+        const active = r.data.activeTargets;
+        last = JSON.stringify(active.map((t) => [t.scrapeUrl, t.health, t.lastError]));
+        if (active.length === o.targets.length && active.every((t) => t.health === 'up')) return;
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      throw new Error(`prometheus scrape targets not up within ${timeoutMs} ms: ${last}`);
+    },
+  };
 }

@@ -397,7 +397,13 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
       return { probe: probe.name, ok: true, detail: `status 200 in ${latencyMs} ms`, latencyMs };
     } catch (err) {
       const e = err as Error;
-      return { probe: probe.name, ok: false, detail: bodyExcerpt(`${e.name}: ${e.message}`, 300), latencyMs: Date.now() - started };
+      return {
+        probe: probe.name,
+        ok: false,
+        detail: bodyExcerpt(`${e.name}: ${e.message}`, 300),
+        latencyMs: Date.now() - started,
+        unreachable: true,
+      };
     }
   }
 

@@ -534,7 +534,13 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       return { probe: probe.name, ok: true, detail: `HTTP 200 from ${tagUrl} in ${latencyMs} ms`, latencyMs };
     } catch (err) {
       const e = err as Error;
-      return { probe: probe.name, ok: false, detail: bodyExcerpt(`${e.name}: ${e.message}`, 300), latencyMs: Date.now() - started };
+      return {
+        probe: probe.name,
+        ok: false,
+        detail: bodyExcerpt(`${e.name}: ${e.message}`, 300),
+        latencyMs: Date.now() - started,
+        unreachable: true,
+      };
     }
   }
 

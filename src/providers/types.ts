@@ -60,6 +60,8 @@ export interface ProbeResult {
   ok: boolean;
   detail: string;
   latencyMs: number;
+  /** No answer at all (timeout, connection refused): tried again up to `probes[].attempts`. A wrong answer is final. */
+  unreachable?: boolean;
 }
 
 /** Which rollout and pass a traffic write belongs to (fencing, src/providers/fence.ts). */

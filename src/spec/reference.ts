@@ -48,6 +48,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   'probes[].path': 'cloud-run: path on the revision’s tag URL.',
   'probes[].expect_contains': 'The response must contain this text.',
   'probes[].timeout': 'Per probe.',
+  'probes[].attempts':
+    'Tries when the probe gets no answer at all (a timeout, a refused connection), a second apart; a wrong answer (function error, HTTP status, missing text) fails verify at once.',
   canary: 'The canary stage.',
   'canary.targets': 'Targets that take the canary weight.',
   'canary.weight': 'Percent of traffic on the new version (at most 50).',

@@ -173,6 +173,8 @@ const probe = z
     path: z.string().startsWith('/').optional(),
     expect_contains: z.string().optional(),
     timeout: duration.default('10 seconds'),
+    /** Tries when the probe gets no answer at all (timeout, refused connection); a wrong answer fails at once. */
+    attempts: z.number().int().min(1).max(10).default(3),
   })
   .strict();
 
