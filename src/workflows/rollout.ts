@@ -51,9 +51,13 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   run.authenticatesMessages = patched(MESSAGE_NONCES_PATCH);
   run.installHandlers();
   run.publish();
+  // Decided before the first local activity, not after it: a precaution, since one CI run hit
+  // "patch marker encountered for change verified-identities, but there is no corresponding change
+  // command" replaying a run where this patched() came right after the message-nonce local activity.
+  const checkStarter = checksStarter();
   if (run.authenticatesMessages) run.messageNonce = await local.newMessageNonce();
   // ---- verified identities: who started it is checked before anything runs (src/workflows/identity.ts) ----
-  if (checksStarter()) {
+  if (checkStarter) {
     const refused = await run.checkStarter();
     if (refused) return finish(run, 'failed', refused);
   }
