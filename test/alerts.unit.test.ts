@@ -9,7 +9,7 @@ import { alertmanagerClaims } from '../src/alerts/alertmanager';
 import { cloudWatchAlarmClaim } from '../src/alerts/cloudwatch';
 import { PayloadError, type AlertClaim } from '../src/alerts/claims';
 import { judgeClaims, type OpenRollout } from '../src/alerts/resolve';
-import { SnsRefused, verifySnsMessage, type SnsMessage } from '../src/alerts/sns';
+import { SnsRefused, SnsUnavailable, verifySnsMessage, type SnsMessage } from '../src/alerts/sns';
 import { alertReceiverConfigFromEnv } from '../src/alerts/receiver';
 import type { RolloutStatus } from '../src/workflows/messages';
 import { lambdaAlarm, startFakeSns, TEST_CERT, TEST_HOST_PATTERN, TOPIC, type FakeSns } from './support/sns';
@@ -262,4 +262,18 @@ test('receiver settings: a bad value names the variable; no token and no topic i
   );
   const sns = alertReceiverConfigFromEnv({ ROLLGATE_ALERT_RECEIVER_PORT: '0', ROLLGATE_ALERT_SNS_TOPICS: `${TOPIC}, ` });
   expect(sns.sns).toEqual({ topics: [TOPIC], hostPattern: undefined, ca: undefined });
+});
+
+test('a signing certificate that does not download is "not now" (503, SNS redelivers), not a forgery', async () => {
+  const sns = await startFakeSns();
+  try {
+    // A port nothing listens on: the download fails twice (one retry), and the message is not refused as forged.
+    const m = sns.sign({ Type: 'Notification', Message: '{}', SigningCertURL: 'https://127.0.0.1:1/SimpleNotificationService-x.pem' });
+    const err = await verifySnsMessage(m, sns.options()).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(SnsUnavailable);
+    expect(err).not.toBeInstanceOf(SnsRefused);
+    expect((err as Error).message).toMatch(/^SigningCertURL: the certificate did not download/);
+  } finally {
+    await sns.close();
+  }
 });

@@ -18,7 +18,7 @@ import type { Client } from '@temporalio/client';
 import { alertmanagerClaims } from './alertmanager';
 import { cloudWatchAlarmClaim } from './cloudwatch';
 import { PayloadError, type AlertClaim } from './claims';
-import { confirmSubscription, SnsRefused, verifySnsMessage, type SnsOptions } from './sns';
+import { confirmSubscription, SnsRefused, SnsUnavailable, verifySnsMessage, type SnsOptions } from './sns';
 import { judgeClaims, openRollout, servicesWithLambda, type Outcome } from './resolve';
 import { deliverAlertVerdict } from './deliver';
 
@@ -145,6 +145,10 @@ async function handle(client: Client, config: AlertReceiverConfig, log: AlertLog
     if (err instanceof SnsRefused) {
       log('WARN', `alert receiver: SNS message refused: ${err.message}`, {});
       return send(res, 403, { error: err.message });
+    }
+    if (err instanceof SnsUnavailable) {
+      log('WARN', `alert receiver: SNS message not checked now (SNS redelivers): ${err.message}`, {});
+      return send(res, 503, { error: err.message });
     }
     if (err instanceof PayloadError) return send(res, 400, { error: err.message });
     throw err;

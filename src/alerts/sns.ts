@@ -45,6 +45,8 @@ const SIGNED_SUBSCRIPTION = ['Message', 'MessageId', 'SubscribeURL', 'Timestamp'
 const REQUIRED = ['Type', 'MessageId', 'TopicArn', 'Message', 'Timestamp', 'SignatureVersion', 'Signature', 'SigningCertURL'];
 
 export class SnsRefused extends Error {}
+/** The message could not be checked now (its signing certificate did not download): answered 503, which SNS redelivers. */
+export class SnsUnavailable extends Error {}
 
 /** The string SNS signs (also used by tests to sign messages with a test key). */
 export function snsCanonicalString(m: Partial<SnsMessage>): string {
@@ -101,9 +103,22 @@ const certs = new Map<string, X509Certificate>();
 async function certificate(url: URL, o: SnsOptions): Promise<X509Certificate> {
   const cached = certs.get(url.href);
   if (cached) return cached;
+  // A download that fails is tried once more, then answered 503 (SNS redelivers on 5xx): a network
+  // hiccup is not a forgery. Something that downloads but is no certificate is refused.
+  let pem: string | undefined;
+  let lastErr: Error | undefined;
+  for (let attempt = 0; attempt < 2 && pem === undefined; attempt++) {
+    if (attempt) await new Promise((r) => setTimeout(r, 200));
+    try {
+      pem = await httpsGet(url, o, 16 * 1024);
+    } catch (err) {
+      lastErr = err as Error;
+    }
+  }
+  if (pem === undefined) throw new SnsUnavailable(`SigningCertURL: the certificate did not download (${lastErr?.message})`);
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(await httpsGet(url, o, 16 * 1024));
+    cert = new X509Certificate(pem);
   } catch (err) {
     throw new SnsRefused(`SigningCertURL: no certificate (${(err as Error).message})`);
   }
