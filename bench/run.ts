@@ -42,7 +42,14 @@ import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
 import type { ArtifactRef } from '../src/providers/types';
-import { abortSignal, externalVerdictSignal, pauseSignal, statusQuery, type RolloutResult } from '../src/workflows/messages';
+import {
+  abortSignal,
+  externalVerdictSignal,
+  messageNonceQuery,
+  pauseSignal,
+  statusQuery,
+  type RolloutResult,
+} from '../src/workflows/messages';
 import { aliasOf } from './support';
 import { startAlertReceiver } from '../src/alerts/receiver';
 
@@ -466,9 +473,11 @@ async function benchBreach() {
       const status = await h.query(statusQuery);
       const stable = new Map(status.targets.map((t) => [t.name, t.stableVersion!]));
       const next = new Map(status.targets.map((t) => [t.name, t.newVersion!]));
+      // As rollgate's scheduled analysis sends it: with the run's message nonce (read before the clock starts).
+      const nonce = await h.query(messageNonceQuery);
       const t0 = performance.now();
       const t0Wall = Date.now();
-      await h.signal(externalVerdictSignal, { verdict: 'fail', reason: 'bench breach' });
+      await h.signal(externalVerdictSignal, { verdict: 'fail', reason: 'bench breach', nonce });
       const times = await waitAllStable(lambdas, runs5, stable, t0);
       wf.push(times);
       // The fake serves the reverted split before the Cloud Run activity has seen it and returned:
