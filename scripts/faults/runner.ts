@@ -14,6 +14,7 @@ import {
   abortSignal,
   approveUpdate,
   externalVerdictSignal,
+  messageNonceQuery,
   pauseSignal,
   rejectUpdate,
   resumeSignal,
@@ -403,13 +404,17 @@ class Driver {
         void this.send('abort', () => h.signal(abortSignal, { by: 'alice', reason: 'fault schedule' }));
         return;
       case 'verdict':
-        void this.send('external verdict fail', () =>
-          h.signal(externalVerdictSignal, {
+        // As rollgate's scheduled analysis sends it: with the run's message nonce (a forged one is
+        // refused). The query may outlive `send`'s timeout across a dev-server restart: never let it reject.
+        void this.send('external verdict fail', async () => {
+          const nonce = await h.query(messageNonceQuery).catch(() => undefined);
+          return h.signal(externalVerdictSignal, {
             verdict: 'fail',
             reason: 'external check: error budget burnt (fault schedule)',
             atMs: Date.now(),
-          }),
-        );
+            ...(nonce ? { nonce } : {}),
+          });
+        });
         return;
       case 'breach':
         this.trace(`breach: new version of ${a.targets.join(', ')} fails 30 % of requests`);
