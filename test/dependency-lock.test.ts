@@ -4,7 +4,6 @@
  * the same service's next run is not mistaken for its dead predecessor; an abort while queued leaves
  * the queue; a lockGranted the lock workflow did not send does not let a rollout skip the queue.
  */
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
@@ -20,6 +19,7 @@ import {
 } from '../src/workflows/messages';
 import type { RolloutSpec } from '../src/spec/schema';
 import { aliasState } from './support/lambda';
+import { holdingFreeze, uniqueDep } from './support/locks';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -32,14 +32,6 @@ afterAll(async () => {
   for (const s of stops) s();
   await h?.close();
 });
-
-const utcLocal = (ms: number) => new Date(ms).toISOString().slice(0, 19);
-/** Lock names are global on the dev server: one per test. */
-const uniqueDep = (name: string) => `${name}-${randomBytes(3).toString('hex')}`;
-/** A freeze window for the next half hour: the rollout holds its lock, frozen before its first traffic step. */
-const holdingFreeze = () => [
-  { name: 'hold', timezone: 'UTC', from: utcLocal(Date.now() - 60_000), to: utcLocal(Date.now() + 30 * 60_000) },
-];
 
 async function prepare(service: string, dep: string, frozen: boolean): Promise<RolloutSpec> {
   const spec = lambdaSpec(h, service, { shared_dependencies: [dep], ...(frozen ? { freeze_windows: holdingFreeze() } : {}) }, 1);

@@ -30,6 +30,7 @@ import {
 import type { RolloutSpec } from '../src/spec/schema';
 import { recordHistory } from './support/history';
 import { aliasState } from './support/lambda';
+import { holdingFreeze, uniqueDep } from './support/locks';
 import { createFunctions, createHarness, lambdaSpec, resultWithin, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -43,12 +44,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-const utcLocal = (ms: number) => new Date(ms).toISOString().slice(0, 19);
-const uniqueDep = (name: string) => `${name}-${randomBytes(3).toString('hex')}`;
-/** A freeze for the next half hour: the holder keeps its lock, frozen before its first traffic step. */
-const holdingFreeze = () => [
-  { name: 'hold', timezone: 'UTC', from: utcLocal(Date.now() - 60_000), to: utcLocal(Date.now() + 30 * 60_000) },
-];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function prepare(spec: RolloutSpec, bad: (version: string) => boolean = () => false): Promise<RolloutSpec> {
