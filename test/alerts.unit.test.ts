@@ -3,6 +3,7 @@
  * an open rollout, and the SNS signature check against a loopback HTTPS certificate host. No
  * Temporal: test/alert-receiver.test.ts drives the receiver end to end.
  */
+import { X509Certificate } from 'node:crypto';
 import { globalAgent } from 'node:https';
 import MessageValidator from 'sns-validator';
 import { alertmanagerClaims } from '../src/alerts/alertmanager';
@@ -276,4 +277,12 @@ test('a signing certificate that does not download is "not now" (503, SNS redeli
   } finally {
     await sns.close();
   }
+});
+
+// CI runs on machines whose clock may stand before the moment a fixture was made: a certificate
+// that is not yet valid fails every TLS download of it (the receiver answers 503 forever).
+test('the SNS test certificate is valid on any plausible machine clock (from 2000 to 2100)', () => {
+  const cert = new X509Certificate(TEST_CERT);
+  expect(new Date(cert.validFrom).getTime()).toBeLessThanOrEqual(Date.parse('2000-01-01T00:00:00Z'));
+  expect(new Date(cert.validTo).getTime()).toBeGreaterThanOrEqual(Date.parse('2100-01-01T00:00:00Z'));
 });
