@@ -24,6 +24,8 @@ const WORKFLOW_HELPERS = [
   'src/observability/events.ts', // the sink's event types
 ];
 const WORKFLOW_DIR = 'src/workflows/';
+/** The contract (messages, ids, task queues, status and verdict types, search attributes): shared by workflow and clients, pure by rule. */
+const CONTRACT_DIR = 'src/contract/';
 
 /** Project-relative path of the module a relative specifier names, or undefined for a package. */
 function resolveRelative(fromFile, specifier) {
@@ -37,7 +39,12 @@ function allowedValueImport(fromFile, specifier) {
   const target = resolveRelative(fromFile, specifier);
   if (target === undefined) return WORKFLOW_PACKAGES.includes(specifier);
   const file = target.replace(/\.(js|ts)$/, '');
-  return `${file}/`.startsWith(WORKFLOW_DIR) || WORKFLOW_HELPERS.includes(`${file}.ts`) || WORKFLOW_HELPERS.includes(`${file}/index.ts`);
+  return (
+    `${file}/`.startsWith(WORKFLOW_DIR) ||
+    `${file}/`.startsWith(CONTRACT_DIR) ||
+    WORKFLOW_HELPERS.includes(`${file}.ts`) ||
+    WORKFLOW_HELPERS.includes(`${file}/index.ts`)
+  );
 }
 
 const typeOnly = (node, kindKey) =>
@@ -129,7 +136,7 @@ export default tseslint.config(
   },
   {
     name: 'rollgate/workflow-fence',
-    files: ['src/workflows/**/*.ts', ...WORKFLOW_HELPERS],
+    files: ['src/workflows/**/*.ts', `${CONTRACT_DIR}**/*.ts`, ...WORKFLOW_HELPERS],
     plugins: { rollgate: { rules: { 'workflow-imports': workflowImportsRule } } },
     rules: {
       'rollgate/workflow-imports': 'error',

@@ -17,7 +17,7 @@ import {
   type RolloutInput,
   type RolloutResult,
   type RolloutStatus,
-} from './workflows/messages';
+} from './contract';
 import type { rolloutWorkflow } from './workflows/rollout';
 
 export class RolloutRefusedError extends Error {

@@ -14,7 +14,7 @@ import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporal
 import { createRunnerActivities, type RunnerDeps } from './activities';
 import { parseEnvAllow } from './activities/commands';
 import { artifactStoreFromUrl } from './artifacts/store';
-import { RUNNER_TASK_QUEUE } from './workflows/messages';
+import { RUNNER_TASK_QUEUE } from './contract';
 import { connectionSettingsFromEnv } from './temporal/connection';
 import { JsonLogger } from './observability';
 import { parseLogLevel } from './observability/logger';

@@ -1,7 +1,7 @@
 /** Scheduled canary analyses as Temporal Schedules: one per service, visible in the Temporal UI. */
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
 import { durationMs } from './spec/duration';
-import { analysisScheduleId, TASK_QUEUE, type ScheduledAnalysisInput } from './workflows/messages';
+import { analysisScheduleId, TASK_QUEUE, type ScheduledAnalysisInput } from './contract';
 import { RolloutRefusedError } from './client';
 
 export interface ScheduleOptions {

@@ -20,7 +20,7 @@ import { CloudRunProvider, probeUrlVia } from './providers/cloud-run';
 import { CloudMonitoringMetrics } from './analysis/cloud-monitoring';
 import { artifactStoreFromUrl } from './artifacts/store';
 import { identityVerifierFromEnv, verifierConfigFromEnv } from './identity/verifier';
-import { TASK_QUEUE } from './workflows/messages';
+import { TASK_QUEUE } from './contract';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startRollout } from '../src/client';
 import { startAlertReceiver, type AlertReceiver } from '../src/alerts/receiver';
 import { startAlertmanager, type AlertmanagerServer } from '../src/dev/alertmanager';
-import { abortSignal, type RolloutStatus } from '../src/workflows/messages';
+import { abortSignal, type RolloutStatus } from '../src/contract';
 import type { RolloutSpec } from '../src/spec/schema';
 import { aliasState } from './support/lambda';
 import { cloudRunState, cloudRunTarget, lambdaTarget, mixedSpec, seedCloudRun } from './support/cloud-run';

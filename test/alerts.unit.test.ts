@@ -12,7 +12,7 @@ import { PayloadError, type AlertClaim } from '../src/alerts/claims';
 import { judgeClaims, type OpenRollout } from '../src/alerts/resolve';
 import { SnsRefused, SnsUnavailable, verifySnsMessage, type SnsMessage } from '../src/alerts/sns';
 import { alertReceiverConfigFromEnv } from '../src/alerts/receiver';
-import type { RolloutStatus } from '../src/workflows/messages';
+import type { RolloutStatus } from '../src/contract';
 import { lambdaAlarm, startFakeSns, TEST_CERT, TEST_HOST_PATTERN, TOPIC, type FakeSns } from './support/sns';
 
 /** Alertmanager's documented webhook body (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config). */

@@ -9,7 +9,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { startRollout } from '../src/client';
-import { abortSignal, type RolloutResult, type RolloutStatus } from '../src/workflows/messages';
+import { abortSignal, type RolloutResult, type RolloutStatus } from '../src/contract';
 import { lambdaOp, type RecordedCall } from '../src/dev/fault-proxy';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { freePort } from '../src/dev/processes';

@@ -6,7 +6,7 @@
 import { startRollout } from '../src/client';
 import { CloudRunTrafficSimulator } from '../src/dev/cloud-run-traffic';
 import type { CloudRunTargetSpec } from '../src/spec/schema';
-import type { RolloutResult } from '../src/workflows/messages';
+import type { RolloutResult } from '../src/contract';
 import { createHarness, type Harness } from './support/harness';
 import { cloudRunState, cloudRunTarget, mixedSpec, seedCloudRun } from './support/cloud-run';
 

@@ -6,7 +6,7 @@ import { main } from '../src/cli/main';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { validateSpec } from '../src/spec/validate';
 import type { RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { abortSignal, resumeSignal, type RolloutResult } from '../src/contract';
 import { aliasState, publishedVersions } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 

@@ -14,7 +14,7 @@ import {
 import { payloadFromJson, payloadToJson, startCodecServer, type CodecServer } from '../src/temporal/codec-server';
 import { startRollout } from '../src/client';
 import { createRollgateWorker } from '../src/worker';
-import { messageNonceQuery, type RolloutResult } from '../src/workflows/messages';
+import { messageNonceQuery, type RolloutResult } from '../src/contract';
 import { LambdaClient, UpdateFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec } from '../src/spec/schema';

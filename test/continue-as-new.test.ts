@@ -16,7 +16,7 @@ import {
   resumeSignal,
   type RolloutResult,
   type RolloutStatus,
-} from '../src/workflows/messages';
+} from '../src/contract';
 import { aliasState, publishedVersions } from './support/lambda';
 import { recordHistory } from './support/history';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';

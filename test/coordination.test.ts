@@ -2,7 +2,7 @@ import { recordHistory } from './support/history';
 /** Freeze windows hold traffic steps durably; services sharing a dependency never shift traffic together. */
 import { startRollout } from '../src/client';
 import { lambdaOp, type RecordedCall } from '../src/dev/fault-proxy';
-import { abortSignal, dependencyLockWorkflowId, lockStateQuery, type LockState, type RolloutResult } from '../src/workflows/messages';
+import { abortSignal, dependencyLockWorkflowId, lockStateQuery, type LockState, type RolloutResult } from '../src/contract';
 import { aliasState, watchAliasWrites } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness, resultWithin } from './support/harness';
 

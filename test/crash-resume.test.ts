@@ -5,7 +5,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { startRollout } from '../src/client';
 import { lambdaOp } from '../src/dev/fault-proxy';
-import type { RolloutResult } from '../src/workflows/messages';
+import type { RolloutResult } from '../src/contract';
 import { startChildWorker, sigkill } from './support/child-worker';
 import { aliasState, publishedVersions } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';

@@ -7,7 +7,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { Status } from 'google-gax';
 import { startRollout } from '../src/client';
-import { abortSignal, approveUpdate, pauseSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { abortSignal, approveUpdate, pauseSignal, resumeSignal, type RolloutResult } from '../src/contract';
 import type { CloudRunTargetSpec, RolloutSpec } from '../src/spec/schema';
 import { startChildWorker, sigkill } from './support/child-worker';
 import { aliasState, publishedVersions } from './support/lambda';

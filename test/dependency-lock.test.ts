@@ -10,13 +10,7 @@ import { Worker } from '@temporalio/worker';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startRollout } from '../src/client';
 import { noopSinks } from '../src/worker';
-import {
-  dependencyLockWorkflowId,
-  lockGrantedSignal,
-  lockStateQuery,
-  type RolloutResult,
-  type RolloutStatus,
-} from '../src/workflows/messages';
+import { dependencyLockWorkflowId, lockGrantedSignal, lockStateQuery, type RolloutResult, type RolloutStatus } from '../src/contract';
 import type { RolloutSpec } from '../src/spec/schema';
 import { aliasState } from './support/lambda';
 import { holdingFreeze, uniqueDep } from './support/locks';

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { isMap, isPair, isScalar, parse, parseDocument, type Pair, type YAMLMap } from 'yaml';
 import { DEV_SERVER_DYNAMIC_CONFIG, freePort, temporalCliPath } from '../src/dev/processes';
 import { startRollout } from '../src/client';
-import { RUNNER_TASK_QUEUE, type RolloutResult } from '../src/workflows/messages';
+import { RUNNER_TASK_QUEUE, type RolloutResult } from '../src/contract';
 import type { LambdaTargetSpec } from '../src/spec/schema';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { createRollgateWorker } from '../src/worker';

@@ -12,7 +12,7 @@ import { createSampleFunction, sampleZip, TEST_CREDENTIALS } from '../src/dev/la
 import type { LambdaTargetSpec, TargetSpec } from '../src/spec/schema';
 import type { TrafficFence } from '../src/providers/types';
 import { FENCE_ANNOTATION } from '../src/providers/cloud-run';
-import { resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { resumeSignal, type RolloutResult } from '../src/contract';
 import { aliasState, publishedVersions } from './support/lambda';
 import { recordHistory } from './support/history';
 import { cloudRunState, cloudRunTarget, imageFor, mixedSpec, seedCloudRun, simulateCloudRunTraffic } from './support/cloud-run';

@@ -26,7 +26,7 @@ import {
   type RolloutResult,
   type RolloutStatus,
   type ScheduledAnalysisResult,
-} from '../src/workflows/messages';
+} from '../src/contract';
 import type { RolloutSpec } from '../src/spec/schema';
 import { recordHistory } from './support/history';
 import { aliasState } from './support/lambda';

@@ -3,7 +3,7 @@ import { WorkflowHandle } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { noopSinks } from '../src/worker';
 import { startRollout } from '../src/client';
-import type { RolloutResult } from '../src/workflows/messages';
+import type { RolloutResult } from '../src/contract';
 import { historyText } from './support/history';
 import { aliasState, publishedVersions } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';

@@ -11,15 +11,7 @@ import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/clie
 import { main } from '../src/cli/main';
 import { awaitStarterCheck, startRollout } from '../src/client';
 import { createIdentityVerifier, verifierConfigFromEnv } from '../src/identity/verifier';
-import {
-  abortSignal,
-  approveUpdate,
-  pauseSignal,
-  pauseUpdate,
-  rejectUpdate,
-  resumeUpdate,
-  type RolloutResult,
-} from '../src/workflows/messages';
+import { abortSignal, approveUpdate, pauseSignal, pauseUpdate, rejectUpdate, resumeUpdate, type RolloutResult } from '../src/contract';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForAlert, waitForStatus, type Harness } from './support/harness';
 import { issuerEnv, startTestIssuer, type TestIssuer } from './support/oidc';
 import { recordHistory } from './support/history';

@@ -10,7 +10,7 @@ import { createIdentityVerifier, IdentityRefusedError, verifierConfigFromEnv, ty
 import { issuerEnv, startTestIssuer, type TestIssuer } from './support/oidc';
 import { SpecError, validateSpec } from '../src/spec/validate';
 import { formatStatus } from '../src/cli/format';
-import type { RolloutStatus } from '../src/workflows/messages';
+import type { RolloutStatus } from '../src/contract';
 
 let issuer: TestIssuer;
 let verifier: IdentityVerifier;

@@ -10,7 +10,7 @@ import { LambdaClient, UpdateAliasCommand } from '@aws-sdk/client-lambda';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import { abortSignal, approveUpdate, externalVerdictSignal, messageNonceQuery, resumeSignal, statusQuery } from '../src/workflows/messages';
+import { abortSignal, approveUpdate, externalVerdictSignal, messageNonceQuery, resumeSignal, statusQuery } from '../src/contract';
 import { aliasState, watchAliasWrites } from './support/lambda';
 import { recordHistory } from './support/history';
 import {

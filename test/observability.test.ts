@@ -10,7 +10,7 @@ import { freePort } from '../src/dev/processes';
 import { setupObservabilityFromEnv, type Observability } from '../src/observability';
 import { metricsActivities } from '../src/observability/metrics';
 import { startRollout } from '../src/client';
-import type { RolloutResult } from '../src/workflows/messages';
+import type { RolloutResult } from '../src/contract';
 import { createRollgateWorker } from '../src/worker';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 

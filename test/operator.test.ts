@@ -10,7 +10,7 @@ import {
   resumeSignal,
   rolloutWorkflowId,
   type RolloutResult,
-} from '../src/workflows/messages';
+} from '../src/contract';
 import { aliasState } from './support/lambda';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';

@@ -10,7 +10,7 @@ import { makeZip } from '../src/dev/zip';
 import { saltedHash } from '../src/providers/fingerprint';
 import { LambdaProvider } from '../src/providers/aws-lambda';
 import type { CloudRunTargetSpec, LambdaTargetSpec } from '../src/spec/schema';
-import { abortSignal, statusQuery, type RolloutResult } from '../src/workflows/messages';
+import { abortSignal, statusQuery, type RolloutResult } from '../src/contract';
 import { historyText, recordHistory } from './support/history';
 import { aliasState, publishedVersions } from './support/lambda';
 import { cloudRunState, cloudRunTarget, imageFor, mixedSpec } from './support/cloud-run';

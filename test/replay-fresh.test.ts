@@ -10,7 +10,7 @@ import { createActivities } from '../src/activities';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
 import { noopSinks } from '../src/worker';
-import { statusQuery, type RolloutResult } from '../src/workflows/messages';
+import { statusQuery, type RolloutResult } from '../src/contract';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, type Harness } from './support/harness';
 
 let h: Harness;

@@ -1,6 +1,6 @@
 import { recordHistory } from './support/history';
 import { startRollout } from '../src/client';
-import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { abortSignal, resumeSignal, type RolloutResult } from '../src/contract';
 import { aliasState, publishedVersions } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
 

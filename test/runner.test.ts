@@ -21,7 +21,7 @@ import { lambdaOp } from '../src/dev/fault-proxy';
 import { sampleZip, sha256Hex, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { validateSpec } from '../src/spec/validate';
 import type { LambdaTargetSpec, RolloutSpec } from '../src/spec/schema';
-import type { RolloutResult } from '../src/workflows/messages';
+import type { RolloutResult } from '../src/contract';
 import { aliasState } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, type Harness } from './support/harness';
 

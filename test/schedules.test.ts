@@ -2,14 +2,7 @@ import { recordHistory } from './support/history';
 /** Scheduled canary analyses (Temporal Schedules) on the real dev server, driven through the CLI. */
 import { main } from '../src/cli/main';
 import { RolloutRefusedError, startRollout } from '../src/client';
-import {
-  analysisScheduleId,
-  approveUpdate,
-  resumeSignal,
-  rolloutWorkflowId,
-  statusQuery,
-  type RolloutResult,
-} from '../src/workflows/messages';
+import { analysisScheduleId, approveUpdate, resumeSignal, rolloutWorkflowId, statusQuery, type RolloutResult } from '../src/contract';
 import { aliasState } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
 

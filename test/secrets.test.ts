@@ -19,7 +19,7 @@ import { main } from '../src/cli/main';
 import { setupObservabilityFromEnv, type Observability } from '../src/observability';
 import { validateSpec } from '../src/spec/validate';
 import type { RolloutSpec } from '../src/spec/schema';
-import { abortSignal, statusQuery, type RolloutResult, type RolloutStatus } from '../src/workflows/messages';
+import { abortSignal, statusQuery, type RolloutResult, type RolloutStatus } from '../src/contract';
 import { historyText } from './support/history';
 import { watchAliasWrites } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, TEST_WEBHOOK_ENV, type Harness } from './support/harness';

@@ -9,7 +9,7 @@ import { MAX_SPEC_BYTES, SpecError, validateSpec, parseSpecText } from '../src/s
 import { main } from '../src/cli/main';
 import { RolloutRefusedError, startRollout } from '../src/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { rolloutWorkflowId } from '../src/workflows/messages';
+import { rolloutWorkflowId } from '../src/contract';
 import { createHarness, lambdaSpec, type Harness } from './support/harness';
 
 const base = () => ({

@@ -9,7 +9,7 @@ import { lambdaOp } from '../src/dev/fault-proxy';
 import { sampleZip, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec } from '../src/spec/schema';
 import { validateSpec } from '../src/spec/validate';
-import { abortSignal, resumeSignal, type RolloutResult } from '../src/workflows/messages';
+import { abortSignal, resumeSignal, type RolloutResult } from '../src/contract';
 import { historyText } from './support/history';
 import { saltedHash } from '../src/providers/fingerprint';
 import { aliasState, publishedVersions, watchAliasWrites } from './support/lambda';

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { startRollout } from '../src/client';
-import { approveUpdate, type RolloutResult } from '../src/workflows/messages';
+import { approveUpdate, type RolloutResult } from '../src/contract';
 import { aliasState } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 import { historyText } from './support/history';

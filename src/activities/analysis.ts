@@ -13,7 +13,7 @@ import { SyntheticTraffic, httpEndpoints, lambdaEndpoints } from '../analysis/sy
 import { preflightCustomCheck, runCustomChecks, type CustomCheckSpec } from '../analysis/custom-check';
 import type { CanarySamples, MetricProvider } from '../analysis/types';
 import { NonRetryableProviderError } from '../providers/types';
-import type { Verdict } from '../workflows/messages';
+import type { Verdict } from '../contract';
 import { nativeMetricSource, providerFor, urlPolicyOf, type ActivityDeps } from './deps';
 import { mapProviderErrors, withHeartbeat } from './heartbeat';
 

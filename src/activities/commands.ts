@@ -23,6 +23,7 @@ import { commandArgv, type CommandLine } from '../spec/argv';
 import type { BuildInput, SpecPathCheck, StageCommandInput } from '../spec/commands';
 import { FileArtifactStore, type ArtifactStore } from '../artifacts/store';
 import { redact, secrets } from '../security/redact';
+import { imageDigest } from '../contract';
 
 /** Characters of output kept per command (the end of it). */
 export const TAIL = 1500;
@@ -222,7 +223,7 @@ export function commandActivities(deps: RunnerDeps) {
     async buildArtifact(input: BuildInput): Promise<ArtifactRef> {
       const { artifact } = input;
       if (artifact.image && !artifact.build && !artifact.file) {
-        return { digest: artifact.image.split('@sha256:')[1], image: artifact.image };
+        return { digest: imageDigest(artifact.image)!, image: artifact.image }; // the schema checked it is pinned
       }
       await checkVisible(
         input.paths ?? [

@@ -9,7 +9,7 @@ import {
   lockRequestQuery,
   lockStateQuery,
   type LockHolder,
-} from '../workflows/messages';
+} from '../contract';
 import { requireClient, type ActivityDeps } from './deps';
 
 export function coordinationActivities(deps: ActivityDeps) {

@@ -5,7 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { IdentityRefusedError, type IdentityVerifier } from '../identity/verifier';
-import type { Identity } from '../workflows/messages';
+import type { Identity } from '../contract';
 
 export interface IdentityCheckInput {
   /** What the token is for, named in a refusal ("approve refused: the token has expired"). */

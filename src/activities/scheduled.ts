@@ -6,14 +6,7 @@ import { QueryNotRegisteredError, WorkflowNotFoundError, type WorkflowHandle } f
 import type { RollbackRule, RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
 import { judgeThreshold } from '../analysis/threshold-judge';
-import {
-  messageNonceQuery,
-  rolloutWorkflowId,
-  statusQuery,
-  type RolloutResult,
-  type RolloutStatus,
-  type Verdict,
-} from '../workflows/messages';
+import { messageNonceQuery, rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus, type Verdict } from '../contract';
 import { nativeMetricSource, requireClient, type ActivityDeps } from './deps';
 import type { AnalysisTarget } from './analysis';
 import { withHeartbeat } from './heartbeat';

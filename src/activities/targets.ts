@@ -15,6 +15,7 @@ import { parityPairs, parityReport, type ParityConfig, type ParityReport } from 
 import { providerFor, type ActivityDeps } from './deps';
 import { mapProviderErrors, withHeartbeat } from './heartbeat';
 import { FileArtifactStore, localArtifactCopy, parseS3Location } from '../artifacts/store';
+import { RELEASE_CONTRACT_KEYS } from '../contract';
 
 /**
  * What the provider deploys. A Lambda zip in an S3 store in the target's own region: the location
@@ -92,7 +93,7 @@ export function targetActivities(deps: ActivityDeps) {
             p.fingerprint(input.target, input.newVersion, deps.hashKey),
           ]);
           const contractProblems: string[] = [];
-          for (const key of ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH'] as const) {
+          for (const key of RELEASE_CONTRACT_KEYS) {
             const want = input.contract[key];
             const got = next.contract[key];
             if (want !== undefined && got !== want)

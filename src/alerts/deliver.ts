@@ -7,7 +7,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { readMessageNonce } from '../activities/scheduled';
-import { externalVerdictSignal, rolloutWorkflowId, type Verdict } from '../workflows/messages';
+import { externalVerdictSignal, rolloutWorkflowId, type Verdict } from '../contract';
 
 export interface RolloutRef {
   service: string;

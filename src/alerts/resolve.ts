@@ -3,7 +3,7 @@
  * `judgeClaims` is pure (tested without servers); `openRollout` / `rolloutsWithLambda` read Temporal.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { rolloutWorkflowId, statusQuery, type RolloutStatus, type Verdict } from '../workflows/messages';
+import { rolloutWorkflowId, statusQuery, type RolloutStatus, type Verdict } from '../contract';
 import type { AlertClaim } from './claims';
 
 export interface OpenRollout {

@@ -13,7 +13,7 @@
  * {{target}} (the target name), URL-encoded.
  */
 import type { TargetSpec } from '../spec/schema';
-import type { Verdict } from '../workflows/messages';
+import type { Verdict } from '../contract';
 import type { Direction } from './statistical-judge';
 import { OutboundRefused, outboundRequest } from '../security/outbound';
 import { bodyExcerpt } from '../security/redact';

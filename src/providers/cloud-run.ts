@@ -40,6 +40,7 @@ import { checkFence, fenceMark } from './fence';
 import { gcpClientOptions } from './gcp-client';
 import { outboundRequest } from '../security/outbound';
 import { bodyExcerpt, secrets } from '../security/redact';
+import { imageDigest, isReleaseContractKey } from '../contract/release';
 
 type IService = google.cloud.run.v2.IService;
 type IRevision = google.cloud.run.v2.IRevision;
@@ -77,7 +78,6 @@ export function probeUrlVia(base: string): (url: string) => string {
 }
 const TYPE_REVISION = 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION';
 const TYPE_LATEST = 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST';
-const CONTRACT_KEYS = ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH'] as const;
 /** Cloud Run caps service names so that SERVICE-SUFFIX revision names fit a 63-character label. */
 const MAX_SERVICE_NAME = 49;
 
@@ -205,7 +205,7 @@ export function revisionFingerprint(containers: IContainer[], salt: string): Env
       }
       const value = e.value ?? '';
       values[key] = saltedHash(salt, key, value);
-      if (!prefix && (CONTRACT_KEYS as readonly string[]).includes(e.name!)) (contract as Record<string, string>)[e.name!] = value;
+      if (!prefix && isReleaseContractKey(e.name!)) (contract as Record<string, string>)[e.name!] = value;
     }
   });
   return { values, secretRefs, contract };
@@ -239,8 +239,7 @@ export function revisionParityConfig(rev: IRevision, ingress: unknown, salt: str
       const key = `${prefix}${e.name}`;
       const ref = e.valueSource?.secretKeyRef;
       if (ref) secretRefs[key] = `${shortName(ref.secret)}:${ref.version || 'latest'}`;
-      else if (!(prefix === '' && (CONTRACT_KEYS as readonly string[]).includes(e.name ?? '')))
-        env[key] = saltedHash(salt, key, e.value ?? '');
+      else if (!(prefix === '' && isReleaseContractKey(e.name ?? ''))) env[key] = saltedHash(salt, key, e.value ?? '');
     }
   });
   return { provider: 'cloud-run', settings, env, secretRefs };
@@ -347,7 +346,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     fence?: TrafficFence,
   ): Promise<DeployResult> {
     const image = artifact.image;
-    if (!image || !/@sha256:[a-f0-9]{64}$/.test(image))
+    if (!imageDigest(image))
       throw new NonRetryableProviderError('cloud-run targets need artifact.image pinned by digest (name@sha256:...)', 'NoImage');
     const name = cloudRunRevisionName(t.service, contract.RELEASE_ID);
     const tag = this.tag(t);
@@ -382,7 +381,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     if (containers.length === 0) throw new NonRetryableProviderError(`${t.name}: service ${t.service} has no container`, 'NoContainer');
     const c = containers[ingressIndex(containers)];
     c.image = image;
-    const env = (c.env ?? []).filter((e) => !(CONTRACT_KEYS as readonly string[]).includes(e.name ?? ''));
+    const env = (c.env ?? []).filter((e) => !isReleaseContractKey(e.name ?? ''));
     env.push({ name: 'RELEASE_ID', value: contract.RELEASE_ID }, { name: 'SCHEMA_REV', value: contract.SCHEMA_REV });
     if (contract.INDEX_HASH) env.push({ name: 'INDEX_HASH', value: contract.INDEX_HASH });
     c.env = env;

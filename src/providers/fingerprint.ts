@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { EnvFingerprint } from './types';
+import { isReleaseContractKey } from '../contract/release';
 
 /**
  * A short salted hash of one env value. The salt is per rollout, so the hash tells "changed or not"
@@ -20,18 +21,17 @@ export interface DriftReport {
 }
 
 /** Keys every release sets itself; their change is expected, not drift. */
-const RELEASE_KEYS = new Set(['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH']);
 
 export function compareFingerprints(stable: EnvFingerprint, next: EnvFingerprint): DriftReport {
   const missing: string[] = [];
   const changed: DriftReport['changed'] = [];
   const added: string[] = [];
   for (const [k, h] of Object.entries(stable.values)) {
-    if (RELEASE_KEYS.has(k)) continue;
+    if (isReleaseContractKey(k)) continue;
     if (!(k in next.values)) missing.push(k);
     else if (next.values[k] !== h) changed.push({ key: k, stable: h, next: next.values[k] });
   }
-  for (const k of Object.keys(next.values)) if (!(k in stable.values) && !RELEASE_KEYS.has(k)) added.push(k);
+  for (const k of Object.keys(next.values)) if (!(k in stable.values) && !isReleaseContractKey(k)) added.push(k);
   const secretRefsChanged: DriftReport['secretRefsChanged'] = [];
   for (const k of new Set([...Object.keys(stable.secretRefs), ...Object.keys(next.secretRefs)])) {
     if (stable.secretRefs[k] !== next.secretRefs[k]) {

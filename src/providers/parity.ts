@@ -6,6 +6,7 @@
  * the image or code) is left out by the providers' normalization, never compared here.
  */
 import type { TargetSpec } from '../spec/schema';
+import { isReleaseContractKey } from '../contract/release';
 
 /**
  * A target's configuration reduced to what may enter workflow history: plain settings in clear,
@@ -40,7 +41,6 @@ export interface ParityReport {
 }
 
 /** Keys every release sets itself: they differ between releases by design. */
-const RELEASE_KEYS = new Set(['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH']);
 const MISSING = '(missing)';
 
 export function compareParity(canary: ParityConfig, target: ParityConfig): ParityDifference[] {
@@ -51,7 +51,7 @@ export function compareParity(canary: ParityConfig, target: ParityConfig): Parit
     if (a !== b) out.push({ field, target: a, canary: b });
   }
   for (const key of sortedUnion(canary.env, target.env)) {
-    if (RELEASE_KEYS.has(key)) continue;
+    if (isReleaseContractKey(key)) continue;
     const a = target.env[key] ?? MISSING;
     const b = canary.env[key] ?? MISSING;
     if (a !== b) out.push({ field: `env ${key}`, target: a, canary: b });

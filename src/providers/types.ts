@@ -6,12 +6,9 @@
 import type { ProbeSpec, TargetSpec } from '../spec/schema';
 import type { ParityConfig } from './parity';
 
-/** The release metadata every new revision carries in its environment (the deployment contract). */
-export interface ReleaseContract {
-  RELEASE_ID: string;
-  SCHEMA_REV: string;
-  INDEX_HASH?: string;
-}
+import type { ReleaseContract } from '../contract/release';
+
+export type { ReleaseContract };
 
 export interface ArtifactRef {
   /** sha256 hex of the zip (Lambda) or the image digest (Cloud Run). */

@@ -2,12 +2,13 @@
  * The inputs of the runner's command activities, derived from the spec. Pure (no I/O), so the
  * workflow builds them (`buildInput`, `stageCommandInput`) and tests and tools share them.
  */
+import { releaseContract } from '../contract/release';
 import type { CommandLine } from './argv';
 import type { RolloutSpec } from './schema';
 
 /** Release metadata every command gets in its environment (same names as on the new revisions). */
 export function contractEnv(spec: RolloutSpec): Record<string, string> {
-  return { RELEASE_ID: spec.release, SCHEMA_REV: spec.schema_rev, ...(spec.index_hash ? { INDEX_HASH: spec.index_hash } : {}) };
+  return { ...releaseContract(spec) };
 }
 
 /** A spec path the runner must see, named by its field (for the refusal message). */

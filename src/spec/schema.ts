@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { durationMs } from './duration';
 import { checkArgv, splitCommand } from './argv';
 import { hardRefusal } from '../security/url-policy';
+import { PINNED_IMAGE, RELEASE_CONTRACT_KEYS } from '../contract/release';
 
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits and dashes (max 63)');
 
@@ -24,7 +25,7 @@ const command = (z.any().describe('string or list of string') as unknown as z.Zo
 });
 
 /** Set by rollgate itself in every command's environment: a spec may not declare them. */
-export const RESERVED_COMMAND_ENV = ['RELEASE_ID', 'SCHEMA_REV', 'INDEX_HASH', 'ROLLGATE_SCHEMA_REV', 'PATH', 'HOME'];
+export const RESERVED_COMMAND_ENV = [...RELEASE_CONTRACT_KEYS, 'ROLLGATE_SCHEMA_REV', 'PATH', 'HOME'];
 
 /** Variables a command gets besides PATH, HOME, the contract and the runner's allow-list. Not for secrets: they are in the spec. */
 const commandEnv = z
@@ -123,10 +124,7 @@ export const ArtifactSchema = z
     file: z.string().min(1).optional(),
     sha256: sha256Hex.optional(),
     /** Prebuilt container image by digest (Cloud Run). */
-    image: z
-      .string()
-      .regex(/^[^@\s]+@sha256:[a-f0-9]{64}$/, 'must be an image reference pinned by digest (name@sha256:...)')
-      .optional(),
+    image: z.string().regex(PINNED_IMAGE, 'must be an image reference pinned by digest (name@sha256:...)').optional(),
   })
   .strict()
   .superRefine((a, ctx) => {

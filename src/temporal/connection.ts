@@ -9,7 +9,7 @@ import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { DataConverter } from '@temporalio/common';
 import { dataConverterFromEnv } from './codec';
-import { SEARCH_ATTRIBUTES } from '../workflows/messages';
+import { SEARCH_ATTRIBUTES } from '../contract';
 
 export interface ConnectionSettings {
   address: string;

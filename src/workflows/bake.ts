@@ -8,7 +8,7 @@ import { condition, workflowInfo } from '@temporalio/workflow';
 import type { TargetSpec } from '../spec/schema';
 import { formatDuration, mustDurationMs } from '../spec/duration';
 import { combineVerdicts } from '../analysis/threshold-judge';
-import type { BakeProgress, Verdict } from './messages';
+import type { BakeProgress, Verdict } from '../contract';
 import type { RolloutRun } from './rollout-state';
 import { stopOf, type Stop } from './gate';
 import { watched } from './activity-options';

@@ -30,7 +30,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { lockAcquireSignal, lockGrantedSignal, lockReleaseSignal, lockStateQuery, type LockHolder, type LockRefusal } from './messages';
+import { lockAcquireSignal, lockGrantedSignal, lockReleaseSignal, lockStateQuery, type LockHolder, type LockRefusal } from '../contract';
 
 export interface DependencyLockInput {
   dependency: string;

@@ -5,7 +5,7 @@
  * checkpoint; the gate never moves traffic itself.
  */
 import { condition } from '@temporalio/workflow';
-import type { Verdict } from './messages';
+import type { Verdict } from '../contract';
 
 /** `continue-as-new` is not a failure: the run hands over to a new run at this point (rollout.ts). */
 export type StopKind = 'breach' | 'rejected' | 'aborted' | 'stage-failed' | 'no-data' | 'continue-as-new';

@@ -7,7 +7,7 @@
 import { ApplicationFailure, patched, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { IdentityCheck, IdentityCheckInput } from '../activities/identity';
-import type { Identity } from './messages';
+import type { Identity } from '../contract';
 import { failureMessage } from './saga';
 
 /** Marks runs that check their starter's identity at the start (and so know whether their worker verifies). */

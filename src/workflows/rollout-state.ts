@@ -45,7 +45,7 @@ import {
   type Stage,
   type TargetStatus,
   type Verdict,
-} from './messages';
+} from '../contract';
 
 const MAX_HISTORY = 300;
 /** A run continues as new past this many history events (the server's hard limit is 51,200). */

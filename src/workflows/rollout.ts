@@ -18,8 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { RolloutSpec, TargetSpec, WaveSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
-import type { ReleaseContract } from '../providers/types';
-import type { ContinuedRollout, PipelinePosition, RolloutInput, RolloutResult, RolloutState } from './messages';
+import type { ContinuedRollout, PipelinePosition, RolloutInput, RolloutResult, RolloutState } from '../contract';
 import { RolloutRun, type RolloutTarget } from './rollout-state';
 import { stopOf, type Stop } from './gate';
 import { Saga, failureMessage } from './saga';
@@ -27,7 +26,7 @@ import { settleAll } from './parallel';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 import { changes, commands, commandsOn, compensationsFor, housekeeping, local, reads, watched } from './activity-options';
 import { buildInput, stageCommandInput } from '../spec/commands';
-import { RUNNER_TASK_QUEUE } from './messages';
+import { RUNNER_TASK_QUEUE, releaseContract, type ReleaseContract } from '../contract';
 import { bakeAndAnalyze, holdWhilePaused, takePendingStop } from './bake';
 import { awaitApproval, holdForFreezeWindows } from './waits';
 import { alertOperator } from './alert';
@@ -321,7 +320,7 @@ async function continueAsNewUnlessStopped(run: RolloutRun): Promise<Stop> {
 }
 
 function contractOf(spec: RolloutSpec): ReleaseContract {
-  return { RELEASE_ID: spec.release, SCHEMA_REV: spec.schema_rev, ...(spec.index_hash ? { INDEX_HASH: spec.index_hash } : {}) };
+  return releaseContract(spec);
 }
 
 async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<Stop | undefined> {

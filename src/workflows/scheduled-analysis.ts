@@ -6,7 +6,7 @@
  */
 import { getExternalWorkflowHandle, patched, workflowInfo } from '@temporalio/workflow';
 import { combineVerdicts } from '../analysis/threshold-judge';
-import { externalVerdictSignal, type ScheduledAnalysisInput, type ScheduledAnalysisResult } from './messages';
+import { externalVerdictSignal, type ScheduledAnalysisInput, type ScheduledAnalysisResult } from '../contract';
 // Unchanged since v1: the same activity options keep every recorded scheduled-analysis history replaying.
 import { acts } from './v1/activity-options';
 

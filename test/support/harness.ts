@@ -18,7 +18,7 @@ import { createSampleFunction, sampleZip, TEST_CREDENTIALS } from '../../src/dev
 import { TrafficSimulator } from '../../src/dev/traffic-simulator';
 import { validateSpec } from '../../src/spec/validate';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../../src/spec/schema';
-import { statusQuery, type RolloutResult, type RolloutStatus } from '../../src/workflows/messages';
+import { statusQuery, type RolloutResult, type RolloutStatus } from '../../src/contract';
 import { CloudRunFake } from '../../src/dev/cloud-run-fake';
 import { CloudMonitoringFake } from '../../src/dev/cloud-monitoring-fake';
 import { CloudRunProvider } from '../../src/providers/cloud-run';

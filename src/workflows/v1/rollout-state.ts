@@ -32,7 +32,7 @@ import {
   type Stage,
   type TargetStatus,
   type Verdict,
-} from '../messages';
+} from '../../contract';
 
 const MAX_HISTORY = 300;
 

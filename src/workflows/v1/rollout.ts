@@ -13,7 +13,7 @@ import { CancellationScope, condition, isCancellation, workflowInfo } from '@tem
 import type { RolloutSpec, TargetSpec, WaveSpec } from '../../spec/schema';
 import { mustDurationMs } from '../../spec/duration';
 import type { ReleaseContract } from '../../providers/types';
-import type { RolloutInput, RolloutResult, RolloutState } from '../messages';
+import type { RolloutInput, RolloutResult, RolloutState } from '../../contract';
 import { RolloutRun, RolloutStop, type RolloutTarget } from './rollout-state';
 import { Saga, failureMessage } from './saga';
 import { emitRolloutEvent } from '../../observability/workflow-sink';

@@ -4,7 +4,7 @@ import type { TargetSpec, WaveSpec } from '../../spec/schema';
 import { formatDuration, mustDurationMs } from '../../spec/duration';
 import { combineVerdicts } from '../../analysis/threshold-judge';
 import type { AlertPayload } from '../../activities/notify';
-import type { Verdict } from '../messages';
+import type { Verdict } from '../../contract';
 import { RolloutRun, RolloutStop } from './rollout-state';
 import { acts, alerts, local } from './activity-options';
 import { failureMessage } from './saga';

@@ -1,11 +1,16 @@
 /**
- * Everything a client needs to drive a rollout: the task queue, the workflow input, the message
- * definitions and the status shape. Defined once, imported by the workflow and by every client.
+ * The contract between rollgate's workflows and everything that talks to them: the task queues,
+ * workflow ids, the workflow input, the message definitions, the status and verdict shapes, the
+ * search attributes, and the deployment contract (release variables, pinned image format, in
+ * ./release). Defined once, outside src/workflows, imported by the workflow and by every client;
+ * pure by lint rule (the workflow fence covers this folder).
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
+
+export * from './release';
 
 export const TASK_QUEUE = 'rollgate';
 /** Default task queue of `rollgate runner` (build, test, migration commands); ROLLGATE_RUNNER_TASK_QUEUE overrides it. */
