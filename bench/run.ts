@@ -42,14 +42,7 @@ import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
 import type { ArtifactRef } from '../src/providers/types';
-import {
-  abortSignal,
-  externalVerdictSignal,
-  messageNonceQuery,
-  pauseSignal,
-  statusQuery,
-  type RolloutResult,
-} from '../src/workflows/messages';
+import { abortSignal, externalVerdictSignal, messageNonceQuery, pauseSignal, statusQuery, type RolloutResult } from '../src/contract';
 import { aliasOf } from './support';
 import { startAlertReceiver } from '../src/alerts/receiver';
 

@@ -36,14 +36,7 @@ import { FileArtifactStore } from '../src/artifacts/store';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
-import {
-  abortSignal,
-  RUNNER_TASK_QUEUE,
-  rolloutWorkflowId,
-  statusQuery,
-  type RolloutResult,
-  type RolloutStatus,
-} from '../src/workflows/messages';
+import { abortSignal, RUNNER_TASK_QUEUE, rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus } from '../src/contract';
 import { formatStatus } from '../src/cli/format';
 import { startWebhookReceiver } from './demo-webhook';
 

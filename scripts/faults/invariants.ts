@@ -5,7 +5,7 @@
  */
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../../src/spec/schema';
 import { DEFAULT_TAG } from '../../src/providers/cloud-run';
-import type { HistoryEntry } from '../../src/workflows/messages';
+import type { HistoryEntry } from '../../src/contract';
 import type { ScheduleEnv } from './env';
 
 export type Invariant =

@@ -30,7 +30,7 @@ import { ensureRole, sampleZip, TEST_CREDENTIALS } from '../../src/dev/lambda-fi
 import { BatchedLambdaTraffic, DirectCloudRunTraffic } from '../../src/dev/load-traffic';
 import { validateSpec } from '../../src/spec/validate';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../../src/spec/schema';
-import { abortSignal, statusQuery, type HistoryEntry, type RolloutResult } from '../../src/workflows/messages';
+import { abortSignal, statusQuery, type HistoryEntry, type RolloutResult } from '../../src/contract';
 import { Rng } from './prng';
 import { imageFor, PROJECT } from './spec-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';

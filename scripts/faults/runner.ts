@@ -21,7 +21,7 @@ import {
   statusQuery,
   type RolloutResult,
   type RolloutStatus,
-} from '../../src/workflows/messages';
+} from '../../src/contract';
 import { Rng } from './prng';
 import { generateSpec } from './spec-gen';
 import {
