@@ -10,7 +10,7 @@ import { alertmanagerClaims } from '../src/alerts/alertmanager';
 import { cloudWatchAlarmClaim } from '../src/alerts/cloudwatch';
 import { PayloadError, type AlertClaim } from '../src/alerts/claims';
 import { judgeClaims, type OpenRollout } from '../src/alerts/resolve';
-import { SnsRefused, SnsUnavailable, verifySnsMessage, type SnsMessage } from '../src/alerts/sns';
+import { confirmSubscription, SnsRefused, SnsUnavailable, verifySnsMessage, type SnsMessage } from '../src/alerts/sns';
 import { alertReceiverConfigFromEnv } from '../src/alerts/receiver';
 import type { RolloutStatus } from '../src/contract';
 import { lambdaAlarm, startFakeSns, TEST_CERT, TEST_HOST_PATTERN, TOPIC, type FakeSns } from './support/sns';
@@ -241,7 +241,28 @@ describe('SNS signatures', () => {
       );
       expect(await check(conf)).toBe(true);
     } finally {
-      agentOptions.ca = previous;
+      // Restore the key itself: an own `ca: undefined` left on the global agent overrides every later
+      // request's `ca` in this process (jest --runInBand runs every test file in one process).
+      if (previous === undefined) delete agentOptions.ca;
+      else agentOptions.ca = previous;
+    }
+  });
+
+  test("the receiver's downloads do not depend on the global agent's options (CI once left `ca: undefined` there)", async () => {
+    const agentOptions = globalAgent.options as { ca?: string };
+    const had = 'ca' in agentOptions;
+    const previous = agentOptions.ca;
+    // Agent options override request options in Node's Agent.addRequest: this is what broke the
+    // subscription test when the sns-validator test had run earlier in the same process.
+    agentOptions.ca = undefined;
+    try {
+      const m = sns.sign({ Type: 'Notification', Message: JSON.stringify(alarm()), SigningCertURL: `${sns.base}/other-cert.pem` });
+      await expect(verifySnsMessage(m, sns.options())).resolves.toMatchObject({ Type: 'Notification' });
+      const conf = sns.sign({ Type: 'SubscriptionConfirmation', Message: 'c', Token: 'g', SubscribeURL: `${sns.base}/confirm?Token=g` });
+      await expect(confirmSubscription(conf, sns.options())).resolves.toBeUndefined();
+    } finally {
+      if (had) agentOptions.ca = previous;
+      else delete agentOptions.ca;
     }
   });
 });

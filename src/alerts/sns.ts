@@ -128,7 +128,9 @@ async function certificate(url: URL, o: SnsOptions): Promise<X509Certificate> {
 }
 
 function httpsGet(url: URL, o: SnsOptions, maxBytes: number): Promise<string> {
-  const opts: RequestOptions = { method: 'GET', timeout: 5_000, ...(o.ca ? { ca: o.ca } : {}) };
+  // agent: false: a fresh agent, never the global one, whose own options (set by any library in this
+  // process, even `ca: undefined`) would override this request's `ca` and so its certificate check.
+  const opts: RequestOptions = { method: 'GET', timeout: 5_000, agent: false, ...(o.ca ? { ca: o.ca } : {}) };
   return new Promise((resolve, reject) => {
     const req = request(url, opts, (res) => {
       if (res.statusCode !== 200) {
