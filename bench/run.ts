@@ -5,6 +5,7 @@
  *   npm run bench -- --quick       # tiny sizes (the smoke run in the test suite)
  *   npm run bench -- --only overhead,breach --out /tmp/b.json
  *   npm run bench -- --only alert    # alert to revert (Alertmanager webhook POST -> 10 targets on stable)
+ *   npm run bench -- --only fleet    # fleet failover (200 rollouts on 2 workers, one SIGKILLed)
  *
  * Numbers on shared machines are noisy: medians over repeated runs; every comparison is a ratio
  * measured in the same run.
@@ -45,6 +46,7 @@ import type { ArtifactRef } from '../src/providers/types';
 import { abortSignal, externalVerdictSignal, messageNonceQuery, pauseSignal, statusQuery, type RolloutResult } from '../src/contract';
 import { aliasOf } from './support';
 import { startAlertReceiver } from '../src/alerts/receiver';
+import { benchFleet } from './fleet-failover';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -920,6 +922,20 @@ async function main() {
     ['parked', benchParked],
     ['crash', benchCrash],
     ['coldstart', benchColdStart],
+    [
+      'fleet',
+      () =>
+        benchFleet({
+          quick: QUICK,
+          temporalAddress: temporal.address,
+          motoUrl: moto.url,
+          bundlePath,
+          stateDir: join(STATE, 'fleet'),
+          connection: nativeConnection,
+          client,
+          report,
+        }),
+    ],
   ];
   // One runner for every benchmark's rollouts (build/test/migration commands); startRollout sends them here.
   process.env.ROLLGATE_RUNNER_TASK_QUEUE = 'bench-runner';

@@ -204,20 +204,7 @@ export class ScheduleEnv {
    */
   async startWorker(workerOptions?: Partial<WorkerOptions>): Promise<void> {
     if (this.childWorker) {
-      this.child = await spawnChildWorker({
-        ROLLGATE_TEST_TEMPORAL: this.shared.temporalAddress,
-        ROLLGATE_TASK_QUEUE: this.taskQueue,
-        ROLLGATE_LAMBDA_ENDPOINT: this.proxy.url,
-        ROLLGATE_CLOUDWATCH_ENDPOINT: this.shared.motoUrl,
-        ROLLGATE_TEST_BUNDLE: this.shared.bundlePath,
-        ROLLGATE_STATE_DIR: this.workDir,
-        ROLLGATE_CLOUD_RUN_ENDPOINT: this.cloudRun.address,
-        ROLLGATE_CLOUD_MONITORING_ENDPOINT: this.monitoring.address,
-        ROLLGATE_CLOUD_RUN_PROBE_VIA: this.cloudRun.httpUrl,
-        ROLLGATE_CLOUD_RUN_OPERATION_TIMEOUT_MS: String(CLOUD_RUN_OPERATION_TIMEOUT_MS),
-        [FAULTS_WEBHOOK_ENV]: this.webhook.url,
-        ...(workerOptions ? { ROLLGATE_FAULTS_WORKER_OPTIONS: JSON.stringify(workerOptions) } : {}),
-      });
+      this.child = await spawnChildWorker(this.childEnv(workerOptions));
       return;
     }
     const worker = await createRollgateWorker({
@@ -229,6 +216,34 @@ export class ScheduleEnv {
     });
     this.worker = { worker, run: worker.run() };
   }
+
+  private childEnv(workerOptions?: Partial<WorkerOptions>): Record<string, string> {
+    return {
+      ROLLGATE_TEST_TEMPORAL: this.shared.temporalAddress,
+      ROLLGATE_TASK_QUEUE: this.taskQueue,
+      ROLLGATE_LAMBDA_ENDPOINT: this.proxy.url,
+      ROLLGATE_CLOUDWATCH_ENDPOINT: this.shared.motoUrl,
+      ROLLGATE_TEST_BUNDLE: this.shared.bundlePath,
+      ROLLGATE_STATE_DIR: this.workDir,
+      ROLLGATE_CLOUD_RUN_ENDPOINT: this.cloudRun.address,
+      ROLLGATE_CLOUD_MONITORING_ENDPOINT: this.monitoring.address,
+      ROLLGATE_CLOUD_RUN_PROBE_VIA: this.cloudRun.httpUrl,
+      ROLLGATE_CLOUD_RUN_OPERATION_TIMEOUT_MS: String(CLOUD_RUN_OPERATION_TIMEOUT_MS),
+      [FAULTS_WEBHOOK_ENV]: this.webhook.url,
+      ...(workerOptions ? { ROLLGATE_FAULTS_WORKER_OPTIONS: JSON.stringify(workerOptions) } : {}),
+    };
+  }
+
+  /**
+   * One more deploy worker on the same task queue, in its own process (a fleet: fleet failover).
+   * It lives until stopWorker(); killWorker() still kills the first one.
+   */
+  async addFleetWorker(workerOptions?: Partial<WorkerOptions>): Promise<number> {
+    const c = await spawnChildWorker(this.childEnv(workerOptions));
+    this.fleet.push(c);
+    return c.pid!;
+  }
+  private fleet: ChildProcess[] = [];
 
   /** The child worker's process id (undefined for an in-process worker). */
   workerPid(): number | undefined {
@@ -261,17 +276,22 @@ export class ScheduleEnv {
       w.worker.shutdown();
       await w.run.catch(() => undefined);
     }
-    const c = this.child;
+    const children = [this.child, ...this.fleet.splice(0)];
     this.child = undefined;
-    if (c && c.exitCode === null && c.signalCode === null)
-      await new Promise<void>((res) => {
-        const timer = setTimeout(() => c.kill('SIGKILL'), 40_000);
-        c.once('exit', () => {
-          clearTimeout(timer);
-          res();
-        });
-        c.kill('SIGTERM');
-      });
+    await Promise.all(
+      children.map((c) =>
+        c && c.exitCode === null && c.signalCode === null
+          ? new Promise<void>((res) => {
+              const timer = setTimeout(() => c.kill('SIGKILL'), 40_000);
+              c.once('exit', () => {
+                clearTimeout(timer);
+                res();
+              });
+              c.kill('SIGTERM');
+            })
+          : undefined,
+      ),
+    );
   }
 
   /** Provider fix: every injected fault and slow knob removed. */

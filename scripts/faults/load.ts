@@ -35,6 +35,7 @@ import { Rng } from './prng';
 import { imageFor, PROJECT } from './spec-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { checkOneVersion, checkPromoted, checkStable, describeTarget, type Violation } from './invariants';
+import { stallAfterKill } from './failover';
 
 export interface LoadOptions {
   rollouts: number;
@@ -48,6 +49,11 @@ export interface LoadOptions {
   /** Every rollout must have closed by then (ms from the first start; 0: loadTimeoutMs). */
   timeoutMs: number;
   workerOptions: Partial<WorkerOptions>;
+  /**
+   * Fleet failover (issue 12 item 5): run `workers` deploy workers (child processes) on the task
+   * queue and SIGKILL the first one `killAfterMs` after the last start; the others take over.
+   */
+  fleet?: { workers: number; killAfterMs: number };
   log?: (line: string) => void;
 }
 
@@ -79,6 +85,15 @@ export function loadWorkerOptions(n: number): Partial<WorkerOptions> {
     maxConcurrentActivityTaskPolls: 8,
     stickyQueueScheduleToStartTimeout: '30 seconds',
   };
+}
+
+/**
+ * Fleet failover: the load tuning, but with the production sticky-queue timeout (createRollgateWorker's
+ * default): a dead worker's sticky tasks must move to a live worker quickly, which is what is measured.
+ */
+export function fleetWorkerOptions(n: number): Partial<WorkerOptions> {
+  const { stickyQueueScheduleToStartTimeout: _load, ...rest } = loadWorkerOptions(n);
+  return rest;
 }
 
 /** Spread over many regions: moto keeps CloudWatch data per region and scans it on every query. */
@@ -152,6 +167,14 @@ export interface LoadSummary {
   breachToRevertMs: { n: number; p50?: number; p99?: number; max?: number };
   workerRssMaxMb?: number;
   workerRss: string;
+  /** Fleet failover: when the first worker was killed, how many rollouts were open then, their stalls (see failover.ts). */
+  fleet?: {
+    workers: number;
+    killedAfterMs: number;
+    openAtKill: number;
+    stallMs: { p50?: number; p99?: number; max?: number };
+    worst: string[];
+  };
   simulator: { lambdaTicks: number; cloudRunTicks: number; metricPuts: number };
   /** Provider calls the worker made: Lambda API through the fault proxy, Cloud Run Admin API on the fake. */
   apiCalls: { lambda: number; cloudRun: number };
@@ -396,7 +419,10 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
 
     const tw = Date.now();
     await env.startWorker(o.workerOptions);
-    log(`load: worker up in ${((Date.now() - tw) / 1000).toFixed(1)} s (${o.inProcess ? 'in process' : `child pid ${env.workerPid()}`})`);
+    for (let i = 1; i < (o.fleet?.workers ?? 1); i++) await env.addFleetWorker(o.workerOptions);
+    log(
+      `load: ${o.fleet ? `${o.fleet.workers} workers` : 'worker'} up in ${((Date.now() - tw) / 1000).toFixed(1)} s (${o.inProcess ? 'in process' : `child pid ${env.workerPid()}`})`,
+    );
     sampleRss();
 
     // Start every rollout, a few requests at a time.
@@ -420,6 +446,9 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       );
     });
     const startedMs = Date.now() - startT0;
+    const killAt = o.fleet ? Date.now() + o.fleet.killAfterMs : undefined;
+    let killedAtMs: number | undefined;
+    let openAtKill: Rollout[] = [];
     const startRatePerS = o.rollouts / Math.max(0.001, startedMs / 1000);
     log(`load: ${o.rollouts} rollouts started in ${(startedMs / 1000).toFixed(1)} s (${startRatePerS.toFixed(1)}/s)`);
 
@@ -454,6 +483,12 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
     for (;;) {
       sampleRss();
       noteAlerts();
+      if (killAt !== undefined && killedAtMs === undefined && Date.now() >= killAt) {
+        openAtKill = rollouts.filter((r) => !r.closed);
+        killedAtMs = Date.now();
+        await env.killWorker();
+        log(`load: SIGKILLed the first worker with ${openAtKill.length} rollouts open; the fleet's others take over`);
+      }
       for (const r of rollouts) {
         if (r.closed) {
           if (!dropFromSims.has(r.index)) {
@@ -511,6 +546,25 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
     await sleep(1000);
     await env.stopWorker();
     await sleep(500);
+
+    let fleet: LoadSummary['fleet'];
+    if (o.fleet && killedAtMs !== undefined) {
+      const stalls: { ms: number; line: string }[] = [];
+      await inLanes(openAtKill, 8, async (r) => {
+        const { events } = await r.handle!.fetchHistory();
+        const s = stallAfterKill(events ?? [], killedAtMs!);
+        stalls.push({ ms: s.stallMs, line: `${r.service}: ${(s.stallMs / 1000).toFixed(2)} s (${s.what ?? 'nothing waited'})` });
+      });
+      const ms = stalls.map((x) => x.ms);
+      stalls.sort((a, b) => b.ms - a.ms);
+      fleet = {
+        workers: o.fleet.workers,
+        killedAfterMs: killedAtMs - startT0,
+        openAtKill: openAtKill.length,
+        stallMs: { p50: percentile(ms, 50), p99: percentile(ms, 99), max: percentile(ms, 100) },
+        worst: stalls.slice(0, 5).map((x) => x.line),
+      };
+    } else if (o.fleet) log('load: every rollout closed before the kill was due: no failover measured');
 
     const rows: LoadRolloutRow[] = [];
     const durations: number[] = [];
@@ -575,6 +629,7 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
         max: percentile(durations, 100),
       },
       workerRssMaxMb: rssMax,
+      fleet,
       workerRss: o.inProcess ? 'checker process (worker in process)' : 'worker child process',
       simulator: { lambdaTicks: lambdaSim.ticks, cloudRunTicks: runSim.ticks, metricPuts: lambdaSim.puts },
       apiCalls: { lambda: env.proxy.calls.length, cloudRun: Object.values(env.cloudRun.calls).reduce((a, b) => a + b, 0) },
@@ -610,6 +665,18 @@ export function loadTable(s: LoadSummary, o: { seed: number; breachShare: number
       `${s.simulator.lambdaTicks} Lambda, ${s.simulator.cloudRunTicks} Cloud Run (${s.simulator.metricPuts} PutMetricData)`,
     ],
     ['provider calls', `${s.apiCalls.lambda} Lambda API (via the proxy), ${s.apiCalls.cloudRun} Cloud Run Admin API`],
+    ...(s.fleet
+      ? ([
+          [
+            'fleet',
+            `${s.fleet.workers} workers; the first SIGKILLed ${sec(s.fleet.killedAfterMs)} after the first start, ${s.fleet.openAtKill} rollouts open`,
+          ],
+          ['failover stall p50', sec(s.fleet.stallMs.p50)],
+          ['failover stall p99', `${sec(s.fleet.stallMs.p99)} (target <= 3 s)`],
+          ['failover stall max', sec(s.fleet.stallMs.max)],
+          ...s.fleet.worst.map((w, i): [string, string] => [`  worst ${i + 1}`, w]),
+        ] as [string, string][])
+      : []),
     ['violations', String(s.violations)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));

@@ -14,8 +14,10 @@
  *
  *   npm run faults -- --load N [--breach-share 0.1] [--seed S] [--json] [--cloud-run-share 0.3]
  *                     [--in-process] [--timeout-ms MS]
+ *   npm run faults -- --load 200 --fleet 2 [--kill-after-ms 20000]   # fleet failover (issue 12 item 5)
  *
- * N concurrent rollouts on one worker, a seeded share of them breaching mid-wave; prints a table
+ * N concurrent rollouts on one worker (with --fleet, on W workers of which the first is SIGKILLed
+ * mid-run: the table adds the failover stall p50/p99/max read from each rollout's history), a seeded share of them breaching mid-wave; prints a table
  * (breach-to-revert p50/p99, wall time, start rate, worker RSS), one line per violation (JSON rows
  * with --json), then `N rollouts, V invariant violations`; exit 1 on any violation.
  */
@@ -25,7 +27,16 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { startMoto, startRestartableDevServer, startTemporalDevServer, type Managed } from '../../src/dev/processes';
 import { DEFAULT_RUN_OPTIONS } from './runner';
 import { connectShared, jsonRows, runSchedules, seedsOf, summaryLine, violationLines } from './report';
-import { DEFAULT_LOAD_OPTIONS, loadJsonRows, loadSummaryLine, loadTable, loadViolationLines, loadWorkerOptions, runLoad } from './load';
+import {
+  DEFAULT_LOAD_OPTIONS,
+  fleetWorkerOptions,
+  loadJsonRows,
+  loadSummaryLine,
+  loadTable,
+  loadViolationLines,
+  loadWorkerOptions,
+  runLoad,
+} from './load';
 
 function parseArgs(argv: string[]) {
   const o = {
@@ -44,6 +55,8 @@ function parseArgs(argv: string[]) {
     breachShare: DEFAULT_LOAD_OPTIONS.breachShare,
     cloudRunShare: DEFAULT_LOAD_OPTIONS.cloudRunShare,
     inProcess: false,
+    fleet: 0,
+    killAfterMs: 20_000,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -67,15 +80,20 @@ function parseArgs(argv: string[]) {
     else if (a === '--breach-share') o.breachShare = Number(val());
     else if (a === '--cloud-run-share') o.cloudRunShare = Number(val());
     else if (a === '--in-process') o.inProcess = true;
+    else if (a === '--fleet') o.fleet = Number(val());
+    else if (a === '--kill-after-ms') o.killAfterMs = Number(val());
     else if (a === '--help' || a === '-h') {
       console.log(
         'usage: npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--restarts] [--verbose] [--temporal HOST:PORT --moto URL]\n' +
-          '       npm run faults -- --load N [--breach-share 0.1] [--seed S] [--json] [--cloud-run-share 0.3] [--in-process] [--timeout-ms MS]',
+          '       npm run faults -- --load N [--breach-share 0.1] [--seed S] [--json] [--cloud-run-share 0.3] [--in-process] [--timeout-ms MS]\n' +
+          '                     [--fleet W [--kill-after-ms MS]]   (W deploy workers; the first is SIGKILLed MS after the starts)',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
-  for (const k of ['schedules', 'seed', 'concurrency', 'load'] as const)
+  if (o.fleet && (o.fleet < 2 || !o.load || o.inProcess))
+    throw new Error('--fleet W needs W >= 2 and --load N (child workers, not --in-process)');
+  for (const k of ['schedules', 'seed', 'concurrency', 'load', 'fleet', 'killAfterMs'] as const)
     if (!Number.isInteger(o[k]) || o[k] < 0) throw new Error(`--${k} must be a non-negative integer`);
   for (const [k, v] of [
     ['breach-share', o.breachShare],
@@ -126,7 +144,9 @@ async function main() {
         seed: args.seed,
         inProcess: args.inProcess,
         ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
-        workerOptions: loadWorkerOptions(args.load),
+        // A fleet keeps the production sticky-queue timeout: it is what moves a dead worker's rollouts on.
+        workerOptions: args.fleet ? fleetWorkerOptions(args.load) : loadWorkerOptions(args.load),
+        ...(args.fleet ? { fleet: { workers: args.fleet, killAfterMs: args.killAfterMs } } : {}),
         log,
       });
       await shared.close();

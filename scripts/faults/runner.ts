@@ -476,6 +476,8 @@ class Driver {
     }
     // An abort sent before a revert failed is not the answer to the escalation (README): handle it.
     if (this.endRequested && s.state !== 'rollback-failed') return;
+    // Closing after an abort in rollback-failed (the last try of the reverts, then the alert): the end timer runs.
+    if (this.endRequested && s.detail.startsWith('closing:')) return;
     // The saga has finished (an operator pause during the saga also shows "paused" at stage rollback).
     const afterRollback = s.state === 'paused' && s.stage === 'rollback' && s.detail.startsWith('pipeline paused after');
     if (afterRollback) return this.pausedAfterRollback();
@@ -552,8 +554,11 @@ class Driver {
     if (this.schedule.afterRollbackFailed === 'abort') {
       this.checkerAbortedRollbackFailed = true;
       await this.send('abort (in rollback-failed)', () => this.handle.signal(abortSignal, { by: 'alice', reason: 'fixed by hand' }));
-      const left = await this.waitLeave((s) => s.state !== 'rollback-failed', 10_000);
-      if (left || this.closed) {
+      // Accepted = it left rollback-failed, or it is closing (the last try of the reverts, then the
+      // alert, all still in state rollback-failed: under load that takes longer than 10 s). Closing
+      // itself is then checked like any end: the rollout must close, not stall.
+      const accepted = await this.waitLeave((s) => s.state !== 'rollback-failed' || s.detail.startsWith('closing:'), 10_000);
+      if (accepted || this.closed) {
         this.endRequested = true;
         return;
       }
