@@ -231,7 +231,12 @@ export function buildProgram(): Command {
 
   for (const [name, signal, update, text] of [
     ['pause', pauseSignal, pauseUpdate, 'Hold the rollout at its current weights; bake timers stop.'],
-    ['resume', resumeSignal, resumeUpdate, 'Continue a paused rollout; after a rollback, retry from the canary.'],
+    [
+      'resume',
+      resumeSignal,
+      resumeUpdate,
+      'Continue a paused rollout; after a rollback, retry from the deploy stage (the same version is found again).',
+    ],
     ['abort', abortSignal, abortUpdate, 'Revert every touched target and close the rollout.'],
   ] as const) {
     program
@@ -354,7 +359,7 @@ export function buildProgram(): Command {
     .argument('<id>', 'rollout id')
     .option('--by <name>', 'operator', defaultUser())
     .option('--token <jwt>', TOKEN_HELP)
-    .description('Retry a pipeline paused after a rollback (from the canary), or a failed revert.')
+    .description('Retry a pipeline paused after a rollback (from the deploy stage), or a failed revert.')
     .action(async (id: string, o: { by: string; token?: string }) => {
       await withClient(async (client) => {
         const s = await getStatus(client, id);
