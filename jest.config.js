@@ -13,11 +13,12 @@ const shared = {
     '/node_modules/jose/.+\\.js$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
   },
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],
-  testTimeout: 180_000,
 };
 
 /** @type {import('jest').Config} */
 module.exports = {
+  // Global options (Jest reads these from the top level, not from a project).
+  testTimeout: 180_000,
   verbose: true,
   projects: [
     { ...shared, displayName: 'unit', testMatch: ['<rootDir>/test/**/*.unit.test.ts'] },

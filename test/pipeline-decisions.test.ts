@@ -10,7 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, type Activities } from '../src/activities';
 import { abortRollout, resumeRollout, startRollout } from '../src/client';
 import { statusQuery, type RolloutResult, type RolloutStatus, type Verdict } from '../src/contract';
@@ -128,6 +128,11 @@ function pipelineSpec(service: string, over: Record<string, unknown> = {}): Roll
 let nativeConnection: NativeConnection;
 let client: Client;
 beforeAll(async () => {
+  try {
+    Runtime.install({ logger: new DefaultLogger('ERROR') }); // no workflow log lines in the test output
+  } catch {
+    // installed already in this process
+  }
   nativeConnection = await NativeConnection.connect({ address: process.env.ROLLGATE_TEST_TEMPORAL });
   client = new Client({ connection: await Connection.connect({ address: process.env.ROLLGATE_TEST_TEMPORAL }) });
 });
@@ -173,7 +178,7 @@ test('a breach during a wave reverts every deployed target, not only the wave, a
   fleet.judge = (input) => (input.targets.some((t) => t.target.name === 'eu') ? 'fail' : 'pass');
   await withFleet(fleet, async (taskQueue) => {
     const handle = await start(pipelineSpec('breach-in-wave'), taskQueue);
-    const s = await until(handle, (x) => x.pausedAfterRollback === true, 'the pipeline paused after the rollback');
+    const s = await until(handle, (x) => x.state === 'paused' && x.pausedAfterRollback === true, 'the pipeline paused after the rollback');
     expect(s.rollbackReason).toContain('eu: fail (mocked)');
     // Every target was deployed in the deploy stage (all of them carry a new version), so every one is reverted, each once.
     expect(fleet.of('deployRevision').map((c) => c.target)).toEqual(expect.arrayContaining(targets.map((t) => t.name)));
@@ -266,7 +271,7 @@ test('a revert that fails stays on the saga: rollback-failed, and resume retries
     expect(canaryReverts).toBe(1);
     euBroken = false; // the operator fixed the target
     await resumeRollout(client, handle.workflowId, { by: 'carol' });
-    await until(handle, (x) => x.pausedAfterRollback === true, 'the pipeline paused after the retried revert');
+    await until(handle, (x) => x.state === 'paused' && x.pausedAfterRollback === true, 'the pipeline paused after the retried revert');
     expect(fleet.of('revert').filter((c) => c.target === 'eu')).toHaveLength(1);
     expect(fleet.of('revert').filter((c) => c.target === 'canary')).toHaveLength(canaryReverts); // not reverted again
     await abortRollout(client, handle.workflowId, { by: 'carol' });
