@@ -614,11 +614,14 @@ export class RolloutRun {
 
 /**
  * One row of a markdown table for the Temporal UI, which renders tables without cell padding
- * (the columns ran together: "stablenewweight"): an em space after each cell keeps them apart.
+ * (the columns ran together: "stablenewweight"): no-break spaces after each cell keep them apart
+ * (the UI shows an entity such as `&emsp;` as written, and trims ordinary spaces).
  */
 function tableRow(cells: string[]): string {
-  return `| ${cells.map((c) => `${c}&emsp;`).join(' | ')} |`;
+  return `| ${cells.map((c) => `${c}${CELL_PAD}`).join(' | ')} |`;
 }
+
+const CELL_PAD = '\u00a0'.repeat(3);
 
 /** What an approval entry says of the identity behind it: `verified` and `subject` when checked, nothing when not (unverified). */
 function identityFields(who: Identity): { verified?: true; subject?: string } {
