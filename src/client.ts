@@ -1,31 +1,47 @@
 /**
- * Starting and driving rollouts from any program with @temporalio/client. The CLI is a thin shell
- * over these functions.
+ * Starting and driving rollouts from any program with @temporalio/client: start, status, wait,
+ * approve, reject, pause, resume, abort, retry, list, history and the analysis schedules. The CLI
+ * (src/cli/main.ts) is a thin shell over these functions: arguments in, one printed line out.
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { ServiceError, WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { ServiceError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { formatDuration } from './spec/duration';
 import type { RolloutSpec } from './spec/schema';
 import { MAX_SPEC_BYTES } from './spec/validate';
-import { REDACTED, redactDeep } from './security/redact';
-import {
-  SA,
-  RUNNER_TASK_QUEUE,
-  TASK_QUEUE,
-  rolloutWorkflowId,
-  statusQuery,
-  type RolloutInput,
-  type RolloutResult,
-  type RolloutStatus,
-} from './contract';
+import { SA, RUNNER_TASK_QUEUE, TASK_QUEUE, rolloutWorkflowId, type RolloutInput, type RolloutStatus } from './contract';
 import type { rolloutWorkflow } from './workflows/rollout';
+import { RolloutRefusedError } from './client/errors';
+import { getStatus, observeRollout, type RolloutObservation } from './client/status';
 
-export class RolloutRefusedError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RolloutRefusedError';
-  }
-}
+// The whole client API is importable from this module.
+export { RolloutRefusedError };
+export { getStatus, observeRollout, readRollout, safeStatus, type RolloutObservation } from './client/status';
+export {
+  abortRollout,
+  approveRollout,
+  listRollouts,
+  operateRollout,
+  pauseRollout,
+  rejectRollout,
+  resumeRollout,
+  retryRollout,
+  rolloutHistory,
+  ROLLOUT_LIST_STATES,
+  type ApproveOptions,
+  type OperatorAction,
+  type OperatorOptions,
+  type RejectOptions,
+  type RolloutFilter,
+  type RolloutRow,
+} from './client/operations';
+export {
+  createAnalysisSchedule,
+  listAnalysisSchedules,
+  scheduleAction,
+  ScheduleUsageError,
+  type ScheduleOptions,
+  type ScheduleRow,
+} from './schedules';
 
 export interface StartOptions {
   startedBy: string;
@@ -155,56 +171,6 @@ export async function awaitStarterCheck(
     await new Promise((r) => setTimeout(r, 200));
   }
   return undefined;
-}
-
-/** Status of a rollout: from its query while open, from its result once closed. */
-export async function getStatus(client: Client, rolloutId: string, runId?: string): Promise<RolloutStatus> {
-  const o = await observeRollout(client, rolloutId, runId);
-  if (!o.status)
-    throw new RolloutRefusedError(`rollout ${rolloutId} is ${o.execution.toLowerCase().replace(/_/g, ' ')} and its status cannot be read`);
-  return o.status;
-}
-
-/** One look at a rollout: the workflow execution's status and, when it can be read, the rollout's. */
-export interface RolloutObservation {
-  runId: string;
-  /** Temporal's execution status: RUNNING, COMPLETED, TERMINATED, FAILED, TIMED_OUT, CANCELLED, ... */
-  execution: string;
-  status?: RolloutStatus;
-}
-
-export async function observeRollout(client: Client, rolloutId: string, runId?: string): Promise<RolloutObservation> {
-  const handle = client.workflow.getHandle(rolloutId, runId);
-  let desc;
-  try {
-    desc = await handle.describe();
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw new RolloutRefusedError(`no rollout with id ${rolloutId}`);
-    throw err;
-  }
-  const execution = desc.status.name;
-  // A run that continued as new: follow the chain to its current run.
-  if (execution === 'CONTINUED_AS_NEW' && runId) return observeRollout(client, rolloutId);
-  const pinned = client.workflow.getHandle(rolloutId, desc.runId);
-  if (execution === 'RUNNING') return { runId: desc.runId, execution, status: safeStatus(await pinned.query(statusQuery)) };
-  if (execution === 'COMPLETED')
-    return { runId: desc.runId, execution, status: safeStatus(((await pinned.result()) as RolloutResult).status) };
-  // Terminated/failed/timed out: the status query still answers by replaying the history on a worker.
-  try {
-    return { runId: desc.runId, execution, status: safeStatus(await pinned.query(statusQuery)) };
-  } catch {
-    return { runId: desc.runId, execution };
-  }
-}
-
-/**
- * A status as the client shows it (`status`, `watch`, `--json`): through the redactor, and without
- * the webhook URL that specs of rollouts started before notify.webhook_env still carry.
- */
-export function safeStatus(s: RolloutStatus): RolloutStatus {
-  const out = redactDeep(s);
-  if (out.spec?.notify?.webhook !== undefined) out.spec = { ...out.spec, notify: { ...out.spec.notify, webhook: REDACTED } };
-  return out;
 }
 
 // ---- waiting for an outcome (start --wait, watch) -------------------------------------------

@@ -2,7 +2,7 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
 import { durationMs } from './spec/duration';
 import { analysisScheduleId, TASK_QUEUE, type ScheduledAnalysisInput } from './contract';
-import { RolloutRefusedError } from './client';
+import { RolloutRefusedError } from './client/errors';
 
 export interface ScheduleOptions {
   service: string;

@@ -353,6 +353,22 @@ describe('Dockerfile', () => {
     expect(JSON.parse(read('tsconfig.build.json')).compilerOptions).toMatchObject({ rootDir: 'src', outDir: 'dist' });
     expect(existsSync(join(ROOT, 'src', 'worker.ts'))).toBe(true);
   });
+
+  test('src/dev (emulators, fakes) is neither compiled into dist/ nor sent to the image build', async () => {
+    // The compiler's file list holds every file it would emit, excluded ones too when anything in src/ imports them.
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--listFilesOnly'],
+      {
+        cwd: ROOT,
+        timeout: 170_000,
+      },
+    );
+    const ours = stdout.split('\n').filter((f) => f.startsWith(join(ROOT, 'src') + '/'));
+    expect(ours).toContain(join(ROOT, 'src', 'worker.ts'));
+    expect(ours.filter((f) => f.startsWith(join(ROOT, 'src', 'dev') + '/'))).toEqual([]);
+    expect(read('.dockerignore').split('\n')).toContain('src/dev');
+  });
 });
 
 describe('the image start path against the test server', () => {

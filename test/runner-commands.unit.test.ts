@@ -184,7 +184,11 @@ describe('the command environment', () => {
     const out = join(dir, 'env.json');
     process.env.ROLLGATE_TEST_LEAK_CANARY = 'must-not-leak';
     try {
-      const acts = createRunnerActivities({ stateDir: dir, envAllow: ['NPM_TOKEN'], env: { ...process.env, NPM_TOKEN: 'npm-token' } });
+      const acts = createRunnerActivities({
+        stateDir: dir,
+        envAllow: ['NPM_TOKEN'],
+        env: { ...process.env, NPM_TOKEN: 'npm-token', AWS_SECRET_ACCESS_KEY: 'runner-aws-secret' },
+      });
       const spec = validateSpec({
         service: 'svc',
         release: 'r9',
@@ -202,7 +206,7 @@ describe('the command environment', () => {
       expect(Object.keys(seen).sort()).toEqual(['CI', 'HOME', 'NPM_TOKEN', 'PATH', 'RELEASE_ID', 'SCHEMA_REV'].sort());
       expect(seen).toMatchObject({ CI: '1', NPM_TOKEN: 'npm-token', RELEASE_ID: 'r9', SCHEMA_REV: '5' });
       expect(JSON.stringify(seen)).not.toContain('must-not-leak');
-      expect(JSON.stringify(seen)).not.toContain('testing'); // AWS_SECRET_ACCESS_KEY of the test setup
+      expect(JSON.stringify(seen)).not.toContain('runner-aws-secret'); // the runner's own cloud credentials
     } finally {
       delete process.env.ROLLGATE_TEST_LEAK_CANARY;
     }

@@ -178,5 +178,22 @@ async function checkUi(page: Page, rows: Locator, service: string, workflowId: s
   expect(headers.map((x) => x.trim())).toEqual(['target', 'provider', 'stable', 'new', 'weight']);
   const cells = await current.getByRole('cell').allInnerTexts();
   expect(cells.map((x) => x.trim())).toEqual(['us-east-1', 'aws-lambda', '1', '2', '10 %']);
+  // Readable columns: in every row, each cell's text ends well before the next cell's text begins
+  // (the UI pads no table cell: "stablenewweight" ran together before the cells carried spaces).
+  const gaps = await current.locator('tr').evaluateAll((rows) =>
+    rows.map((row: any) => {
+      const textBox = (cell: any) => {
+        const text = cell.firstChild;
+        const range = cell.ownerDocument.createRange();
+        range.setStart(text, 0);
+        range.setEnd(text, (text.textContent ?? '').trimEnd().length);
+        return range.getBoundingClientRect();
+      };
+      const boxes = [...row.children].map(textBox);
+      return boxes.slice(1).map((b: any, i: number) => Math.round(b.left - boxes[i].right));
+    }),
+  );
+  expect(gaps).toHaveLength(2);
+  for (const g of gaps.flat()) expect(g).toBeGreaterThanOrEqual(8);
   await shot(page, 'ui-rollout.png');
 }

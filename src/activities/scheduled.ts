@@ -1,12 +1,12 @@
 /** Activities of the scheduled canary analysis: read a service's rollout, judge a promotion, revert it. */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { RolloutRefusedError, startRollout } from '../client';
-import { QueryNotRegisteredError, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { readRollout, RolloutRefusedError, startRollout } from '../client';
+import { QueryNotRegisteredError, type WorkflowHandle } from '@temporalio/client';
 import type { RollbackRule, RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
 import { judgeThreshold } from '../analysis/threshold-judge';
-import { messageNonceQuery, rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus, type Verdict } from '../contract';
+import { messageNonceQuery, rolloutWorkflowId, type RolloutResult, type RolloutStatus, type Verdict } from '../contract';
 import { nativeMetricSource, requireClient, type ActivityDeps } from './deps';
 import type { AnalysisTarget } from './analysis';
 import { withHeartbeat } from './heartbeat';
@@ -38,23 +38,18 @@ export function scheduledActivities(deps: ActivityDeps) {
   return {
     /** The service's latest rollout (open or closed) with its status, or null when it never had one. */
     async readServiceRollout(input: { service: string }): Promise<ServiceRollout | null> {
-      const handle = client().workflow.getHandle(rolloutWorkflowId(input.service));
-      let desc;
-      try {
-        desc = await handle.describe();
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return null;
+      const workflowId = rolloutWorkflowId(input.service);
+      // Unredacted (readRollout, not getStatus): a revert re-runs the spec read here as written.
+      const o = await readRollout(client(), workflowId, undefined, { closedStatus: false }).catch((err: unknown) => {
+        if (err instanceof RolloutRefusedError) return null; // never had a rollout
         throw err;
+      });
+      if (!o?.status) return null; // terminated/failed: nothing promoted to watch
+      if (o.execution === 'RUNNING') {
+        const messageNonce = await readMessageNonce(client().workflow.getHandle(workflowId, o.runId));
+        return { workflowId, runId: o.runId, open: true, status: o.status, ...(messageNonce ? { messageNonce } : {}) };
       }
-      const open = desc.status.name === 'RUNNING';
-      if (open) {
-        const run = client().workflow.getHandle(handle.workflowId, desc.runId);
-        const [status, messageNonce] = await Promise.all([run.query(statusQuery), readMessageNonce(run)]);
-        return { workflowId: handle.workflowId, runId: desc.runId, open, status, ...(messageNonce ? { messageNonce } : {}) };
-      }
-      if (desc.status.name !== 'COMPLETED') return null; // terminated/failed: nothing promoted to watch
-      const res = (await handle.result()) as RolloutResult;
-      return { workflowId: handle.workflowId, open, closedAtMs: desc.closeTime?.getTime(), status: res.status };
+      return { workflowId, open: false, closedAtMs: o.closedAtMs, status: o.status };
     },
 
     /**

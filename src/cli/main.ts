@@ -10,32 +10,29 @@ import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { loadSpecFile, resolveSpecPaths, SpecError } from '../spec/validate';
 import { connectClient } from '../temporal/connection';
 import {
+  approveRollout,
   awaitStarterCheck,
+  createAnalysisSchedule,
   getStatus,
-  RolloutRefusedError,
+  listAnalysisSchedules,
+  listRollouts,
+  operateRollout,
+  rejectRollout,
+  retryRollout,
+  rolloutHistory,
+  ROLLOUT_LIST_STATES,
+  scheduleAction,
+  ScheduleUsageError,
   startRollout,
   waitForOutcome,
   type OutcomeReport,
+  type RolloutFilter,
   type WaitOptions,
 } from '../client';
-import {
-  SA,
-  analysisScheduleId,
-  abortSignal,
-  abortUpdate,
-  approveUpdate,
-  pauseSignal,
-  pauseUpdate,
-  rejectUpdate,
-  resumeSignal,
-  resumeUpdate,
-  RUNNER_TASK_QUEUE,
-  TASK_QUEUE,
-} from '../contract';
+import { analysisScheduleId, RUNNER_TASK_QUEUE, TASK_QUEUE } from '../contract';
 import { durationMs } from '../spec/duration';
 import { EXIT_CODES, exitCodeHelp, formatStatus } from './format';
 import { formatPlan, planRollout } from '../spec/plan';
-import { createAnalysisSchedule, listAnalysisSchedules, scheduleAction, ScheduleUsageError } from '../schedules';
 
 class UsageError extends Error {}
 
@@ -205,9 +202,7 @@ export function buildProgram(): Command {
       const token = tokenOf(o);
       if (!token && !o.by) throw new UsageError('approve needs --by NAME (or a token: --token / ROLLGATE_TOKEN)');
       await withClient(async (client) => {
-        const args = { by: o.by ?? '', comment: o.comment, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
-        const msg = await client.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [args] });
-        console.log(`${id}: ${msg}`);
+        console.log(`${id}: ${await approveRollout(client, id, { by: o.by, comment: o.comment, wave: o.wave, token })}`);
       });
     });
 
@@ -223,16 +218,14 @@ export function buildProgram(): Command {
       const token = tokenOf(o);
       if (!token && !o.by) throw new UsageError('reject needs --by NAME (or a token: --token / ROLLGATE_TOKEN)');
       await withClient(async (client) => {
-        const args = { by: o.by ?? '', reason: o.reason, ...(o.wave ? { wave: o.wave } : {}), ...(token ? { token } : {}) };
-        const msg = await client.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [args] });
-        console.log(`${id}: ${msg}`);
+        console.log(`${id}: ${await rejectRollout(client, id, { by: o.by, reason: o.reason, wave: o.wave, token })}`);
       });
     });
 
-  for (const [name, signal, update, text] of [
-    ['pause', pauseSignal, pauseUpdate, 'Hold the rollout at its current weights; bake timers stop.'],
-    ['resume', resumeSignal, resumeUpdate, 'Continue a paused rollout; after a rollback, retry from the canary.'],
-    ['abort', abortSignal, abortUpdate, 'Revert every touched target and close the rollout.'],
+  for (const [name, text] of [
+    ['pause', 'Hold the rollout at its current weights; bake timers stop.'],
+    ['resume', 'Continue a paused rollout; after a rollback, retry from the deploy stage (the same version is found again).'],
+    ['abort', 'Revert every touched target and close the rollout.'],
   ] as const) {
     program
       .command(name)
@@ -243,20 +236,7 @@ export function buildProgram(): Command {
       .description(text)
       .action(async (id: string, o: { by: string; reason?: string; token?: string }) => {
         await withClient(async (client) => {
-          const handle = client.workflow.getHandle(id);
-          const desc = await handle.describe().catch((err) => {
-            throw new RolloutRefusedError(`no running rollout ${id} (${(err as Error).message})`);
-          });
-          if (desc.status.name !== 'RUNNING') throw new RolloutRefusedError(`rollout ${id} is closed (${desc.status.name.toLowerCase()})`);
-          const token = tokenOf(o);
-          if (token) {
-            // An update: the worker verifies the token before the action takes effect, and answers.
-            const answer = await handle.executeUpdate(update, { args: [{ by: o.by, reason: o.reason, token }] });
-            console.log(`${id}: ${answer}`);
-            return;
-          }
-          await handle.signal(signal as typeof pauseSignal, { by: o.by, reason: o.reason });
-          console.log(`${id}: ${name} sent`);
+          console.log(`${id}: ${await operateRollout(client, id, name, { by: o.by, reason: o.reason, token: tokenOf(o) })}`);
         });
       });
   }
@@ -309,27 +289,10 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable output')
     .description('Rollouts from Temporal visibility, newest first.')
     .action(async (o: { service?: string; state?: string; limit: string; json?: boolean }) => {
-      const states = ['running', 'paused', 'succeeded', 'rolled-back', 'rollback-failed', 'aborted', 'failed'];
+      const states: readonly string[] = ROLLOUT_LIST_STATES;
       if (o.state && !states.includes(o.state)) throw new UsageError(`--state must be one of ${states.join(', ')}`);
-      const clauses = [`WorkflowType = 'rolloutWorkflow'`];
-      if (o.service) clauses.push(`RolloutService = '${o.service.replace(/'/g, '')}'`);
-      if (o.state) clauses.push(`RolloutState = '${o.state}'`);
       await withClient(async (client) => {
-        const rows: Record<string, unknown>[] = [];
-        for await (const wf of client.workflow.list({ query: clauses.join(' AND ') })) {
-          const sa = wf.typedSearchAttributes;
-          rows.push({
-            id: wf.workflowId,
-            runId: wf.runId,
-            service: sa.get(SA.service),
-            release: sa.get(SA.release),
-            state: sa.get(SA.state),
-            stage: sa.get(SA.stage),
-            startTime: wf.startTime.toISOString(),
-            closeTime: wf.closeTime?.toISOString(),
-          });
-          if (rows.length >= Number(o.limit)) break;
-        }
+        const rows = await listRollouts(client, { service: o.service, state: o.state as RolloutFilter['state'], limit: Number(o.limit) });
         const text = rows.length
           ? rows.map((r) => `${r.id}  ${r.release}  ${r.state}  ${r.stage}  started ${r.startTime}`).join('\n')
           : 'no rollouts match';
@@ -344,8 +307,8 @@ export function buildProgram(): Command {
     .description('Decisions, approvals, verdicts and compensations in time order.')
     .action(async (id: string, o: { json?: boolean }) => {
       await withClient(async (client) => {
-        const s = await getStatus(client, id);
-        print(o.json, s.history, s.history.map((e) => `${new Date(e.atMs).toISOString()}  ${e.kind.padEnd(12)} ${e.text}`).join('\n'));
+        const history = await rolloutHistory(client, id);
+        print(o.json, history, history.map((e) => `${new Date(e.atMs).toISOString()}  ${e.kind.padEnd(12)} ${e.text}`).join('\n'));
       });
     });
 
@@ -354,16 +317,10 @@ export function buildProgram(): Command {
     .argument('<id>', 'rollout id')
     .option('--by <name>', 'operator', defaultUser())
     .option('--token <jwt>', TOKEN_HELP)
-    .description('Retry a pipeline paused after a rollback (from the canary), or a failed revert.')
+    .description('Retry a pipeline paused after a rollback (from the deploy stage), or a failed revert.')
     .action(async (id: string, o: { by: string; token?: string }) => {
       await withClient(async (client) => {
-        const s = await getStatus(client, id);
-        if (s.state !== 'paused' && s.state !== 'rollback-failed')
-          throw new RolloutRefusedError(`rollout ${id} is ${s.state}; retry works on a paused pipeline (see \`rollgate status ${id}\`)`);
-        const token = tokenOf(o);
-        if (token) await client.workflow.getHandle(id).executeUpdate(resumeUpdate, { args: [{ by: o.by, token }] });
-        else await client.workflow.getHandle(id).signal(resumeSignal, { by: o.by });
-        console.log(`${id}: retrying${s.state === 'rollback-failed' ? ' the failed revert' : ' from the canary'}`);
+        console.log(`${id}: ${await retryRollout(client, id, { by: o.by, token: tokenOf(o) })}`);
       });
     });
 

@@ -40,7 +40,7 @@ export interface RolloutInput {
   runnerTaskQueue?: string;
   /**
    * Set by a scheduled analysis that failed after a promotion: put every target back on its
-   * previous version, then pause the pipeline (resume re-runs the release from the canary).
+   * previous version, then pause the pipeline (resume re-runs the release from the deploy stage).
    */
   revertPromoted?: {
     reason: string;

@@ -7,7 +7,7 @@
 import { ServicesClient } from '@google-cloud/run';
 import type { CloudRunTargetSpec } from '../spec/schema';
 import { gcpClientOptions } from '../providers/gcp-client';
-import { servedSplit } from '../providers/cloud-run';
+import { servedSplit } from '../providers/cloud-run-traffic';
 import type { CloudMonitoringFake } from './cloud-monitoring-fake';
 import { PeriodicSimulator } from './periodic-simulator';
 

@@ -36,9 +36,6 @@ export class MemoryProvider implements TargetProvider<any> {
     }
     return s;
   }
-  roundWeight(p: number) {
-    return p;
-  }
   async readTraffic(t: TargetSpec): Promise<TrafficState> {
     const s = this.get(t);
     return { stableVersion: s.stable, newVersion: s.weight > 0 ? s.next : undefined, newWeight: s.weight };

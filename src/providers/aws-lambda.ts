@@ -41,7 +41,7 @@ import {
 import { saltedHash } from './fingerprint';
 import { lambdaLayerName, lambdaSecretRef, type ParityConfig } from './parity';
 import { checkFence, withFenceMark } from './fence';
-import { CancelledFailure } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
 import { callDeadline, cancellationSignal, stopIfCancelled } from './cancellation';
 import { bodyExcerpt, secrets } from '../security/redact';
 import { isReleaseContractKey } from '../contract/release';
@@ -112,10 +112,6 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     return c;
   }
 
-  roundWeight(percent: number): number {
-    return Math.round(percent * 100) / 100;
-  }
-
   async readTraffic(t: LambdaTargetSpec): Promise<TrafficState> {
     const alias = await this.getAlias(t);
     const weights = alias.RoutingConfig?.AdditionalVersionWeights ?? {};
@@ -123,7 +119,7 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
     return {
       stableVersion: alias.FunctionVersion!,
       newVersion: extra?.[0],
-      newWeight: extra ? this.roundWeight(extra[1] * 100) : 0,
+      newWeight: extra ? percentOfWeight(extra[1]) : 0,
     };
   }
 
@@ -657,4 +653,9 @@ async function fetchCodeLocation(req: CodeFetchRequest): Promise<Uint8Array> {
     chunks.push(next.value);
   }
   return Buffer.concat(chunks);
+}
+
+/** A Lambda routing weight (a fraction) as the percent status shows, to two decimals (0.1 → 10, 0.0333 → 3.33). */
+function percentOfWeight(weight: number): number {
+  return Math.round(weight * 100 * 100) / 100;
 }

@@ -1,4 +1,8 @@
 /**
+ * The providers' one door to the activity context: cancellation at safe points, the attempt's
+ * deadline and progress heartbeats. Providers do not import the activity SDK themselves, so they
+ * run unchanged outside an activity (CLI, tests, bench), where all of this does nothing.
+ *
  * Cancellation at safe points. A cancelled traffic step must not start another write (the saga is
  * about to revert), but a write already sent is let finish: aborting it client-side would not stop
  * the cloud from applying it, only hide when. Called before every write and in wait loops.
@@ -38,5 +42,14 @@ export function callDeadline(defaultMs: number, marginMs = 10_000): number {
     return Math.min(own, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - marginMs);
   } catch {
     return own;
+  }
+}
+
+/** Heartbeat with a progress note when running inside an activity (no-op elsewhere). */
+export function heartbeat(detail: string): void {
+  try {
+    Context.current().heartbeat(detail);
+  } catch {
+    // not in an activity (CLI, tests)
   }
 }

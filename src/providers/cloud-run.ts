@@ -7,6 +7,7 @@
  *   RELEASE_ID / SCHEMA_REV / INDEX_HASH in the env, and a tag (target.tag ?? "canary") on the new
  *   revision at 0 %: all traffic stays where it was. The long-running operation is awaited with a
  *   deadline and heartbeats.
+ * - The traffic lists themselves are computed in cloud-run-traffic.ts (pure).
  * - A traffic change counts as applied only when its operation is done, the service is not
  *   reconciling and `trafficStatuses` match what was asked.
  * - Probes go to the revision's tag URL from `trafficStatuses` (tests inject a rewrite of that URL
@@ -16,7 +17,6 @@
  *   UNAUTHENTICATED, UNIMPLEMENTED, OUT_OF_RANGE are not.
  */
 import { createHash } from 'node:crypto';
-import { Context } from '@temporalio/activity';
 import { GoogleAuth, Status, type Operation } from 'google-gax';
 import { RevisionsClient, ServicesClient } from '@google-cloud/run';
 import type { google } from '@google-cloud/run/build/protos/protos';
@@ -35,7 +35,18 @@ import {
 } from './types';
 import { saltedHash } from './fingerprint';
 import type { ParityConfig } from './parity';
-import { callDeadline, stopIfCancelled } from './cancellation';
+import { callDeadline, heartbeat, stopIfCancelled } from './cancellation';
+import {
+  TYPE_REVISION,
+  cloudRunPercent,
+  cloudRunSplit,
+  deployTraffic,
+  servedSplit,
+  shortName,
+  trafficKey,
+  validateTraffic,
+  withKeptTags,
+} from './cloud-run-traffic';
 import { checkFence, fenceMark } from './fence';
 import { gcpClientOptions } from './gcp-client';
 import { outboundRequest } from '../security/outbound';
@@ -76,8 +87,6 @@ export function probeUrlVia(base: string): (url: string) => string {
     return `${base.replace(/\/$/, '')}/host/${u.host}${u.pathname === '/' ? '' : u.pathname}${u.search}`;
   };
 }
-const TYPE_REVISION = 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION';
-const TYPE_LATEST = 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST';
 /** Cloud Run caps service names so that SERVICE-SUFFIX revision names fit a 63-character label. */
 const MAX_SERVICE_NAME = 49;
 
@@ -111,49 +120,6 @@ export function mapCloudRunError(err: unknown, context: string): Error {
   const out = new Error(message);
   out.name = `CloudRun${name}`;
   return out;
-}
-
-/**
- * Integer percent Cloud Run can route: rounded, and never rounded to 0 or 100 when the caller
- * asked for a real split (0.3 % becomes 1 %, 99.7 % becomes 99 %).
- */
-export function cloudRunPercent(percent: number): number {
-  if (!Number.isFinite(percent)) throw new NonRetryableProviderError(`traffic percent ${percent} is not a number`, 'InvalidWeight');
-  if (percent <= 0) return 0;
-  if (percent >= 100) return 100;
-  return Math.min(99, Math.max(1, Math.round(percent)));
-}
-
-/** The two-revision split: explicit REVISION targets, integer percents summing to 100, tag on the new one. */
-export function cloudRunSplit(stable: string, next: string, percent: number, tag?: string): ITrafficTarget[] {
-  if (!stable || !next) throw new NonRetryableProviderError('a split needs two revision names', 'InvalidRevision');
-  if (stable === next) throw new NonRetryableProviderError(`stable and new revision are the same (${stable})`, 'InvalidRevision');
-  const p = cloudRunPercent(percent);
-  const targets: ITrafficTarget[] = [];
-  if (100 - p > 0) targets.push({ type: TYPE_REVISION, revision: stable, percent: 100 - p });
-  targets.push({ type: TYPE_REVISION, revision: next, percent: p, ...(tag ? { tag } : {}) });
-  if (p === 0 && !tag) targets.pop();
-  validateTraffic(targets);
-  return targets;
-}
-
-/** Our own check before Cloud Run's: integer percents in 0..100 that sum to 100, unique tags. */
-export function validateTraffic(targets: ITrafficTarget[]): void {
-  let sum = 0;
-  const tags = new Set<string>();
-  for (const t of targets) {
-    const p = t.percent ?? 0;
-    if (!Number.isInteger(p) || p < 0 || p > 100)
-      throw new NonRetryableProviderError(`traffic percent ${p} must be an integer in 0..100`, 'InvalidTraffic');
-    if (t.type === TYPE_REVISION && !t.revision)
-      throw new NonRetryableProviderError('REVISION traffic target without a revision', 'InvalidTraffic');
-    if (t.tag) {
-      if (tags.has(t.tag)) throw new NonRetryableProviderError(`traffic tag "${t.tag}" used twice`, 'InvalidTraffic');
-      tags.add(t.tag);
-    }
-    sum += p;
-  }
-  if (sum !== 100) throw new NonRetryableProviderError(`traffic percents sum to ${sum}, not 100`, 'InvalidTraffic');
 }
 
 /**
@@ -250,42 +216,8 @@ function ingressIndex(containers: IContainer[]): number {
   return i >= 0 ? i : 0;
 }
 
-const shortName = (full: string | null | undefined) => (full ?? '').slice((full ?? '').lastIndexOf('/') + 1);
-
-/** Served percent per revision (LATEST resolved to the latest ready revision). */
-export function servedSplit(svc: IService): Map<string, number> {
-  const statuses = (svc.trafficStatuses ?? []).length ? svc.trafficStatuses! : (svc.traffic ?? []);
-  const out = new Map<string, number>();
-  for (const s of statuses) {
-    const rev = s.type === TYPE_LATEST ? shortName(svc.latestReadyRevision) : (s.revision ?? '');
-    if (!rev) continue;
-    out.set(rev, (out.get(rev) ?? 0) + (s.percent ?? 0));
-  }
-  return out;
-}
-
-/** Order-insensitive identity of a traffic list (type, revision, percent, tag). */
-export function trafficKey(targets: ITrafficTarget[]): string {
-  return targets
-    .map(
-      (t) =>
-        `${t.type === TYPE_LATEST ? 'LATEST' : 'REVISION'}|${t.type === TYPE_LATEST ? '' : (t.revision ?? '')}|${t.percent ?? 0}|${t.tag ?? ''}`,
-    )
-    .sort()
-    .join(',');
-}
-
 function sleep(ms: number) {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Heartbeat with a progress note when running inside an activity (no-op elsewhere). */
-function beat(detail: string): void {
-  try {
-    Context.current().heartbeat(detail);
-  } catch {
-    // not in an activity (CLI, tests)
-  }
 }
 
 /** Default deadline of one call's operations and waits; never past the running attempt's own timeout (callDeadline). */
@@ -311,10 +243,6 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
 
   async close(): Promise<void> {
     await Promise.all([this.servicesClient?.close(), this.revisionsClient?.close()]);
-  }
-
-  roundWeight(percent: number): number {
-    return cloudRunPercent(percent);
   }
 
   private tag(t: CloudRunTargetSpec): string {
@@ -386,7 +314,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     if (contract.INDEX_HASH) env.push({ name: 'INDEX_HASH', value: contract.INDEX_HASH });
     c.env = env;
     const traffic = deployTraffic(svc, name, tag);
-    beat(`deploying revision ${name}`);
+    heartbeat(`deploying revision ${name}`);
     stopIfCancelled(`UpdateService (deploy ${name})`);
     const [op] = await this.call(t, 'UpdateService (deploy)', () =>
       this.services.updateService({ service: { ...svc, template, traffic } }),
@@ -480,7 +408,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     mark?: string,
   ): Promise<void> {
     validateTraffic(traffic);
-    beat(`traffic: ${what}`);
+    heartbeat(`traffic: ${what}`);
     stopIfCancelled(`UpdateService (${what})`);
     // Traffic only (update mask): a revert never re-submits a template, e.g. one whose revision
     // failed. The etag read with `svc` makes the write conditional: if the service changed since
@@ -596,7 +524,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
         return;
       }
       if (Date.now() > deadline) throw new Error(`${t.name}: ${what}: operation ${opName} still running at the deadline`);
-      beat(`${what}: waiting for operation ${opName}`);
+      heartbeat(`${what}: waiting for operation ${opName}`);
       delay = await this.pause(delay);
       try {
         await op.getOperation();
@@ -618,7 +546,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       if (ready?.state === 'CONDITION_FAILED')
         throw new NonRetryableProviderError(`${t.name}: revision ${revision} is not ready: ${ready.message ?? ''}`, 'RevisionFailed');
       if (Date.now() > deadline) throw new Error(`${t.name}: revision ${revision} not ready at the deadline`);
-      beat(`waiting for revision ${revision} to become ready`);
+      heartbeat(`waiting for revision ${revision} to become ready`);
       delay = await this.pause(delay);
     }
   }
@@ -634,7 +562,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       if (failed && trafficKey(svc.traffic ?? []) === want)
         throw new NonRetryableProviderError(`${t.name}: traffic not applied: ${svc.terminalCondition?.message ?? ''}`, 'TrafficFailed');
       if (Date.now() > deadline) throw new Error(`${t.name}: traffic not applied at the deadline (reconciling=${svc.reconciling})`);
-      beat('waiting for trafficStatuses to match');
+      heartbeat('waiting for trafficStatuses to match');
       delay = await this.pause(delay);
     }
   }
@@ -646,44 +574,4 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       throw mapCloudRunError(err, `${t.name}: ${what} (cloud-run ${t.project}/${t.region}/${t.service})`);
     }
   }
-}
-
-/**
- * Deploy-time traffic: what the service serves now, pinned to explicit revisions (a LATEST target
- * would hand the new revision all traffic), plus the new revision at 0 % with the tag. The tag
- * moves off any other revision; other tags stay.
- */
-export function deployTraffic(svc: IService, revision: string, tag: string): ITrafficTarget[] {
-  const latest = shortName(svc.latestReadyRevision);
-  const out: ITrafficTarget[] = [];
-  for (const x of svc.traffic ?? []) {
-    const rev = x.type === TYPE_LATEST ? latest : (x.revision ?? '');
-    if (!rev) throw new NonRetryableProviderError(`service ${svc.name} routes to LATEST but has no ready revision`, 'NoReadyRevision');
-    const keepTag = x.tag && x.tag !== tag ? x.tag : undefined;
-    if ((x.percent ?? 0) === 0 && !keepTag) continue;
-    if (rev === revision && (x.percent ?? 0) === 0) continue;
-    out.push({ type: TYPE_REVISION, revision: rev, percent: x.percent ?? 0, ...(keepTag ? { tag: keepTag } : {}) });
-  }
-  const existing = out.find((x) => x.revision === revision && !x.tag);
-  if (existing) existing.tag = tag;
-  else out.push({ type: TYPE_REVISION, revision, percent: 0, tag });
-  validateTraffic(out);
-  return out;
-}
-
-/**
- * `desired` plus the tags of `current` that are neither rollgate's own (already in `desired`) nor
- * dropped: each kept tag goes on its revision's untagged target in `desired`, or on a 0 % target.
- */
-export function withKeptTags(desired: ITrafficTarget[], current: ITrafficTarget[], drop: Set<string>): ITrafficTarget[] {
-  const out = desired.map((x) => ({ ...x }));
-  const taken = new Set(out.map((x) => x.tag).filter(Boolean));
-  for (const x of current) {
-    if (!x.tag || drop.has(x.tag) || taken.has(x.tag) || x.type === TYPE_LATEST || !x.revision) continue;
-    const slot = out.find((y) => y.revision === x.revision && !y.tag);
-    if (slot) slot.tag = x.tag;
-    else out.push({ type: TYPE_REVISION, revision: x.revision, percent: 0, tag: x.tag });
-    taken.add(x.tag);
-  }
-  return out;
 }

@@ -3,8 +3,10 @@ import type { EnvFingerprint } from './types';
 import { isReleaseContractKey } from '../contract/release';
 
 /**
- * A short salted hash of one env value. The salt is per rollout, so the hash tells "changed or not"
- * between two revisions without letting anyone look a low-entropy secret up in a table.
+ * A short salted hash of one env value. The salt is the worker's key (`ROLLGATE_HASH_KEY`, random
+ * per process by default, not per rollout), so the hash tells "changed or not" between two
+ * revisions hashed by the same process (both sides are hashed in one call) without letting anyone
+ * look a low-entropy secret up in a table.
  */
 export function saltedHash(salt: string, key: string, value: string): string {
   return createHmac('sha256', salt).update(key).update('\0').update(value).digest('hex').slice(0, 12);

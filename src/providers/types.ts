@@ -115,8 +115,6 @@ export interface TargetProvider<T extends TargetSpec = TargetSpec> {
   restoreLatest?(target: T, version: string): Promise<{ changed: boolean }>;
   /** A URL that reaches exactly this revision (Cloud Run tag URL), for probes and synthetic traffic. */
   revisionUrl?(target: T, version: string): Promise<string>;
-  /** Traffic share as the provider can express it (Lambda weights are fractions, Cloud Run integers). */
-  roundWeight(percent: number): number;
 }
 
 /** A provider error that must not be retried (bad input, missing resource, permission). */
@@ -128,10 +126,4 @@ export class NonRetryableProviderError extends Error {
     super(message);
     this.name = 'NonRetryableProviderError';
   }
-}
-
-export function targetLabel(t: TargetSpec): string {
-  return t.provider === 'aws-lambda'
-    ? `${t.name} (lambda ${t.region}/${t.function}:${t.alias})`
-    : `${t.name} (cloud-run ${t.project}/${t.region}/${t.service})`;
 }

@@ -553,7 +553,6 @@ export type ProbeSpec = RolloutSpec['probes'][number];
 export type WaveSpec = RolloutSpec['waves'][number];
 export type RollbackRule = RolloutSpec['rollback'];
 export type FreezeWindow = z.output<typeof FreezeWindowSchema>;
-export type CustomCheckSpecInput = RollbackRule['custom_checks'][number];
 export type StatisticalJudgeSpec = Extract<RollbackRule['judge'], { kind: 'statistical' }>;
 
 function isTimeZone(tz: string): boolean {

@@ -26,11 +26,22 @@ export function formatPath(path: (string | number)[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
 }
 
+/** Each problem once: the branches of a union (e.g. `schema_rev`, a number or a string) report the same one each. */
 function toProblems(issues: ZodIssue[]): SpecProblem[] {
+  const seen = new Set<string>();
+  return flattenIssues(issues).filter((p) => {
+    const key = `${p.path}\0${p.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function flattenIssues(issues: ZodIssue[]): SpecProblem[] {
   const out: SpecProblem[] = [];
   for (const issue of issues) {
     if (issue.code === 'invalid_union' && issue.unionErrors.length > 0) {
-      out.push(...toProblems(issue.unionErrors.flatMap((e) => e.issues)));
+      out.push(...flattenIssues(issue.unionErrors.flatMap((e) => e.issues)));
       continue;
     }
     let message = issue.message;

@@ -600,15 +600,28 @@ export class RolloutRun {
         { key: SA.state, value: this.state },
       ]);
     }
-    const rows = [...this.targets.values()].map(
-      (t) => `| ${t.name} | ${t.provider} | ${t.stableVersion ?? '-'} | ${t.newVersion ?? '-'} | ${t.weight} % |`,
+    // Current details are answered by the SDK's metadata query, never recorded in history: their
+    // text can change without a patch (replay does not see it).
+    const rows = [...this.targets.values()].map((t) =>
+      tableRow([t.name, t.provider, t.stableVersion ?? '-', t.newVersion ?? '-', `${t.weight} %`]),
     );
     const verdict = this.lastAnalysis ? `\n\nLast analysis: **${this.lastAnalysis.verdict}** ${this.lastAnalysis.reason}` : '';
     setCurrentDetails(
-      `**${this.state}** · stage \`${this.stage}\` · ${this.detail}\n\n| target | provider | stable | new | weight |\n|---|---|---|---|---|\n${rows.join('\n')}${verdict}`,
+      `**${this.state}** · stage \`${this.stage}\` · ${this.detail}\n\n${tableRow(['target', 'provider', 'stable', 'new', 'weight'])}\n|---|---|---|---|---|\n${rows.join('\n')}${verdict}`,
     );
   }
 }
+
+/**
+ * One row of a markdown table for the Temporal UI, which renders tables without cell padding
+ * (the columns ran together: "stablenewweight"): no-break spaces after each cell keep them apart
+ * (the UI shows an entity such as `&emsp;` as written, and trims ordinary spaces).
+ */
+function tableRow(cells: string[]): string {
+  return `| ${cells.map((c) => `${c}${CELL_PAD}`).join(' | ')} |`;
+}
+
+const CELL_PAD = '\u00a0'.repeat(3);
 
 /** What an approval entry says of the identity behind it: `verified` and `subject` when checked, nothing when not (unverified). */
 function identityFields(who: Identity): { verified?: true; subject?: string } {
