@@ -50,6 +50,8 @@ export async function trainWorkflow(input: TrainInput): Promise<TrainResult> {
 async function runMembers(train: TrainRun): Promise<TrainStop | undefined> {
   train.setDetail(train.spec.lockstep ? 'members moving in lockstep' : 'members starting in dependency order');
   for (;;) {
+    // Taken before acting: a report that arrives while a `go` is being sent wakes the next round.
+    const seen = train.version;
     const stop = train.stopToActOn();
     if (stop) return stop;
     if (train.allHeld()) return undefined;
@@ -57,7 +59,6 @@ async function runMembers(train: TrainRun): Promise<TrainStop | undefined> {
       for (const m of train.startableMembers()) void runMember(train, m);
       if (train.spec.lockstep) await advanceLockstep(train);
     }
-    const seen = train.version;
     await condition(() => train.version !== seen);
   }
 }
