@@ -18,6 +18,7 @@ import { getTrainView, startTrain } from '../src/train-client';
 import { SA, statusQuery, type RolloutStatus } from '../src/workflows/messages';
 import { trainStatusQuery, type TrainResult, type TrainSpec, type TrainStatus } from '../src/workflows/train-messages';
 import { startChildWorker, sigkill } from './support/child-worker';
+import { recordHistory } from './support/history';
 import { aliasState, publishedVersions } from './support/lambda';
 import { cloudRunState, cloudRunTarget, mixedSpec, seedCloudRun, simulateCloudRunTraffic } from './support/cloud-run';
 import { createFunctions, createHarness, simulateTraffic, type Harness } from './support/harness';
@@ -208,6 +209,22 @@ test('dependency order and parallel branches: a member starts only once what it 
     ]);
     const view = await getTrainView(h.client, 'train-spring-sale-r7');
     expect(Object.keys(view.members).sort()).toEqual(['tr-checkout', 'tr-orders', 'tr-search', 'tr-web']);
+    // The CLI: `status NAME` shows the train and its members, `list` shows members with their train.
+    const st = await cli('status', 'spring-sale-r7');
+    expect(st.code).toBe(0);
+    expect(st.out).toContain('train-spring-sale-r7  train spring-sale-r7  state=succeeded');
+    expect(st.out).toContain('order: tr-orders -> tr-checkout -> tr-search -> tr-web');
+    expect(st.out).toMatch(/tr-web r2 after tr-checkout, tr-search: succeeded \(rollout-tr-web: stage done/);
+    // Visibility lags: list until the members' final search attributes show.
+    let ls = await cli('list');
+    for (let i = 0; i < 50 && !/^train-spring-sale-r7 .* succeeded /m.test(ls.out); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      ls = await cli('list');
+    }
+    expect(ls.out).toMatch(/^rollout-tr-checkout {2}r2 {2}succeeded {2}done {2}train spring-sale-r7/m);
+    expect(ls.out).toMatch(/^train-spring-sale-r7 {2}spring-sale-r7 {2}succeeded {2}train {2}train spring-sale-r7/m);
+    await recordHistory(handle, 'train-v1-release');
+    await recordHistory(h.client.workflow.getHandle('rollout-tr-orders'), 'rollout-v2-train-member-held-release');
   } finally {
     sim.stop();
     crun.stop();
@@ -244,6 +261,8 @@ test('lockstep: every member at the canary, then every member at wave 1, however
     // ... nor before b's 4 s canary bake was over: a and c (1 s bakes) waited for it.
     for (const w of waves) expect(w - canaries[1]).toBeGreaterThanOrEqual(3900);
     for (const s of specs) for (const t of s.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '2', weights: {} });
+    await recordHistory(handle, 'train-v1-lockstep');
+    await recordHistory(h.client.workflow.getHandle('rollout-ls-a'), 'rollout-v2-train-member-lockstep');
   } finally {
     sim.stop();
   }
@@ -314,6 +333,9 @@ test('a breach in the middle member stops the train: the others are reverted dep
     // `abort` closes the paused train.
     await h.client.workflow.getHandle(handle.workflowId).signal('abort', { by: 'carol' });
     expect(((await handle.result()) as TrainResult).state).toBe('rolled-back');
+    await recordHistory(handle, 'train-v1-breach-pause-abort');
+    await recordHistory(h.client.workflow.getHandle('rollout-tb-checkout'), 'rollout-v2-train-member-breach');
+    await recordHistory(h.client.workflow.getHandle('rollout-tb-orders'), 'rollout-v2-train-member-held-revert');
   } finally {
     sim.stop();
     crun.stop();
