@@ -16,7 +16,7 @@ import { validateTrain } from '../src/spec/train';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, RolloutSpecInput, TargetSpec } from '../src/spec/schema';
 import { getTrainView, startTrain } from '../src/train-client';
 import { SA, statusQuery, type RolloutStatus } from '../src/workflows/messages';
-import { trainStatusQuery, type TrainResult, type TrainSpec, type TrainStatus } from '../src/workflows/train-messages';
+import { trainDecisionSignal, trainStatusQuery, type TrainResult, type TrainSpec, type TrainStatus } from '../src/workflows/train-messages';
 import { startChildWorker, sigkill } from './support/child-worker';
 import { recordHistory } from './support/history';
 import { aliasState, publishedVersions } from './support/lambda';
@@ -141,6 +141,16 @@ async function waitForTrain(id: string, pred: (s: TrainStatus) => boolean, what:
   );
 }
 
+async function waitForMember(service: string, pred: (s: RolloutStatus) => boolean): Promise<RolloutStatus> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const s = await memberStatus(service);
+    if (pred(s)) return s;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${service}: ${s.detail}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
 async function memberStatus(service: string): Promise<RolloutStatus> {
   return h.client.workflow.getHandle(`rollout-${service}`).query(statusQuery);
 }
@@ -168,6 +178,11 @@ test('dependency order and parallel branches: a member starts only once what it 
     // While the train runs, a promoted member announces that it is held.
     await waitForTrain(handle.workflowId, (s) => s.members.find((m) => m.service === 'tr-orders')!.state === 'held', 'orders held');
     expect((await memberStatus('tr-orders')).detail).toMatch(/^promoted, held by train spring-sale-r7/);
+    // A forged release (no train nonce) is refused: the member stays held, its alias untouched since promote.
+    await h.client.workflow.getHandle('rollout-tr-orders').signal(trainDecisionSignal, { decision: 'release' });
+    const forged = await waitForMember('tr-orders', (s) => s.history.some((e) => /refused a trainDecision release/.test(e.text)));
+    expect(forged.train).toEqual({ id: 'train-spring-sale-r7', name: 'spring-sale-r7', held: true });
+    expect(forged.state).toBe('running');
     const res = (await handle.result()) as TrainResult;
     expect(res.state).toBe('succeeded');
     expect(res.status.order).toEqual(['tr-orders', 'tr-checkout', 'tr-search', 'tr-web']);
