@@ -81,6 +81,9 @@ function recordLambdaWrites() {
       of(f, 'alias').find((w) => w.version === version && Object.keys(w.weights).length === 0)?.atMs,
     /** First alias write with a weight on the new version (the canary or a wave step). */
     firstShiftAt: (f: string) => of(f, 'alias').find((w) => Object.keys(w.weights).length > 0)?.atMs,
+    /** First alias write that moved traffic off version 1 (a weight on the new version, or the new version itself). */
+    firstForwardAt: (f: string) =>
+      of(f, 'alias').find((w) => (w.version !== undefined && w.version !== '1') || Object.keys(w.weights).length > 0)?.atMs,
     /** The last write that put the alias back on `version` with no weights (a revert). */
     lastRevertAt: (f: string, version = '1') =>
       of(f, 'alias')
@@ -157,8 +160,8 @@ async function memberStatus(service: string): Promise<RolloutStatus> {
 
 test('dependency order and parallel branches: a member starts only once what it depends on is promoted; independent ones overlap', async () => {
   const orders = single('tr-orders', fn('tr-orders', 'use1'));
-  const checkout = single('tr-checkout', cloudRunTarget('crun', 'tr-checkout', 'europe-west1'), '3 seconds');
-  const search = single('tr-search', fn('tr-search', 'use1'), '3 seconds');
+  const checkout = single('tr-checkout', cloudRunTarget('crun', 'tr-checkout', 'europe-west1'), '2 seconds');
+  const search = single('tr-search', fn('tr-search', 'use1'), '2 seconds');
   const web = single('tr-web', fn('tr-web', 'use1'));
   const specs = [orders, checkout, search, web];
   for (const s of specs) await createFunctions(h, s);
@@ -250,9 +253,9 @@ test('lockstep: every member at the canary, then every member at wave 1, however
   const member = (service: string, canaryBake: string) =>
     mixedSpec(h, service, [fn(service, 'c'), fn(service, 'w', 'eu-west-1')], {
       canary: { targets: ['c'], weight: 10, bake: canaryBake },
-      waves: [{ name: 'wave-1', targets: ['w'], steps: [50, 100], bake: '1 second' }],
+      waves: [{ name: 'wave-1', targets: ['w'], steps: [100], bake: '1 second' }],
     });
-  const specs = [member('ls-a', '1 second'), member('ls-b', '4 seconds'), member('ls-c', '1 second')];
+  const specs = [member('ls-a', '1 second'), member('ls-b', '3 seconds'), member('ls-c', '1 second')];
   for (const s of specs) await createFunctions(h, s);
   const lambda = recordLambdaWrites();
   const sim = traffic(specs);
@@ -268,11 +271,11 @@ test('lockstep: every member at the canary, then every member at wave 1, however
     const res = (await handle.result()) as TrainResult;
     expect(res.state).toBe('succeeded');
     const canaries = specs.map((s) => lambda.firstShiftAt(`${s.service}-c`)!);
-    const waves = specs.map((s) => lambda.firstShiftAt(`${s.service}-w`)!);
+    const waves = specs.map((s) => lambda.firstForwardAt(`${s.service}-w`)!);
     // No member's wave began before every canary had moved ...
     expect(Math.min(...waves)).toBeGreaterThan(Math.max(...canaries));
-    // ... nor before b's 4 s canary bake was over: a and c (1 s bakes) waited for it.
-    for (const w of waves) expect(w - canaries[1]).toBeGreaterThanOrEqual(3900);
+    // ... nor before b's 3 s canary bake was over: a and c (1 s bakes) waited for it.
+    for (const w of waves) expect(w - canaries[1]).toBeGreaterThanOrEqual(2900);
     for (const s of specs) for (const t of s.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '2', weights: {} });
     await recordHistory(handle, 'train-v1-lockstep');
     await recordHistory(h.client.workflow.getHandle('rollout-ls-a'), 'rollout-v2-train-member-lockstep');
@@ -393,7 +396,7 @@ test('a cycle is refused by validate and start, named in order, before anything 
 
 test('the worker is SIGKILLed mid-train: a new worker process finishes it, one version published per target', async () => {
   const orders = single('tk-orders', fn('tk-orders', 'use1'));
-  const web = single('tk-web', fn('tk-web', 'use1'), '4 seconds');
+  const web = single('tk-web', fn('tk-web', 'use1'), '3 seconds');
   for (const s of [orders, web]) await createFunctions(h, s);
   const sim = traffic([orders, web]);
   const env = {
