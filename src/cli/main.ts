@@ -33,6 +33,9 @@ import { analysisScheduleId, RUNNER_TASK_QUEUE, TASK_QUEUE } from '../contract';
 import { durationMs } from '../spec/duration';
 import { EXIT_CODES, exitCodeHelp, formatStatus } from './format';
 import { formatPlan, planRollout } from '../spec/plan';
+import { describeTrain, isTrainFile, loadTrainFile } from '../spec/train';
+import { getTrainView, resolveTrainId, startTrain, waitForTrain } from '../train-client';
+import { formatTrain } from './train-format';
 
 class UsageError extends Error {}
 
@@ -113,10 +116,14 @@ export function buildProgram(): Command {
 
   program
     .command('validate')
-    .argument('<file>', 'rollout spec (YAML or JSON)')
+    .argument('<file>', 'rollout spec or release train file (YAML or JSON; a train file has `train:`)')
     .option('--json', 'print the normalized spec as JSON')
-    .description('Check a spec without a server; every problem is listed with its field path.')
+    .description('Check a spec or a train without a server; every problem is listed with its field path.')
     .action((file: string, o: { json?: boolean }) => {
+      if (isTrainFile(file)) {
+        const train = loadTrainFile(file);
+        return print(o.json, train, `${file}: ok, ${describeTrain(train)}`);
+      }
       const spec = loadSpecFile(file);
       print(o.json, spec, `${file}: ok (${spec.service} ${spec.release}, ${spec.targets.length} target(s), ${spec.waves.length} wave(s))`);
     });
@@ -145,6 +152,7 @@ export function buildProgram(): Command {
       ) => {
         if (!o.wait && (o.timeout !== undefined || o.exitOnApproval)) throw new UsageError('--timeout and --exit-on-approval need --wait');
         const wait = waitOptions(o);
+        if (isTrainFile(file)) return startTrainFile(file, o, wait.timeoutMs);
         const spec = resolveSpecPaths(loadSpecFile(file), dirname(file));
         await withClient(async (client) => {
           const token = tokenOf(o);
@@ -180,11 +188,16 @@ export function buildProgram(): Command {
 
   program
     .command('status')
-    .argument('<id>', 'rollout id (rollout-SERVICE)')
+    .argument('<id>', 'rollout id (rollout-SERVICE), or a train (train-NAME or NAME)')
     .option('--json', 'machine-readable output')
-    .description('Stage, state and per-target versions and weights.')
+    .description('Stage, state and per-target versions and weights; for a train, every member.')
     .action(async (id: string, o: { json?: boolean }) => {
       await withClient(async (client) => {
+        const trainId = await resolveTrainId(client, id);
+        if (trainId) {
+          const v = await getTrainView(client, trainId);
+          return print(o.json, v, formatTrain(v));
+        }
         const s = await getStatus(client, id);
         print(o.json, s, formatStatus(s));
       });
@@ -265,6 +278,9 @@ export function buildProgram(): Command {
     .action(async (id: string, o: { interval: string; json?: boolean } & WaitFlags) => {
       const wait = waitOptions(o);
       await withClient(async (client) => {
+        const trainId = await resolveTrainId(client, id);
+        if (trainId)
+          return watchTrain(client, trainId, { intervalMs: Number(o.interval) || 1000, timeoutMs: wait.timeoutMs, json: o.json });
         const tty = process.stdout.isTTY && !o.json;
         const r = await waitForOutcome(client, id, {
           ...wait,
@@ -294,7 +310,9 @@ export function buildProgram(): Command {
       await withClient(async (client) => {
         const rows = await listRollouts(client, { service: o.service, state: o.state as RolloutFilter['state'], limit: Number(o.limit) });
         const text = rows.length
-          ? rows.map((r) => `${r.id}  ${r.release}  ${r.state}  ${r.stage}  started ${r.startTime}`).join('\n')
+          ? rows
+              .map((r) => `${r.id}  ${r.release}  ${r.state}  ${r.stage}${r.train ? `  train ${r.train}` : ''}  started ${r.startTime}`)
+              .join('\n')
           : 'no rollouts match';
         print(o.json, rows, text);
       });
@@ -421,6 +439,52 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** `start train.yaml`: validate every member, start the train, optionally wait for its outcome. */
+async function startTrainFile(
+  file: string,
+  o: { by: string; token?: string; wait?: boolean; taskQueue: string; runnerTaskQueue: string; json?: boolean },
+  timeoutMs: number | undefined,
+): Promise<void> {
+  const train = loadTrainFile(file);
+  await withClient(async (client) => {
+    const token = tokenOf(o);
+    const handle = await startTrain(client, train, {
+      startedBy: o.by,
+      taskQueue: o.taskQueue,
+      runnerTaskQueue: o.runnerTaskQueue,
+      ...(token ? { token } : {}),
+    });
+    if (!o.wait) return print(o.json, { id: handle.workflowId }, handle.workflowId);
+    if (!o.json) process.stdout.write(`${handle.workflowId}: started, waiting for its outcome\n`);
+    const r = await waitForTrain(client, handle.workflowId, { timeoutMs });
+    const code = r.outcome === 'succeeded' ? EXIT_CODES.ok : EXIT_CODES[r.outcome];
+    print(
+      o.json,
+      { id: handle.workflowId, outcome: r.outcome, exitCode: code, open: r.open, reason: r.reason },
+      trainOutcomeLine(handle.workflowId, r, code),
+    );
+    process.exitCode = code;
+  });
+}
+
+async function watchTrain(client: Client, trainId: string, o: { intervalMs: number; timeoutMs?: number; json?: boolean }): Promise<void> {
+  const tty = process.stdout.isTTY && !o.json;
+  const r = await waitForTrain(client, trainId, {
+    ...o,
+    onView: (v) => {
+      if (o.json) process.stdout.write(`${JSON.stringify(v)}\n`);
+      else process.stdout.write(`${tty ? '\x1b[2J\x1b[H' : ''}${formatTrain(v)}\n${tty ? '' : '\n'}`);
+    },
+  });
+  const code = r.outcome === 'succeeded' ? EXIT_CODES.ok : EXIT_CODES[r.outcome];
+  (o.json ? process.stderr : process.stdout).write(`${trainOutcomeLine(trainId, r, code)}\n`);
+  process.exitCode = code;
+}
+
+function trainOutcomeLine(id: string, r: { outcome: string; open: boolean; reason: string }, code: number): string {
+  return `${id}: ${r.outcome}${r.open ? ' (train still open)' : ''}: ${r.reason} [exit ${code}]`;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -126,6 +126,11 @@ export interface RolloutFilter {
 export interface RolloutRow {
   id: string;
   runId: string;
+  /** A release train (trainWorkflow) or one rollout; trains are listed with their members. */
+  kind: 'rollout' | 'train';
+  /** The train a member rollout belongs to. */
+  train?: string;
+  parentId?: string;
   service?: string;
   release?: string;
   state?: string;
@@ -138,7 +143,10 @@ export interface RolloutRow {
 export async function listRollouts(client: Client, filter: RolloutFilter = {}): Promise<RolloutRow[]> {
   if (filter.state && !ROLLOUT_LIST_STATES.includes(filter.state))
     throw new RolloutRefusedError(`state must be one of ${ROLLOUT_LIST_STATES.join(', ')}`);
-  const clauses = [`WorkflowType = 'rolloutWorkflow'`];
+  // Trains are listed with their members (a member's `train` names it), unless a service is asked for.
+  const clauses = [
+    filter.service ? `WorkflowType = 'rolloutWorkflow'` : `(WorkflowType = 'rolloutWorkflow' OR WorkflowType = 'trainWorkflow')`,
+  ];
   // A quote would end the string literal of the visibility query: a service name never has one.
   if (filter.service) clauses.push(`RolloutService = '${filter.service.replace(/'/g, '')}'`);
   if (filter.state) clauses.push(`RolloutState = '${filter.state}'`);
@@ -149,6 +157,9 @@ export async function listRollouts(client: Client, filter: RolloutFilter = {}): 
     rows.push({
       id: wf.workflowId,
       runId: wf.runId,
+      kind: wf.type === 'trainWorkflow' ? 'train' : 'rollout',
+      train: sa.get(SA.train),
+      ...(wf.parentExecution?.workflowId ? { parentId: wf.parentExecution.workflowId } : {}),
       service: sa.get(SA.service),
       release: sa.get(SA.release),
       state: sa.get(SA.state),

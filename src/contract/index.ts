@@ -9,8 +9,10 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
+import type { TrainMembership } from './train';
 
 export * from './release';
+export * from './train';
 
 export const TASK_QUEUE = 'rollgate';
 /** Default task queue of `rollgate runner` (build, test, migration commands); ROLLGATE_RUNNER_TASK_QUEUE overrides it. */
@@ -56,6 +58,12 @@ export interface RolloutInput {
   continued?: ContinuedRollout;
   /** Continue as new past this many history events (default 10,000; the server may suggest it sooner). */
   continueAsNewAfterEvents?: number;
+  /**
+   * Set by a release train for its members (src/workflows/train.ts): once promoted, the rollout
+   * keeps its saga and waits for the train's release or revert; in lockstep it waits for the train
+   * before each traffic stage. Absent in every plain rollout.
+   */
+  train?: TrainMembership;
 }
 
 /**
@@ -205,6 +213,8 @@ export interface RolloutStatus {
   /** The spec this rollout runs (no secrets: env values never enter a spec). */
   spec: RolloutSpec;
   startedAtMs: number;
+  /** A member of a release train: the train's id and name, and whether it is promoted and held by it. */
+  train?: { id: string; name: string; held: boolean };
 }
 
 export interface RolloutResult {
@@ -341,6 +351,8 @@ export const SA = {
   stage: defineSearchAttributeKey('RolloutStage', SearchAttributeType.KEYWORD),
   state: defineSearchAttributeKey('RolloutState', SearchAttributeType.KEYWORD),
   providers: defineSearchAttributeKey('RolloutProviders', SearchAttributeType.KEYWORD_LIST),
+  /** The release train a rollout belongs to, and the train workflow's own name. */
+  train: defineSearchAttributeKey('RolloutTrain', SearchAttributeType.KEYWORD),
 };
 
 export const SEARCH_ATTRIBUTES: { name: string; type: 'Keyword' | 'KeywordList' }[] = [
@@ -349,4 +361,5 @@ export const SEARCH_ATTRIBUTES: { name: string; type: 'Keyword' | 'KeywordList' 
   { name: 'RolloutStage', type: 'Keyword' },
   { name: 'RolloutState', type: 'Keyword' },
   { name: 'RolloutProviders', type: 'KeywordList' },
+  { name: 'RolloutTrain', type: 'Keyword' },
 ];

@@ -7,8 +7,11 @@
 import { condition } from '@temporalio/workflow';
 import type { Verdict } from '../contract';
 
-/** `continue-as-new` is not a failure: the run hands over to a new run at this point (rollout.ts). */
-export type StopKind = 'breach' | 'rejected' | 'aborted' | 'stage-failed' | 'no-data' | 'continue-as-new';
+/**
+ * `continue-as-new` is not a failure: the run hands over to a new run at this point (rollout.ts).
+ * `train-revert`: a promoted train member reverted because its train stopped (train-member.ts).
+ */
+export type StopKind = 'breach' | 'rejected' | 'aborted' | 'stage-failed' | 'no-data' | 'continue-as-new' | 'train-revert';
 
 /** Why the pipeline stopped before promote. Returned by stages, not thrown. */
 export interface Stop {

@@ -16,6 +16,7 @@ import type { TargetSpec } from '../spec/schema';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 import type { ArtifactRef, TrafficFence } from '../providers/types';
 import { OperatorGate } from './gate';
+import type { TrainLink } from './train-member';
 import { checkIdentity, describeIdentity, isApprover, sameIdentity, unverified } from './identity';
 import {
   SA,
@@ -110,6 +111,8 @@ export class RolloutRun {
   pass = 1;
   /** Whether this run may continue as new (runs started before patch `rollout-continue-as-new` never do). */
   continueAsNewEnabled = false;
+  /** Set when this run is a member of a release train (patch `rollout-train-member`). */
+  train?: TrainLink;
 
   // ---- verified identities (src/workflows/identity.ts, docs/security-identities.md) ----
   /** The starter: verified at the start when the worker has a verifier, else the `--by` name. */
@@ -579,6 +582,7 @@ export class RolloutRun {
       ...(this.parityWarnings ? { parityWarnings: this.parityWarnings } : {}),
       spec: this.spec,
       startedAtMs: this.startedAtMs,
+      ...(this.train ? { train: { id: this.train.membership.id, name: this.train.membership.name, held: this.train.held } } : {}),
     };
   }
 

@@ -33,6 +33,7 @@ import { alertOperator } from './alert';
 import { releaseDependencyLocks, withDependencyLocks } from './steps';
 import { rolloutWorkflowV1 } from './v1/rollout';
 import { checksStarter } from './identity';
+import { TrainLink, trainMembershipOf } from './train-member';
 
 /** Marks runs of this code; runs without it (started before) finish on the frozen v1 code. */
 export const ROLLOUT_V2_PATCH = 'rollout-v2';
@@ -48,7 +49,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   run.continueAsNewEnabled = patched(CONTINUE_AS_NEW_PATCH);
   // Decided once too, before any handler runs: from here on unauthenticated messages are refused.
   run.authenticatesMessages = patched(MESSAGE_NONCES_PATCH);
+  // A release train's member (patch asked only when the input names a train): holds once promoted.
+  const membership = trainMembershipOf(input);
+  if (membership) run.train = new TrainLink(membership, run);
   run.installHandlers();
+  run.train?.install();
   run.publish();
   // Decided before the first local activity, not after it: a precaution, since one CI run hit
   // "patch marker encountered for change verified-identities, but there is no corresponding change
@@ -76,6 +81,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
     stop = await deliver(run, saga);
   }
   for (;;) {
+    if (!stop && run.train) {
+      // Promoted, but the train may still revert it: hold the saga until the train decides.
+      stop = await run.train.hold();
+      if (!stop) await recordPromotion(run);
+    }
     if (!stop) return finish(run, 'succeeded', `release ${input.spec.release} promoted on ${input.spec.targets.length} target(s)`);
     if (stop.kind === 'continue-as-new') {
       stop = await continueAsNewUnlessStopped(run);
@@ -227,6 +237,8 @@ async function endBeforeDeploy(run: RolloutRun, stop: Stop): Promise<RolloutResu
   if (stop.kind === 'aborted') return finish(run, 'aborted', `${stop.message}: ${migrated}nothing was deployed`);
   run.failedStage = run.stage;
   const { service, release } = run.spec;
+  // A train member: the train stops, reverts the others and sends the one alert.
+  if (run.train) return finish(run, 'failed', stop.message);
   await alertOperator(
     run,
     'failed',
@@ -267,17 +279,32 @@ async function trafficStages(run: RolloutRun, from: PipelinePosition | undefined
   // The position is set before each stage starts: a pause at the stage's start hands over from there.
   if (!from || from.wave < 0) {
     run.position = at(-1) ?? { wave: -1, step: 0, shifted: false, approved: true };
-    const stop = await runStage(run, 'canary', `shifting ${spec.canary.weight} % to the canary`, () => canary(run, at(-1)));
+    const stop = await afterTrainBarrier(run, 1, () =>
+      runStage(run, 'canary', `shifting ${spec.canary.weight} % to the canary`, () => canary(run, at(-1))),
+    );
     if (stop) return stop;
   }
   for (const [i, wave] of spec.waves.entries()) {
     if (from && i < from.wave) continue;
     run.position = at(i) ?? { wave: i, step: 0, shifted: false, approved: false };
-    const stop = await runStage(run, `wave:${wave.name}`, `wave ${wave.name}`, () => regionWave(run, i, wave, at(i)));
+    // Lockstep trains: traffic stage 1 is the canary, 2 the first region wave, and so on.
+    const stop = await afterTrainBarrier(run, i + 2, () =>
+      runStage(run, `wave:${wave.name}`, `wave ${wave.name}`, () => regionWave(run, i, wave, at(i))),
+    );
     if (stop) return stop;
   }
   run.position = { wave: spec.waves.length, step: 0, shifted: false, approved: true };
   return runStage(run, 'promote', 'all traffic to the new version', () => promote(run));
+}
+
+/**
+ * Lockstep train members wait for their train before each traffic stage (1 = the canary). Every
+ * other rollout runs the stage directly: no extra await, so its commands and timings are unchanged.
+ */
+function afterTrainBarrier(run: RolloutRun, stage: number, body: () => Promise<Stop | undefined>): Promise<Stop | undefined> {
+  const train = run.train;
+  if (!train?.lockstep) return body();
+  return train.barrier(stage).then((stop) => stop ?? body());
 }
 
 /** A continued run: the targets are deployed and verified, the locks held; the saga is rebuilt from the targets. */
@@ -315,6 +342,7 @@ async function continueAsNewUnlessStopped(run: RolloutRun): Promise<Stop> {
     spec: run.spec,
     startedBy: run.input.startedBy,
     continued: next,
+    ...(run.input.train ? { train: run.input.train } : {}),
     ...(run.input.continueAsNewAfterEvents !== undefined ? { continueAsNewAfterEvents: run.input.continueAsNewAfterEvents } : {}),
   });
 }
@@ -479,7 +507,15 @@ async function promote(run: RolloutRun): Promise<Stop | undefined> {
       run.setWeight(t.name, 100);
     }),
   );
-  // Promoted. Bookkeeping from here on never reverts a healthy release: a failure is recorded.
+  // A train member records the release once its train releases it (it may still be reverted).
+  if (!run.train) await recordPromotion(run);
+  if (run.gate.abort && !run.train) run.record('operator', 'abort arrived after every target was promoted: the release stays promoted');
+  return undefined;
+}
+
+/** Promoted. Bookkeeping from here on never reverts a healthy release: a failure is recorded. */
+async function recordPromotion(run: RolloutRun): Promise<void> {
+  const targets = [...run.targets.values()];
   await CancellationScope.nonCancellable(() =>
     Promise.all(
       targets.map(async (t) => {
@@ -491,8 +527,6 @@ async function promote(run: RolloutRun): Promise<Stop | undefined> {
       }),
     ),
   );
-  if (run.gate.abort) run.record('operator', 'abort arrived after every target was promoted: the release stays promoted');
-  return undefined;
 }
 
 export function analysisTargets(run: RolloutRun, targets: TargetSpec[]) {
@@ -593,6 +627,8 @@ async function rollBack(run: RolloutRun, saga: Saga, stop: Stop): Promise<Rollou
   await restoreLatestVersions(run);
   await releaseLocks(run);
   if (stop.kind === 'aborted') return finish(run, 'aborted', stop.message);
+  // A train member closes once reverted: the train pauses (and alerts) for the whole train.
+  if (run.train) return finish(run, 'rolled-back', stop.message);
   if ((await waitForOperator(run, 'paused')) === 'abort') return finish(run, 'rolled-back', run.rollbackReason);
   return undefined;
 }
@@ -669,9 +705,13 @@ async function compensate(run: RolloutRun, saga: Saga, stop: Stop): Promise<'rev
       )}. Fix the target, then \`rollgate resume ${run.id}\` to retry the revert (\`rollgate abort ${run.id}\` closes the rollout).${parityNote(run)}`;
     run.setDetail(text);
     await alertOperator(run, 'rollback-failed', text, { reason: stop.message, revertedTargets: reverted });
+    if (run.train) await run.train.reportRollbackFailed();
     return 'rollback-failed';
   }
-  if (stop.kind !== 'aborted') {
+  if (run.train) {
+    run.setDetail(`reverted after ${stop.kind}: ${stop.message}; train ${run.train.membership.name} decides what happens next`);
+    run.record('compensation', `reverted: ${reverted.join(', ') || 'nothing had been deployed'} (the train sends the alert)`);
+  } else if (stop.kind !== 'aborted') {
     // An abort that came before the pause still closes it (the reverts are done); a resume must come after.
     run.operatorMark = { resumes: run.gate.resumes, aborts: run.gate.abort ? run.gate.aborts - 1 : run.gate.aborts };
     run.state = 'paused';
