@@ -35,6 +35,11 @@ import {
 import { durationMs } from '../spec/duration';
 import { EXIT_CODES, exitCodeHelp, formatStatus } from './format';
 import { formatPlan, planRollout } from '../spec/plan';
+import { addReleaseCommands, formatReleases } from './releases';
+import { releaseRecords } from '../releases';
+import { isPipelineDocument, loadPipelineFile } from '../spec/pipeline';
+import { parse as parseYaml } from 'yaml';
+import { readFileSync } from 'node:fs';
 import { createAnalysisSchedule, listAnalysisSchedules, scheduleAction, ScheduleUsageError } from '../schedules';
 
 class UsageError extends Error {}
@@ -116,10 +121,15 @@ export function buildProgram(): Command {
 
   program
     .command('validate')
-    .argument('<file>', 'rollout spec (YAML or JSON)')
+    .argument('<file>', 'rollout spec or pipeline file (YAML or JSON)')
     .option('--json', 'print the normalized spec as JSON')
-    .description('Check a spec without a server; every problem is listed with its field path.')
+    .description('Check a spec or a pipeline file (one with environments) without a server; every problem is listed with its field path.')
     .action((file: string, o: { json?: boolean }) => {
+      if (isPipelineFile(file)) {
+        const p = loadPipelineFile(file);
+        const envs = p.environments.map((e) => `${e.name}${e.soak ? ` (soak ${e.soak})` : ''}${e.approval ? ' (approval)' : ''}`);
+        return print(o.json, p, `${file}: ok (pipeline of ${p.service}: ${envs.join(' → ')})`);
+      }
       const spec = loadSpecFile(file);
       print(o.json, spec, `${file}: ok (${spec.service} ${spec.release}, ${spec.targets.length} target(s), ${spec.waves.length} wave(s))`);
     });
@@ -339,11 +349,16 @@ export function buildProgram(): Command {
 
   program
     .command('history')
-    .argument('<id>', 'rollout id')
+    .argument('<id>', 'rollout id (with --releases: a service)')
+    .option('--releases', 'the service’s release records and their evidence (same as `rollgate releases SERVICE`)')
     .option('--json', 'machine-readable output')
     .description('Decisions, approvals, verdicts and compensations in time order.')
-    .action(async (id: string, o: { json?: boolean }) => {
+    .action(async (id: string, o: { json?: boolean; releases?: boolean }) => {
       await withClient(async (client) => {
+        if (o.releases) {
+          const state = await releaseRecords(client, id);
+          return print(o.json, state, formatReleases(state, Date.now()));
+        }
         const s = await getStatus(client, id);
         print(o.json, s.history, s.history.map((e) => `${new Date(e.atMs).toISOString()}  ${e.kind.padEnd(12)} ${e.text}`).join('\n'));
       });
@@ -463,7 +478,17 @@ export function buildProgram(): Command {
       await runRunnerFromEnv();
     });
 
+  addReleaseCommands(program, { withClient, print, tokenOf, defaultUser, tokenHelp: TOKEN_HELP });
   return program;
+}
+
+/** A pipeline declares environments; anything unreadable is left to loadSpecFile's errors. */
+function isPipelineFile(file: string): boolean {
+  try {
+    return isPipelineDocument(parseYaml(readFileSync(file, 'utf8')));
+  } catch {
+    return false;
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -2,3 +2,4 @@
 export { rolloutWorkflow } from './rollout';
 export { dependencyLockWorkflow } from './dependency-lock';
 export { scheduledAnalysisWorkflow } from './scheduled-analysis';
+export { releaseRegistryWorkflow } from './release-registry';

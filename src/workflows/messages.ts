@@ -51,6 +51,22 @@ export interface RolloutInput {
   continued?: ContinuedRollout;
   /** Continue as new past this many history events (default 10,000; the server may suggest it sooner). */
   continueAsNewAfterEvents?: number;
+  /**
+   * The pipeline environment this rollout deploys to (`rollgate promote`): the rollout announces its
+   * close to the service's release registry, which records the outcome there.
+   */
+  environment?: string;
+  /**
+   * A promotion deploys exactly this artifact (the one the environment before verified): no build.
+   * Its digest is checked again before the deploy, as for any artifact.
+   */
+  pinnedArtifact?: ArtifactRef;
+  /**
+   * `rollgate rollback --to RELEASE`: no build, deploy or canary analysis; every target is routed to
+   * the version that release promoted (read from the registry), after the spec's locks, freeze
+   * windows and (`approval`) one approval. A saga puts back what served before if it fails midway.
+   */
+  rollbackTo?: { release: string; versions: { name: string; version: string }[]; approval: boolean };
 }
 
 /**
@@ -200,6 +216,10 @@ export interface RolloutStatus {
   /** The spec this rollout runs (no secrets: env values never enter a spec). */
   spec: RolloutSpec;
   startedAtMs: number;
+  /** The pipeline environment (promotions and rollbacks to a release only). */
+  environment?: string;
+  /** Set when this run rolls the environment back to that release (`rollgate rollback --to`). */
+  rollbackTo?: string;
 }
 
 export interface RolloutResult {

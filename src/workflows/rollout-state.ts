@@ -110,6 +110,8 @@ export class RolloutRun {
   pass = 1;
   /** Whether this run may continue as new (runs started before patch `rollout-continue-as-new` never do). */
   continueAsNewEnabled = false;
+  /** Whether this run checks vetoes, honours promotion pins and rollbacks to a release, and announces its close (patch `release-registry`). */
+  usesReleaseRegistry = false;
 
   // ---- verified identities (src/workflows/identity.ts, docs/security-identities.md) ----
   /** The starter: verified at the start when the worker has a verifier, else the `--by` name. */
@@ -579,6 +581,8 @@ export class RolloutRun {
       ...(this.parityWarnings ? { parityWarnings: this.parityWarnings } : {}),
       spec: this.spec,
       startedAtMs: this.startedAtMs,
+      ...(this.input.environment ? { environment: this.input.environment } : {}),
+      ...(this.input.rollbackTo ? { rollbackTo: this.input.rollbackTo.release } : {}),
     };
   }
 
