@@ -105,6 +105,9 @@ export function releaseActivities(deps: ActivityDeps) {
 
     /** The vetoed release whose artifact has one of these digests (no registry yet: none). */
     async findVeto(input: { service: string; digests: string[] }): Promise<{ release: string; veto: Veto } | null> {
+      // An embedded worker without a Temporal client has no registry either (only clients write
+      // one). A registry that cannot be reached is retried and then fails the stage: never skipped.
+      if (!deps.client) return null;
       try {
         return (
           (await client().workflow.getHandle(releaseRegistryWorkflowId(input.service)).query(vetoedDigestQuery, input.digests)) ?? null

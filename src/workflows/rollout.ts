@@ -88,6 +88,8 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
     stop = loadPromotedRelease(run, saga, input.revertPromoted);
   } else if (run.usesReleaseRegistry && input.rollbackTo) {
     // `rollgate rollback --to RELEASE`: no build, deploy or analysis; route every target back.
+    const early = await checkRollbackTo(run, input.rollbackTo);
+    if (early) return endBeforeDeploy(run, early);
     stop = await rollBackToRelease(run, saga, input.rollbackTo);
   } else {
     const early = await prepare(run);
@@ -295,14 +297,17 @@ async function rollBackToRelease(run: RolloutRun, saga: Saga, to: NonNullable<Ro
   return inAbortableScope(run, async () => {
     const pending = takePendingStop(run);
     if (pending) return pending;
-    const checked = await runStage(run, 'preflight', `reading every target before going back to release ${to.release}`, () =>
-      preflightRollbackTo(run, to),
-    );
-    if (checked) return checked;
     return withLocks(run, () =>
       runStage(run, 'promote', `every target to the versions release ${to.release} promoted`, () => routeBack(run, saga, to)),
     );
   });
+}
+
+/** Nothing has changed yet: a refusal here closes the rollout as failed, like a preflight refusal of a release. */
+async function checkRollbackTo(run: RolloutRun, to: NonNullable<RolloutInput['rollbackTo']>): Promise<Stop | undefined> {
+  return inAbortableScope(run, () =>
+    runStage(run, 'preflight', `reading every target before going back to release ${to.release}`, () => preflightRollbackTo(run, to)),
+  );
 }
 
 /** Read-only: each target has a recorded version that still exists, and no deployment in progress. */
