@@ -13,10 +13,11 @@ import { environmentSpec, type Pipeline } from '../src/spec/pipeline';
 import { abortSignal, approveUpdate, type RolloutResult } from '../src/workflows/messages';
 import { releaseRegistryWorkflowId, rolloutClosedSignal } from '../src/workflows/release-messages';
 import { formatReleases } from '../src/cli/releases';
+import { main } from '../src/cli/main';
 import { aliasState, publishedVersions } from './support/lambda';
 import { cloudRunState } from './support/cloud-run';
 import { codeSha, revisionImage, seedPipeline, targetsOf, testPipeline } from './support/pipeline';
-import { workflowEvents } from './support/history';
+import { recordHistory, workflowEvents } from './support/history';
 import { createHarness, resultWithin, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -32,6 +33,21 @@ const zipDigest = (p: Pipeline) =>
   createHash('sha256')
     .update(readFileSync((p.shared.artifact as { file: string }).file))
     .digest('hex');
+
+/** Run the CLI in-process against this file's server; its stdout and exit code. */
+async function cli(args: string[]): Promise<{ code: number; out: string }> {
+  process.env.TEMPORAL_ADDRESS = process.env.ROLLGATE_TEST_TEMPORAL;
+  let out = '';
+  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((out += String(s)), true));
+  try {
+    return { code: await main(args), out };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+    process.exitCode = undefined;
+  }
+}
 
 /** Wait until the registry has read the run (it reads each announced run from Temporal itself). */
 async function recorded(service: string, release: string, env: string, runId: string) {
@@ -77,6 +93,7 @@ test('staging then prod with exactly the staging digest; refused until it has so
   await approveWhenAsked(promotion);
   const pres = (await resultWithin(promotion, 90_000)) as RolloutResult;
   expect(pres.state).toBe('succeeded');
+  await recordHistory(promotion, 'rollout-v2-release-registry-promotion');
 
   // Ground truth: the prod function's new version has the staging code, prod's revision the staging image.
   const prodVersion = (await aliasState(h.motoUrl, prod.fn)).version;
@@ -109,6 +126,11 @@ test('staging then prod with exactly the staging digest; refused until it has so
   expect(text).toContain(`r1  artifact ${zipDigest(p)}`);
   expect(text).toMatch(/staging: succeeded, soaked \d/);
   expect(text).toContain('approved rest by alice (unverified)');
+  // The CLI shows the same records under `history SERVICE --releases`.
+  const shown = await cli(['history', 'shop', '--releases']);
+  expect(shown.code).toBe(0);
+  expect(shown.out).toContain(`r1  artifact ${zipDigest(p)}`);
+  expect(shown.out).toMatch(/prod: succeeded, soaked \d+(ms|s); closed .*; started by carol \(unverified\)/);
 });
 
 test('refused: a release that did not succeed in staging, and one that was rolled back there', async () => {
@@ -160,6 +182,7 @@ test('veto: blocks a promote and a plain start of the same digest before anythin
   const plain = await startRollout(h.client, { ...environmentSpec(p, 'prod', 'r1-again') }, opts());
   const res = (await resultWithin(plain, 60_000)) as RolloutResult;
   expect(res.state).toBe('failed');
+  await recordHistory(plain, 'rollout-v2-release-registry-vetoed');
   expect(res.reason).toMatch(/is vetoed: release r1 was marked bad by dana \(unverified\) \(corrupts carts\); nothing was deployed/);
   expect(await publishedVersions(h.motoUrl, prod.fn)).toEqual(versionsBefore);
   expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
@@ -206,4 +229,5 @@ test('forged registry messages: a claimed outcome is ignored, runs that are not 
   expect(reasons).toContain('the named run is a rollout of bank-other, not of bank');
   expect(state.releases.find((r) => r.release === 'r1')!.environments[0].outcome).toBe('aborted');
   await expect(promoteRelease(h.client, p, 'r1', 'prod', opts())).rejects.toThrow(/did not succeed in staging/);
+  await recordHistory(registry, 'release-registry-v1-forged-messages');
 });

@@ -147,3 +147,36 @@ test("an environment's spec: shared settings, its targets, approval on every wav
   expect(spec.artifact.file).toBe('/srv/shop/shop.zip');
   expect(environmentSpec(p, 'staging', 'r7').waves).toEqual([]);
 });
+
+test('rollgate validate takes a pipeline file and names the field of a problem', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const { stringify } = await import('yaml');
+  const { main } = await import('../src/cli/main');
+  const dir = mkdtempSync(join(tmpdir(), 'pipeline-'));
+  writeFileSync(join(dir, 'shop.zip'), 'zip');
+  const run = async (raw: unknown) => {
+    const file = join(dir, 'rollgate-pipeline.yaml');
+    writeFileSync(file, stringify(raw));
+    let out = '';
+    const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+    const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((out += String(s)), true));
+    try {
+      return { code: await main(['validate', file]), out };
+    } finally {
+      o.mockRestore();
+      e.mockRestore();
+    }
+  };
+  expect(await run(pipeline())).toEqual({
+    code: 0,
+    out: expect.stringContaining('ok (pipeline of shop: staging → prod (soak 1 minute) (approval))'),
+  });
+  const bad = await run(pipeline({}, { soak: 'soon' }));
+  expect(bad.code).toBe(2);
+  expect(bad.out).toContain('environments[1].soak: must be a duration');
+  const missing = await run(pipeline({ artifact: { file: 'gone.zip' } }));
+  expect(missing.code).toBe(2);
+  expect(missing.out).toMatch(/artifact\.file: file not found: \/.*\/gone\.zip/);
+});

@@ -14,6 +14,7 @@ import { lambdaOp } from '../src/dev/fault-proxy';
 import { aliasState, watchAliasWrites } from './support/lambda';
 import { cloudRunState } from './support/cloud-run';
 import { seedPipeline, targetsOf, testPipeline, type EnvOptions } from './support/pipeline';
+import { recordHistory } from './support/history';
 import { createHarness, resultWithin, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -81,6 +82,7 @@ test('back to r1 on Lambda and Cloud Run after the approval and a freeze window;
     const res = (await resultWithin(handle, 90_000)) as RolloutResult;
     expect(res.state).toBe('succeeded');
     expect(res.reason).toBe('rolled back to release r1: 2 target(s) on the versions it promoted');
+    await recordHistory(handle, 'rollout-v2-rollback-to-release');
     // Ground truth: moto's alias and the fake's served split are r1's.
     expect(await aliasState(h.motoUrl, fn)).toEqual({ version: r1.version, weights: {} });
     expect(cloudRunState(h, run).split).toEqual({ [r1.revision]: 100 });
@@ -145,4 +147,5 @@ test('a failure midway puts back what served before: Cloud Run moved to r1, the 
   expect(cloudRunState(h, run).split).toEqual({ [r2.revision]: 100 });
   await handle.signal(abortSignal, { by: 'carol' });
   expect(((await resultWithin(handle, 60_000)) as RolloutResult).state).toBe('rolled-back');
+  await recordHistory(handle, 'rollout-v2-rollback-to-release-saga');
 });
