@@ -4,7 +4,12 @@
  * release registry (src/workflows/release-registry.ts); the veto is enforced again by every rollout.
  */
 import { fileURLToPath } from 'node:url';
-import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { RolloutRefusedError, startRollout, type StartOptions } from './client';
 import { environmentGates, environmentOf, environmentSpec, type Pipeline } from './spec/pipeline';
 import type { RolloutSpec } from './spec/schema';
@@ -99,6 +104,8 @@ export async function vetoRelease(
     return await client.workflow.getHandle(releaseRegistryWorkflowId(service)).executeUpdate(vetoUpdate, { args: [{ release, ...v }] });
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) throw new RolloutRefusedError(`no releases of ${service} are recorded: nothing to veto`);
+    // The registry's refusal (unknown release, no reason, a refused token) is the update's cause.
+    if (err instanceof WorkflowUpdateFailedError && err.cause) throw new RolloutRefusedError(`veto refused: ${err.cause.message}`);
     throw err;
   }
 }
