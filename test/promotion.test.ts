@@ -6,7 +6,9 @@
  * forged registry messages that change nothing.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { RolloutRefusedError, startRollout } from '../src/client';
 import { promoteRelease, releaseRecords, vetoRelease } from '../src/releases';
 import { environmentSpec, type Pipeline } from '../src/spec/pipeline';
@@ -170,8 +172,20 @@ test('veto: blocks a promote and a plain start of the same digest before anythin
   await recorded('till', 'r1', 'staging', staging.firstExecutionRunId);
 
   await expect(vetoRelease(h.client, 'till', 'r7', { by: 'dana', reason: 'x' })).rejects.toThrow(/no record of release r7 of till/);
-  const veto = await vetoRelease(h.client, 'till', 'r1', { by: 'dana', reason: 'corrupts carts' });
-  expect(veto).toMatchObject({ by: 'dana', verified: false, reason: 'corrupts carts' });
+  // Through the CLI: `veto`, then `promote` refused with the reason (exit 1).
+  const vetoed = await cli(['veto', 'till', 'r1', '--reason', 'corrupts carts', '--by', 'dana', '--json']);
+  expect(vetoed.code).toBe(0);
+  expect(JSON.parse(vetoed.out)).toMatchObject({ by: 'dana', verified: false, reason: 'corrupts carts' });
+  const file = join(h.workDir, 'till-pipeline.yaml');
+  writeFileSync(file, stringify({ service: p.service, ...p.shared, environments: p.environments }));
+  const refused = await cli(['promote', 'till', '--release', 'r1', '--to', 'prod', '--pipeline', file, '--task-queue', h.taskQueue]);
+  expect(refused.code).toBe(1);
+  expect(refused.out).toMatch(/promote till r1 to prod refused: release r1 is vetoed \(by dana \(unverified\) at .*: corrupts carts\)/);
+  // A second veto does not rewrite the first.
+  expect(await vetoRelease(h.client, 'till', 'r1', { by: 'erin', reason: 'again' })).toMatchObject({
+    by: 'dana',
+    reason: 'corrupts carts',
+  });
 
   await expect(promoteRelease(h.client, p, 'r1', 'prod', opts())).rejects.toThrow(
     /release r1 is vetoed \(by dana \(unverified\) at .*: corrupts carts\)/,
