@@ -125,10 +125,12 @@ class ReleaseRegistry {
 export async function releaseRegistryWorkflow(input: ReleaseRegistryInput): Promise<void> {
   const registry = new ReleaseRegistry(input);
   registry.installHandlers();
+  // Vetoes grow the history too (an update and its local activity): checked whenever it wakes.
+  const tooLong = () => workflowInfo().historyLength > CONTINUE_AFTER_EVENTS || workflowInfo().continueAsNewSuggested;
   for (;;) {
-    await condition(() => registry.pending.length > 0);
+    await condition(() => registry.pending.length > 0 || tooLong());
     while (registry.pending.length > 0) await registry.recordNext();
-    if (workflowInfo().historyLength > CONTINUE_AFTER_EVENTS || workflowInfo().continueAsNewSuggested) {
+    if (tooLong()) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof releaseRegistryWorkflow>(registry.carried());
     }
