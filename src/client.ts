@@ -54,6 +54,10 @@ export interface StartOptions {
   continueAsNewAfterEvents?: number;
   /** The starter's bearer token (OIDC/JWT), checked by the worker before anything runs (see docs/security-identities.md). */
   token?: string;
+  /** Pipeline rollouts (src/releases.ts): the environment, a promotion's pinned artifact, a rollback to a release. */
+  environment?: RolloutInput['environment'];
+  pinnedArtifact?: RolloutInput['pinnedArtifact'];
+  rollbackTo?: RolloutInput['rollbackTo'];
 }
 
 /**
@@ -78,9 +82,19 @@ export async function startRollout(
     runnerTaskQueue: opts.runnerTaskQueue ?? (process.env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE),
     ...(opts.revertPromoted ? { revertPromoted: opts.revertPromoted } : {}),
     ...(opts.continueAsNewAfterEvents ? { continueAsNewAfterEvents: opts.continueAsNewAfterEvents } : {}),
+    ...(opts.environment ? { environment: opts.environment } : {}),
+    ...(opts.pinnedArtifact ? { pinnedArtifact: opts.pinnedArtifact } : {}),
+    ...(opts.rollbackTo ? { rollbackTo: opts.rollbackTo } : {}),
   };
   const providers = [...new Set(spec.targets.map((t) => t.provider))];
-  const digest = spec.artifact.sha256 ?? spec.artifact.image?.split('@')[1] ?? 'built at the build stage';
+  const digest = opts.pinnedArtifact?.digest ?? spec.artifact.sha256 ?? spec.artifact.image?.split('@')[1] ?? 'built at the build stage';
+  const kind = opts.revertPromoted
+    ? 'revert'
+    : opts.rollbackTo
+      ? 'rollback to'
+      : opts.environment
+        ? `${opts.environment} rollout`
+        : 'rollout';
   try {
     return await client.workflow.start<typeof rolloutWorkflow>('rolloutWorkflow', {
       workflowId,
@@ -95,7 +109,7 @@ export async function startRollout(
         { key: SA.state, value: 'running' },
         { key: SA.providers, value: providers },
       ],
-      staticSummary: `${opts.revertPromoted ? 'revert' : 'rollout'} ${spec.service} ${spec.release}`,
+      staticSummary: `${kind} ${spec.service} ${spec.release}`,
       staticDetails: [
         `**service** ${spec.service}  `,
         `**release** ${spec.release} (schema_rev ${spec.schema_rev}${spec.index_hash ? `, index ${spec.index_hash}` : ''})  `,

@@ -12,6 +12,7 @@ import { coordinationActivities } from './coordination';
 import { identityActivities } from './identity';
 import type { ActivityDeps } from './deps';
 import { notifyActivities } from './notify';
+import { releaseActivities } from './releases';
 import { targetActivities } from './targets';
 import { scheduledActivities } from './scheduled';
 
@@ -23,6 +24,7 @@ export function createActivities(deps: ActivityDeps) {
     ...coordinationActivities(deps),
     ...scheduledActivities(deps),
     ...identityActivities(deps),
+    ...releaseActivities(deps),
   };
 }
 

@@ -124,6 +124,8 @@ export function scheduledActivities(deps: ActivityDeps) {
       taskQueue: string;
       /** Who started the promoted rollout: still may not approve its re-run (four-eyes). */
       releasedBy?: string;
+      /** The promoted rollout's pipeline environment: the revert is announced to the release registry. */
+      environment?: string;
     }): Promise<string> {
       const path = join(deps.stateDir, 'artifacts', `${input.artifactDigest}.zip`);
       const artifact: ArtifactRef = {
@@ -145,6 +147,7 @@ export function scheduledActivities(deps: ActivityDeps) {
             targets: input.targets,
             ...(input.releasedBy ? { releasedBy: input.releasedBy } : {}),
           },
+          ...(input.environment ? { environment: input.environment } : {}),
         });
         return `started the revert of ${input.spec.release} as ${rolloutWorkflowId(input.spec.service)}`;
       } catch (err) {

@@ -36,6 +36,11 @@ import { formatPlan, planRollout } from '../spec/plan';
 import { describeTrain, isTrainFile, loadTrainFile } from '../spec/train';
 import { getTrainView, resolveTrainId, startTrain, waitForTrain } from '../train-client';
 import { formatTrain } from './train-format';
+import { addReleaseCommands, formatReleases } from './releases';
+import { releaseRecords } from '../releases';
+import { isPipelineDocument, loadPipelineFile } from '../spec/pipeline';
+import { parse as parseYaml } from 'yaml';
+import { readFileSync } from 'node:fs';
 
 class UsageError extends Error {}
 
@@ -116,13 +121,18 @@ export function buildProgram(): Command {
 
   program
     .command('validate')
-    .argument('<file>', 'rollout spec or release train file (YAML or JSON; a train file has `train:`)')
+    .argument('<file>', 'rollout spec, release train file (`train:`) or pipeline file (`environments:`); YAML or JSON')
     .option('--json', 'print the normalized spec as JSON')
-    .description('Check a spec or a train without a server; every problem is listed with its field path.')
+    .description('Check a spec, a release train or a pipeline file without a server; every problem is listed with its field path.')
     .action((file: string, o: { json?: boolean }) => {
       if (isTrainFile(file)) {
         const train = loadTrainFile(file);
         return print(o.json, train, `${file}: ok, ${describeTrain(train)}`);
+      }
+      if (isPipelineFile(file)) {
+        const p = loadPipelineFile(file);
+        const envs = p.environments.map((e) => `${e.name}${e.soak ? ` (soak ${e.soak})` : ''}${e.approval ? ' (approval)' : ''}`);
+        return print(o.json, p, `${file}: ok (pipeline of ${p.service}: ${envs.join(' → ')})`);
       }
       const spec = loadSpecFile(file);
       print(o.json, spec, `${file}: ok (${spec.service} ${spec.release}, ${spec.targets.length} target(s), ${spec.waves.length} wave(s))`);
@@ -320,11 +330,16 @@ export function buildProgram(): Command {
 
   program
     .command('history')
-    .argument('<id>', 'rollout id')
+    .argument('<id>', 'rollout id (with --releases: a service)')
+    .option('--releases', 'the service’s release records and their evidence (same as `rollgate releases SERVICE`)')
     .option('--json', 'machine-readable output')
     .description('Decisions, approvals, verdicts and compensations in time order.')
-    .action(async (id: string, o: { json?: boolean }) => {
+    .action(async (id: string, o: { json?: boolean; releases?: boolean }) => {
       await withClient(async (client) => {
+        if (o.releases) {
+          const state = await releaseRecords(client, id);
+          return print(o.json, state, formatReleases(state, Date.now()));
+        }
         const history = await rolloutHistory(client, id);
         print(o.json, history, history.map((e) => `${new Date(e.atMs).toISOString()}  ${e.kind.padEnd(12)} ${e.text}`).join('\n'));
       });
@@ -438,6 +453,7 @@ export function buildProgram(): Command {
       await runRunnerFromEnv();
     });
 
+  addReleaseCommands(program, { withClient, print, tokenOf, defaultUser, tokenHelp: TOKEN_HELP });
   return program;
 }
 
@@ -485,6 +501,15 @@ async function watchTrain(client: Client, trainId: string, o: { intervalMs: numb
 
 function trainOutcomeLine(id: string, r: { outcome: string; open: boolean; reason: string }, code: number): string {
   return `${id}: ${r.outcome}${r.open ? ' (train still open)' : ''}: ${r.reason} [exit ${code}]`;
+}
+
+/** A pipeline declares environments; anything unreadable is left to loadSpecFile's errors. */
+function isPipelineFile(file: string): boolean {
+  try {
+    return isPipelineDocument(parseYaml(readFileSync(file, 'utf8')));
+  } catch {
+    return false;
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,6 +13,7 @@ import type { TrainMembership } from './train';
 
 export * from './release';
 export * from './train';
+export * from './releases';
 
 export const TASK_QUEUE = 'rollgate';
 /** Default task queue of `rollgate runner` (build, test, migration commands); ROLLGATE_RUNNER_TASK_QUEUE overrides it. */
@@ -64,6 +65,22 @@ export interface RolloutInput {
    * before each traffic stage. Absent in every plain rollout.
    */
   train?: TrainMembership;
+  /**
+   * The pipeline environment this rollout deploys to (`rollgate promote`): the rollout announces its
+   * close to the service's release registry, which records the outcome there.
+   */
+  environment?: string;
+  /**
+   * A promotion deploys exactly this artifact (the one the environment before verified): no build.
+   * Its digest is checked again before the deploy, as for any artifact.
+   */
+  pinnedArtifact?: ArtifactRef;
+  /**
+   * `rollgate rollback --to RELEASE`: no build, deploy or canary analysis; every target is routed to
+   * the version that release promoted (read from the registry), after the spec's locks, freeze
+   * windows and (`approval`) one approval. A saga puts back what served before if it fails midway.
+   */
+  rollbackTo?: { release: string; versions: { name: string; version: string }[]; approval: boolean };
 }
 
 /**
@@ -215,6 +232,10 @@ export interface RolloutStatus {
   startedAtMs: number;
   /** A member of a release train: the train's id and name, and whether it is promoted and held by it. */
   train?: { id: string; name: string; held: boolean };
+  /** The pipeline environment (promotions and rollbacks to a release only). */
+  environment?: string;
+  /** Set when this run rolls the environment back to that release (`rollgate rollback --to`). */
+  rollbackTo?: string;
 }
 
 export interface RolloutResult {

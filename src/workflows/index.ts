@@ -3,3 +3,4 @@ export { rolloutWorkflow } from './rollout';
 export { dependencyLockWorkflow } from './dependency-lock';
 export { scheduledAnalysisWorkflow } from './scheduled-analysis';
 export { trainWorkflow } from './train';
+export { releaseRegistryWorkflow } from './release-registry';

@@ -113,6 +113,8 @@ export class RolloutRun {
   continueAsNewEnabled = false;
   /** Set when this run is a member of a release train (patch `rollout-train-member`). */
   train?: TrainLink;
+  /** Whether this run checks vetoes, honours promotion pins and rollbacks to a release, and announces its close (patch `release-registry`). */
+  usesReleaseRegistry = false;
 
   // ---- verified identities (src/workflows/identity.ts, docs/security-identities.md) ----
   /** The starter: verified at the start when the worker has a verifier, else the `--by` name. */
@@ -583,6 +585,8 @@ export class RolloutRun {
       spec: this.spec,
       startedAtMs: this.startedAtMs,
       ...(this.train ? { train: { id: this.train.membership.id, name: this.train.membership.name, held: this.train.held } } : {}),
+      ...(this.input.environment ? { environment: this.input.environment } : {}),
+      ...(this.input.rollbackTo ? { rollbackTo: this.input.rollbackTo.release } : {}),
     };
   }
 

@@ -18,6 +18,8 @@ import {
 } from '@temporalio/workflow';
 import type { RolloutSpec, TargetSpec, WaveSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
+import type { ArtifactRef } from '../providers/types';
+import { digestsOf } from './release-records';
 import type { ContinuedRollout, PipelinePosition, RolloutInput, RolloutResult, RolloutState } from '../contract';
 import { RolloutRun, type RolloutTarget } from './rollout-state';
 import { stopOf, type Stop } from './gate';
@@ -42,9 +44,19 @@ export const CONTINUE_AS_NEW_PATCH = 'rollout-continue-as-new';
 /** Marks runs that accept scheduled verdicts and lock grants only with their message nonce (see MessageNonce). */
 export const MESSAGE_NONCES_PATCH = 'rollout-message-nonces';
 
+/** Marks runs that know the release registry (src/workflows/release-registry.ts): veto check, pins, rollback to a release, close announced. */
+export const RELEASE_REGISTRY_PATCH = 'release-registry';
+
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
   if (!patched(ROLLOUT_V2_PATCH)) return rolloutWorkflowV1(input);
   const run = new RolloutRun(input);
+  const result = await runPipeline(run, input);
+  // A pipeline rollout tells its service's registry that it closed; the registry reads the outcome itself.
+  if (run.usesReleaseRegistry && input.environment) await announceClose(run);
+  return result;
+}
+
+async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<RolloutResult> {
   // Decided once per run, at its start: a run recorded before the patch keeps its old waits.
   run.continueAsNewEnabled = patched(CONTINUE_AS_NEW_PATCH);
   // Decided once too, before any handler runs: from here on unauthenticated messages are refused.
@@ -52,6 +64,10 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   // A release train's member (patch asked only when the input names a train): holds once promoted.
   const membership = trainMembershipOf(input);
   if (membership) run.train = new TrainLink(membership, run);
+  // Decided once too: vetoes, promotion pins, rollbacks to a release and the registry announcement.
+  run.usesReleaseRegistry = patched(RELEASE_REGISTRY_PATCH);
+  // A rollback to a release has no bake to hand over from; its waits are short.
+  if (run.usesReleaseRegistry && input.rollbackTo) run.continueAsNewEnabled = false;
   run.installHandlers();
   run.train?.install();
   run.publish();
@@ -75,6 +91,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
   } else if (input.revertPromoted) {
     // A scheduled analysis found the promoted release worse: revert it, then pause the pipeline.
     stop = loadPromotedRelease(run, saga, input.revertPromoted);
+  } else if (run.usesReleaseRegistry && input.rollbackTo) {
+    // `rollgate rollback --to RELEASE`: no build, deploy or analysis; route every target back.
+    const early = await checkRollbackTo(run, input.rollbackTo);
+    if (early) return endBeforeDeploy(run, early);
+    stop = await rollBackToRelease(run, saga, input.rollbackTo);
   } else {
     const early = await prepare(run);
     if (early) return endBeforeDeploy(run, early);
@@ -86,7 +107,7 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
       stop = await run.train.hold();
       if (!stop) await recordPromotion(run);
     }
-    if (!stop) return finish(run, 'succeeded', `release ${input.spec.release} promoted on ${input.spec.targets.length} target(s)`);
+    if (!stop) return finish(run, 'succeeded', successText(run));
     if (stop.kind === 'continue-as-new') {
       stop = await continueAsNewUnlessStopped(run);
       continue;
@@ -96,8 +117,15 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
     // `resume`: retry from the deploy stage; deploys are idempotent, the same version is found again.
     // A new pass: the reverts of the last one fenced off its forward writes, not this one's.
     run.pass++;
-    stop = await deliver(run, saga);
+    stop = run.usesReleaseRegistry && input.rollbackTo ? await rollBackToRelease(run, saga, input.rollbackTo) : await deliver(run, saga);
   }
+}
+
+function successText(run: RolloutRun): string {
+  const { spec, input } = run;
+  if (run.usesReleaseRegistry && input.rollbackTo)
+    return `rolled back to release ${input.rollbackTo.release}: ${spec.targets.length} target(s) on the versions it promoted`;
+  return `release ${spec.release} promoted on ${spec.targets.length} target(s)`;
 }
 
 // ---- 0-3: preflight, build, test, migrate (nothing deployed yet: no saga) --------------------
@@ -196,13 +224,32 @@ function runnerOf(run: RolloutRun) {
   return patched('runner-task-queue') ? commandsOn(run.input.runnerTaskQueue ?? RUNNER_TASK_QUEUE) : undefined;
 }
 
-async function build(run: RolloutRun): Promise<undefined> {
-  const runner = runnerOf(run);
-  run.artifact = runner
-    ? await runner.buildArtifact(buildInput(run.spec, run.id, workflowInfo().runId))
-    : await commands.buildArtifact({ artifact: run.spec.artifact, rolloutId: run.id, runId: workflowInfo().runId });
-  run.record('decision', `artifact sha256 ${run.artifact.digest}`);
-  return undefined;
+async function build(run: RolloutRun): Promise<Stop | undefined> {
+  const pinned = run.usesReleaseRegistry ? run.input.pinnedArtifact : undefined;
+  if (pinned) {
+    // A promotion: exactly the artifact the environment before verified, never rebuilt.
+    run.artifact = pinned;
+    run.record('decision', `artifact sha256 ${pinned.digest} (pinned by the promotion, not rebuilt)`);
+  } else {
+    const runner = runnerOf(run);
+    run.artifact = runner
+      ? await runner.buildArtifact(buildInput(run.spec, run.id, workflowInfo().runId))
+      : await commands.buildArtifact({ artifact: run.spec.artifact, rolloutId: run.id, runId: workflowInfo().runId });
+    run.record('decision', `artifact sha256 ${run.artifact.digest}`);
+  }
+  return run.usesReleaseRegistry ? refuseVetoed(run, run.artifact) : undefined;
+}
+
+/** Every deploy passes here (plain starts, promotions, train members): a vetoed digest never moves traffic. */
+async function refuseVetoed(run: RolloutRun, artifact: ArtifactRef): Promise<Stop | undefined> {
+  const digests = digestsOf(artifact);
+  const found = await reads.findVeto({ service: run.spec.service, digests });
+  if (!found) return undefined;
+  const { release, veto } = found;
+  return stopOf(
+    'stage-failed',
+    `artifact ${digests.join(', ')} is vetoed: release ${release} was marked bad by ${veto.by}${veto.verified ? '' : ' (unverified)'} (${veto.reason}); nothing was deployed`,
+  );
 }
 
 async function runTests(run: RolloutRun): Promise<undefined> {
@@ -248,6 +295,89 @@ async function endBeforeDeploy(run: RolloutRun, stop: Stop): Promise<RolloutResu
     },
   );
   return finish(run, 'failed', stop.message);
+}
+
+// ---- rollback to a release: preflight, locks, freeze windows, approval, route back --------------
+
+/**
+ * `rollgate rollback --to RELEASE`: every target back on the version that release promoted. No
+ * build, deploy or canary analysis; the spec's locks, freeze windows and pause/abort still apply,
+ * and one approval when the environment asks for it. Each target's revert (to what serves now) is
+ * pushed before its route, so a failure midway puts back everything already moved.
+ */
+async function rollBackToRelease(run: RolloutRun, saga: Saga, to: NonNullable<RolloutInput['rollbackTo']>): Promise<Stop | undefined> {
+  return inAbortableScope(run, async () => {
+    const pending = takePendingStop(run);
+    if (pending) return pending;
+    return withLocks(run, () =>
+      runStage(run, 'promote', `every target to the versions release ${to.release} promoted`, () => routeBack(run, saga, to)),
+    );
+  });
+}
+
+/** Nothing has changed yet: a refusal here closes the rollout as failed, like a preflight refusal of a release. */
+async function checkRollbackTo(run: RolloutRun, to: NonNullable<RolloutInput['rollbackTo']>): Promise<Stop | undefined> {
+  return inAbortableScope(run, () =>
+    runStage(run, 'preflight', `reading every target before going back to release ${to.release}`, () => preflightRollbackTo(run, to)),
+  );
+}
+
+/** Read-only: each target has a recorded version that still exists, and no deployment in progress. */
+async function preflightRollbackTo(run: RolloutRun, to: NonNullable<RolloutInput['rollbackTo']>): Promise<Stop | undefined> {
+  const targets = [...run.targets.values()];
+  const unrecorded = targets.filter((t) => !to.versions.some((v) => v.name === t.name)).map((t) => t.name);
+  if (unrecorded.length) return stopOf('stage-failed', `release ${to.release} recorded no version for ${unrecorded.join(', ')}`);
+  const states = await settleAll(targets.map((t) => () => reads.readTraffic({ target: t.spec })));
+  for (const [i, t] of targets.entries()) {
+    const refusal = splitRefusal(t, states[i]);
+    if (refusal) return refusal;
+    t.stableVersion = states[i].stableVersion;
+    t.newVersion = to.versions.find((v) => v.name === t.name)!.version;
+  }
+  const missing = await reads.findMissingVersions({ targets: targets.map((t) => ({ target: t.spec, version: t.newVersion! })) });
+  if (missing.length) return stopOf('stage-failed', `cannot go back to release ${to.release}: ${missing.join('; ')}`);
+  run.record('decision', `rollback to ${to.release}: ${targets.map((t) => `${t.name} ${t.stableVersion} → ${t.newVersion}`).join(', ')}`);
+  run.publish();
+  return undefined;
+}
+
+async function routeBack(run: RolloutRun, saga: Saga, to: NonNullable<RolloutInput['rollbackTo']>): Promise<Stop | undefined> {
+  if (to.approval) {
+    const stop = await awaitApproval(run, {
+      name: 'rollback',
+      targets: run.spec.targets.map((t) => t.name),
+      steps: [100],
+      bake: '0s',
+      approval: true,
+    });
+    if (stop) return stop;
+  }
+  const stop = await checkpoint(run);
+  if (stop) return stop;
+  await settleAll(
+    [...run.targets.values()].map((t) => async () => {
+      if (t.newVersion === t.stableVersion) return run.record('decision', `${t.name} already serves version ${t.newVersion}`);
+      pushRevert(run, saga, t);
+      await changes.routeAll({ target: t.spec, version: t.newVersion!, fence: run.fence() });
+      run.setWeight(t.name, 100);
+    }),
+  );
+  run.record('decision', `every target on the versions release ${to.release} promoted`);
+  return undefined;
+}
+
+/** Best effort: a registry that misses this close can be told again (`rollgate releases SERVICE --record RUN`). */
+async function announceClose(run: RolloutRun): Promise<void> {
+  try {
+    await reads.announceRolloutClosed({
+      service: run.spec.service,
+      taskQueue: workflowInfo().taskQueue,
+      workflowId: run.id,
+      runId: workflowInfo().runId,
+    });
+  } catch (err) {
+    run.record('decision', `could not tell the release registry that this rollout closed: ${failureMessage(err)}`);
+  }
 }
 
 // ---- 4-8: deploy, verify, canary, region waves, promote -------------------------------------
@@ -343,6 +473,7 @@ async function continueAsNewUnlessStopped(run: RolloutRun): Promise<Stop> {
     startedBy: run.input.startedBy,
     continued: next,
     ...(run.input.train ? { train: run.input.train } : {}),
+    ...(run.input.environment ? { environment: run.input.environment } : {}),
     ...(run.input.continueAsNewAfterEvents !== undefined ? { continueAsNewAfterEvents: run.input.continueAsNewAfterEvents } : {}),
   });
 }

@@ -88,6 +88,8 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
     taskQueue: input.taskQueue ?? workflowInfo().taskQueue,
     // The four-eyes rule after the revert compares names: the verified one when the start was verified.
     releasedBy: status.starter?.verified ? status.starter.name : status.startedBy,
+    // A pipeline rollout's revert is recorded on the release in its environment (rolled back there).
+    ...(status.environment ? { environment: status.environment } : {}),
   });
   return { service, mode: 'after-promotion', verdict, action };
 }

@@ -1,0 +1,247 @@
+/**
+ * Environments and promotion on the real dev server, moto and the Cloud Run fake: a release built
+ * and verified in staging is promoted to prod with exactly its digest (read back from moto and the
+ * fake); promotions refused for a release that did not succeed, was rolled back or has not soaked;
+ * the evidence on the release; a veto that blocks a promote and a plain start of the same digest;
+ * forged registry messages that change nothing.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { RolloutRefusedError, startRollout } from '../src/client';
+import { promoteRelease, releaseRecords, vetoRelease } from '../src/releases';
+import { environmentSpec, type Pipeline } from '../src/spec/pipeline';
+import { abortSignal, approveUpdate, type RolloutResult } from '../src/contract';
+import { releaseRegistryWorkflowId, rolloutClosedSignal } from '../src/contract';
+import { formatReleases } from '../src/cli/releases';
+import { main } from '../src/cli/main';
+import { aliasState, publishedVersions } from './support/lambda';
+import { cloudRunState } from './support/cloud-run';
+import { codeSha, revisionImage, seedPipeline, targetsOf, testPipeline } from './support/pipeline';
+import { recordHistory, workflowEvents } from './support/history';
+import { createHarness, resultWithin, waitForStatus, type Harness } from './support/harness';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness('promote', { cloudRun: true });
+  await h.startWorker();
+});
+afterAll(async () => h?.close());
+
+const FORGED_RUN_ID = '00000000-0000-4000-8000-000000000000';
+const opts = () => ({ startedBy: 'carol', taskQueue: h.taskQueue });
+const zipDigest = (p: Pipeline) =>
+  createHash('sha256')
+    .update(readFileSync((p.shared.artifact as { file: string }).file))
+    .digest('hex');
+
+/** Run the CLI in-process against this file's server; its stdout and exit code. */
+async function cli(args: string[]): Promise<{ code: number; out: string }> {
+  process.env.TEMPORAL_ADDRESS = process.env.ROLLGATE_TEST_TEMPORAL;
+  let out = '';
+  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((out += String(s)), true));
+  try {
+    return { code: await main(args), out };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+    process.exitCode = undefined;
+  }
+}
+
+/** Wait until the registry has read the run (it reads each announced run from Temporal itself). */
+async function recorded(service: string, release: string, env: string, runId: string) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const state = await releaseRecords(h.client, service);
+    const e = state.releases.find((r) => r.release === release)?.environments.find((x) => x.environment === env);
+    if (e?.runId === runId) return { state, env: e };
+    if (Date.now() > deadline) throw new Error(`registry did not record ${release} in ${env}: ${JSON.stringify(state)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function approveWhenAsked(handle: Parameters<typeof waitForStatus>[0]) {
+  await waitForStatus(handle, (s) => s.awaitingApproval !== undefined, 60_000, 'awaiting approval');
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+}
+
+test('staging then prod with exactly the staging digest; refused until it has soaked; evidence on the release', async () => {
+  const p = testPipeline(h, 'shop', 'r1');
+  await seedPipeline(h, p);
+  const stg = targetsOf(p, 'staging');
+  const prod = targetsOf(p, 'prod');
+
+  const staging = await promoteRelease(h.client, p, 'r1', 'staging', opts());
+  const sres = (await resultWithin(staging, 90_000)) as RolloutResult;
+  expect(sres.state).toBe('succeeded');
+  expect(sres.status.environment).toBe('staging');
+  const stagingVersion = (await aliasState(h.motoUrl, stg.fn)).version;
+  expect(stagingVersion).toBe('2');
+  expect(await codeSha(h.motoUrl, stg.fn, stagingVersion)).toBe(zipDigest(p));
+  const { env: stagingRecord } = await recorded('shop', 'r1', 'staging', staging.firstExecutionRunId);
+
+  // Soak: 15 s in staging. Straight away the promotion is refused, saying how long is left.
+  const early = promoteRelease(h.client, p, 'r1', 'prod', opts());
+  await expect(early).rejects.toThrow(RolloutRefusedError);
+  await expect(early).rejects.toThrow(/has soaked \d+(ms|s) in staging; prod requires 15s: \d+s left/);
+  await new Promise((r) => setTimeout(r, Math.max(0, stagingRecord.promotedAtMs! + 15_100 - Date.now())));
+
+  // The pipeline file has moved on (a new zip and image for r2): prod must still get r1's artifact.
+  const moved = testPipeline(h, 'shop', 'r2');
+  const promotion = await promoteRelease(h.client, moved, 'r1', 'prod', opts());
+  await approveWhenAsked(promotion);
+  const pres = (await resultWithin(promotion, 90_000)) as RolloutResult;
+  expect(pres.state).toBe('succeeded');
+  await recordHistory(promotion, 'rollout-v2-release-registry-promotion');
+
+  // Ground truth: the prod function's new version has the staging code, prod's revision the staging image.
+  const prodVersion = (await aliasState(h.motoUrl, prod.fn)).version;
+  expect(prodVersion).toBe('2');
+  expect(await codeSha(h.motoUrl, prod.fn, prodVersion)).toBe(zipDigest(p));
+  expect(await codeSha(h.motoUrl, prod.fn, prodVersion)).not.toBe(zipDigest(moved));
+  const stagingRevision = Object.keys(cloudRunState(h, stg.run).split)[0];
+  const prodRevision = Object.keys(cloudRunState(h, prod.run).split)[0];
+  expect(cloudRunState(h, prod.run).split).toEqual({ [prodRevision]: 100 });
+  expect(revisionImage(h, prod.run, prodRevision)).toBe(revisionImage(h, stg.run, stagingRevision));
+  // Not rebuilt: the prod run scheduled no build activity.
+  const types = (await workflowEvents(promotion)).map((e) => e.activity).filter(Boolean);
+  expect(types).not.toContain('buildArtifact');
+  expect(types).toContain('deployRevision');
+
+  const { state, env: prodRecord } = await recorded('shop', 'r1', 'prod', promotion.firstExecutionRunId);
+  const r1 = state.releases.find((r) => r.release === 'r1')!;
+  expect(r1.artifact.digest).toBe(zipDigest(p));
+  expect(r1.environments.map((e) => e.environment)).toEqual(['staging', 'prod']);
+  expect(prodRecord).toMatchObject({ outcome: 'succeeded', startedBy: 'carol' });
+  expect(prodRecord.targets).toEqual(
+    expect.arrayContaining([
+      { name: prod.fn.name, provider: 'aws-lambda', version: prodVersion, previous: '1' },
+      { name: prod.run.name, provider: 'cloud-run', version: prodRevision, previous: expect.any(String) },
+    ]),
+  );
+  expect(prodRecord.approvals).toEqual([{ wave: 'rest', by: 'alice', decision: 'approved' }]);
+  expect(prodRecord.verdicts.join('\n')).toMatch(/verify prod-fn: 1 probe\(s\) ok/);
+  const text = formatReleases(state, Date.now());
+  expect(text).toContain(`r1  artifact ${zipDigest(p)}`);
+  expect(text).toMatch(/staging: succeeded, soaked \d/);
+  expect(text).toContain('approved rest by alice (unverified)');
+  // The CLI shows the same records under `history SERVICE --releases`.
+  const shown = await cli(['history', 'shop', '--releases']);
+  expect(shown.code).toBe(0);
+  expect(shown.out).toContain(`r1  artifact ${zipDigest(p)}`);
+  expect(shown.out).toMatch(/prod: succeeded, soaked \d+(ms|s); closed .*; started by carol \(unverified\)/);
+});
+
+test('refused: a release that did not succeed in staging, and one that was rolled back there', async () => {
+  const p = testPipeline(h, 'cart', 'r1', { staging: {}, prod: {} });
+  await seedPipeline(h, p);
+  const stg = targetsOf(p, 'staging');
+
+  // Aborted during the canary: did not succeed.
+  const aborted = await promoteRelease(h.client, p, 'r1', 'staging', opts());
+  await waitForStatus(aborted, (s) => s.stage === 'canary', 60_000, 'canary');
+  await aborted.signal(abortSignal, { by: 'carol', reason: 'not today' });
+  expect(((await resultWithin(aborted, 60_000)) as RolloutResult).state).toBe('aborted');
+  await recorded('cart', 'r1', 'staging', aborted.firstExecutionRunId);
+  await expect(promoteRelease(h.client, p, 'r1', 'prod', opts())).rejects.toThrow(
+    'promote cart r1 to prod refused: release r1 did not succeed in staging (its last rollout there ended aborted). Nothing was started.',
+  );
+
+  // r2 fails verify: rolled back, then the paused pipeline is closed.
+  const bad = testPipeline(h, 'cart', 'r2', { staging: {}, prod: {} }, { probe: 'never-answered' });
+  const rolled = await promoteRelease(h.client, bad, 'r2', 'staging', opts());
+  await waitForStatus(rolled, (s) => s.state === 'paused', 90_000, 'paused after the rollback');
+  expect(await aliasState(h.motoUrl, stg.fn)).toEqual({ version: '1', weights: {} });
+  await rolled.signal(abortSignal, { by: 'carol' });
+  expect(((await resultWithin(rolled, 60_000)) as RolloutResult).state).toBe('rolled-back');
+  await recorded('cart', 'r2', 'staging', rolled.firstExecutionRunId);
+  await expect(promoteRelease(h.client, p, 'r2', 'prod', opts())).rejects.toThrow(/release r2 was rolled back in staging at \d{4}-/);
+  await expect(promoteRelease(h.client, p, 'r9', 'prod', opts())).rejects.toThrow('release r9 has not run in staging');
+  // Nothing moved in prod.
+  expect(await publishedVersions(h.motoUrl, targetsOf(p, 'prod').fn)).toEqual(['1']);
+});
+
+test('veto: blocks a promote and a plain start of the same digest before anything is deployed', async () => {
+  const p = testPipeline(h, 'till', 'r1', { staging: {}, prod: {} });
+  await seedPipeline(h, p);
+  const staging = await promoteRelease(h.client, p, 'r1', 'staging', opts());
+  expect(((await resultWithin(staging, 90_000)) as RolloutResult).state).toBe('succeeded');
+  await recorded('till', 'r1', 'staging', staging.firstExecutionRunId);
+
+  await expect(vetoRelease(h.client, 'till', 'r7', { by: 'dana', reason: 'x' })).rejects.toThrow(/no record of release r7 of till/);
+  // Through the CLI: `veto`, then `promote` refused with the reason (exit 1).
+  const vetoed = await cli(['veto', 'till', 'r1', '--reason', 'corrupts carts', '--by', 'dana', '--json']);
+  expect(vetoed.code).toBe(0);
+  expect(JSON.parse(vetoed.out)).toMatchObject({ by: 'dana', verified: false, reason: 'corrupts carts' });
+  const file = join(h.workDir, 'till-pipeline.yaml');
+  writeFileSync(file, stringify({ service: p.service, ...p.shared, environments: p.environments }));
+  const refused = await cli(['promote', 'till', '--release', 'r1', '--to', 'prod', '--pipeline', file, '--task-queue', h.taskQueue]);
+  expect(refused.code).toBe(1);
+  expect(refused.out).toMatch(/promote till r1 to prod refused: release r1 is vetoed \(by dana \(unverified\) at .*: corrupts carts\)/);
+  // A second veto does not rewrite the first.
+  expect(await vetoRelease(h.client, 'till', 'r1', { by: 'erin', reason: 'again' })).toMatchObject({
+    by: 'dana',
+    reason: 'corrupts carts',
+  });
+
+  await expect(promoteRelease(h.client, p, 'r1', 'prod', opts())).rejects.toThrow(
+    /release r1 is vetoed \(by dana \(unverified\) at .*: corrupts carts\)/,
+  );
+  // A plain start of the same zip under another release name: the rollout itself refuses after the build.
+  const prod = targetsOf(p, 'prod');
+  const versionsBefore = await publishedVersions(h.motoUrl, prod.fn);
+  const plain = await startRollout(h.client, { ...environmentSpec(p, 'prod', 'r1-again') }, opts());
+  const res = (await resultWithin(plain, 60_000)) as RolloutResult;
+  expect(res.state).toBe('failed');
+  await recordHistory(plain, 'rollout-v2-release-registry-vetoed');
+  expect(res.reason).toMatch(/is vetoed: release r1 was marked bad by dana \(unverified\) \(corrupts carts\); nothing was deployed/);
+  expect(await publishedVersions(h.motoUrl, prod.fn)).toEqual(versionsBefore);
+  expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
+  expect(Object.keys(cloudRunState(h, prod.run).split)).toHaveLength(1);
+  expect(cloudRunState(h, prod.run).revisions).toHaveLength(1);
+});
+
+test('forged registry messages: a claimed outcome is ignored, runs that are not closed rollouts of the service are refused', async () => {
+  const p = testPipeline(h, 'bank', 'r1', { staging: {}, prod: {} });
+  await seedPipeline(h, p);
+  const aborted = await promoteRelease(h.client, p, 'r1', 'staging', opts());
+  await waitForStatus(aborted, (s) => s.stage === 'canary', 60_000, 'canary');
+  await aborted.signal(abortSignal, { by: 'carol' });
+  await resultWithin(aborted, 60_000);
+  await recorded('bank', 'r1', 'staging', aborted.firstExecutionRunId);
+
+  const registry = h.client.workflow.getHandle(releaseRegistryWorkflowId('bank'));
+  // The same run again with a forged outcome, a run of another service, the registry itself, garbage.
+  // A closed rollout of another service (it fails in preflight: its function does not exist).
+  const spec = environmentSpec(p, 'staging', 'zz');
+  const missing = { ...spec.targets[0], function: 'bank-missing-fn' } as (typeof spec.targets)[number];
+  const other = await startRollout(h.client, { ...spec, service: 'bank-other', targets: [missing], waves: [] }, opts());
+  expect(((await resultWithin(other, 60_000)) as RolloutResult).state).toBe('failed');
+  await registry.signal(rolloutClosedSignal, { workflowId: aborted.workflowId, runId: FORGED_RUN_ID, outcome: 'succeeded' } as never);
+  await registry.signal(rolloutClosedSignal, {
+    workflowId: aborted.workflowId,
+    runId: aborted.firstExecutionRunId,
+    outcome: 'succeeded',
+  } as never);
+  const self = await registry.describe();
+  await registry.signal(rolloutClosedSignal, { workflowId: self.workflowId, runId: self.runId });
+  await registry.signal(rolloutClosedSignal, 'garbage' as never);
+  await registry.signal(rolloutClosedSignal, { workflowId: other.workflowId, runId: other.firstExecutionRunId });
+  const deadline = Date.now() + 60_000;
+  let state = await releaseRecords(h.client, 'bank');
+  while (state.refused.length < 4 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 300));
+    state = await releaseRecords(h.client, 'bank');
+  }
+  const reasons = state.refused.map((r) => r.reason).join('\n');
+  expect(reasons).toContain(`${aborted.workflowId} run ${FORGED_RUN_ID}: no such run`);
+  expect(reasons).toContain(`${self.workflowId} run ${self.runId}: the named run is a releaseRegistryWorkflow, not a rollout`);
+  expect(reasons).toContain('malformed message');
+  expect(reasons).toContain('the named run is a rollout of bank-other, not of bank');
+  expect(state.releases.find((r) => r.release === 'r1')!.environments[0].outcome).toBe('aborted');
+  await expect(promoteRelease(h.client, p, 'r1', 'prod', opts())).rejects.toThrow(/did not succeed in staging/);
+  await recordHistory(registry, 'release-registry-v1-forged-messages');
+});
