@@ -4,7 +4,7 @@
  * (approvals, the decision after a rollback), then check the invariant in the emulators.
  */
 import { randomBytes } from 'node:crypto';
-import type { WorkflowHandle } from '@temporalio/client';
+import { ServiceError, type WorkflowHandle } from '@temporalio/client';
 import { Status } from 'google-gax';
 import { startRollout } from '../../src/client';
 import { lambdaOp, type FaultAction, type RecordedCall } from '../../src/dev/fault-proxy';
@@ -66,9 +66,28 @@ export interface ScheduleResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  return Promise.race([p, sleep(ms).then(() => undefined)]);
+/**
+ * A client call of the checker, bounded by a gRPC deadline. Never race a call against a timer: the
+ * call left behind keeps running (a query no worker answers waits on the server; across a dev-server
+ * restart it retries for ~20 s), and when it fails after its connection was closed, the client's
+ * retry timer throws "Channel has been shut down" where nothing can catch it. With a deadline the
+ * call itself gives up, and the checker awaits it.
+ */
+export function withDeadline<T>(handle: WorkflowHandle, ms: number, fn: () => Promise<T>): Promise<T> {
+  return handle.client.connection.withDeadline(Date.now() + ms, fn);
 }
+
+/** The rollout's status, or undefined when it does not answer within `ms` (the call has ended either way). */
+export async function queryStatus(handle: WorkflowHandle, ms = 3_000): Promise<RolloutStatus | undefined> {
+  try {
+    return await withDeadline(handle, ms, () => handle.query(statusQuery));
+  } catch {
+    return undefined;
+  }
+}
+
+/** An operator action is given the client's own retry budget (~20 s), so one sent during a dev-server restart still lands. */
+const SEND_DEADLINE_MS = 25_000;
 
 export async function runSchedule(seed: number, shared: Shared, opts: RunOptions = DEFAULT_RUN_OPTIONS): Promise<ScheduleResult> {
   const t0 = Date.now();
@@ -249,9 +268,24 @@ class Driver {
     private readonly result: ScheduleResult,
   ) {
     this.pending = [...schedule.events];
-    handle.result().then(
+    this.watchResult();
+  }
+
+  /** Set once `run()` has returned: no more calls of this driver. */
+  private done = false;
+
+  /**
+   * The rollout's result, waited for in bounded slices (so no wait outlives the driver). An error
+   * of the server or the connection (a dev-server restart longer than the client's retries) is not
+   * the workflow closing: wait again.
+   */
+  private watchResult(): void {
+    withDeadline(this.handle, 30_000, () => this.handle.result()).then(
       (r) => (this.closed = { ok: true, result: r as RolloutResult }),
-      (e) => (this.closed = { ok: false, error: e as Error }),
+      (e) => {
+        if (e instanceof ServiceError && !this.done) return void sleep(500).then(() => this.watchResult());
+        if (!this.done) this.closed = { ok: false, error: e as Error };
+      },
     );
   }
 
@@ -269,19 +303,15 @@ class Driver {
   }
 
   private async status(): Promise<RolloutStatus | undefined> {
-    try {
-      const s = await withTimeout(this.handle.query(statusQuery), 3_000);
-      if (s) this.lastStatus = s;
-      return s;
-    } catch {
-      return undefined;
-    }
+    const s = await queryStatus(this.handle);
+    if (s) this.lastStatus = s;
+    return s;
   }
 
   private async send(what: string, fn: () => Promise<unknown>): Promise<void> {
     this.trace(what);
     try {
-      await withTimeout(fn(), 10_000);
+      await withDeadline(this.handle, SEND_DEADLINE_MS, fn);
     } catch (err) {
       this.trace(`  ${what}: ${(err as Error).message.split('\n')[0]}`);
     }
@@ -307,12 +337,40 @@ class Driver {
   private later(ms: number, fn: () => Promise<void>, opts: { survivesStop?: boolean } = {}) {
     this.timers++;
     const epoch = this.epoch;
-    void sleep(ms)
-      .then(() => (opts.survivesStop || epoch === this.epoch ? fn() : this.trace('(dropped: the pipeline stopped meanwhile)')))
-      .finally(() => this.timers--);
+    const fired = sleep(ms)
+      .then(() => {
+        if (opts.survivesStop) return fn();
+        if (this.done) return; // the schedule is over: an operator action no longer applies
+        return epoch === this.epoch ? fn() : this.trace('(dropped: the pipeline stopped meanwhile)');
+      })
+      .finally(() => {
+        this.timers--;
+        this.survivors.delete(fired);
+      });
+    if (opts.survivesStop) this.survivors.add(fired);
+  }
+  /**
+   * What runs beside the driver's loop and must end before the caller closes the environment and
+   * the connection: actions sent in the background, and fired events that run to their end even
+   * after a stop (a worker restart after a kill, a dev-server restart).
+   */
+  private readonly survivors = new Set<Promise<void>>();
+  private background(p: Promise<void>): void {
+    const tracked = p.finally(() => this.survivors.delete(tracked));
+    this.survivors.add(tracked);
   }
 
+  /** Drive the schedule, then let what was fired finish before the caller closes the environment. */
   async run(): Promise<void> {
+    try {
+      await this.drive();
+    } finally {
+      this.done = true;
+      await Promise.allSettled([...this.survivors]);
+    }
+  }
+
+  private async drive(): Promise<void> {
     while (!this.closed) {
       if (Date.now() - this.startMs > this.opts.timeoutMs) {
         this.violate(
@@ -390,7 +448,7 @@ class Driver {
     const h = this.handle;
     switch (a.kind) {
       case 'pause':
-        void this.send('pause', () => h.signal(pauseSignal, { by: 'alice', reason: 'fault schedule' }));
+        this.background(this.send('pause', () => h.signal(pauseSignal, { by: 'alice', reason: 'fault schedule' })));
         if (a.resumeAfterMs !== undefined) this.later(a.resumeAfterMs, () => this.resumeOperatorPause('resume (after pause)'));
         if (a.abortAfterMs !== undefined)
           this.later(a.abortAfterMs, () =>
@@ -398,23 +456,25 @@ class Driver {
           );
         return;
       case 'resume':
-        void this.resumeOperatorPause('resume');
+        this.background(this.resumeOperatorPause('resume'));
         return;
       case 'abort':
-        void this.send('abort', () => h.signal(abortSignal, { by: 'alice', reason: 'fault schedule' }));
+        this.background(this.send('abort', () => h.signal(abortSignal, { by: 'alice', reason: 'fault schedule' })));
         return;
       case 'verdict':
         // As rollgate's scheduled analysis sends it: with the run's message nonce (a forged one is
-        // refused). The query may outlive `send`'s timeout across a dev-server restart: never let it reject.
-        void this.send('external verdict fail', async () => {
-          const nonce = await h.query(messageNonceQuery).catch(() => undefined);
-          return h.signal(externalVerdictSignal, {
-            verdict: 'fail',
-            reason: 'external check: error budget burnt (fault schedule)',
-            atMs: Date.now(),
-            ...(nonce ? { nonce } : {}),
-          });
-        });
+        // refused). Without an answer (a dev-server restart) it goes without one, which the run refuses.
+        this.background(
+          this.send('external verdict fail', async () => {
+            const nonce = await h.query(messageNonceQuery).catch(() => undefined);
+            return h.signal(externalVerdictSignal, {
+              verdict: 'fail',
+              reason: 'external check: error budget burnt (fault schedule)',
+              atMs: Date.now(),
+              ...(nonce ? { nonce } : {}),
+            });
+          }),
+        );
         return;
       case 'breach':
         this.trace(`breach: new version of ${a.targets.join(', ')} fails 30 % of requests`);
@@ -449,6 +509,7 @@ class Driver {
             if (!(await this.env.killWorker())) return;
             this.trace(`worker SIGKILLed, restart in ${a.restartAfterMs} ms`);
             await sleep(a.restartAfterMs);
+            if (this.done) return this.trace('(worker not restarted: the schedule is over)');
             await this.env.startWorker();
             this.trace('worker restarted');
           },
@@ -586,7 +647,7 @@ class Driver {
       let pending = 0;
       if (!this.closed) {
         try {
-          const d = await this.handle.describe();
+          const d = await withDeadline(this.handle, 5_000, () => this.handle.describe());
           pending = d.raw.pendingActivities?.length ?? 0;
           if (d.status.name !== 'RUNNING') pending = 0;
         } catch {
@@ -617,7 +678,7 @@ class Driver {
   private async forceClose(): Promise<void> {
     this.result.outcome = `stalled (terminated by the checker in state ${this.lastStatus?.state}, stage ${this.lastStatus?.stage})`;
     try {
-      await this.handle.terminate('fault schedule checker: stalled');
+      await withDeadline(this.handle, 10_000, () => this.handle.terminate('fault schedule checker: stalled'));
     } catch {
       // already closed
     }
