@@ -343,6 +343,8 @@ class Driver {
         if (this.done) return; // the schedule is over: an operator action no longer applies
         return epoch === this.epoch ? fn() : this.trace('(dropped: the pipeline stopped meanwhile)');
       })
+      // Nothing awaits a fired event while it runs: a failure (a worker that cannot start) is traced, never left unhandled.
+      .catch((err) => this.trace(`fired event failed: ${(err as Error).message.split('\n')[0]}`))
       .finally(() => {
         this.timers--;
         this.survivors.delete(fired);
