@@ -24,7 +24,7 @@ export async function connectShared(o: {
   motoUrl: string;
   bundlePath: string;
   stateDir: string;
-}): Promise<Shared & { close(): Promise<void> }> {
+}): Promise<Shared & { close(): Promise<void>; inFlightCalls(): string[] }> {
   installRuntime();
   const connection = await NativeConnection.connect({ address: o.temporalAddress });
   const calls = new CallTracker();
