@@ -5,8 +5,8 @@
  */
 import { join } from 'node:path';
 import { connectShared, runSchedules, seedsOf, summaryLine, violationLines } from '../scripts/faults/report';
-import { startRestartableDevServer } from '../src/dev/processes';
-import { DEFAULT_RUN_OPTIONS } from '../scripts/faults/runner';
+import { startRestartableDevServer, startTemporalDevServer } from '../src/dev/processes';
+import { DEFAULT_RUN_OPTIONS, queryStatus } from '../scripts/faults/runner';
 import { DEFAULT_LOAD_OPTIONS, loadSummaryLine, loadTable, loadViolationLines, loadWorkerOptions, runLoad } from '../scripts/faults/load';
 
 /**
@@ -67,6 +67,32 @@ test('3 fault schedules with a dev-server restart each keep the rollback invaria
     await server.stop();
   }
 }, 600_000);
+
+/**
+ * The `--restarts` flake: the checker raced a status query against a 3 s timer and left it in
+ * flight. When no worker answers it (the schedule's worker has stopped), it waits on the server;
+ * the test then closed the connection and stopped the dev server, the query failed UNAVAILABLE,
+ * and the client's retry timer threw "Channel has been shut down" outside any try. The checker's
+ * calls now end by themselves (a gRPC deadline), and close() closes only an idle connection.
+ */
+test('a status query no worker answers ends within its bound: nothing is left to retry on the closed connection', async () => {
+  const server = await startTemporalDevServer({});
+  const shared = await suiteShared(server.address);
+  try {
+    const handle = await shared.client.workflow.start('rolloutWorkflow', {
+      taskQueue: `nobody-polls-${process.pid}`,
+      workflowId: `no-worker-${process.pid}`,
+    });
+    expect(await queryStatus(handle, 1_000)).toBeUndefined();
+    expect(shared.inFlightCalls()).toEqual([]);
+    await handle.terminate('test over');
+  } finally {
+    await shared.close();
+    await server.stop();
+  }
+  // A call left behind would fail now and retry within its backoff (under 5 s): jest fails the test on the throw.
+  await new Promise((r) => setTimeout(r, 6_000));
+}, 120_000);
 
 /**
  * Load with breaches (issue 9 part D), CI-sized: the same code as

@@ -39,6 +39,8 @@ export interface Shared {
   stateDir: string;
   connection: NativeConnection;
   client: Client;
+  /** The Temporal client's calls in flight (method, age, caller): none once the checker has finished. */
+  inFlightCalls?: () => string[];
   /** Stop the dev server, wait `downMs`, start it again on the same SQLite file and port (only when this process started it). */
   restartServer?: (downMs: number) => Promise<void>;
 }

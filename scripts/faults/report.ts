@@ -2,6 +2,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { Shared } from './env';
+import { CallTracker } from './call-tracker';
 import { runSchedule, type RunOptions, type ScheduleResult } from './runner';
 
 let runtimeInstalled = false;
@@ -15,22 +16,32 @@ export function installRuntime(): void {
   }
 }
 
+/** How long `close()` waits for the client's calls in flight to settle (each call the checker makes is bounded). */
+const CLOSE_WAIT_MS = 40_000;
+
 export async function connectShared(o: {
   temporalAddress: string;
   motoUrl: string;
   bundlePath: string;
   stateDir: string;
-}): Promise<Shared & { close(): Promise<void> }> {
+}): Promise<Shared & { close(): Promise<void>; inFlightCalls(): string[] }> {
   installRuntime();
   const connection = await NativeConnection.connect({ address: o.temporalAddress });
-  const client = new Client({ connection: await Connection.connect({ address: o.temporalAddress }) });
+  const calls = new CallTracker();
+  const client = new Client({ connection: await Connection.connect({ address: o.temporalAddress, interceptors: calls.interceptors() }) });
   return {
     ...o,
     connection,
     client,
+    inFlightCalls: () => calls.describe(),
     close: async () => {
-      await client.connection.close();
       await connection.close();
+      // A call still retrying when its channel closes throws "Channel has been shut down" from the
+      // retry timer, where nothing can catch it: close the client's channel only once it is idle.
+      const left = await calls.settled(CLOSE_WAIT_MS);
+      if (left.length)
+        throw new Error(`client calls still in flight ${CLOSE_WAIT_MS / 1000} s after the schedules ended:\n${left.join('\n')}`);
+      await client.connection.close();
     },
   };
 }

@@ -17,8 +17,8 @@ async function main() {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   process.env.METADATA_SERVER_DETECTION = 'none';
   const address = env.ROLLGATE_TEST_TEMPORAL!;
-  const connection = await NativeConnection.connect({ address });
-  const client = new Client({ connection: await Connection.connect({ address }) });
+  const connection = await untilConnected(() => NativeConnection.connect({ address }));
+  const client = new Client({ connection: await untilConnected(() => Connection.connect({ address })) });
   const worker = await createRollgateWorker({
     connection,
     taskQueue: env.ROLLGATE_TASK_QUEUE!,
@@ -50,6 +50,22 @@ async function main() {
   await worker.run();
   await connection.close();
   await client.connection.close();
+}
+
+/**
+ * The dev server may be down for a restart (--restarts) when this worker starts (a schedule's start,
+ * or the restart after a kill): keep trying, as a supervised worker would be restarted until it connects.
+ */
+async function untilConnected<T>(connect: () => Promise<T>, withinMs = 60_000): Promise<T> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 main().catch((err) => {
