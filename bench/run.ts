@@ -780,6 +780,23 @@ async function startMany(from: number, to: number, make: (i: number) => RolloutS
   return (to - from) / ((performance.now() - t0) / 1000);
 }
 
+/** Why the first closed parked rollout closed (its status and result or failure), for the error. */
+async function closedReason(): Promise<string> {
+  for await (const w of client.workflow.list({
+    query: `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
+  })) {
+    const outcome = await client.workflow
+      .getHandle(w.workflowId, w.runId)
+      .result()
+      .then(
+        (r) => `${(r as RolloutResult).state}: ${(r as RolloutResult).reason ?? ''}`,
+        (err: Error) => `${err.message}: ${(err.cause as Error | undefined)?.message ?? ''}`,
+      );
+    return `${w.workflowId} ${w.status.name}, ${outcome}`;
+  }
+  return 'not listed yet';
+}
+
 async function waitForCount(query: string, n: number, what: string, timeoutMs: number, refuseClosed = true): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -789,7 +806,7 @@ async function waitForCount(query: string, n: number, what: string, timeoutMs: n
       const closed = await client.workflow.count(
         `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
       );
-      if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: see rollout-parked-* results`);
+      if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: ${await closedReason()}`);
     }
     if (Date.now() > deadline) throw new Error(`only ${count} of ${n} rollouts ${what} in time`);
     await sleep(500);
