@@ -1,27 +1,147 @@
-/** Benchmark 3: parked rollouts in a long bake on one worker process (memory, pause latency). */
+/** Benchmark 3: parked rollouts in a long bake on one worker process (memory, status/pause latency at 10,000, a wake storm). */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { WorkflowHandle } from '@temporalio/client';
 import { sampleZip } from '../src/dev/lambda-fixtures';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
-import type { LambdaTargetSpec } from '../src/spec/schema';
-import { pauseSignal, statusQuery } from '../src/contract';
-import { QUICK, STATE, bundlePath, client, median, report, rssMiB, sleep, spawnWorker } from './common';
+import type { LambdaTargetSpec, RolloutSpec } from '../src/spec/schema';
+import { pauseSignal, statusQuery, type RolloutResult } from '../src/contract';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { workflowCacheSize } from '../src/temporal/workflow-cache';
+import { QUICK, STATE, bundlePath, client, eventMs, median, pct, report, rssMiB, sleep, spawnWorker } from './common';
 
 // ---- 3: parked rollouts ------------------------------------------------------------------------
 
-export async function benchParked() {
-  const sizes = QUICK ? [10, 20] : [500, 1000, 2000];
-  console.log(
-    `3. parked rollouts (${sizes.join(', ')}) in a long bake on one worker (in-memory provider: measures the worker, not an emulator)`,
+/** Starts rollouts `from`..`to`-1 of a spec family with `concurrency` starters; returns starts per second. */
+async function startMany(from: number, to: number, make: (i: number) => RolloutSpec, ids: string[], concurrency = 100): Promise<number> {
+  const t0 = performance.now();
+  let next = from;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < to) {
+        const i = next++;
+        const h = await startRollout(client, make(i), { startedBy: 'bench', taskQueue: 'bench-parked' });
+        ids.push(h.workflowId);
+      }
+    }),
   );
-  const { child } = await spawnWorker({
-    BENCH_TASK_QUEUE: 'bench-parked',
-    BENCH_PROVIDER: 'memory',
-    BENCH_BUNDLE: bundlePath,
-    BENCH_MAX_CACHED: String(sizes[sizes.length - 1] + 100),
-  });
+  return (to - from) / ((performance.now() - t0) / 1000);
+}
+
+/** Why the first closed parked rollout closed (its status and result or failure), for the error. */
+async function closedReason(): Promise<string> {
+  for await (const w of client.workflow.list({
+    query: `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
+  })) {
+    const outcome = await client.workflow
+      .getHandle(w.workflowId, w.runId)
+      .result()
+      .then(
+        (r) => `${(r as RolloutResult).state}: ${(r as RolloutResult).reason ?? ''}`,
+        (err: Error) => `${err.message}: ${(err.cause as Error | undefined)?.message ?? ''}`,
+      );
+    return `${w.workflowId} ${w.status.name}, ${outcome}`;
+  }
+  return 'not listed yet';
+}
+
+async function waitForCount(query: string, n: number, what: string, timeoutMs: number, refuseClosed = true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { count } = await client.workflow.count(query);
+    if (count >= n) return;
+    if (refuseClosed) {
+      const closed = await client.workflow.count(
+        `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
+      );
+      if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: ${await closedReason()}`);
+    }
+    if (Date.now() > deadline) throw new Error(`only ${count} of ${n} rollouts ${what} in time`);
+    await sleep(500);
+  }
+}
+
+type HistoryEvents = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>;
+
+/** The first activity scheduled after `from` (an event index) and its time. */
+function nextActivityMs(events: HistoryEvents, from: number): number | undefined {
+  for (let i = from; i < events.length; i++) if (events[i].activityTaskScheduledEventAttributes) return eventMs(events[i]);
+  return undefined;
+}
+
+/** The end of the first bake as planned (its task's start + the timer) and the first activity scheduled after it fired. */
+function bakeWake(events: HistoryEvents): { plannedMs: number; nextMs: number } | undefined {
+  let taskStartedMs = 0;
+  let timerId: string | undefined;
+  let plannedMs = 0;
+  for (const [i, e] of events.entries()) {
+    if (e.workflowTaskStartedEventAttributes) taskStartedMs = eventMs(e);
+    const started = e.timerStartedEventAttributes;
+    const summary = e.userMetadata?.summary ? defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary as Payload) : '';
+    if (started && timerId === undefined && summary.startsWith('bake ')) {
+      timerId = started.timerId!;
+      const d = started.startToFireTimeout!;
+      plannedMs = taskStartedMs + Number(d.seconds ?? 0) * 1000 + (d.nanos ?? 0) / 1e6;
+    }
+    if (timerId !== undefined && e.timerFiredEventAttributes?.timerId === timerId) {
+      const nextMs = nextActivityMs(events, i);
+      return nextMs === undefined ? undefined : { plannedMs, nextMs };
+    }
+  }
+  return undefined;
+}
+
+/** The first traffic step (setTraffic) scheduled: what a rollout frozen until `untilMs` does when it wakes. */
+function freezeWake(untilMs: number) {
+  return (events: HistoryEvents): { plannedMs: number; nextMs: number } | undefined => {
+    const e = events.find((x) => x.activityTaskScheduledEventAttributes?.activityType?.name === 'setTraffic');
+    return e ? { plannedMs: untilMs, nextMs: eventMs(e) } : undefined;
+  };
+}
+
+/** For each rollout, from the planned end of a wait to its next step, read from its history. */
+async function wakeLags(ids: string[], find: (events: HistoryEvents) => { plannedMs: number; nextMs: number } | undefined) {
+  const lags: number[] = [];
+  const plannedEnds: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      while (next < ids.length) {
+        const found = find((await client.workflow.getHandle(ids[next++]).fetchHistory()).events ?? []);
+        if (!found) continue;
+        lags.push(found.nextMs - found.plannedMs);
+        plannedEnds.push(found.plannedMs);
+      }
+    }),
+  );
+  return { lags, plannedEnds };
+}
+
+function utcLocal(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19);
+}
+
+/**
+ * 3: parked rollouts on one worker with its default (bounded) workflow cache: memory, start rate,
+ * query and signal latency at every size, mostly on evicted rollouts; then a wake storm: 1,000
+ * rollouts held by a freeze window that ends at one instant take their canary step, then their
+ * bakes (which therefore end within about a second of each other) take the next one.
+ */
+export async function benchParked() {
+  // BENCH_PARKED=N: another final size (a storm of N/10), e.g. on a loaded machine; rows are then "parked".
+  const final = QUICK ? 20 : Number(process.env.BENCH_PARKED || 10_000);
+  const storm = QUICK ? 10 : Math.round(final / 10);
+  const sizes = QUICK || final <= 2_000 ? [final - storm] : [2_000, final - storm];
+  const name = (n: number) => (n === 10_000 && !QUICK ? 'parked 10,000' : 'parked');
+  const at10k = <T>(t: T) => (final === 10_000 && !QUICK ? t : undefined);
+  console.log(
+    `3. ${final} parked rollouts on one worker (in-memory provider: measures the worker, not an emulator), then a wake storm of ${storm}`,
+  );
+  const { child } = await spawnWorker({ BENCH_TASK_QUEUE: 'bench-parked', BENCH_PROVIDER: 'memory', BENCH_BUNDLE: bundlePath });
+  let peakRss = 0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(child.pid!))), 250);
   const t = [{ name: 'mem', provider: 'aws-lambda', region: 'us-east-1', function: 'mem', alias: 'live' }] as LambdaTargetSpec[];
   const zip = join(STATE, 'parked.zip');
   writeFileSync(zip, sampleZip('parked'));
@@ -33,51 +153,51 @@ export async function benchParked() {
     targets: t,
     canary: { targets: ['mem'], weight: 10, bake: '2 hours' },
   });
-  let started = 0;
+  const parked = (i: number): RolloutSpec => ({ ...base, service: `parked-${i}`, targets: [{ ...t[0], function: `parked-${i}` }] });
   const ids: string[] = [];
   try {
+    let started = 0;
     for (const n of sizes) {
-      const todo = n - started;
-      const t0 = performance.now();
-      let next = started;
-      await Promise.all(
-        Array.from({ length: 50 }, async () => {
-          while (next < n) {
-            const i = next++;
-            const targets = [{ ...t[0], function: `parked-${i}` }];
-            const h = await startRollout(
-              client,
-              { ...base, service: `parked-${i}`, targets },
-              { startedBy: 'bench', taskQueue: 'bench-parked' },
-            );
-            ids.push(h.workflowId);
-          }
-        }),
-      );
-      const rate = todo / ((performance.now() - t0) / 1000);
+      const rate = await startMany(started, n, parked, ids);
       started = n;
-      // Parked = every rollout has reached its bake.
-      const deadline = Date.now() + (QUICK ? 60_000 : 600_000);
-      for (;;) {
-        const { count } = await client.workflow.count(
-          `WorkflowType = 'rolloutWorkflow' AND RolloutStage = 'canary' AND TaskQueue = 'bench-parked'`,
-        );
-        if (count >= n) break;
-        const closed = await client.workflow.count(
-          `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
-        );
-        if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: see rollout-parked-* results`);
-        if (Date.now() > deadline) throw new Error(`only ${count} of ${n} rollouts reached their bake in time`);
-        await sleep(500);
-      }
+      await waitForCount(
+        `WorkflowType = 'rolloutWorkflow' AND RolloutStage = 'canary' AND TaskQueue = 'bench-parked'`,
+        n,
+        'reached their bake',
+        QUICK ? 60_000 : 900_000,
+      );
       await sleep(1000);
-      report('parked', `start rate while starting ${todo} (to ${n})`, rate, '/s', { op: '>=', v: 50 });
-      report('parked', `worker RSS at ${n} parked`, rssMiB(child.pid!), 'MiB', n === 2000 ? { op: '<=', v: 1536 } : undefined);
+      report('parked', `start rate while starting ${n - (sizes[sizes.indexOf(n) - 1] ?? 0)} (to ${n})`, rate, '/s');
+      report('parked', `worker RSS at ${n} parked`, rssMiB(child.pid!), 'MiB');
     }
+
+    // The storm rollouts: frozen before their canary step until one instant, then a bake of the same length.
+    const bakeS = QUICK ? 5 : 30;
+    const stormAt = Math.ceil((Date.now() + (QUICK ? 30_000 : 150_000)) / 1000) * 1000;
+    const stormSpec = (i: number): RolloutSpec => ({
+      ...base,
+      service: `storm-${i}`,
+      targets: [{ ...t[0], function: `storm-${i}` }],
+      canary: { targets: ['mem'], weight: 10, bake: `${bakeS} seconds` },
+      freeze_windows: [{ name: 'storm', timezone: 'UTC', from: utcLocal(Date.now() - 60_000), to: utcLocal(stormAt) }],
+    });
+    const stormIds: string[] = [];
+    const stormRate = await startMany(0, storm, stormSpec, stormIds);
+    report(name(final), `start rate while starting ${storm} (to ${final})`, stormRate, '/s', at10k({ op: '>=', v: 200 }));
+    await waitForCount(
+      `WorkflowType = 'rolloutWorkflow' AND RolloutStage = 'canary' AND TaskQueue = 'bench-parked'`,
+      final,
+      'reached their bake or freeze',
+      Math.max(5_000, stormAt - Date.now() - 5_000),
+    );
+    await sleep(1000);
+    report(name(final), `worker RSS at ${final} parked`, rssMiB(child.pid!), 'MiB', at10k({ op: '<=', v: 1024 }));
+
+    // Latency on rollouts across the whole set: most of them are not in the cache (a query replays).
     const q: number[] = [];
     const s: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      const h = client.workflow.getHandle(ids[Math.floor((i * ids.length) / 20)]);
+    for (let i = 0; i < 40; i++) {
+      const h = client.workflow.getHandle(ids[Math.floor((i * ids.length) / 40)]);
       const t0 = performance.now();
       await h.query(statusQuery);
       q.push(performance.now() - t0);
@@ -85,9 +205,70 @@ export async function benchParked() {
       await h.signal(pauseSignal, { by: 'bench' });
       s.push(performance.now() - t1);
     }
-    report('parked', `status query latency p50 at ${started}`, median(q), 'ms');
-    report('parked', `pause signal latency p50 at ${started}`, median(s), 'ms');
+    report(name(final), `status query latency p50 at ${final}`, median(q), 'ms', at10k({ op: '<=', v: 25 }));
+    report(name(final), `pause signal latency p50 at ${final}`, median(s), 'ms', at10k({ op: '<=', v: 25 }));
+    const sample = await client.workflow.getHandle(ids[0]).fetchHistory();
+    report(name(final), 'history events per parked rollout', sample.events?.length ?? NaN, 'events');
+    report(name(final), 'history size per parked rollout', Buffer.byteLength(JSON.stringify(sample)) / 1024, 'KiB');
+    report(name(final), 'workflow cache (maxCachedWorkflows)', workflowCacheSize(), 'runs');
+
+    // Query twice the cache's worth of other parked rollouts: the storm rollouts (the last ones
+    // touched) are pushed out of the cache, so the storm wakes evicted rollouts.
+    const sweep = ids.slice(0, Math.min(ids.length, 2 * workflowCacheSize()));
+    const sweepLatency: number[] = [];
+    const t0 = performance.now();
+    let k = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (k < sweep.length) {
+          const h = client.workflow.getHandle(sweep[k++]);
+          const t1 = performance.now();
+          await h.query(statusQuery);
+          sweepLatency.push(performance.now() - t1);
+        }
+      }),
+    );
+    report(
+      name(final),
+      `status queries of ${sweep.length} rollouts (cache ${workflowCacheSize()}), 20 at a time`,
+      sweep.length / ((performance.now() - t0) / 1000),
+      '/s',
+    );
+    report(name(final), `  their latency p50 (20 in flight)`, median(sweepLatency), 'ms');
+
+    // The storm: every freeze ends at stormAt; then every bake ends bakeS seconds after its canary step.
+    if (Date.now() > stormAt) throw new Error('the storm rollouts were not all frozen before the storm: raise the lead time');
+    await waitForCount(
+      `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus = 'Completed'`,
+      storm,
+      'promoted after the storm',
+      (QUICK ? 60 : 300) * 1000 + bakeS * 1000,
+      false,
+    );
+    const freeze = await wakeLags(stormIds, freezeWake(stormAt));
+    const bake = await wakeLags(stormIds, bakeWake);
+    if (freeze.lags.length !== storm || bake.lags.length !== storm)
+      throw new Error(`wake lags found for ${freeze.lags.length} freeze ends and ${bake.lags.length} bake ends of ${storm}`);
+    const spread = (xs: number[]) => (Math.max(...xs) - Math.min(...xs)) / 1000;
+    report(name(final), `freeze ends (${storm} at one instant) -> next step p50`, median(freeze.lags), 'ms');
+    report(
+      name(final),
+      `freeze ends (${storm} at one instant) -> next step p99`,
+      pct(freeze.lags, 99),
+      'ms',
+      at10k({ op: '<=', v: 10_000 }),
+    );
+    report(name(final), `bake ends (${storm} within ${spread(bake.plannedEnds).toFixed(1)} s) -> next step p50`, median(bake.lags), 'ms');
+    report(
+      name(final),
+      `bake ends (${storm} within ${spread(bake.plannedEnds).toFixed(1)} s) -> next step p99`,
+      pct(bake.lags, 99),
+      'ms',
+      at10k({ op: '<=', v: 10_000 }),
+    );
+    report(name(final), `worker peak RSS (storm included)`, peakRss, 'MiB', at10k({ op: '<=', v: 1024 }));
   } finally {
+    clearInterval(sampler);
     child.kill('SIGKILL');
   }
 }

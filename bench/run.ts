@@ -19,7 +19,7 @@
  * To see how much of a number that is: BENCH_CLOUD_RUN_POLL_MS=N (provider's first poll pause, ms)
  * and BENCH_CLOUD_RUN_OPERATION_POLLS=0 (the fake returns finished operations: no poll pause at all).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -29,7 +29,7 @@ import { FaultProxy } from '../src/dev/fault-proxy';
 import { CloudRunFake } from '../src/dev/cloud-run-fake';
 import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
 import { createRunnerWorker } from '../src/runner';
-import { CLOUD_RUN_MAX_POLL_MS, CLOUD_RUN_POLL_MS, LOAD_AT_START, ONLY, OUT, QUICK, STATE, rows, setServers } from './common';
+import { CLOUD_RUN_MAX_POLL_MS, CLOUD_RUN_POLL_MS, DB_DIR, LOAD_AT_START, ONLY, OUT, QUICK, STATE, rows, setServers } from './common';
 import { benchOverhead } from './overhead';
 import { benchBreach } from './breach';
 import { benchAlert } from './alert';
@@ -44,7 +44,8 @@ async function main() {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   process.env.METADATA_SERVER_DETECTION ??= 'none'; // the Google clients talk to the fakes: no credentials lookup
   const [temporal, moto, cloudRun, monitoring] = await Promise.all([
-    startTemporalDevServer({}),
+    // A file-backed store (10,000 rollouts outgrow memory), in a temp dir removed at the end.
+    startTemporalDevServer({ dbFile: join(DB_DIR, 'temporal.db') }),
     startMoto(),
     new CloudRunFake().start(),
     new CloudMonitoringFake().start(),
@@ -82,6 +83,7 @@ async function main() {
     await client.connection.close();
     await nativeConnection.close();
     await Promise.all([temporal.stop(), moto.stop(), cloudRun.stop(), monitoring.stop()]);
+    rmSync(DB_DIR, { recursive: true, force: true });
   }
   const machine = {
     cpus: cpus().length,

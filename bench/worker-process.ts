@@ -36,7 +36,7 @@ async function main() {
     taskQueue: env.BENCH_TASK_QUEUE!,
     deps,
     workflowBundlePath: env.BENCH_BUNDLE || undefined,
-    workerOptions: env.BENCH_MAX_CACHED ? { maxCachedWorkflows: Number(env.BENCH_MAX_CACHED) } : {},
+    // The workflow cache is the worker's default (ROLLGATE_MAX_CACHED_WORKFLOWS, else derived from memory).
   });
   const run = worker.run();
   console.log(`worker ready ${performance.now().toFixed(0)}`);

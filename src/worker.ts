@@ -21,6 +21,7 @@ import { CloudMonitoringMetrics } from './analysis/cloud-monitoring';
 import { artifactStoreFromUrl } from './artifacts/store';
 import { identityVerifierFromEnv, verifierConfigFromEnv } from './identity/verifier';
 import { TASK_QUEUE } from './contract';
+import { MAX_CACHED_WORKFLOWS_VAR, workflowCacheSize } from './temporal/workflow-cache';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
@@ -66,6 +67,10 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     // and a cancelled traffic step stops that much sooner. Cost: one heartbeat call a second per
     // running traffic activity.
     maxHeartbeatThrottleInterval: '1 second',
+    // Bounded cache, one V8 context for every workflow (src/temporal/workflow-cache.ts): past the
+    // cache, parked rollouts are evicted and replayed when they wake, so memory stays flat.
+    maxCachedWorkflows: workflowCacheSize(),
+    reuseV8Context: true,
     ...o.workerOptions,
     // Every activity result and failure passes the redactor before it reaches history (src/security).
     interceptors: {
@@ -112,6 +117,8 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const alertConfig = env.ROLLGATE_ALERT_RECEIVER_PORT ? alertReceiverConfigFromEnv(env) : undefined;
   // A half-configured identity verifier is refused before anything connects (the error names the variable).
   const oidc = verifierConfigFromEnv(env);
+  // So is a bad ROLLGATE_MAX_CACHED_WORKFLOWS.
+  const cacheSize = workflowCacheSize(env);
   // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
   const obs = await setupObservabilityFromEnv(env);
   // The worker's own credentials and webhook URLs never appear in what it logs or records.
@@ -129,7 +136,7 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
     deps,
     workflowBundlePath: env.ROLLGATE_WORKFLOW_BUNDLE || undefined,
     // observability sinks + payload codec (undefined when ROLLGATE_CODEC_KEY is unset)
-    workerOptions: { sinks: obs.sinks, dataConverter: settings.dataConverter },
+    workerOptions: { sinks: obs.sinks, dataConverter: settings.dataConverter, maxCachedWorkflows: cacheSize },
   });
   // Alerts from Alertmanager / CloudWatch (src/alerts): in this process when a port is set.
   let alerts: AlertReceiver | undefined;
@@ -142,7 +149,8 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   console.error(
     `rollgate worker: polling task queue ${env.ROLLGATE_TASK_QUEUE || TASK_QUEUE} on ${settings.address}/${settings.namespace}; ` +
       `spec URLs allowed: ${deps.urlPolicy!.describe()} (${ALLOWED_URLS_VAR}); ` +
-      `identities ${oidc ? `verified (issuer ${oidc.issuer}, audience ${oidc.audience})` : 'unverified (no ROLLGATE_OIDC_ISSUER)'}`,
+      `identities ${oidc ? `verified (issuer ${oidc.issuer}, audience ${oidc.audience})` : 'unverified (no ROLLGATE_OIDC_ISSUER)'}; ` +
+      `workflow cache ${cacheSize} (${MAX_CACHED_WORKFLOWS_VAR})`,
   );
   // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
   await worker.run();

@@ -49,6 +49,15 @@ export const LOCK_RUN_IDS_PATCH = 'rollgate-lock-run-ids';
 export const LOCK_VERIFIED_ACQUIRERS_PATCH = 'rollgate-lock-verified-acquirers';
 /** Marks lock executions that keep acquirers' nonces (asked at the first acquire that carries one). */
 export const LOCK_NONCES_PATCH = 'rollgate-lock-nonces';
+/**
+ * Marks lock executions that take the three decisions above at their start. Before it, the first
+ * `verifiesAcquirers()` came right after the findClosedLockHolders local activity: when core
+ * completed that workflow task early (a query answered while the activity ran), the activity's
+ * marker landed in one task and the patch marker in the next, and a replay (an evicted lock, a
+ * legacy query) resolved the activity before it knew of that patch: TMPRL1100 "patch marker
+ * encountered ... but there is no corresponding change command" (docs/DEVELOPMENT.md, "Versioning").
+ */
+export const LOCK_PATCHES_AT_START = 'rollgate-lock-patches-at-start';
 const DEFAULT_CHECK_MS = 5000;
 /** Refusals kept in the lock's state: enough to see a forgery, bounded against a flood of them. */
 const MAX_REFUSALS = 20;
@@ -79,6 +88,12 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
   const refused: LockRefusal[] = [...(input.refused ?? [])];
   let verified = false;
   const verifiesAcquirers = (): boolean => verified || (verified = patched(LOCK_VERIFIED_ACQUIRERS_PATCH));
+  // Before any handler or local activity runs: a replay knows of every marker of the first task.
+  if (patched(LOCK_PATCHES_AT_START)) {
+    upgrade();
+    keepsNonces();
+    verifiesAcquirers();
+  }
   function refuse(message: LockRefusal['message'], m: unknown, reason: string): void {
     const { holder, runId } = (typeof m === 'object' && m !== null ? m : {}) as Partial<LockHolder>;
     const r: LockRefusal = { atMs: Date.now(), message, reason };
