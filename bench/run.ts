@@ -22,7 +22,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { startMoto, startTemporalDevServer, type DevServer, type MotoServer } from '../src/dev/processes';
@@ -36,7 +36,7 @@ import { CloudRunFake } from '../src/dev/cloud-run-fake';
 import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
 import type { TargetProvider } from '../src/providers/types';
 import type { MetricProvider } from '../src/analysis/types';
-import { createRollgateWorker } from '../src/worker';
+import { createRollgateWorker, STICKY_QUEUE_TIMEOUT_MS } from '../src/worker';
 import { createRunnerWorker } from '../src/runner';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
@@ -51,6 +51,9 @@ import {
   type RolloutResult,
 } from '../src/workflows/messages';
 import { aliasOf } from './support';
+import { eventMs, type HistoryEvent } from './history-events';
+import { stickyBurst, type StickyBurst } from './sticky-burst';
+import { RevertLandings, revertTimeline, timedProviders, type ProviderCall, type RevertTimeline } from './revert-timeline';
 import { startAlertReceiver } from '../src/alerts/receiver';
 
 const argv = process.argv.slice(2);
@@ -192,15 +195,16 @@ function spec(
 }
 
 /** A worker in this process with both clouds: Lambda + CloudWatch at `endpoint`, Cloud Run + Cloud Monitoring in the fakes. */
-async function inProcessWorker(taskQueue: string, endpoint: string) {
+async function inProcessWorker(taskQueue: string, endpoint: string, calls?: ProviderCall[]) {
   const run = cloudRunProvider();
   const mon = new CloudMonitoringMetrics({ endpoint: monitoring.address });
+  const providers = { 'aws-lambda': new LambdaProvider({ endpoint, credentials: TEST_CREDENTIALS }), 'cloud-run': run };
   const worker = await createRollgateWorker({
     connection: nativeConnection,
     taskQueue,
     workflowBundlePath: bundlePath,
     deps: {
-      providers: { 'aws-lambda': new LambdaProvider({ endpoint, credentials: TEST_CREDENTIALS }), 'cloud-run': run },
+      providers: calls ? timedProviders(providers, calls) : providers,
       metrics: [new CloudWatchMetrics({ endpoint, credentials: TEST_CREDENTIALS }), mon],
       stateDir: STATE,
       hashKey: 'bench',
@@ -301,8 +305,6 @@ interface HistoryProfile {
   /** Activity type -> count, and markers (local activities, side effects) as "marker". */
   kinds: Record<string, number>;
 }
-
-const eventMs = (e: HistoryEvent) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
 
 /**
  * Orchestration vs provider time in one rollout's history: the union of activity intervals
@@ -441,33 +443,61 @@ function createDigest(path: string) {
 
 // ---- 2: breach to revert -----------------------------------------------------------------------
 
+/** Lambda targets with a function of their own each (the fault proxy sees function names, not regions). */
+function ownLambdaTargets(prefix: string, n: number): LambdaTargetSpec[] {
+  return REGIONS.slice(0, n).map((region) => ({
+    name: `${prefix}-${region}`,
+    provider: 'aws-lambda' as const,
+    region,
+    function: `${prefix}-${region}-fn`,
+    alias: 'live',
+  }));
+}
+
 async function benchBreach() {
   console.log(
-    '2. breach to revert (10 targets = 5 Lambda in moto + 5 Cloud Run in the fake, mid-wave; breach delivered as a signal;\n' +
-      '   until every target is 100 % on stable as seen by moto and the fake; then the same 10 reverts without Temporal)',
+    "2. breach to revert: Temporal's share of a revert. A rollout mid-wave (canary 10 %, the other targets at 50 %, in a bake),\n" +
+      '   the breach sent as a signal; until every target took its revert in the emulators (moto answered the alias write; the\n' +
+      '   fake serves 100 % on stable), then the same reverts called directly in the same run. Share = breach - direct, per run.',
   );
-  const lambdas = lambdaTargets('brc', 1, 5);
+  const sets: [string, number, number][] = [
+    ['10 Lambda', 10, 0],
+    ['5 Lambda + 5 Cloud Run', 5, 5],
+  ];
+  for (const [label, lambdaCount, runCount] of sets) await revertSet(label, lambdaCount, runCount);
+}
+
+async function revertSet(label: string, lambdaCount: number, runCount: number) {
+  const prefix = `brc${lambdaCount}x${runCount}`;
+  const lambdas = ownLambdaTargets(prefix, lambdaCount);
   for (const t of lambdas) await createSampleFunction(moto.url, t);
-  const runs5 = cloudRunTargets('brc', 5);
-  const targets: TargetSpec[] = [...lambdas, ...runs5];
-  const stop = await inProcessWorker('bench-breach', moto.url);
-  // For the direct comparison: the same providers, configured as the worker's, called from this process.
-  const lambda = new LambdaProvider({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
+  const runs = runCount ? cloudRunTargets(prefix, runCount) : [];
+  const targets: TargetSpec[] = [...lambdas, ...runs];
+  const queue = `bench-breach-${lambdaCount}x${runCount}`;
+  const calls: ProviderCall[] = [];
+  // Through the fault proxy, as the direct calls below: it sees when moto took each write.
+  const stop = await inProcessWorker(queue, proxy.url, calls);
+  const lambda = new LambdaProvider({ endpoint: proxy.url, credentials: TEST_CREDENTIALS });
   const run = cloudRunProvider();
   const provider = (t: TargetSpec): TargetProvider<any> => (t.provider === 'cloud-run' ? run : lambda);
-  const runs = QUICK ? 2 : 20;
-  const wf: RevertTimes[] = [];
-  const direct: RevertTimes[] = [];
-  const phases: BreachPhases[] = [];
+  const n = QUICK ? 2 : Number(process.env.BENCH_BREACH_RUNS || 20);
+  const wf: number[] = [];
+  const direct: number[] = [];
+  const share: number[] = [];
+  const directSlowest: number[] = [];
+  const timelines: RevertTimeline[] = [];
+  let trips: ReturnType<RevertLandings['roundTrips']> | undefined;
+  let directTrips: ReturnType<RevertLandings['roundTrips']> | undefined;
   try {
-    for (let i = 0; i < runs; i++) {
-      const s = spec('brc', targets, [targets.slice(1).map((t) => t.name)], [50, 100], '1 hour', {
+    for (let i = 0; i < n; i++) {
+      const s = spec(prefix, targets, [targets.slice(1).map((t) => t.name)], [50, 100], '1 hour', {
         canary: { targets: [targets[0].name], weight: 10, bake: '0 seconds' },
       });
-      const h = await startRollout(client, s, { startedBy: 'bench', taskQueue: 'bench-breach' });
+      const h = await startRollout(client, s, { startedBy: 'bench', taskQueue: queue });
       for (;;) {
         const st = await h.query(statusQuery);
         if (st.stage === 'wave:w1' && st.bakeEndsAtMs) break;
+        if (st.state !== 'running') throw new Error(`bench rollout ${st.state} in ${st.stage}: ${st.detail}`);
         await sleep(50);
       }
       const status = await h.query(statusQuery);
@@ -475,67 +505,116 @@ async function benchBreach() {
       const next = new Map(status.targets.map((t) => [t.name, t.newVersion!]));
       // As rollgate's scheduled analysis sends it: with the run's message nonce (read before the clock starts).
       const nonce = await h.query(messageNonceQuery);
-      const t0 = performance.now();
-      const t0Wall = Date.now();
+      await sleep(200); // let the worker go idle after the queries
+      const landings = new RevertLandings(proxy, cloudRun, lambdas, runs, stable);
+      const sentMs = Date.now();
       await h.signal(externalVerdictSignal, { verdict: 'fail', reason: 'bench breach', nonce });
-      const times = await waitAllStable(lambdas, runs5, stable, t0);
-      wf.push(times);
-      // The fake serves the reverted split before the Cloud Run activity has seen it and returned:
-      // read the history once the rollback is over, so every revert activity has completed.
+      const landedMs = await landings.all();
       for (let k = 0; (await h.query(statusQuery)).state !== 'paused' && k < 600; k++) await sleep(50);
-      phases.push(breachPhases((await h.fetchHistory()).events ?? [], t0Wall, t0Wall + times.all));
+      await landings.stop();
+      trips = landings.roundTrips();
+      await confirmStable(lambdas, runs, stable);
+      const events = (await h.fetchHistory()).events ?? [];
+      timelines.push(revertTimeline(events, externalVerdictSignal.name, sentMs, landedMs, calls));
+      calls.length = 0;
       await h.signal(abortSignal);
       await h.result();
 
-      // The floor: back to mid-wave with the providers, then the same 10 reverts in parallel, no Temporal.
+      // The floor: back to mid-wave, then the same reverts (same writes: fence mark, tag dropped) in parallel, no Temporal.
       await Promise.all(targets.map((t) => provider(t).setTraffic(t, stable.get(t.name)!, next.get(t.name)!, t === targets[0] ? 10 : 50)));
-      const t1 = performance.now();
-      const done = await Promise.all(
+      await sleep(200);
+      const floor = new RevertLandings(proxy, cloudRun, lambdas, runs, stable);
+      const fence = { chain: `bench-direct-${prefix}-${i}`, pass: 1 };
+      const t1 = Date.now();
+      const took = await Promise.all(
         targets.map(async (t) => {
-          await provider(t).routeAll(t, stable.get(t.name)!, { dropTag: true });
-          return [t.provider, performance.now() - t1] as const;
+          const c0 = Date.now();
+          await provider(t).routeAll(t, stable.get(t.name)!, { dropTag: true, fence, revert: true });
+          return Date.now() - c0;
         }),
       );
-      const seen = await waitAllStable(lambdas, runs5, stable, t1);
-      const callsDone = (kind: TargetSpec['provider']) => Math.max(...done.filter(([k]) => k === kind).map(([, ms]) => ms));
-      // all: until seen in the emulators, like the workflow's; per cloud: until that cloud's calls returned.
-      direct.push({ all: seen.all, lambda: callsDone('aws-lambda'), run: callsDone('cloud-run') });
+      const directLanded = await floor.all();
+      await floor.stop();
+      directTrips = floor.roundTrips();
+      await confirmStable(lambdas, runs, stable);
+      wf.push(landedMs - sentMs);
+      direct.push(directLanded - t1);
+      share.push(landedMs - sentMs - (directLanded - t1));
+      directSlowest.push(Math.max(...took));
     }
   } finally {
     await stop();
     await run.close();
   }
-  const p50 = (xs: RevertTimes[], k: keyof RevertTimes) => median(xs.map((x) => x[k]));
-  report('breach', `breach -> all 10 reverted, p50 (${wf.length} runs)`, p50(wf, 'all'), 'ms', { op: '<=', v: 250 });
-  report(
-    'breach',
-    'breach -> all 10 reverted, p95',
-    pct(
-      wf.map((x) => x.all),
-      95,
-    ),
-    'ms',
+  const b = 'breach';
+  const L = `[${label}]`;
+  report(b, `Temporal's share of a revert ${L}: p50 of (breach - direct) per run (${n} runs)`, median(share), 'ms', { op: '<=', v: 20 });
+  report(b, `  ${L} share: p50(breach) - p50(direct)`, median(wf) - median(direct), 'ms');
+  report(b, `  ${L} breach -> every target reverted in the emulators, p50`, median(wf), 'ms', runCount ? { op: '<=', v: 250 } : undefined);
+  report(b, `  ${L} breach -> every target reverted, p95`, pct(wf, 95), 'ms');
+  report(b, `  ${L} direct: the same reverts without Temporal, p50`, median(direct), 'ms');
+  report(b, `  ${L} direct: slowest routeAll call, p50`, median(directSlowest), 'ms');
+  // Where the time goes (p50 of each component over the runs; history event times + the worker's calls).
+  const part = (k: Exclude<keyof RevertTimeline, 'dispatchMs'>) => median(timelines.map((x) => x[k]).filter((v) => Number.isFinite(v)));
+  const parts: [string, Exclude<keyof RevertTimeline, 'dispatchMs'>, string][] = [
+    ['signal sent -> signal in history (signal RPC)', 'signalRpc', 'ms'],
+    ['signal -> reacting workflow task started (task dispatch)', 'taskDispatch', 'ms'],
+    ['workflow task started -> completed (reverts scheduled)', 'workflowTask', 'ms'],
+    ['workflow tasks from the signal to the reverts', 'tasksUntilReverts', ''],
+    ['commands before the first revert in that task', 'commandsBeforeReverts', ''],
+    ['reverts scheduled -> last one started (activity dispatch)', 'activityDispatchLast', 'ms'],
+    ['reverts started in the task response (eager)', 'eagerStarts', ''],
+    ['activity started -> provider call began in worker, slowest', 'activityStartLast', 'ms'],
+    ['provider call (routeAll) in the worker, slowest', 'providerCallSlowest', 'ms'],
+    ['last revert completed -> workflow task done (completion back)', 'completionBack', 'ms'],
+    ['history length at the breach', 'historyAtSignal', 'events'],
+  ];
+  for (const [metric, k, unit] of parts) {
+    const v = part(k);
+    if (Number.isFinite(v)) report(b, `  ${L} ${metric}`, v, unit);
+  }
+  console.log(
+    `             ${L} per revert, scheduled -> started (ms), last run: ${timelines[timelines.length - 1]?.dispatchMs.join(' ')}`,
   );
-  report('breach', 'breach -> 5 Lambda reverted (moto), p50', p50(wf, 'lambda'), 'ms');
-  report('breach', 'breach -> 5 Cloud Run reverted (fake), p50', p50(wf, 'run'), 'ms');
-  report('breach', 'direct: same 10 reverts, no Temporal, p50', p50(direct, 'all'), 'ms');
-  report('breach', 'direct: 5 Lambda routeAll calls returned, p50', p50(direct, 'lambda'), 'ms');
-  report('breach', 'direct: 5 Cloud Run routeAll calls returned, p50', p50(direct, 'run'), 'ms');
-  report('breach', 'ratio workflow / direct (p50)', p50(wf, 'all') / p50(direct, 'all'), 'x');
-  // Where the time goes (p50 of each phase, from the workflow history's server timestamps).
-  const phase = (k: keyof BreachPhases) => median(phases.map((x) => x[k]).filter((v) => Number.isFinite(v)));
-  const phaseRow = (metric: string, k: keyof BreachPhases) => {
-    const v = phase(k);
-    if (Number.isFinite(v)) report('breach', metric, v, 'ms');
-    else console.log(`  ${'breach'.padEnd(10)} ${metric.padEnd(50)} (not in the histories)`);
-  };
-  phaseRow('  signal sent -> signal in history', 'signalled');
-  phaseRow('  signal -> reacting workflow task started', 'taskStarted');
-  phaseRow('  task started -> revert activities scheduled', 'scheduled');
-  phaseRow('  activities scheduled -> last one started', 'started');
-  phaseRow('  Lambda revert activity (routeAll), slowest', 'lambdaActivity');
-  phaseRow('  Cloud Run revert activity (routeAll), slowest', 'runActivity');
-  phaseRow('  last revert activity completed -> seen in emulators', 'seen');
+  const perTarget = (r: Record<string, number> | undefined, ks: string[], count: number) =>
+    count ? ks.map((k) => `${k} ${((r?.[k] ?? 0) / count).toFixed(1)}`).join(', ') : '';
+  if (trips && directTrips) {
+    console.log(
+      `             ${L} round trips per revert, Temporal: moto ${perTarget(trips.moto, ['GetAlias', 'UpdateAlias'], lambdas.length)}; ` +
+        `fake ${perTarget(trips.cloudRun, ['GetService', 'UpdateService', 'GetOperation'], runs.length)}`,
+    );
+    console.log(
+      `             ${L} round trips per revert, direct:   moto ${perTarget(directTrips.moto, ['GetAlias', 'UpdateAlias'], lambdas.length)}; ` +
+        `fake ${perTarget(directTrips.cloudRun, ['GetService', 'UpdateService', 'GetOperation'], runs.length)}`,
+    );
+    if (lambdas.length)
+      report(
+        b,
+        `  ${L} moto round trips per Lambda revert (Get + Update)`,
+        ((trips.moto.GetAlias ?? 0) + (trips.moto.UpdateAlias ?? 0)) / lambdas.length,
+        '',
+      );
+    if (runs.length)
+      report(
+        b,
+        `  ${L} fake round trips per Cloud Run revert`,
+        ['GetService', 'UpdateService', 'GetOperation'].reduce((x, k) => x + (trips!.cloudRun[k] ?? 0), 0) / runs.length,
+        '',
+      );
+  }
+}
+
+/** Every target 100 % on its stable version, read from moto and the fake (the ground truth for "reverted"). */
+async function confirmStable(lambdas: LambdaTargetSpec[], runs: CloudRunTargetSpec[], stable: Map<string, string>) {
+  for (const t of lambdas) {
+    const a = await aliasOf(moto.url, t);
+    if (a.version !== stable.get(t.name) || Object.keys(a.weights).length)
+      throw new Error(`${t.name}: alias serves ${a.version} ${JSON.stringify(a.weights)}, not ${stable.get(t.name)}`);
+  }
+  for (const t of runs) {
+    const split = cloudRun.servedSplit(t.project, t.region, t.service);
+    if (split[stable.get(t.name)!] !== 100) throw new Error(`${t.name}: serves ${JSON.stringify(split)}, not 100 % ${stable.get(t.name)}`);
+  }
 }
 
 // ---- 2b: alert to revert ------------------------------------------------------------------------
@@ -661,8 +740,6 @@ async function waitAllStable(
   return { all: Math.max(...lambdaBack, ...runBack), lambda: Math.max(...lambdaBack), run: Math.max(...runBack) };
 }
 
-type HistoryEvent = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number];
-
 interface BreachPhases {
   signalled: number;
   taskStarted: number;
@@ -726,7 +803,15 @@ function breachPhases(events: HistoryEvent[], sentMs: number, seenMs: number): B
 
 // ---- 3: parked rollouts ------------------------------------------------------------------------
 
-function spawnWorker(env: Record<string, string>): Promise<{ child: ChildProcess; readyMs: number; spawnedAt: number }> {
+interface WorkerPhases {
+  importedMs: number;
+  connectedMs: number;
+  createdMs: number;
+}
+
+function spawnWorker(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; readyMs: number; spawnedAt: number; phases?: WorkerPhases }> {
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'worker-process.ts')], {
     cwd: ROOT,
@@ -737,8 +822,8 @@ function spawnWorker(env: Record<string, string>): Promise<{ child: ChildProcess
   child.stderr!.on('data', (b) => (err += b));
   return new Promise((res, rej) => {
     child.stdout!.on('data', (b: Buffer) => {
-      const m = /worker ready (\d+)/.exec(b.toString());
-      if (m) res({ child, readyMs: Number(m[1]), spawnedAt });
+      const m = /worker ready (\d+)(?: (\{.*\}))?/.exec(b.toString());
+      if (m) res({ child, readyMs: Number(m[1]), spawnedAt, phases: m[2] ? (JSON.parse(m[2]) as WorkerPhases) : undefined });
     });
     child.once('exit', (c) => rej(new Error(`bench worker exited ${c}: ${err}`)));
   });
@@ -804,7 +889,21 @@ async function benchParked() {
         const closed = await client.workflow.count(
           `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
         );
-        if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: see rollout-parked-* results`);
+        if (closed.count > 0) {
+          // Say why (the server and its histories are gone once the bench exits).
+          const why: string[] = [];
+          for await (const wf of client.workflow.list({
+            query: `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
+          })) {
+            const r = (await client.workflow
+              .getHandle(wf.workflowId)
+              .result()
+              .catch((e: Error) => ({ state: 'failed', reason: e.message }))) as RolloutResult;
+            why.push(`${wf.workflowId}: ${r.state}: ${r.reason}`);
+            if (why.length >= 3) break;
+          }
+          throw new Error(`${closed.count} parked rollout(s) closed instead of parking: ${why.join(' | ')}`);
+        }
         if (Date.now() > deadline) throw new Error(`only ${count} of ${n} rollouts reached their bake in time`);
         await sleep(500);
       }
@@ -825,26 +924,42 @@ async function benchParked() {
     }
     report('parked', `status query latency p50 at ${started}`, median(q), 'ms');
     report('parked', `pause signal latency p50 at ${started}`, median(s), 'ms');
+    reportStickyBurst(await stickyBurst(client, ids));
   } finally {
     child.kill('SIGKILL');
   }
 }
 
+/** The sticky queue of one busy worker: how long workflow tasks waited there under a burst (justifies its timeout). */
+function reportStickyBurst(r: StickyBurst) {
+  const n = r.rollouts;
+  console.log(`   sticky queue at ${n} parked: every rollout paused, then resumed, at once (${r.waits.length} workflow tasks)`);
+  report('sticky', `sticky queue at ${n} parked: task wait (scheduled -> started) p50`, median(r.waits), 'ms');
+  report('sticky', `sticky queue at ${n} parked: task wait p99`, pct(r.waits, 99), 'ms');
+  report('sticky', `sticky queue at ${n} parked: task wait max`, Math.max(...r.waits), 'ms', {
+    op: '<=',
+    v: STICKY_QUEUE_TIMEOUT_MS / 2,
+  });
+  report('sticky', `sticky queue at ${n} parked: tasks timed out to the shared queue`, r.stickyTimeouts, '', { op: '<=', v: 0 });
+  report('sticky', `sticky queue at ${n} parked: burst drained (last task completed)`, r.drainMs, 'ms');
+}
+
 // ---- 5 + 6: crash to resume, cold start --------------------------------------------------------
 
 async function benchCrash() {
-  console.log('5. crash to resume (SIGKILL just before a bake ends; new worker start -> next activity starts)');
+  console.log('5. crash to resume (SIGKILL just before a bake ends; new worker start -> next activity starts; prebuilt bundle)');
   const targets = lambdaTargets('crs', 1, 1);
   for (const tt of targets) await createSampleFunction(moto.url, tt);
-  const runs = QUICK ? 1 : 3;
+  const runs = QUICK ? 1 : Number(process.env.BENCH_CRASH_RUNS || 5);
   const gaps: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    let w = await spawnWorker({
-      BENCH_TASK_QUEUE: 'bench-crash',
-      BENCH_PROVIDER: 'emulators',
-      BENCH_LAMBDA_ENDPOINT: proxy.url,
-      BENCH_BUNDLE: bundlePath,
-    });
+  const parts: CrashTimeline[] = [];
+  const before: number[] = [];
+  const env = { BENCH_TASK_QUEUE: 'bench-crash', BENCH_PROVIDER: 'emulators', BENCH_LAMBDA_ENDPOINT: proxy.url, BENCH_BUNDLE: bundlePath };
+  // Every other run (not in --quick) with the sticky-queue timeout rollgate had before (2 s), for the comparison.
+  const schedule = QUICK ? [0] : Array.from({ length: 2 * runs }, (_, i) => (i % 2 ? EARLIER_STICKY_TIMEOUT_MS : 0));
+  for (const sticky of schedule) {
+    const envOf = sticky ? { ...env, BENCH_STICKY_TIMEOUT_MS: String(sticky) } : env;
+    let w = await spawnWorker(envOf);
     const s = spec('crs', targets, [], [100], '3 seconds');
     const h = await startRollout(client, s, { startedBy: 'bench', taskQueue: 'bench-crash' });
     let bakeEnd = 0;
@@ -861,23 +976,93 @@ async function benchCrash() {
     await new Promise((r) => w.child.once('exit', r));
     const killedAt = Date.now();
     const callsBefore = proxy.calls.length;
-    w = await spawnWorker({
-      BENCH_TASK_QUEUE: 'bench-crash',
-      BENCH_PROVIDER: 'emulators',
-      BENCH_LAMBDA_ENDPOINT: proxy.url,
-      BENCH_BUNDLE: bundlePath,
-    });
-    const startWall = killedAt;
+    w = await spawnWorker(envOf);
+    const readyAt = Date.now();
     for (;;) {
       if (proxy.calls.length > callsBefore) break;
       await sleep(10);
     }
-    const gap = proxy.calls[callsBefore].atMs - startWall;
-    gaps.push(gap);
+    const firstCall = proxy.calls[callsBefore].atMs;
     await h.result();
+    if (sticky) before.push(firstCall - killedAt);
+    else {
+      gaps.push(firstCall - killedAt);
+      parts.push(crashTimeline((await h.fetchHistory()).events ?? [], killedAt, readyAt, firstCall, w.phases));
+    }
     w.child.kill('SIGKILL');
   }
-  report('crash', 'new worker start -> next activity (median)', median(gaps), 'ms', { op: '<=', v: 2000 });
+  report('crash', `crash to resume: SIGKILL -> next activity's first call (median of ${gaps.length})`, median(gaps), 'ms', {
+    op: '<=',
+    v: 2000,
+  });
+  if (before.length)
+    report(
+      'crash',
+      `  same, sticky-queue timeout ${EARLIER_STICKY_TIMEOUT_MS} ms as before (median of ${before.length})`,
+      median(before),
+      'ms',
+    );
+  const part = (k: keyof CrashTimeline) => median(parts.map((x) => x[k]).filter((v) => Number.isFinite(v)));
+  const rows: [string, keyof CrashTimeline][] = [
+    ['SIGKILL -> new worker polling (process start to Worker.run)', 'workerReady'],
+    ['  of which: loading modules', 'modules'],
+    ['  of which: connecting to Temporal', 'connect'],
+    ['  of which: Worker.create (prebuilt bundle)', 'create'],
+    ['SIGKILL -> bake timer fired', 'timerFired'],
+    ['timer fired -> task off the dead sticky queue (sticky timeout)', 'stickyWait'],
+    ['task on the shared queue -> started by the new worker', 'taskDispatch'],
+    ['workflow task (replay of the history) started -> completed', 'workflowTask'],
+    ['activity scheduled -> started', 'activityDispatch'],
+    ['activity started -> its first call at moto', 'activityStart'],
+  ];
+  for (const [metric, k] of rows) {
+    const v = part(k);
+    if (Number.isFinite(v)) report('crash', `  ${metric}`, v, 'ms');
+  }
+}
+
+/** rollgate's sticky-queue timeout before issue 12 item 4 (the SDK's default is 10 s). */
+const EARLIER_STICKY_TIMEOUT_MS = 2_000;
+
+interface CrashTimeline {
+  workerReady: number;
+  modules: number;
+  connect: number;
+  create: number;
+  timerFired: number;
+  stickyWait: number;
+  taskDispatch: number;
+  workflowTask: number;
+  activityDispatch: number;
+  activityStart: number;
+}
+
+/** Where crash -> resume goes: the new worker's start phases, then the history's events after the kill. */
+function crashTimeline(events: HistoryEvent[], killedAt: number, readyAt: number, firstCall: number, phases?: WorkerPhases): CrashTimeline {
+  const after = events.filter((e) => eventMs(e) >= killedAt - 1);
+  const fired = after.find((e) => e.timerFiredEventAttributes);
+  const timedOut = after.find((e) => e.workflowTaskTimedOutEventAttributes);
+  const started = after.find((e) => e.workflowTaskStartedEventAttributes);
+  const scheduledOfStarted =
+    started && events.find((e) => Number(e.eventId) === Number(started.workflowTaskStartedEventAttributes!.scheduledEventId));
+  const completed = after.find((e) => e.workflowTaskCompletedEventAttributes);
+  const actScheduled = after.find((e) => e.activityTaskScheduledEventAttributes);
+  const actStarted =
+    actScheduled && after.find((e) => Number(e.activityTaskStartedEventAttributes?.scheduledEventId) === Number(actScheduled.eventId));
+  const at = (e: HistoryEvent | undefined) => (e ? eventMs(e) : NaN);
+  return {
+    workerReady: readyAt - killedAt,
+    modules: phases?.importedMs ?? NaN,
+    connect: phases ? phases.connectedMs - phases.importedMs : NaN,
+    create: phases ? phases.createdMs - phases.connectedMs : NaN,
+    timerFired: at(fired) - killedAt,
+    // No timed-out task in the history: the sticky queue was not in the way (0).
+    stickyWait: timedOut ? at(timedOut) - at(fired) : 0,
+    taskDispatch: at(started) - at(scheduledOfStarted),
+    workflowTask: at(completed) - at(started),
+    activityDispatch: at(actStarted) - at(actScheduled),
+    activityStart: firstCall - at(actStarted),
+  };
 }
 
 async function benchColdStart() {

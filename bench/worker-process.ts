@@ -1,8 +1,9 @@
 /**
  * A worker in its own process for the benchmarks (RSS, crash-to-resume, cold start).
  * BENCH_TEMPORAL, BENCH_TASK_QUEUE, BENCH_BUNDLE (optional prebuilt bundle), BENCH_PROVIDER
- * (memory | emulators), BENCH_LAMBDA_ENDPOINT, BENCH_STATE_DIR. Prints "worker ready <ms>" where
- * <ms> is the time since the process started.
+ * (memory | emulators), BENCH_LAMBDA_ENDPOINT, BENCH_STATE_DIR, BENCH_MAX_CACHED, BENCH_STICKY_TIMEOUT_MS. Prints "worker ready <ms>" where
+ * <ms> is the time since the process started, then the phases as JSON (modules loaded, connected,
+ * Worker.create done; each since the process started).
  */
 import { performance } from 'node:perf_hooks';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
@@ -14,9 +15,12 @@ import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { ActivityDeps } from '../src/activities';
 
 async function main() {
+  // performance.now() counts from the process start: this is the time spent loading modules.
+  const importedMs = performance.now();
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const env = process.env;
   const connection = await NativeConnection.connect({ address: env.BENCH_TEMPORAL! });
+  const connectedMs = performance.now();
   const memory = env.BENCH_PROVIDER === 'memory';
   const deps: ActivityDeps = memory
     ? {
@@ -36,10 +40,18 @@ async function main() {
     taskQueue: env.BENCH_TASK_QUEUE!,
     deps,
     workflowBundlePath: env.BENCH_BUNDLE || undefined,
-    workerOptions: env.BENCH_MAX_CACHED ? { maxCachedWorkflows: Number(env.BENCH_MAX_CACHED) } : {},
+    workerOptions: {
+      ...(env.BENCH_MAX_CACHED ? { maxCachedWorkflows: Number(env.BENCH_MAX_CACHED) } : {}),
+      // The crash bench compares rollgate's sticky-queue timeout with an earlier one in the same run.
+      ...(env.BENCH_STICKY_TIMEOUT_MS ? { stickyQueueScheduleToStartTimeout: Number(env.BENCH_STICKY_TIMEOUT_MS) } : {}),
+    },
   });
+  const createdMs = performance.now();
   const run = worker.run();
-  console.log(`worker ready ${performance.now().toFixed(0)}`);
+  const phases = { importedMs, connectedMs, createdMs };
+  console.log(
+    `worker ready ${performance.now().toFixed(0)} ${JSON.stringify(phases, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}`,
+  );
   await run;
 }
 
