@@ -34,6 +34,18 @@ import { ALLOWED_URLS_VAR, UrlPolicy } from './security/url-policy';
 /** The sinks workflow code calls, as no-ops (for replay workers and workers without observability). */
 export const noopSinks = { rolloutMetrics: { record: { fn: () => undefined, callDuringReplay: false } } };
 
+/**
+ * A crashed worker's sticky queue is abandoned after this long and its rollouts move on to a live
+ * worker (the SDK default is 10 s). Healthy workers pick sticky tasks up in milliseconds; a task
+ * that waits longer on a busy worker is moved to the shared queue and replayed from its whole
+ * history. 1 s would bring crash -> resume 1 s closer to its target, but it is not measured at
+ * 2,000 parked yet (docs/DEVELOPMENT.md, "Revert speed"), so it stays 2 s.
+ */
+export const STICKY_QUEUE_TIMEOUT_MS = 2_000;
+
+/** Activities one workflow task may hand to its own worker directly (eager), e.g. the reverts of every target. */
+export const EAGER_ACTIVITIES_PER_TASK = 100;
+
 export interface RollgateWorkerOptions {
   connection: NativeConnection;
   namespace?: string;
@@ -59,9 +71,13 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     // Workflows emit metric events through this sink; a no-op unless observability is set up
     // (runWorkerFromEnv passes the real one in workerOptions).
     sinks: noopSinks,
-    // A crashed worker's sticky queue is abandoned after this long and its rollouts move on to a
-    // live worker (the SDK default is 10 s). Healthy workers pick sticky tasks up in milliseconds.
-    stickyQueueScheduleToStartTimeout: '2 seconds',
+    stickyQueueScheduleToStartTimeout: STICKY_QUEUE_TIMEOUT_MS,
+    // A breach schedules one revert per target in one workflow task. Every revert the worker takes
+    // from that task's own response (eager) skips the task queue's dispatch; the SDK takes 3 and
+    // leaves the others to the activity pollers (test/revert-dispatch.test.ts: under load those 7
+    // started 64-387 ms after being scheduled, the eager ones within 1 ms). Bounded by the free
+    // activity slots (100 by default) in any case.
+    maxEagerActivityReservationsPerWorkflowTask: EAGER_ACTIVITIES_PER_TASK,
     // Heartbeats reach the server within a second (SDK default: 80 % of the heartbeat timeout, 8 s),
     // so an attempt the server timed out learns it is cancelled (NOT_FOUND) before its next write,
     // and a cancelled traffic step stops that much sooner. Cost: one heartbeat call a second per

@@ -3,12 +3,16 @@
  * process finishes the rollout with exactly one version published per target.
  */
 import type { ChildProcess } from 'node:child_process';
+import { temporal } from '@temporalio/proto';
 import { startRollout } from '../src/client';
+import { STICKY_QUEUE_TIMEOUT_MS } from '../src/worker';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import type { RolloutResult } from '../src/contract';
 import { startChildWorker, sigkill } from './support/child-worker';
 import { aliasState, publishedVersions } from './support/lambda';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+
+const TaskQueueKind = temporal.api.enums.v1.TaskQueueKind;
 
 let h: Harness;
 let child: ChildProcess | undefined;
@@ -49,6 +53,17 @@ test('SIGKILL mid-bake: a new worker process resumes the bake and finishes', asy
     expect(res.state).toBe('succeeded');
     await expectOneVersionPerTarget(spec);
     expect(h.proxy.count(lambdaOp.publishVersion('crash-bake-fn'))).toBe(3);
+    // The first task after the kill went to the dead worker's sticky queue and was moved on to the
+    // shared queue after rollgate's sticky timeout (server times; the SDK default would be 10 s).
+    const events = (await handle.fetchHistory()).events ?? [];
+    const ms = (e: (typeof events)[number]) => Number(e.eventTime!.seconds) * 1000 + Math.floor((e.eventTime!.nanos ?? 0) / 1e6);
+    const timedOut = events.filter((e) => e.workflowTaskTimedOutEventAttributes);
+    expect(timedOut.length).toBeGreaterThanOrEqual(1);
+    const scheduled = events.find((e) => Number(e.eventId) === Number(timedOut[0].workflowTaskTimedOutEventAttributes!.scheduledEventId))!;
+    expect(scheduled.workflowTaskScheduledEventAttributes!.taskQueue!.kind).toBe(TaskQueueKind.TASK_QUEUE_KIND_STICKY);
+    const waited = ms(timedOut[0]) - ms(scheduled);
+    expect(waited).toBeGreaterThanOrEqual(STICKY_QUEUE_TIMEOUT_MS);
+    expect(waited).toBeLessThan(STICKY_QUEUE_TIMEOUT_MS + 900);
   } finally {
     traffic.stop();
   }
