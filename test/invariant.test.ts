@@ -18,6 +18,7 @@ import {
   createHarness,
   lambdaSpec,
   simulateTraffic,
+  trafficSettled,
   waitForAlert,
   waitForStatus,
   type Harness,
@@ -448,7 +449,7 @@ test('an outside breach that arrives while paused after a rollback does not surv
     const nonce = await handle.query(messageNonceQuery); // as the scheduled analysis sends it
     await handle.signal(externalVerdictSignal, { verdict: 'fail', reason: 'stale scheduled verdict', nonce });
     broken = false;
-    await sleep(500);
+    await trafficSettled(traffic); // no breaching datapoint of the first pass lands in the second one's window
     await handle.signal(resumeSignal, { by: 'carol' });
     const res = await resultWithin(handle, 90_000);
     expect({ state: res.state, reason: res.reason }).toEqual({ state: 'succeeded', reason: expect.any(String) });
@@ -467,6 +468,7 @@ test('a resume sent while the rollback alert is still being retried is not dropp
     const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
     await waitForStatus(handle, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 60_000, 'paused after breach');
     broken = false;
+    await trafficSettled(traffic);
     await handle.signal(resumeSignal, { by: 'carol' });
     const res = await resultWithin(handle, 90_000);
     expect({ state: res.state, reason: res.reason }).toEqual({ state: 'succeeded', reason: expect.any(String) });

@@ -2,7 +2,16 @@ import { recordHistory } from './support/history';
 import { startRollout } from '../src/client';
 import { abortSignal, resumeSignal, type RolloutResult } from '../src/contract';
 import { aliasState, publishedVersions } from './support/lambda';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
+import {
+  createFunctions,
+  createHarness,
+  lambdaSpec,
+  simulateTraffic,
+  trafficSettled,
+  waitForStatus,
+  waitForAlert,
+  type Harness,
+} from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -55,6 +64,7 @@ test('breach in wave 2 reverts every touched target; resume retries from the can
     expect(h.webhook.received.filter((r) => r.body.rollgate.service === 'breach-wave2')).toHaveLength(1);
 
     broken = false;
+    await trafficSettled(traffic);
     await handle.signal(resumeSignal, { by: 'carol' });
     const res = (await handle.result()) as RolloutResult;
     expect(res.state).toBe('succeeded');

@@ -4,7 +4,16 @@ import { main } from '../src/cli/main';
 import { RolloutRefusedError, startRollout } from '../src/client';
 import { analysisScheduleId, approveUpdate, resumeSignal, rolloutWorkflowId, statusQuery, type RolloutResult } from '../src/contract';
 import { aliasState } from './support/lambda';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, waitForAlert, type Harness } from './support/harness';
+import {
+  createFunctions,
+  createHarness,
+  lambdaSpec,
+  simulateTraffic,
+  trafficSettled,
+  waitForStatus,
+  waitForAlert,
+  type Harness,
+} from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -107,6 +116,7 @@ test('after a promotion, a scheduled analysis that fails reverts the release and
     await cli('schedule', 'delete', 'watched');
     // Re-running the release after the revert: carol released it, so she still may not approve it.
     broken = false;
+    await trafficSettled(traffic);
     await revert.signal(resumeSignal, { by: 'bob' });
     await waitForStatus(revert, (s) => s.awaitingApproval === 'wave-1', 60_000, 'the re-run awaiting approval');
     const refused = await revert

@@ -296,6 +296,22 @@ export async function createFunctions(
 }
 
 /** Healthy traffic everywhere, unless `bad` says a version is broken. */
+/**
+ * After a test changes what the simulated traffic looks like (e.g. `broken = false`): wait until
+ * the tick that was in flight has put its metrics and one whole tick ran after the change. A tick
+ * reads the alias, picks each version's error rate and then puts the datapoints, timestamped at the
+ * put; one that picked a breaching rate just before the change could otherwise land its datapoints
+ * inside the next pass's analysis window (CI saw a resumed canary judged at 6 % on such a tick).
+ */
+export async function trafficSettled(sim: { ticks: number }, timeoutMs = 30_000): Promise<void> {
+  const want = sim.ticks + 2;
+  const deadline = Date.now() + timeoutMs;
+  while (sim.ticks < want) {
+    if (Date.now() > deadline) throw new Error(`simulated traffic did not tick twice within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export function simulateTraffic(h: Harness, spec: RolloutSpec, bad: (t: LambdaTargetSpec, version: string) => boolean = () => false) {
   const lambda = spec.targets.filter((t): t is LambdaTargetSpec => t.provider === 'aws-lambda');
   return new TrafficSimulator(h.motoUrl, h.motoUrl, lambda, {
