@@ -8,7 +8,7 @@ import { ServiceError, type Client, type WorkflowHandleWithFirstExecutionRunId }
 import { formatDuration } from './spec/duration';
 import type { RolloutSpec } from './spec/schema';
 import { MAX_SPEC_BYTES } from './spec/validate';
-import { SA, RUNNER_TASK_QUEUE, TASK_QUEUE, rolloutWorkflowId, type RolloutInput, type RolloutStatus } from './contract';
+import { SA, RUNNER_TASK_QUEUE, TASK_QUEUE, imageDigest, rolloutWorkflowId, type RolloutInput, type RolloutStatus } from './contract';
 import type { rolloutWorkflow } from './workflows/rollout';
 import { RolloutRefusedError } from './client/errors';
 import { getStatus, observeRollout, type RolloutObservation } from './client/status';
@@ -87,7 +87,11 @@ export async function startRollout(
     ...(opts.rollbackTo ? { rollbackTo: opts.rollbackTo } : {}),
   };
   const providers = [...new Set(spec.targets.map((t) => t.provider))];
-  const digest = opts.pinnedArtifact?.digest ?? spec.artifact.sha256 ?? spec.artifact.image?.split('@')[1] ?? 'built at the build stage';
+  const digest =
+    opts.pinnedArtifact?.digest ??
+    spec.artifact.sha256 ??
+    (spec.artifact.image ? `sha256:${imageDigest(spec.artifact.image)}` : undefined) ??
+    'built at the build stage';
   const kind = opts.revertPromoted
     ? 'revert'
     : opts.rollbackTo

@@ -5,7 +5,7 @@
  */
 import { formatDuration } from '../spec/duration';
 import type { ArtifactRef } from '../providers/types';
-import type { RolloutState } from '../contract';
+import { imageDigest, type RolloutState } from '../contract';
 import type { EnvironmentRecord, ReleaseRecord, Veto } from '../contract';
 
 /** What the registry's activity read from Temporal about one closed rollout run. */
@@ -72,7 +72,7 @@ export function applyClosedRun(releases: ReleaseRecord[], run: ClosedRollout): R
 
 /** The digests a record's artifact deploys: the zip's, and the image's when there is one. */
 export function digestsOf(a: ArtifactRef): string[] {
-  const image = a.image?.split('@sha256:')[1];
+  const image = imageDigest(a.image);
   return [...new Set([a.digest, ...(image ? [image] : [])])];
 }
 
