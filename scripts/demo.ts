@@ -8,7 +8,10 @@
  * - r2: its new Lambda version and Cloud Run revision fail in Europe (SIMULATED metrics pushed into
  *   moto's CloudWatch and the Cloud Monitoring fake): the canary passes, wave eu breaches, every
  *   touched target in both clouds goes back to its previous version/revision, the pipeline pauses
- *   and the alert is printed.
+ *   and the alert is printed;
+ * - release train demo-train-t1 of two other services: `orders` (Lambda) first, then `payments`
+ *   (Cloud Run), which depends on it; each member is promoted and held until the whole train is,
+ *   then the train releases them.
  *
  *   bash scripts/demo.sh            # runs, then keeps everything up for the Temporal UI until Ctrl-C
  *   bash scripts/demo.sh --exit     # runs and exits (CI smoke)
@@ -35,6 +38,8 @@ import { createRunnerWorker } from '../src/runner';
 import { FileArtifactStore } from '../src/artifacts/store';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
+import { validateTrain } from '../src/spec/train';
+import { startTrain, waitForTrain } from '../src/train-client';
 import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
 import { abortSignal, RUNNER_TASK_QUEUE, rolloutWorkflowId, statusQuery, type RolloutResult, type RolloutStatus } from '../src/contract';
 import { formatStatus } from '../src/cli/format';
@@ -78,8 +83,8 @@ process.on('SIGTERM', () => void stopAll(0));
 const say = (s: string) => console.log(`\x1b[1m==>\x1b[0m ${s}`);
 
 /** A deterministic, digest-pinned image reference per release (the fake runs no containers). */
-const imageFor = (release: string) =>
-  `europe-docker.pkg.dev/${PROJECT}/apps/${SERVICE}@sha256:${createHash('sha256').update(`${SERVICE}:${release}`).digest('hex')}`;
+const imageFor = (release: string, service = SERVICE) =>
+  `europe-docker.pkg.dev/${PROJECT}/apps/${service}@sha256:${createHash('sha256').update(`${service}:${release}`).digest('hex')}`;
 
 async function main() {
   mkdirSync(STATE, { recursive: true });
@@ -252,12 +257,17 @@ async function main() {
   );
   say(`try: TEMPORAL_ADDRESS=${temporal.address} npx rollgate status ${handle.workflowId}`);
 
+  const trainOk = await demoTrain(client, moto.url, cloudRun, monitoring);
+
   if (EXIT) {
     await handle.signal(abortSignal, { by: 'demo', reason: 'demo finished' });
     const final = (await handle.result()) as RolloutResult;
     say(`aborted r2: ${final.state}`);
-    writeFileSync(join(STATE, 'last-demo.json'), JSON.stringify({ r1: res1.state, r2: paused.state, r2final: final.state, allBack }));
-    return stopAll(res1.state === 'succeeded' && paused.state === 'paused' && final.state === 'rolled-back' && allBack ? 0 : 1);
+    writeFileSync(
+      join(STATE, 'last-demo.json'),
+      JSON.stringify({ r1: res1.state, r2: paused.state, r2final: final.state, allBack, train: trainOk }),
+    );
+    return stopAll(res1.state === 'succeeded' && paused.state === 'paused' && final.state === 'rolled-back' && allBack && trainOk ? 0 : 1);
   }
   say(`everything stays up for the Temporal UI at ${temporal.uiUrl}. Press Ctrl-C to stop.`);
 }
@@ -266,14 +276,8 @@ async function main() {
 const DEMO_WEBHOOK_ENV = 'ROLLGATE_WEBHOOK_DEMO';
 
 function demoSpec(release: string, targets: TargetSpec[]): RolloutSpec {
-  const zip = join(STATE, `checkout-${release}.zip`);
-  writeFileSync(zip, sampleZip(`checkout ${release}`));
   return validateSpec({
-    service: SERVICE,
-    release,
-    schema_rev: '12',
-    index_hash: 'faiss-2026-11-26',
-    artifact: { file: zip, image: imageFor(release) },
+    ...artifactOf(SERVICE, release),
     targets,
     // Lambda: Invoke with this payload (moto echoes it); Cloud Run: GET path on the revision's tag URL.
     probes: [{ name: 'health', payload: { path: '/healthz' }, path: '/healthz', expect_contains: 'healthz' }],
@@ -286,6 +290,100 @@ function demoSpec(release: string, targets: TargetSpec[]): RolloutSpec {
     approvers: ['alice', 'bob'],
     notify: { webhook_env: DEMO_WEBHOOK_ENV },
   });
+}
+
+/** Service, release, contract keys and a fresh artifact (a zip for Lambda, a pinned image for Cloud Run). */
+function artifactOf(service: string, release: string) {
+  const zip = join(STATE, `${service}-${release}.zip`);
+  writeFileSync(zip, sampleZip(`${service} ${release}`));
+  return { service, release, schema_rev: '12', index_hash: 'faiss-2026-11-26', artifact: { file: zip, image: imageFor(release, service) } };
+}
+
+/**
+ * A release train of two more services, on healthy (SIMULATED) traffic: `orders` on Lambda first;
+ * `payments` on Cloud Run depends on it, so it deploys only once orders is promoted and held. The
+ * train then releases both. Returns whether both clouds end on the new version, read from moto and
+ * the fake.
+ */
+async function demoTrain(client: Client, motoUrl: string, fake: CloudRunFake, monitoring: CloudMonitoringFake): Promise<boolean> {
+  const orders: LambdaTargetSpec = {
+    name: 'orders-use1',
+    provider: 'aws-lambda',
+    region: 'us-east-1',
+    function: 'orders-fn',
+    alias: 'live',
+  };
+  const payments: CloudRunTargetSpec = {
+    name: 'payments-euw1',
+    provider: 'cloud-run',
+    project: PROJECT,
+    region: 'europe-west1',
+    service: 'payments',
+  };
+  await createSampleFunction(motoUrl, orders, { LOG_LEVEL: 'info' });
+  fake.seedService({
+    project: PROJECT,
+    region: payments.region,
+    service: payments.service,
+    image: imageFor('p0', 'payments'),
+    env: { RELEASE_ID: 'p0', SCHEMA_REV: '12', LOG_LEVEL: 'info' },
+  });
+  const healthy = { requestsPerTick: 200, errorRate: () => 0.002 };
+  const sims = [
+    new TrafficSimulator(motoUrl, motoUrl, [orders], { ...healthy, durationMs: () => 80 }).start(300),
+    new CloudRunTrafficSimulator(fake.address, monitoring, [payments], { ...healthy, latencyMs: () => 80 }).start(300),
+  ];
+  const member = (service: string, target: TargetSpec) => ({
+    ...artifactOf(service, 't1'),
+    targets: [target],
+    probes: [{ name: 'health', payload: { path: '/healthz' }, path: '/healthz', expect_contains: 'healthz' }],
+    canary: { targets: [target.name], weight: 20, bake: BAKE },
+    waves: [],
+    rollback: { max_error_rate_increase_pp: 2, min_requests: 20 },
+    notify: { webhook_env: DEMO_WEBHOOK_ENV },
+  });
+  const train = validateTrain(
+    {
+      train: 'demo-train-t1',
+      services: [{ spec: member('orders', orders) }, { spec: member('payments', payments), depends_on: ['orders'] }],
+    },
+    STATE,
+  );
+  say(
+    'release train demo-train-t1: orders (Lambda us-east-1) first, then payments (Cloud Run europe-west1), which depends on it;\n' +
+      '    each member is promoted and held until every member is, then the train releases them all',
+  );
+  try {
+    const handle = await startTrain(client, train, { startedBy: 'demo-user', taskQueue: TASK_QUEUE });
+    let printed = '';
+    const done = await waitForTrain(client, handle.workflowId, {
+      intervalMs: 300,
+      onView: (v) => {
+        const line = v.status.members.map((m) => `${m.service}: ${m.state}`).join(', ');
+        if (line !== printed) console.log(`    ${line}`);
+        printed = line;
+      },
+    });
+    say(`release train demo-train-t1 finished: ${done.outcome}`);
+    say('after the train, as seen by moto and the Cloud Run fake');
+    const c = new LambdaClient({ endpoint: motoUrl, region: orders.region, credentials: TEST_CREDENTIALS });
+    const alias = await c.send(new GetAliasCommand({ FunctionName: orders.function, Name: orders.alias }));
+    c.destroy();
+    const ordersWeights = Object.keys(alias.RoutingConfig?.AdditionalVersionWeights ?? {});
+    console.log(
+      `    ${orders.name.padEnd(18)} lambda    ${orders.region}/${orders.function}:${orders.alias} -> version ${alias.FunctionVersion}`,
+    );
+    const split = fake.servedSplit(PROJECT, payments.region, payments.service);
+    console.log(
+      `    ${payments.name.padEnd(18)} cloud-run ${PROJECT}/${payments.region}/${payments.service} -> ${Object.entries(split)
+        .map(([rev, p]) => `${rev} ${p} %`)
+        .join(' + ')}`,
+    );
+    const newRevision = cloudRunRevisionName('payments', 't1');
+    return done.outcome === 'succeeded' && alias.FunctionVersion === '2' && ordersWeights.length === 0 && split[newRevision] === 100;
+  } finally {
+    for (const s of sims) s.stop();
+  }
 }
 
 /** The SIMULATED samples both clouds' metric sources hold for the broken European targets since `sinceMs`. */
@@ -364,15 +462,17 @@ async function follow(client: Client, id: string, done: (s: RolloutStatus) => bo
 
 /** A previous demo interrupted mid-rollout leaves its workflow open in the SQLite file: close it. */
 async function closeLeftovers(client: Client) {
-  try {
-    const h = client.workflow.getHandle(rolloutWorkflowId(SERVICE));
-    const d = await h.describe();
-    if (d.status.name === 'RUNNING') {
-      say('terminating the rollout left open by an earlier, interrupted demo run');
-      await h.terminate('demo restarted');
+  for (const id of ['train-demo-train-t1', rolloutWorkflowId(SERVICE), rolloutWorkflowId('orders'), rolloutWorkflowId('payments')]) {
+    try {
+      const h = client.workflow.getHandle(id);
+      const d = await h.describe();
+      if (d.status.name === 'RUNNING') {
+        say(`terminating ${id}, left open by an earlier, interrupted demo run`);
+        await h.terminate('demo restarted');
+      }
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
     }
-  } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
 }
 

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
-test('demo: cross-cloud r1 promoted, r2 breaches in the mixed wave and both clouds are reverted, everything stopped', async () => {
+test('demo: cross-cloud r1 promoted, r2 breaches in the mixed wave and both clouds are reverted, a two-service train is released in order, everything stopped', async () => {
   const root = join(__dirname, '..');
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'demo.ts'), '--exit', '--fast', '--port', '0'], {
     cwd: root,
@@ -30,6 +30,11 @@ test('demo: cross-cloud r1 promoted, r2 breaches in the mixed wave and both clou
   expect(out).toMatch(/compensation eu-west-1: 100 % back on version 2/);
   expect(out).toContain('every touched target in both clouds is back on its previous version/revision');
   expect(out).toContain('release r2 rolled back and the pipeline of checkout is paused.');
+  // The release train: orders (Lambda) promoted and held before payments (Cloud Run) starts, both released.
+  expect(out).toMatch(/orders: held, payments: (pending|starting|running)/);
+  expect(out).toContain('release train demo-train-t1 finished: succeeded');
+  expect(out).toMatch(/orders-use1\s+lambda\s+us-east-1\/orders-fn:live -> version 2\n/);
+  expect(out).toMatch(/payments-euw1\s+cloud-run demo-project\/europe-west1\/payments -> payments-t1 100 %\n/);
   expect(out).toMatch(/Temporal UI: http:\/\/127\.0\.0\.1:\d+/);
   expect(code).toBe(0);
 }, 240_000);
