@@ -1,220 +1,179 @@
-/** Benchmark 2: breach to revert, and the revert phases read from the history (shared with the alert benchmark). */
-import { performance } from 'node:perf_hooks';
-import { defaultPayloadConverter, type Payload } from '@temporalio/common';
-import { createSampleFunction, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
+/**
+ * Benchmark 2: breach to revert. Temporal's share of a revert (the breach against the same reverts
+ * called directly, in the same run) and where its time goes (bench/revert-timeline.ts).
+ */
+import type { WorkflowHandle } from '@temporalio/client';
+import { createSampleFunction, regionalLambdaTargets, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { LambdaProvider } from '../src/providers/aws-lambda';
 import type { TargetProvider } from '../src/providers/types';
 import { startRollout } from '../src/client';
 import type { CloudRunTargetSpec, LambdaTargetSpec, TargetSpec } from '../src/spec/schema';
 import { abortSignal, externalVerdictSignal, messageNonceQuery, statusQuery } from '../src/contract';
-import { aliasOf } from './support';
 import {
-  type HistoryEvent,
   QUICK,
   client,
   cloudRun,
   cloudRunProvider,
   cloudRunTargets,
-  eventMs,
   inProcessWorker,
-  lambdaTargets,
   median,
   moto,
   pct,
+  proxy,
   report,
   sleep,
   spec,
 } from './common';
+import { RevertLandings, revertTimeline, TIMELINE_ROWS, type ProviderCall, type RevertTimeline } from './revert-timeline';
 
 // ---- 2: breach to revert -----------------------------------------------------------------------
 
+/** Lambda targets (a function each: the fault proxy tells them apart by function name) and Cloud Run targets, in the emulators. */
+export async function revertTargets(prefix: string, lambdaCount: number, runCount: number) {
+  const lambdas: LambdaTargetSpec[] = regionalLambdaTargets(prefix, lambdaCount);
+  for (const t of lambdas) await createSampleFunction(moto.url, t);
+  const runs: CloudRunTargetSpec[] = runCount ? cloudRunTargets(prefix, runCount) : [];
+  return { lambdas, runs, targets: [...lambdas, ...runs] as TargetSpec[] };
+}
+
+/** A rollout of `targets` mid-wave: the canary at 10 %, the other targets at 50 %, in a 1-hour bake. */
+export async function midWave(prefix: string, targets: TargetSpec[], taskQueue: string) {
+  const s = spec(prefix, targets, [targets.slice(1).map((t) => t.name)], [50, 100], '1 hour', {
+    canary: { targets: [targets[0].name], weight: 10, bake: '0 seconds' },
+  });
+  const h = await startRollout(client, s, { startedBy: 'bench', taskQueue });
+  for (;;) {
+    const st = await h.query(statusQuery);
+    if (st.stage === 'wave:w1' && st.bakeEndsAtMs) {
+      const stable = new Map(st.targets.map((t) => [t.name, t.stableVersion!]));
+      const next = new Map(st.targets.map((t) => [t.name, t.newVersion!]));
+      return { h, release: s.release, stable, next };
+    }
+    if (st.state !== 'running') throw new Error(`bench rollout ${st.state} in ${st.stage}: ${st.detail}`);
+    await sleep(50);
+  }
+}
+
+/** Once the rollback is over (every revert activity completed; then `onPaused`): the history, then abort the paused rollout. */
+export async function historyAfterRollback(h: WorkflowHandle, onPaused = () => {}) {
+  for (let k = 0; (await h.query(statusQuery)).state !== 'paused' && k < 600; k++) await sleep(50);
+  onPaused();
+  const events = (await h.fetchHistory()).events ?? [];
+  await h.signal(abortSignal);
+  await h.result();
+  return events;
+}
+
 export async function benchBreach() {
   console.log(
-    '2. breach to revert (10 targets = 5 Lambda in moto + 5 Cloud Run in the fake, mid-wave; breach delivered as a signal;\n' +
-      '   until every target is 100 % on stable as seen by moto and the fake; then the same 10 reverts without Temporal)',
+    "2. breach to revert: Temporal's share of a revert. A rollout mid-wave (canary 10 %, the other targets at 50 %, in a bake),\n" +
+      '   the breach sent as a signal; until every target took its revert in the emulators (moto answered the alias write; the\n' +
+      '   fake serves 100 % on stable), then the same reverts called directly in the same run. Share = breach - direct, per run.',
   );
-  const lambdas = lambdaTargets('brc', 1, 5);
-  for (const t of lambdas) await createSampleFunction(moto.url, t);
-  const runs5 = cloudRunTargets('brc', 5);
-  const targets: TargetSpec[] = [...lambdas, ...runs5];
-  const stop = await inProcessWorker('bench-breach', moto.url);
-  // For the direct comparison: the same providers, configured as the worker's, called from this process.
-  const lambda = new LambdaProvider({ endpoint: moto.url, credentials: TEST_CREDENTIALS });
+  await revertSet('10 Lambda', 10, 0);
+  await revertSet('5 Lambda + 5 Cloud Run', 5, 5);
+}
+
+type Trips = ReturnType<RevertLandings['roundTrips']>;
+
+async function revertSet(label: string, lambdaCount: number, runCount: number) {
+  const prefix = `brc${lambdaCount}x${runCount}`;
+  const { lambdas, runs, targets } = await revertTargets(prefix, lambdaCount, runCount);
+  const queue = `bench-breach-${lambdaCount}x${runCount}`;
+  const calls: ProviderCall[] = [];
+  // Through the fault proxy, as the direct calls below: it sees when moto took each write.
+  const stop = await inProcessWorker(queue, proxy.url, calls);
+  const lambda = new LambdaProvider({ endpoint: proxy.url, credentials: TEST_CREDENTIALS });
   const run = cloudRunProvider();
   const provider = (t: TargetSpec): TargetProvider<any> => (t.provider === 'cloud-run' ? run : lambda);
-  const runs = QUICK ? 2 : 20;
-  const wf: RevertTimes[] = [];
-  const direct: RevertTimes[] = [];
-  const phases: BreachPhases[] = [];
+  const n = QUICK ? 1 : Number(process.env.BENCH_BREACH_RUNS || 20);
+  const wf: number[] = [];
+  const direct: number[] = [];
+  const share: number[] = [];
+  const directSlowest: number[] = [];
+  const timelines: ReturnType<typeof revertTimeline>[] = [];
+  let trips: Trips | undefined;
+  let directTrips: Trips | undefined;
   try {
-    for (let i = 0; i < runs; i++) {
-      const s = spec('brc', targets, [targets.slice(1).map((t) => t.name)], [50, 100], '1 hour', {
-        canary: { targets: [targets[0].name], weight: 10, bake: '0 seconds' },
-      });
-      const h = await startRollout(client, s, { startedBy: 'bench', taskQueue: 'bench-breach' });
-      for (;;) {
-        const st = await h.query(statusQuery);
-        if (st.stage === 'wave:w1' && st.bakeEndsAtMs) break;
-        await sleep(50);
-      }
-      const status = await h.query(statusQuery);
-      const stable = new Map(status.targets.map((t) => [t.name, t.stableVersion!]));
-      const next = new Map(status.targets.map((t) => [t.name, t.newVersion!]));
+    for (let i = 0; i < n; i++) {
+      const { h, stable, next } = await midWave(prefix, targets, queue);
       // As rollgate's scheduled analysis sends it: with the run's message nonce (read before the clock starts).
       const nonce = await h.query(messageNonceQuery);
-      const t0 = performance.now();
-      const t0Wall = Date.now();
+      await sleep(200); // let the worker go idle after the queries
+      calls.length = 0;
+      const landings = new RevertLandings(proxy, cloudRun, lambdas, runs, stable);
+      const sentMs = Date.now();
       await h.signal(externalVerdictSignal, { verdict: 'fail', reason: 'bench breach', nonce });
-      const times = await waitAllStable(lambdas, runs5, stable, t0);
-      wf.push(times);
-      // The fake serves the reverted split before the Cloud Run activity has seen it and returned:
-      // read the history once the rollback is over, so every revert activity has completed.
-      for (let k = 0; (await h.query(statusQuery)).state !== 'paused' && k < 600; k++) await sleep(50);
-      phases.push(breachPhases((await h.fetchHistory()).events ?? [], t0Wall, t0Wall + times.all));
-      await h.signal(abortSignal);
-      await h.result();
+      const landedMs = await landings.all();
+      const events = await historyAfterRollback(h, () => (trips = landings.roundTrips()));
+      await landings.confirm(moto.url);
+      timelines.push(revertTimeline(events, externalVerdictSignal.name, sentMs, landings.landedMs, calls));
 
-      // The floor: back to mid-wave with the providers, then the same 10 reverts in parallel, no Temporal.
+      // The floor: back to mid-wave, then the same reverts (same writes: fence mark, tag dropped) in parallel, no Temporal.
       await Promise.all(targets.map((t) => provider(t).setTraffic(t, stable.get(t.name)!, next.get(t.name)!, t === targets[0] ? 10 : 50)));
-      const t1 = performance.now();
-      const done = await Promise.all(
+      await sleep(200);
+      const floor = new RevertLandings(proxy, cloudRun, lambdas, runs, stable);
+      const fence = { chain: `bench-direct-${prefix}-${i}`, pass: 1 };
+      const t1 = Date.now();
+      const took = await Promise.all(
         targets.map(async (t) => {
-          await provider(t).routeAll(t, stable.get(t.name)!, { dropTag: true });
-          return [t.provider, performance.now() - t1] as const;
+          const c0 = Date.now();
+          await provider(t).routeAll(t, stable.get(t.name)!, { dropTag: true, fence, revert: true });
+          return Date.now() - c0;
         }),
       );
-      const seen = await waitAllStable(lambdas, runs5, stable, t1);
-      const callsDone = (kind: TargetSpec['provider']) => Math.max(...done.filter(([k]) => k === kind).map(([, ms]) => ms));
-      // all: until seen in the emulators, like the workflow's; per cloud: until that cloud's calls returned.
-      direct.push({ all: seen.all, lambda: callsDone('aws-lambda'), run: callsDone('cloud-run') });
+      const directLanded = await floor.all();
+      directTrips = floor.roundTrips();
+      await floor.confirm(moto.url);
+      wf.push(landedMs - sentMs);
+      direct.push(directLanded - t1);
+      share.push(landedMs - sentMs - (directLanded - t1));
+      directSlowest.push(Math.max(...took));
     }
   } finally {
     await stop();
     await run.close();
   }
-  const p50 = (xs: RevertTimes[], k: keyof RevertTimes) => median(xs.map((x) => x[k]));
-  report('breach', `breach -> all 10 reverted, p50 (${wf.length} runs)`, p50(wf, 'all'), 'ms', { op: '<=', v: 250 });
-  report(
-    'breach',
-    'breach -> all 10 reverted, p95',
-    pct(
-      wf.map((x) => x.all),
-      95,
-    ),
-    'ms',
-  );
-  report('breach', 'breach -> 5 Lambda reverted (moto), p50', p50(wf, 'lambda'), 'ms');
-  report('breach', 'breach -> 5 Cloud Run reverted (fake), p50', p50(wf, 'run'), 'ms');
-  report('breach', 'direct: same 10 reverts, no Temporal, p50', p50(direct, 'all'), 'ms');
-  report('breach', 'direct: 5 Lambda routeAll calls returned, p50', p50(direct, 'lambda'), 'ms');
-  report('breach', 'direct: 5 Cloud Run routeAll calls returned, p50', p50(direct, 'run'), 'ms');
-  report('breach', 'ratio workflow / direct (p50)', p50(wf, 'all') / p50(direct, 'all'), 'x');
-  // Where the time goes (p50 of each phase, from the workflow history's server timestamps).
-  const phase = (k: keyof BreachPhases) => median(phases.map((x) => x[k]).filter((v) => Number.isFinite(v)));
-  const phaseRow = (metric: string, k: keyof BreachPhases) => {
-    const v = phase(k);
-    if (Number.isFinite(v)) report('breach', metric, v, 'ms');
-    else console.log(`  ${'breach'.padEnd(10)} ${metric.padEnd(50)} (not in the histories)`);
-  };
-  phaseRow('  signal sent -> signal in history', 'signalled');
-  phaseRow('  signal -> reacting workflow task started', 'taskStarted');
-  phaseRow('  task started -> revert activities scheduled', 'scheduled');
-  phaseRow('  activities scheduled -> last one started', 'started');
-  phaseRow('  Lambda revert activity (routeAll), slowest', 'lambdaActivity');
-  phaseRow('  Cloud Run revert activity (routeAll), slowest', 'runActivity');
-  phaseRow('  last revert activity completed -> seen in emulators', 'seen');
+  const b = 'breach';
+  const L = `[${label}]`;
+  report(b, `Temporal's share of a revert ${L}: p50 of (breach - direct) per run (${n} runs)`, median(share), 'ms', { op: '<=', v: 20 });
+  report(b, `  ${L} share: p50(breach) - p50(direct)`, median(wf) - median(direct), 'ms');
+  report(b, `  ${L} breach -> every target reverted in the emulators, p50`, median(wf), 'ms', runCount ? { op: '<=', v: 250 } : undefined);
+  report(b, `  ${L} breach -> every target reverted, p95`, pct(wf, 95), 'ms');
+  report(b, `  ${L} direct: the same reverts without Temporal, p50`, median(direct), 'ms');
+  report(b, `  ${L} direct: slowest routeAll call, p50`, median(directSlowest), 'ms');
+  report(b, `  ${L} ratio breach / direct (p50)`, median(wf) / median(direct), 'x');
+  reportTimelines(b, L, timelines);
+  if (trips && directTrips) reportTrips(b, L, trips, directTrips, lambdas.length, runs.length);
 }
 
-export interface RevertTimes {
-  all: number;
-  lambda: number;
-  run: number;
-}
-
-/** Poll moto and the Cloud Run fake until every target serves 100 % on its stable version; ms since t0. */
-export async function waitAllStable(
-  lambdas: LambdaTargetSpec[],
-  runs: CloudRunTargetSpec[],
-  stable: Map<string, string>,
-  t0: number,
-): Promise<RevertTimes> {
-  const lambdaBack = Array.from({ length: lambdas.length }, () => 0);
-  const runBack = Array.from({ length: runs.length }, () => 0);
-  for (;;) {
-    const states = await Promise.all(lambdas.map((t) => aliasOf(moto.url, t)));
-    const at = performance.now() - t0;
-    states.forEach((a, j) => {
-      if (!lambdaBack[j] && a.version === stable.get(lambdas[j].name) && Object.keys(a.weights).length === 0) lambdaBack[j] = at;
-    });
-    runs.forEach((t, j) => {
-      const split = cloudRun.servedSplit(t.project, t.region, t.service);
-      const keys = Object.keys(split);
-      if (!runBack[j] && keys.length === 1 && keys[0] === stable.get(t.name) && split[keys[0]] === 100) runBack[j] = at;
-    });
-    if (lambdaBack.every(Boolean) && runBack.every(Boolean)) break;
-    if (performance.now() - t0 > 120_000) throw new Error('targets not back on stable after 120 s');
-    await sleep(5); // leave moto (one Python process) to the worker's calls between polls
+/** Where the time goes: the p50 of each component over the runs (history event times + the worker's calls + the landings). */
+export function reportTimelines(bench: string, label: string, timelines: ReturnType<typeof revertTimeline>[]) {
+  const part = (k: keyof RevertTimeline) => median(timelines.map((x) => x[k]).filter((v) => Number.isFinite(v)));
+  for (const [k, metric, unit] of TIMELINE_ROWS) {
+    const v = part(k);
+    if (Number.isFinite(v)) report(bench, `  ${label} ${metric}`, v, unit);
   }
-  return { all: Math.max(...lambdaBack, ...runBack), lambda: Math.max(...lambdaBack), run: Math.max(...runBack) };
+  const last = timelines[timelines.length - 1];
+  console.log(`                ${label} last run: per revert, scheduled -> started (ms): ${last?.dispatchMs.join(' ')}`);
+  console.log(`                ${label} last run: commands before the reverts: ${last?.publishedBefore.join(', ')}`);
 }
 
-export interface BreachPhases {
-  signalled: number;
-  taskStarted: number;
-  scheduled: number;
-  started: number;
-  lambdaActivity: number;
-  runActivity: number;
-  seen: number;
-}
+const LAMBDA_OPS = ['GetAlias', 'UpdateAlias'];
+const RUN_OPS = ['GetService', 'UpdateService', 'GetOperation'];
 
-/**
- * Phases of one breach, from the history's (server) event times and the bench's wall clock (same
- * machine): signal → history, → the workflow task that reacts, → revert activities scheduled, →
- * started (dispatch), each provider's slowest activity, last completion → state seen in emulators.
- */
-export function breachPhases(events: HistoryEvent[], sentMs: number, seenMs: number): BreachPhases {
-  const at = eventMs;
-  const out: BreachPhases = {
-    signalled: NaN,
-    taskStarted: NaN,
-    scheduled: NaN,
-    started: NaN,
-    lambdaActivity: NaN,
-    runActivity: NaN,
-    seen: NaN,
-  };
-  const sig = events.find((e) => e.workflowExecutionSignaledEventAttributes?.signalName === externalVerdictSignal.name);
-  if (!sig) return out;
-  const sigMs = at(sig);
-  const after = events.filter((e) => Number(e.eventId) > Number(sig.eventId));
-  const task = after.find((e) => e.workflowTaskStartedEventAttributes);
-  const scheduled = after.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'routeAll');
-  if (!task || !scheduled.length) return out;
-  const ids = new Set(scheduled.map((e) => Number(e.eventId)));
-  const startedEv = after.filter((e) => ids.has(Number(e.activityTaskStartedEventAttributes?.scheduledEventId)));
-  const completed = after.filter((e) => ids.has(Number(e.activityTaskCompletedEventAttributes?.scheduledEventId)));
-  const provider = (schedId: number) => {
-    const input = events.find((e) => Number(e.eventId) === schedId)?.activityTaskScheduledEventAttributes?.input?.payloads?.[0];
-    const arg = input ? (defaultPayloadConverter.fromPayload(input as Payload) as { target: TargetSpec }) : undefined;
-    return arg?.target.provider;
-  };
-  const slowest = (kind: TargetSpec['provider']) =>
-    Math.max(
-      ...completed
-        .filter((c) => provider(Number(c.activityTaskCompletedEventAttributes!.scheduledEventId)) === kind)
-        .map((c) => {
-          const sid = Number(c.activityTaskCompletedEventAttributes!.scheduledEventId);
-          const st = startedEv.find((e) => Number(e.activityTaskStartedEventAttributes!.scheduledEventId) === sid);
-          return st ? at(c) - at(st) : NaN;
-        }),
+/** Round trips per revert to each emulator, the workflow's against the direct calls' (the last run of each). */
+function reportTrips(b: string, L: string, trips: Trips, directTrips: Trips, lambdas: number, runs: number) {
+  const per = (r: Record<string, number>, ks: string[], count: number) =>
+    count ? ks.map((k) => `${k} ${((r[k] ?? 0) / count).toFixed(1)}`).join(', ') : '-';
+  for (const [who, t] of [
+    ['Temporal', trips],
+    ['direct  ', directTrips],
+  ] as const)
+    console.log(
+      `                ${L} round trips per revert, ${who}: moto ${per(t.moto, LAMBDA_OPS, lambdas)}; fake ${per(t.cloudRun, RUN_OPS, runs)}`,
     );
-  out.signalled = sigMs - sentMs;
-  out.taskStarted = at(task) - sigMs;
-  out.scheduled = at(scheduled[0]) - at(task);
-  out.started = Math.max(...startedEv.map(at)) - at(scheduled[0]);
-  out.lambdaActivity = slowest('aws-lambda');
-  out.runActivity = slowest('cloud-run');
-  out.seen = seenMs - Math.max(...completed.map(at));
-  return out;
+  const sum = (r: Record<string, number>, ks: string[]) => ks.reduce((x, k) => x + (r[k] ?? 0), 0);
+  if (lambdas) report(b, `  ${L} moto round trips per Lambda revert (Get + Update)`, sum(trips.moto, LAMBDA_OPS) / lambdas, '');
+  if (runs) report(b, `  ${L} fake round trips per Cloud Run revert`, sum(trips.cloudRun, RUN_OPS) / runs, '');
 }

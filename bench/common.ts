@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Client, type WorkflowHandle } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { type DevServer, type MotoServer } from '../src/dev/processes';
 import { sampleZip, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
@@ -18,7 +18,8 @@ import { CloudRunFake } from '../src/dev/cloud-run-fake';
 import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
 import { createRollgateWorker } from '../src/worker';
 import { validateSpec } from '../src/spec/validate';
-import type { CloudRunTargetSpec, LambdaTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
+import type { CloudRunTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
+import { timedProviders, type ProviderCall } from './revert-timeline';
 
 export const argv = process.argv.slice(2);
 export const QUICK = argv.includes('--quick');
@@ -71,7 +72,7 @@ export function report(bench: string, metric: string, value: number, unit: strin
     load1,
   });
   console.log(
-    `  ${bench.padEnd(13)} ${metric.padEnd(58)} ${String(Math.round(value * 100) / 100).padStart(10)} ${unit.padEnd(6)} ${target ? `${target.op} ${target.v} ${ok ? 'ok' : 'MISSED'}` : ''.padEnd(12)} load ${load1}`,
+    `  ${bench.padEnd(13)} ${metric.padEnd(80)} ${String(Math.round(value * 100) / 100).padStart(10)} ${unit.padEnd(6)} ${target ? `${target.op} ${target.v} ${ok ? 'ok' : 'MISSED'}` : ''.padEnd(12)} load ${load1}`,
   );
 }
 
@@ -97,34 +98,7 @@ export function setServers(s: {
   ({ temporal, moto, proxy, cloudRun, monitoring, client, nativeConnection, bundlePath } = s);
 }
 
-export const REGIONS = [
-  'us-east-1',
-  'eu-west-1',
-  'ap-southeast-2',
-  'us-west-2',
-  'eu-central-1',
-  'ap-northeast-1',
-  'sa-east-1',
-  'ca-central-1',
-  'eu-north-1',
-  'ap-south-1',
-];
-
 export const RUN_REGIONS = ['europe-west1', 'us-central1', 'asia-northeast1', 'europe-north1', 'us-east4', 'australia-southeast1'];
-
-export function lambdaTargets(prefix: string, functions: number, regions: number): LambdaTargetSpec[] {
-  const out: LambdaTargetSpec[] = [];
-  for (let f = 0; f < functions; f++)
-    for (const region of REGIONS.slice(0, regions))
-      out.push({
-        name: `${prefix}${f}-${region}`.slice(0, 63),
-        provider: 'aws-lambda',
-        region,
-        function: `${prefix}${f}-fn`,
-        alias: 'live',
-      });
-  return out;
-}
 
 /** One Cloud Run service per region, seeded in the fake at one ready revision serving 100 %. */
 export function cloudRunTargets(prefix: string, regions: number): CloudRunTargetSpec[] {
@@ -188,15 +162,17 @@ export function spec(
 }
 
 /** A worker in this process with both clouds: Lambda + CloudWatch at `endpoint`, Cloud Run + Cloud Monitoring in the fakes. */
-export async function inProcessWorker(taskQueue: string, endpoint: string) {
+export async function inProcessWorker(taskQueue: string, endpoint: string, calls?: ProviderCall[]) {
   const run = cloudRunProvider();
   const mon = new CloudMonitoringMetrics({ endpoint: monitoring.address });
+  const providers = { 'aws-lambda': new LambdaProvider({ endpoint, credentials: TEST_CREDENTIALS }), 'cloud-run': run };
   const worker = await createRollgateWorker({
     connection: nativeConnection,
     taskQueue,
     workflowBundlePath: bundlePath,
     deps: {
-      providers: { 'aws-lambda': new LambdaProvider({ endpoint, credentials: TEST_CREDENTIALS }), 'cloud-run': run },
+      // With `calls`: every routeAll timed in the worker (the breach breakdown).
+      providers: calls ? timedProviders(providers, calls) : providers,
       metrics: [new CloudWatchMetrics({ endpoint, credentials: TEST_CREDENTIALS }), mon],
       stateDir: STATE,
       hashKey: 'bench',
@@ -216,11 +192,16 @@ export function createDigest(path: string) {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-export type HistoryEvent = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number];
+/** A spawned worker's start, each phase since its process started (ms): modules loaded, connected, Worker.create done. */
+export interface WorkerPhases {
+  importedMs: number;
+  connectedMs: number;
+  createdMs: number;
+}
 
-export const eventMs = (e: HistoryEvent) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
-
-export function spawnWorker(env: Record<string, string>): Promise<{ child: ChildProcess; readyMs: number; spawnedAt: number }> {
+export function spawnWorker(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; readyMs: number; spawnedAt: number; phases: WorkerPhases }> {
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'worker-process.ts')], {
     cwd: ROOT,
@@ -231,8 +212,8 @@ export function spawnWorker(env: Record<string, string>): Promise<{ child: Child
   child.stderr!.on('data', (b) => (err += b));
   return new Promise((res, rej) => {
     child.stdout!.on('data', (b: Buffer) => {
-      const m = /worker ready (\d+)/.exec(b.toString());
-      if (m) res({ child, readyMs: Number(m[1]), spawnedAt });
+      const m = /worker ready (\d+) (\{.*\})/.exec(b.toString());
+      if (m) res({ child, readyMs: Number(m[1]), spawnedAt, phases: JSON.parse(m[2]) as WorkerPhases });
     });
     child.once('exit', (c) => rej(new Error(`bench worker exited ${c}: ${err}`)));
   });

@@ -1,6 +1,6 @@
 /** Benchmarks 1 and 4: orchestration overhead against a plain script of the same calls, and the history of one reference rollout. */
 import { performance } from 'node:perf_hooks';
-import { createSampleFunction, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
+import { createSampleFunction, regionalLambdaTargets, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { LambdaProvider } from '../src/providers/aws-lambda';
 import { CloudRunProvider } from '../src/providers/cloud-run';
 import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
@@ -12,21 +12,19 @@ import type { RolloutSpec, TargetSpec } from '../src/spec/schema';
 import type { ArtifactRef } from '../src/providers/types';
 import { type RolloutResult } from '../src/contract';
 import {
-  type HistoryEvent,
   QUICK,
   client,
   cloudRunProvider,
   cloudRunTargets,
   createDigest,
-  eventMs,
   inProcessWorker,
-  lambdaTargets,
   median,
   monitoring,
   moto,
   report,
   spec,
 } from './common';
+import { eventMs, type HistoryEvent } from './history-events';
 
 // ---- 1 + 4: orchestration overhead, history size ---------------------------------------------
 
@@ -35,7 +33,7 @@ export async function benchOverhead() {
     '1. orchestration overhead (reference rollout: 2 providers x 3 regions = 3 Lambda in moto + 3 Cloud Run in the fake,\n' +
       '   canary + 3 waves x 3 steps, bakes 0, analysis on)',
   );
-  const lambdas = lambdaTargets('ref', 1, 3);
+  const lambdas = regionalLambdaTargets('ref', 3);
   for (const t of lambdas) await createSampleFunction(moto.url, t);
   const runs3 = cloudRunTargets('ref', 3);
   const targets: TargetSpec[] = [...lambdas, ...runs3];

@@ -2,7 +2,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { WorkflowHandle } from '@temporalio/client';
 import { sampleZip } from '../src/dev/lambda-fixtures';
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
@@ -10,19 +9,29 @@ import type { LambdaTargetSpec, RolloutSpec } from '../src/spec/schema';
 import { pauseSignal, statusQuery, type RolloutResult } from '../src/contract';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { workflowCacheSize } from '../src/temporal/workflow-cache';
-import { QUICK, STATE, bundlePath, client, eventMs, median, pct, report, rssMiB, sleep, spawnWorker } from './common';
+import { QUICK, STATE, bundlePath, client, median, pct, report, rssMiB, sleep, spawnWorker } from './common';
+import { eventMs, type HistoryEvent } from './history-events';
 
 // ---- 3: parked rollouts ------------------------------------------------------------------------
 
-/** Starts rollouts `from`..`to`-1 of a spec family with `concurrency` starters; returns starts per second. */
-async function startMany(from: number, to: number, make: (i: number) => RolloutSpec, ids: string[], concurrency = 100): Promise<number> {
+const QUEUE = 'bench-parked';
+
+/** Starts rollouts `from`..`to`-1 of a spec family on `queue` with `concurrency` starters; returns starts per second. */
+export async function startMany(
+  queue: string,
+  from: number,
+  to: number,
+  make: (i: number) => RolloutSpec,
+  ids: string[],
+  concurrency = 100,
+): Promise<number> {
   const t0 = performance.now();
   let next = from;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < to) {
         const i = next++;
-        const h = await startRollout(client, make(i), { startedBy: 'bench', taskQueue: 'bench-parked' });
+        const h = await startRollout(client, make(i), { startedBy: 'bench', taskQueue: queue });
         ids.push(h.workflowId);
       }
     }),
@@ -30,11 +39,12 @@ async function startMany(from: number, to: number, make: (i: number) => RolloutS
   return (to - from) / ((performance.now() - t0) / 1000);
 }
 
+/** The rollouts of `queue` that match `where` (a visibility query). */
+const onQueue = (queue: string, where: string) => `WorkflowType = 'rolloutWorkflow' AND TaskQueue = '${queue}' AND ${where}`;
+
 /** Why the first closed parked rollout closed (its status and result or failure), for the error. */
-async function closedReason(): Promise<string> {
-  for await (const w of client.workflow.list({
-    query: `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
-  })) {
+async function closedReason(queue: string): Promise<string> {
+  for await (const w of client.workflow.list({ query: onQueue(queue, `ExecutionStatus != 'Running'`) })) {
     const outcome = await client.workflow
       .getHandle(w.workflowId, w.runId)
       .result()
@@ -47,32 +57,29 @@ async function closedReason(): Promise<string> {
   return 'not listed yet';
 }
 
-async function waitForCount(query: string, n: number, what: string, timeoutMs: number, refuseClosed = true): Promise<void> {
+/** Until `n` rollouts of `queue` match `where`; with `refuseClosed`, fails as soon as one has closed. */
+export async function waitForCount(queue: string, where: string, n: number, what: string, timeoutMs: number, refuseClosed = true) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { count } = await client.workflow.count(query);
+    const { count } = await client.workflow.count(onQueue(queue, where));
     if (count >= n) return;
     if (refuseClosed) {
-      const closed = await client.workflow.count(
-        `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus != 'Running'`,
-      );
-      if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: ${await closedReason()}`);
+      const closed = await client.workflow.count(onQueue(queue, `ExecutionStatus != 'Running'`));
+      if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: ${await closedReason(queue)}`);
     }
     if (Date.now() > deadline) throw new Error(`only ${count} of ${n} rollouts ${what} in time`);
     await sleep(500);
   }
 }
 
-type HistoryEvents = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>;
-
 /** The first activity scheduled after `from` (an event index) and its time. */
-function nextActivityMs(events: HistoryEvents, from: number): number | undefined {
+function nextActivityMs(events: HistoryEvent[], from: number): number | undefined {
   for (let i = from; i < events.length; i++) if (events[i].activityTaskScheduledEventAttributes) return eventMs(events[i]);
   return undefined;
 }
 
 /** The end of the first bake as planned (its task's start + the timer) and the first activity scheduled after it fired. */
-function bakeWake(events: HistoryEvents): { plannedMs: number; nextMs: number } | undefined {
+function bakeWake(events: HistoryEvent[]): { plannedMs: number; nextMs: number } | undefined {
   let taskStartedMs = 0;
   let timerId: string | undefined;
   let plannedMs = 0;
@@ -95,14 +102,14 @@ function bakeWake(events: HistoryEvents): { plannedMs: number; nextMs: number } 
 
 /** The first traffic step (setTraffic) scheduled: what a rollout frozen until `untilMs` does when it wakes. */
 function freezeWake(untilMs: number) {
-  return (events: HistoryEvents): { plannedMs: number; nextMs: number } | undefined => {
+  return (events: HistoryEvent[]): { plannedMs: number; nextMs: number } | undefined => {
     const e = events.find((x) => x.activityTaskScheduledEventAttributes?.activityType?.name === 'setTraffic');
     return e ? { plannedMs: untilMs, nextMs: eventMs(e) } : undefined;
   };
 }
 
 /** For each rollout, from the planned end of a wait to its next step, read from its history. */
-async function wakeLags(ids: string[], find: (events: HistoryEvents) => { plannedMs: number; nextMs: number } | undefined) {
+async function wakeLags(ids: string[], find: (events: HistoryEvent[]) => { plannedMs: number; nextMs: number } | undefined) {
   const lags: number[] = [];
   const plannedEnds: number[] = [];
   let next = 0;
@@ -117,6 +124,22 @@ async function wakeLags(ids: string[], find: (events: HistoryEvents) => { planne
     }),
   );
   return { lags, plannedEnds };
+}
+
+/** A family of rollouts of one in-memory Lambda target that park in a 2-hour canary bake; member i is `<prefix>-<i>`. */
+export function parkedFamily(prefix: string): (i: number) => RolloutSpec {
+  const zip = join(STATE, `${prefix}.zip`);
+  writeFileSync(zip, sampleZip(prefix));
+  const target: LambdaTargetSpec = { name: 'mem', provider: 'aws-lambda', region: 'us-east-1', function: 'mem', alias: 'live' };
+  const base = validateSpec({
+    service: prefix,
+    release: 'p1',
+    schema_rev: '1',
+    artifact: { file: zip },
+    targets: [target],
+    canary: { targets: ['mem'], weight: 10, bake: '2 hours' },
+  });
+  return (i) => ({ ...base, service: `${prefix}-${i}`, targets: [{ ...target, function: `${prefix}-${i}` }] });
 }
 
 function utcLocal(ms: number): string {
@@ -139,33 +162,17 @@ export async function benchParked() {
   console.log(
     `3. ${final} parked rollouts on one worker (in-memory provider: measures the worker, not an emulator), then a wake storm of ${storm}`,
   );
-  const { child } = await spawnWorker({ BENCH_TASK_QUEUE: 'bench-parked', BENCH_PROVIDER: 'memory', BENCH_BUNDLE: bundlePath });
+  const { child } = await spawnWorker({ BENCH_TASK_QUEUE: QUEUE, BENCH_PROVIDER: 'memory', BENCH_BUNDLE: bundlePath });
   let peakRss = 0;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(child.pid!))), 250);
-  const t = [{ name: 'mem', provider: 'aws-lambda', region: 'us-east-1', function: 'mem', alias: 'live' }] as LambdaTargetSpec[];
-  const zip = join(STATE, 'parked.zip');
-  writeFileSync(zip, sampleZip('parked'));
-  const base = validateSpec({
-    service: 'parked',
-    release: 'p1',
-    schema_rev: '1',
-    artifact: { file: zip },
-    targets: t,
-    canary: { targets: ['mem'], weight: 10, bake: '2 hours' },
-  });
-  const parked = (i: number): RolloutSpec => ({ ...base, service: `parked-${i}`, targets: [{ ...t[0], function: `parked-${i}` }] });
+  const parked = parkedFamily('parked');
   const ids: string[] = [];
   try {
     let started = 0;
     for (const n of sizes) {
-      const rate = await startMany(started, n, parked, ids);
+      const rate = await startMany(QUEUE, started, n, parked, ids);
       started = n;
-      await waitForCount(
-        `WorkflowType = 'rolloutWorkflow' AND RolloutStage = 'canary' AND TaskQueue = 'bench-parked'`,
-        n,
-        'reached their bake',
-        QUICK ? 60_000 : 900_000,
-      );
+      await waitForCount(QUEUE, `RolloutStage = 'canary'`, n, 'reached their bake', QUICK ? 60_000 : 900_000);
       await sleep(1000);
       report('parked', `start rate while starting ${n - (sizes[sizes.indexOf(n) - 1] ?? 0)} (to ${n})`, rate, '/s');
       report('parked', `worker RSS at ${n} parked`, rssMiB(child.pid!), 'MiB');
@@ -174,18 +181,18 @@ export async function benchParked() {
     // The storm rollouts: frozen before their canary step until one instant, then a bake of the same length.
     const bakeS = QUICK ? 5 : 30;
     const stormAt = Math.ceil((Date.now() + (QUICK ? 30_000 : 150_000)) / 1000) * 1000;
+    const storming = parkedFamily('storm');
     const stormSpec = (i: number): RolloutSpec => ({
-      ...base,
-      service: `storm-${i}`,
-      targets: [{ ...t[0], function: `storm-${i}` }],
+      ...storming(i),
       canary: { targets: ['mem'], weight: 10, bake: `${bakeS} seconds` },
       freeze_windows: [{ name: 'storm', timezone: 'UTC', from: utcLocal(Date.now() - 60_000), to: utcLocal(stormAt) }],
     });
     const stormIds: string[] = [];
-    const stormRate = await startMany(0, storm, stormSpec, stormIds);
+    const stormRate = await startMany(QUEUE, 0, storm, stormSpec, stormIds);
     report(name(final), `start rate while starting ${storm} (to ${final})`, stormRate, '/s', at10k({ op: '>=', v: 200 }));
     await waitForCount(
-      `WorkflowType = 'rolloutWorkflow' AND RolloutStage = 'canary' AND TaskQueue = 'bench-parked'`,
+      QUEUE,
+      `RolloutStage = 'canary'`,
       final,
       'reached their bake or freeze',
       Math.max(5_000, stormAt - Date.now() - 5_000),
@@ -239,7 +246,8 @@ export async function benchParked() {
     // The storm: every freeze ends at stormAt; then every bake ends bakeS seconds after its canary step.
     if (Date.now() > stormAt) throw new Error('the storm rollouts were not all frozen before the storm: raise the lead time');
     await waitForCount(
-      `WorkflowType = 'rolloutWorkflow' AND TaskQueue = 'bench-parked' AND ExecutionStatus = 'Completed'`,
+      QUEUE,
+      `ExecutionStatus = 'Completed'`,
       storm,
       'promoted after the storm',
       (QUICK ? 60 : 300) * 1000 + bakeS * 1000,

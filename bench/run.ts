@@ -1,13 +1,16 @@
 /**
  * rollgate benchmarks on the local dev server and emulators. Prints a table and writes JSON.
- * One file per benchmark (overhead.ts, breach.ts, alert.ts, parked.ts, crash.ts, coldstart.ts);
- * common.ts holds what they share; this file starts the servers and runs them in order.
+ * One file per benchmark (overhead.ts, breach.ts, alert.ts, parked.ts, crash.ts, coldstart.ts, fleet.ts,
+ * sticky.ts); common.ts holds what they share (revert-timeline.ts, history-events.ts and sticky-burst.ts
+ * the breakdowns); this file starts the servers and runs them in order.
  *
  *   npm run bench                  # everything, full sizes (several minutes)
  *   npm run bench -- --quick       # tiny sizes (the smoke run in the test suite)
  *   npm run bench -- --only overhead,breach --out /tmp/b.json
  *   npm run bench -- --only alert    # alert to revert (Alertmanager webhook POST -> 10 targets on stable)
  *   npm run bench -- --only fleet    # fleet failover (200 rollouts on 2 workers, one SIGKILLed)
+ *   npm run bench -- --only sticky   # sticky-queue waits of one worker under a signal burst at 2,000 parked
+ *   npm run bench -- --only breach,crash --quick   # the revert and crash -> resume breakdowns, 1 run each
  *
  * Numbers on shared machines are noisy: medians over repeated runs; every comparison is a ratio
  * measured in the same run.
@@ -37,6 +40,7 @@ import { benchParked } from './parked';
 import { benchCrash } from './crash';
 import { benchColdStart } from './coldstart';
 import { benchFleet } from './fleet';
+import { benchSticky } from './sticky';
 
 async function main() {
   mkdirSync(STATE, { recursive: true });
@@ -69,6 +73,7 @@ async function main() {
     ['crash', benchCrash],
     ['coldstart', benchColdStart],
     ['fleet', benchFleet],
+    ['sticky', benchSticky],
   ];
   // One runner for every benchmark's rollouts (build/test/migration commands); startRollout sends them here.
   process.env.ROLLGATE_RUNNER_TASK_QUEUE = 'bench-runner';

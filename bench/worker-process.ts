@@ -1,8 +1,10 @@
 /**
  * A worker in its own process for the benchmarks (RSS, crash-to-resume, cold start).
  * BENCH_TEMPORAL, BENCH_TASK_QUEUE, BENCH_BUNDLE (optional prebuilt bundle), BENCH_PROVIDER
- * (memory | emulators), BENCH_LAMBDA_ENDPOINT, BENCH_STATE_DIR. Prints "worker ready <ms>" where
- * <ms> is the time since the process started.
+ * (memory | emulators), BENCH_LAMBDA_ENDPOINT, BENCH_STATE_DIR, BENCH_STICKY_TIMEOUT_MS (another
+ * sticky-queue timeout than rollgate's, to measure a candidate). Prints "worker ready <ms> <phases>":
+ * <ms> is the time since the process started, <phases> JSON (modules loaded, connected to Temporal,
+ * Worker.create done; each since the process started).
  */
 import { performance } from 'node:perf_hooks';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
@@ -14,9 +16,12 @@ import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { ActivityDeps } from '../src/activities';
 
 async function main() {
+  // performance.now() counts from the process start: this is the time spent loading modules.
+  const importedMs = performance.now();
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const env = process.env;
   const connection = await NativeConnection.connect({ address: env.BENCH_TEMPORAL! });
+  const connectedMs = performance.now();
   const memory = env.BENCH_PROVIDER === 'memory';
   const deps: ActivityDeps = memory
     ? {
@@ -37,9 +42,12 @@ async function main() {
     deps,
     workflowBundlePath: env.BENCH_BUNDLE || undefined,
     // The workflow cache is the worker's default (ROLLGATE_MAX_CACHED_WORKFLOWS, else derived from memory).
+    workerOptions: env.BENCH_STICKY_TIMEOUT_MS ? { stickyQueueScheduleToStartTimeout: Number(env.BENCH_STICKY_TIMEOUT_MS) } : {},
   });
+  const createdMs = performance.now();
   const run = worker.run();
-  console.log(`worker ready ${performance.now().toFixed(0)}`);
+  const phases = { importedMs: Math.round(importedMs), connectedMs: Math.round(connectedMs), createdMs: Math.round(createdMs) };
+  console.log(`worker ready ${performance.now().toFixed(0)} ${JSON.stringify(phases)}`);
   await run;
 }
 

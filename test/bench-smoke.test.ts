@@ -18,7 +18,7 @@ test('npm run bench -- --quick runs every benchmark and writes JSON', async () =
   if (code !== 0) throw new Error(`bench exited ${code}:\n${log.slice(-3000)}`);
   const result = JSON.parse(readFileSync(out, 'utf8'));
   const benches = new Set(result.rows.map((r: { bench: string }) => r.bench));
-  expect([...benches].sort()).toEqual(['alert', 'breach', 'coldstart', 'crash', 'fleet', 'history', 'overhead', 'parked']);
+  expect([...benches].sort()).toEqual(['alert', 'breach', 'coldstart', 'crash', 'fleet', 'history', 'overhead', 'parked', 'sticky']);
   for (const r of result.rows) expect(Number.isFinite(r.value)).toBe(true);
   expect(result.machine.cpus).toBeGreaterThan(0);
 }, 600_000);

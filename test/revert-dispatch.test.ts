@@ -7,11 +7,10 @@
  */
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
-import type { LambdaTargetSpec } from '../src/spec/schema';
 import { externalVerdictSignal, messageNonceQuery, abortSignal } from '../src/contract';
 import { aliasState } from './support/lambda';
 import { createHarness, createFunctions, waitForStatus, type Harness } from './support/harness';
-import { sampleZip } from '../src/dev/lambda-fixtures';
+import { regionalLambdaTargets, sampleZip } from '../src/dev/lambda-fixtures';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -22,28 +21,9 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-const REGIONS = [
-  'us-east-1',
-  'eu-west-1',
-  'ap-southeast-2',
-  'us-west-2',
-  'eu-central-1',
-  'ap-northeast-1',
-  'sa-east-1',
-  'ca-central-1',
-  'eu-north-1',
-  'ap-south-1',
-];
-
 test('a breach on 10 targets: all 10 reverts are scheduled in one workflow task and started from its response', async () => {
   const service = 'revert-dispatch';
-  const targets: LambdaTargetSpec[] = REGIONS.map((region) => ({
-    name: region,
-    provider: 'aws-lambda',
-    region,
-    function: `${service}-${region}-fn`,
-    alias: 'live',
-  }));
+  const targets = regionalLambdaTargets(service, 10);
   const zip = join(h.workDir, `${service}.zip`);
   writeFileSync(zip, sampleZip(`${service} r2`));
   const spec = validateSpec({

@@ -16,6 +16,31 @@ import { makeZip } from './zip';
 export const TEST_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 const ROLE = 'arn:aws:iam::123456789012:role/rollgate-sample';
 
+/** The regions dev/test fixtures spread Lambda targets over (the bench and tests). */
+export const SAMPLE_REGIONS = [
+  'us-east-1',
+  'eu-west-1',
+  'ap-southeast-2',
+  'us-west-2',
+  'eu-central-1',
+  'ap-northeast-1',
+  'sa-east-1',
+  'ca-central-1',
+  'eu-north-1',
+  'ap-south-1',
+];
+
+/** One Lambda target per region (up to 10), each with a function of its own (`<prefix>-<region>-fn`, alias `live`). */
+export function regionalLambdaTargets(prefix: string, n: number): LambdaTargetSpec[] {
+  return SAMPLE_REGIONS.slice(0, n).map((region) => ({
+    name: `${prefix}-${region}`.slice(0, 63),
+    provider: 'aws-lambda' as const,
+    region,
+    function: `${prefix}-${region}-fn`,
+    alias: 'live',
+  }));
+}
+
 export async function ensureRole(endpoint: string): Promise<void> {
   const iam = new IAMClient({ endpoint, region: 'us-east-1', credentials: TEST_CREDENTIALS });
   try {
