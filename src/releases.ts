@@ -67,14 +67,18 @@ export async function promoteRelease(
   // The artifact that succeeded in the environment before (a re-run there may have rebuilt it); the
   // rollout asks the registry again before every deploy pass whether the pin is that one.
   const pin = promotionPin(state.releases, release, environmentGates(p), to);
-  if (!pin) throw new RolloutRefusedError(`promote ${p.service} ${release} to ${to} refused: no succeeded artifact recorded. Nothing was started.`);
+  if (!pin)
+    throw new RolloutRefusedError(`promote ${p.service} ${release} to ${to} refused: no succeeded artifact recorded. Nothing was started.`);
   return startRollout(client, pinnedSpec(spec, pin), { ...opts, environment: to, pinnedArtifact: pin });
 }
 
 /** The pipeline's environments and their targets, for the registry to check each closed run's targets against. */
 export function declaredPipeline(p: Pipeline): DeclaredPipeline {
   return {
-    environments: p.environments.map((e) => ({ name: e.name, targets: environmentSpec(p, e.name, 'declared').targets.map(targetIdentity) })),
+    environments: p.environments.map((e) => ({
+      name: e.name,
+      targets: environmentSpec(p, e.name, 'declared').targets.map(targetIdentity),
+    })),
   };
 }
 

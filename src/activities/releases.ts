@@ -131,7 +131,9 @@ export function releaseActivities(deps: ActivityDeps) {
     async checkReleaseGate(input: { service: string } & ReleaseGateArgs): Promise<ReleaseGate> {
       const { service, ...args } = input;
       if (!deps.client)
-        return args.pinned ? { pinRefusal: 'pinnedArtifact: no Temporal client on this worker to check the pin with the release registry' } : {};
+        return args.pinned
+          ? { pinRefusal: 'pinnedArtifact: no Temporal client on this worker to check the pin with the release registry' }
+          : {};
       try {
         return await client().workflow.getHandle(releaseRegistryWorkflowId(service)).query(releaseGateQuery, args);
       } catch (err) {

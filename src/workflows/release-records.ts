@@ -93,8 +93,7 @@ export function environmentArtifact(r: ReleaseRecord, e: EnvironmentRecord): Art
 
 /** The vetoed release that deployed any of `digests`, or undefined. */
 export function vetoOf(releases: ReleaseRecord[], digests: string[]): { release: string; veto: Veto } | undefined {
-  for (const r of releases)
-    if (r.veto && releaseDigests(r).some((d) => digests.includes(d))) return { release: r.release, veto: r.veto };
+  for (const r of releases) if (r.veto && releaseDigests(r).some((d) => digests.includes(d))) return { release: r.release, veto: r.veto };
   return undefined;
 }
 
@@ -161,7 +160,11 @@ export function rollbackPlan(
   if (vetoed) return { refusal: vetoText(vetoed.release, vetoed.veto, release) };
   const missing = env.targets.filter((t) => t.version === undefined).map((t) => t.name);
   if (missing.length) return { refusal: `release ${release} recorded no promoted version for ${missing.join(', ')} in ${environment}` };
-  return { versions: env.targets.map((t) => ({ name: t.name, version: t.version! })), record: env, artifact: environmentArtifact(record, env) };
+  return {
+    versions: env.targets.map((t) => ({ name: t.name, version: t.version! })),
+    record: env,
+    artifact: environmentArtifact(record, env),
+  };
 }
 
 /** What a target is in its cloud, whatever the spec names it: the registry compares runs by this. */

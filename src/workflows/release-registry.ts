@@ -110,15 +110,12 @@ class ReleaseRegistry {
         },
       },
     );
-    setHandler(
-      registryStateQuery,
-      (): RegistryState => ({
-        service: this.input.service,
-        releases: this.releases,
-        refused: this.refused,
-        ...(this.pipeline ? { pipeline: this.pipeline } : {}),
-      }),
-    );
+    setHandler(registryStateQuery, (): RegistryState => ({
+      service: this.input.service,
+      releases: this.releases,
+      refused: this.refused,
+      ...(this.pipeline ? { pipeline: this.pipeline } : {}),
+    }));
     setHandler(vetoedDigestQuery, (digests) => vetoOf(this.releases, Array.isArray(digests) ? digests : []));
     setHandler(releaseGateQuery, (a) =>
       releaseGate(this.releases, this.pipeline, {
