@@ -541,6 +541,8 @@ async function continueAsNewUnlessStopped(run: RolloutRun): Promise<Stop> {
     continued: next,
     ...(run.input.train ? { train: run.input.train } : {}),
     ...(run.input.environment ? { environment: run.input.environment } : {}),
+    // The gate re-checks the pin on a later resume of the continued run (runs before the patch carried no pin).
+    ...(run.checksReleaseGates && run.input.pinnedArtifact ? { pinnedArtifact: run.input.pinnedArtifact } : {}),
     ...(run.input.continueAsNewAfterEvents !== undefined ? { continueAsNewAfterEvents: run.input.continueAsNewAfterEvents } : {}),
   });
 }
