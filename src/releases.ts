@@ -15,15 +15,17 @@ import { environmentGates, environmentOf, environmentSpec, type Pipeline } from 
 import type { RolloutSpec } from './spec/schema';
 import type { ArtifactRef } from './providers/types';
 import {
+  pipelineDeclaredSignal,
   registrySettledQuery,
   registryStateQuery,
   releaseRegistryWorkflowId,
   rolloutClosedSignal,
   vetoUpdate,
+  type DeclaredPipeline,
   type RegistryState,
   type Veto,
 } from './contract';
-import { promotionRefusal, rollbackPlan } from './workflows/release-records';
+import { promotionPin, promotionRefusal, rollbackPlan, targetIdentity } from './workflows/release-records';
 import { TASK_QUEUE } from './contract';
 import type { rolloutWorkflow } from './workflows/rollout';
 
@@ -56,14 +58,39 @@ export async function promoteRelease(
   opts: PipelineStartOptions,
 ): Promise<Handle> {
   environmentOf(p, to);
+  await declarePipeline(client, p, opts.taskQueue);
   const state = await releaseRecords(client, p.service);
   const refusal = promotionRefusal(state.releases, release, environmentGates(p), to, Date.now());
   if (refusal) throw new RolloutRefusedError(`promote ${p.service} ${release} to ${to} refused: ${refusal}. Nothing was started.`);
-  const first = p.environments[0].name === to;
-  const record = state.releases.find((r) => r.release === release);
   const spec = environmentSpec(p, to, release);
-  if (first || !record) return startRollout(client, spec, { ...opts, environment: to });
-  return startRollout(client, pinnedSpec(spec, record.artifact), { ...opts, environment: to, pinnedArtifact: record.artifact });
+  if (p.environments[0].name === to) return startRollout(client, spec, { ...opts, environment: to });
+  // The artifact that succeeded in the environment before (a re-run there may have rebuilt it); the
+  // rollout asks the registry again before every deploy pass whether the pin is that one.
+  const pin = promotionPin(state.releases, release, environmentGates(p), to);
+  if (!pin)
+    throw new RolloutRefusedError(`promote ${p.service} ${release} to ${to} refused: no succeeded artifact recorded. Nothing was started.`);
+  return startRollout(client, pinnedSpec(spec, pin), { ...opts, environment: to, pinnedArtifact: pin });
+}
+
+/** The pipeline's environments and their targets, for the registry to check each closed run's targets against. */
+export function declaredPipeline(p: Pipeline): DeclaredPipeline {
+  return {
+    environments: p.environments.map((e) => ({
+      name: e.name,
+      targets: environmentSpec(p, e.name, 'declared').targets.map(targetIdentity),
+    })),
+  };
+}
+
+/** Tell the service's registry (started if absent) the pipeline, before anything starts that will report to it. */
+export async function declarePipeline(client: Client, p: Pipeline, taskQueue = TASK_QUEUE): Promise<void> {
+  await client.workflow.signalWithStart('releaseRegistryWorkflow', {
+    workflowId: releaseRegistryWorkflowId(p.service),
+    taskQueue,
+    args: [{ service: p.service }],
+    signal: pipelineDeclaredSignal,
+    signalArgs: [declaredPipeline(p)],
+  });
 }
 
 /** Put every target of `env` back on the versions `release` promoted there (no build, no canary analysis). */
@@ -75,6 +102,7 @@ export async function rollbackToRelease(
   opts: PipelineStartOptions,
 ): Promise<Handle> {
   const environment = environmentOf(p, env);
+  await declarePipeline(client, p, opts.taskQueue);
   const state = await releaseRecords(client, p.service);
   const plan = rollbackPlan(state.releases, release, env);
   if ('refusal' in plan)
@@ -85,8 +113,7 @@ export async function rollbackToRelease(
     throw new RolloutRefusedError(
       `rollback of ${p.service} ${env} to ${release} refused: release ${release} did not run on ${unrecorded.join(', ')} (targets added to ${env} since). Nothing was started.`,
     );
-  const record = state.releases.find((r) => r.release === release)!;
-  return startRollout(client, pinnedSpec(spec, record.artifact), {
+  return startRollout(client, pinnedSpec(spec, plan.artifact), {
     ...opts,
     environment: env,
     rollbackTo: { release, versions: plan.versions, approval: environment.approval },

@@ -10,13 +10,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { RolloutRefusedError, startRollout } from '../src/client';
-import { promoteRelease, releaseRecords, vetoRelease } from '../src/releases';
+import { promoteRelease, releaseRecords, rollbackToRelease, vetoRelease } from '../src/releases';
 import { environmentSpec, type Pipeline } from '../src/spec/pipeline';
-import { abortSignal, approveUpdate, type RolloutResult } from '../src/contract';
+import { abortSignal, approveUpdate, rejectUpdate, resumeSignal, type RolloutResult } from '../src/contract';
 import { releaseRegistryWorkflowId, rolloutClosedSignal } from '../src/contract';
 import { formatReleases } from '../src/cli/releases';
 import { main } from '../src/cli/main';
-import { aliasState, publishedVersions } from './support/lambda';
+import { aliasState, publishedVersions, watchAliasWrites } from './support/lambda';
+import { sampleZip } from '../src/dev/lambda-fixtures';
 import { cloudRunState } from './support/cloud-run';
 import { codeSha, revisionImage, seedPipeline, targetsOf, testPipeline } from './support/pipeline';
 import { recordHistory, workflowEvents } from './support/history';
@@ -244,4 +245,128 @@ test('forged registry messages: a claimed outcome is ignored, runs that are not 
   expect(state.releases.find((r) => r.release === 'r1')!.environments[0].outcome).toBe('aborted');
   await expect(promoteRelease(h.client, p, 'r1', 'prod', opts())).rejects.toThrow(/did not succeed in staging/);
   await recordHistory(registry, 'release-registry-v1-forged-messages');
+});
+
+test('a staging re-run that rebuilt the release: prod gets the digest that succeeded in staging, never the first build', async () => {
+  const p = testPipeline(h, 'deli', 'r1', { staging: {}, prod: {} });
+  await seedPipeline(h, p);
+  const stg = targetsOf(p, 'staging');
+  const prod = targetsOf(p, 'prod');
+  // The first staging run of r1 (build A) is aborted in its canary.
+  const first = await promoteRelease(h.client, p, 'r1', 'staging', opts());
+  await waitForStatus(first, (s) => s.stage === 'canary', 60_000, 'canary');
+  await first.signal(abortSignal, { by: 'carol', reason: 'wrong build' });
+  expect(((await resultWithin(first, 60_000)) as RolloutResult).state).toBe('aborted');
+  await recorded('deli', 'r1', 'staging', first.firstExecutionRunId);
+  // r1 is rebuilt (build B, same image) and succeeds in staging.
+  const zipB = join(h.workDir, 'deli-r1-rebuilt.zip');
+  writeFileSync(zipB, sampleZip('deli r1 rebuilt'));
+  const rebuilt: Pipeline = { ...p, shared: { ...p.shared, artifact: { ...(p.shared.artifact as object), file: zipB } } };
+  expect(zipDigest(rebuilt)).not.toBe(zipDigest(p));
+  const rerun = await promoteRelease(h.client, rebuilt, 'r1', 'staging', opts());
+  expect(((await resultWithin(rerun, 90_000)) as RolloutResult).state).toBe('succeeded');
+  expect(await codeSha(h.motoUrl, stg.fn, (await aliasState(h.motoUrl, stg.fn)).version)).toBe(zipDigest(rebuilt));
+  const { state } = await recorded('deli', 'r1', 'staging', rerun.firstExecutionRunId);
+  const firstBuild = state.releases.find((r) => r.release === 'r1')!.artifact;
+  expect(firstBuild.digest).toBe(zipDigest(p));
+
+  // A prod rollout pinned to the first build (what the old client pinned): refused inside the rollout.
+  const stale = await startRollout(h.client, environmentSpec(p, 'prod', 'r1'), {
+    ...opts(),
+    environment: 'prod',
+    pinnedArtifact: firstBuild,
+  });
+  const staleRes = (await resultWithin(stale, 60_000)) as RolloutResult;
+  expect(staleRes.state).toBe('failed');
+  await recordHistory(stale, 'rollout-v2-release-gates-stale-pin');
+  expect(staleRes.reason).toContain(`pinnedArtifact: ${zipDigest(p)} is not what release r1 verified in staging (${zipDigest(rebuilt)}`);
+  expect(await publishedVersions(h.motoUrl, prod.fn)).toEqual(['1']);
+  expect(cloudRunState(h, prod.run).revisions).toHaveLength(1);
+
+  // The promotion deploys B, read back from moto.
+  const promotion = await promoteRelease(h.client, p, 'r1', 'prod', opts());
+  expect(((await resultWithin(promotion, 90_000)) as RolloutResult).state).toBe('succeeded');
+  await recordHistory(promotion, 'rollout-v2-release-gates-promotion');
+  const prodVersion = (await aliasState(h.motoUrl, prod.fn)).version;
+  expect(prodVersion).toBe('2');
+  expect(await codeSha(h.motoUrl, prod.fn, prodVersion)).toBe(zipDigest(rebuilt));
+  // Each environment's digest is on the record and in `history --releases`.
+  const { state: after } = await recorded('deli', 'r1', 'prod', promotion.firstExecutionRunId);
+  const r1 = after.releases.find((r) => r.release === 'r1')!;
+  expect(r1.environments.map((e) => [e.environment, e.artifact?.digest])).toEqual([
+    ['staging', zipDigest(rebuilt)],
+    ['prod', zipDigest(rebuilt)],
+  ]);
+  const shown = await cli(['history', 'deli', '--releases']);
+  expect(shown.code).toBe(0);
+  expect(shown.out).toMatch(new RegExp(`staging: succeeded.*\\n    artifact ${zipDigest(rebuilt)} `));
+  expect(shown.out).toMatch(new RegExp(`prod: succeeded.*\\n    artifact ${zipDigest(rebuilt)} `));
+});
+
+test('a veto after a rollback: resume does not redeploy the vetoed release', async () => {
+  const p = testPipeline(h, 'oven', 'r1', { staging: {}, prod: { approval: true } });
+  await seedPipeline(h, p);
+  const prod = targetsOf(p, 'prod');
+  const staging = await promoteRelease(h.client, p, 'r1', 'staging', opts());
+  expect(((await resultWithin(staging, 90_000)) as RolloutResult).state).toBe('succeeded');
+  await recorded('oven', 'r1', 'staging', staging.firstExecutionRunId);
+  // In prod the canary ran, then the wave's approval is rejected: reverted, the pipeline paused.
+  const promotion = await promoteRelease(h.client, p, 'r1', 'prod', opts());
+  await waitForStatus(promotion, (s) => s.awaitingApproval !== undefined, 60_000, 'awaiting approval');
+  await promotion.executeUpdate(rejectUpdate, { args: [{ by: 'alice', reason: 'not yet' }] });
+  await waitForStatus(promotion, (s) => s.state === 'paused', 60_000, 'paused after the rejection');
+  expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
+
+  await vetoRelease(h.client, 'oven', 'r1', { by: 'dana', reason: 'corrupts ovens' });
+  const writes = watchAliasWrites(h.proxy);
+  try {
+    await promotion.signal(resumeSignal, { by: 'carol' });
+    const refused = await waitForStatus(
+      promotion,
+      (s) => s.state === 'paused' && /is vetoed/.test(s.rollbackReason ?? ''),
+      60_000,
+      'paused again: the resume refused',
+    );
+    expect(refused.rollbackReason).toMatch(
+      /is vetoed: release r1 was marked bad by dana \(unverified\) \(corrupts ovens\); nothing was deployed/,
+    );
+    // Ground truth: no write moved prod-fn off version 1 after the resume.
+    expect(writes.forward(prod.fn.function, '1')).toEqual([]);
+    expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
+    expect(Object.values(cloudRunState(h, prod.run).split)).toEqual([100]);
+  } finally {
+    writes.stop();
+  }
+  await promotion.signal(abortSignal, { by: 'carol' });
+  expect(((await resultWithin(promotion, 60_000)) as RolloutResult).state).toBe('rolled-back');
+  await recordHistory(promotion, 'rollout-v2-release-gates-vetoed-resume');
+});
+
+test("a run naming prod over staging's targets is no evidence of prod", async () => {
+  const p = testPipeline(h, 'mill', 'r1', { staging: {}, prod: {} });
+  await seedPipeline(h, p);
+  const staging = await promoteRelease(h.client, p, 'r1', 'staging', opts()); // declares the pipeline to the registry
+  expect(((await resultWithin(staging, 90_000)) as RolloutResult).state).toBe('succeeded');
+  await recorded('mill', 'r1', 'staging', staging.firstExecutionRunId);
+  // r2 on staging's targets, claiming prod: it succeeds (on staging), but the registry must not record it as prod.
+  const claim = await startRollout(h.client, environmentSpec(testPipeline(h, 'mill', 'r2', { staging: {}, prod: {} }), 'staging', 'r2'), {
+    ...opts(),
+    environment: 'prod',
+  });
+  expect(((await resultWithin(claim, 90_000)) as RolloutResult).state).toBe('succeeded');
+  const deadline = Date.now() + 60_000;
+  let state = await releaseRecords(h.client, 'mill');
+  while (!state.refused.some((r) => r.reason.includes(claim.firstExecutionRunId)) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 300));
+    state = await releaseRecords(h.client, 'mill');
+  }
+  const reason = state.refused.find((r) => r.reason.includes(claim.firstExecutionRunId))?.reason;
+  expect(reason).toMatch(
+    /the run names environment prod, but its targets \(aws-lambda:us-east-1:mill-staging:live, cloud-run:.*\) are staging's/,
+  );
+  expect(state.releases.find((r) => r.release === 'r2')).toBeUndefined();
+  await expect(rollbackToRelease(h.client, p, 'r2', 'prod', opts())).rejects.toThrow('release r2 never ran in prod');
+  await recordHistory(h.client.workflow.getHandle(releaseRegistryWorkflowId('mill')), 'release-registry-v2-environment-targets');
+  // Nothing moved in prod.
+  expect(await publishedVersions(h.motoUrl, targetsOf(p, 'prod').fn)).toEqual(['1']);
 });

@@ -1,6 +1,17 @@
 /** The release registry's pure decisions and the pipeline file's validation (no server). */
-import { applyClosedRun, promotionRefusal, rollbackPlan, vetoOf, type ClosedRollout } from '../src/workflows/release-records';
-import type { ReleaseRecord } from '../src/contract';
+import {
+  applyClosedRun,
+  environmentRefusal,
+  pinMismatch,
+  promotionPin,
+  promotionRefusal,
+  releaseGate,
+  rollbackPlan,
+  vetoOf,
+  type ClosedRollout,
+} from '../src/workflows/release-records';
+import type { DeclaredPipeline, ReleaseRecord } from '../src/contract';
+import { formatReleases } from '../src/cli/releases';
 import { environmentSpec, validatePipeline } from '../src/spec/pipeline';
 import { SpecError } from '../src/spec/validate';
 
@@ -86,6 +97,85 @@ test('rollback plans: the promoted versions, or why not', () => {
   expect(rollbackPlan(failed, 'r1', 'prod')).toEqual({ refusal: 'release r1 never promoted in prod (ended failed)' });
   const ok = applyClosedRun([], closed({ environment: 'prod' }));
   expect(rollbackPlan(ok, 'r1', 'prod')).toMatchObject({ versions: [{ name: 'eu', version: '2' }] });
+});
+
+test('a re-run that rebuilt the release: the promotion pins the digest that succeeded in staging, the veto covers both', () => {
+  const REBUILT = 'c'.repeat(64);
+  // The first staging run (digest A) was aborted; the re-run built B and succeeded.
+  const first = applyClosedRun([], closed({ outcome: 'aborted', runId: 'run-1' }));
+  const rerun = applyClosedRun(first, closed({ runId: 'run-2', closedAtMs: T0 + 10, artifact: { digest: REBUILT } }));
+  expect(rerun[0].environments[0]).toMatchObject({ runId: 'run-2', outcome: 'succeeded', artifact: { digest: REBUILT } });
+  expect(promotionPin(rerun, 'r1', envs, 'prod')).toEqual({ digest: REBUILT });
+  expect(promotionPin(first, 'r1', envs, 'prod')).toBeUndefined(); // did not succeed: nothing to pin
+  expect(promotionPin(rerun, 'r1', envs, 'staging')).toBeUndefined(); // the first environment builds
+  const vetoed: ReleaseRecord[] = [{ ...rerun[0], veto: { by: 'dana', verified: false, reason: 'bad', atMs: T0 } }];
+  expect(vetoOf(vetoed, [REBUILT])?.release).toBe('r1');
+  expect(vetoOf(vetoed, [DIGEST])?.release).toBe('r1');
+  // A rollback goes back to what the environment deployed.
+  const prod = applyClosedRun(rerun, closed({ environment: 'prod', runId: 'run-3', artifact: { digest: REBUILT } }));
+  expect(rollbackPlan(prod, 'r1', 'prod')).toMatchObject({ artifact: { digest: REBUILT } });
+  // `rollgate releases` / `history --releases` shows each environment's digest.
+  const text = formatReleases({ service: 'shop', releases: prod, refused: [] }, T0 + 1000);
+  expect(text).toMatch(new RegExp(`staging: succeeded.*\\n    artifact ${REBUILT}\\n`));
+  expect(text).toMatch(new RegExp(`prod: succeeded.*\\n    artifact ${REBUILT}\\n`));
+});
+
+const declared: DeclaredPipeline = {
+  environments: [
+    { name: 'staging', targets: ['aws-lambda:us-east-1:shop-staging:live'] },
+    { name: 'prod', targets: ['aws-lambda:eu-west-1:shop-prod:live', 'cloud-run:p:us-central1:shop-prod'] },
+  ],
+};
+
+test("a run counts for an environment only when its targets are that environment's", () => {
+  const stagingTargets = { targetIdentities: ['aws-lambda:us-east-1:shop-staging:live'] };
+  expect(environmentRefusal(declared, closed(stagingTargets))).toBeUndefined();
+  expect(environmentRefusal(declared, closed({ environment: 'prod', ...stagingTargets }))).toBe(
+    "the run names environment prod, but its targets (aws-lambda:us-east-1:shop-staging:live) are staging's",
+  );
+  expect(environmentRefusal(declared, closed({ environment: 'prod', targetIdentities: ['cloud-run:p:us-central1:shop-prod'] }))).toMatch(
+    /^the run names environment prod, but its targets \(cloud-run:p:us-central1:shop-prod\) are not prod's/,
+  );
+  expect(
+    environmentRefusal(declared, closed({ environment: 'prod', targetIdentities: [...declared.environments[1].targets].reverse() })),
+  ).toBeUndefined();
+  expect(environmentRefusal(declared, closed({ environment: 'qa', ...stagingTargets }))).toMatch(/does not have \(it has staging, prod\)/);
+  expect(environmentRefusal(undefined, closed(stagingTargets))).toMatch(/^no pipeline declared/);
+});
+
+test('the gate: a promotion pin must be what the environment before verified; a rollback target release vetoed by name', () => {
+  const REBUILT = 'c'.repeat(64);
+  const first = applyClosedRun([], closed({ outcome: 'aborted', runId: 'run-1' }));
+  const rerun = applyClosedRun(first, closed({ runId: 'run-2', artifact: { digest: REBUILT } }));
+  expect(releaseGate(rerun, declared, { release: 'r1', digests: [REBUILT], environment: 'prod', pinned: true })).toEqual({});
+  expect(releaseGate(rerun, declared, { release: 'r1', digests: [DIGEST], environment: 'prod', pinned: true }).pinRefusal).toBe(
+    `pinnedArtifact: ${DIGEST} is not what release r1 verified in staging (${REBUILT})`,
+  );
+  expect(releaseGate(first, declared, { release: 'r1', digests: [DIGEST], environment: 'prod', pinned: true }).pinRefusal).toBe(
+    'release r1 has no succeeded run in staging, the environment before prod',
+  );
+  expect(releaseGate(rerun, undefined, { release: 'r1', digests: [REBUILT], environment: 'prod', pinned: true }).pinRefusal).toMatch(
+    /^no pipeline declared/,
+  );
+  const veto = { by: 'dana', verified: false, reason: 'bad', atMs: T0 };
+  const vetoed: ReleaseRecord[] = [{ ...rerun[0], veto }];
+  expect(releaseGate(vetoed, declared, { release: 'r1', digests: [], byRelease: true }).veto).toEqual({ release: 'r1', veto });
+  expect(releaseGate(vetoed, declared, { release: 'r1', digests: [] }).veto).toBeUndefined();
+});
+
+test('pin mismatches name the field', () => {
+  const image = `eu/app@sha256:${IMAGE_DIGEST}`;
+  const pin = { digest: DIGEST, image };
+  expect(pinMismatch(pin, pin, { sha256: DIGEST, image })).toBeUndefined();
+  expect(pinMismatch(pin, { digest: 'c'.repeat(64), image }, {})).toBe(
+    `artifact digest ${'c'.repeat(64)} differs from pinnedArtifact.digest ${DIGEST}`,
+  );
+  expect(pinMismatch(pin, pin, { sha256: 'c'.repeat(64) })).toBe(
+    `artifact.sha256 ${'c'.repeat(64)} differs from pinnedArtifact.digest ${DIGEST}`,
+  );
+  expect(pinMismatch(pin, pin, { image: `eu/app@sha256:${'d'.repeat(64)}` })).toMatch(
+    /^artifact\.image eu\/app@sha256:d+ differs from pinnedArtifact\.image/,
+  );
 });
 
 const lambdaTarget = (name: string) => ({ name, provider: 'aws-lambda', region: 'eu-west-1', function: 'shop-fn', alias: 'live' });

@@ -7,7 +7,7 @@
 import { DeleteFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { RolloutRefusedError } from '../src/client';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
-import { promoteRelease, releaseRecords, rollbackToRelease } from '../src/releases';
+import { promoteRelease, releaseRecords, rollbackToRelease, vetoRelease } from '../src/releases';
 import type { Pipeline } from '../src/spec/pipeline';
 import { abortSignal, approveUpdate, type RolloutResult } from '../src/contract';
 import { lambdaOp } from '../src/dev/fault-proxy';
@@ -148,4 +148,33 @@ test('a failure midway puts back what served before: Cloud Run moved to r1, the 
   await handle.signal(abortSignal, { by: 'carol' });
   expect(((await resultWithin(handle, 60_000)) as RolloutResult).state).toBe('rolled-back');
   await recordHistory(handle, 'rollout-v2-rollback-to-release-saga');
+});
+
+test('a veto that comes while the rollback waits for its approval: nothing is routed back to the vetoed release', async () => {
+  const { fn, run, r2 } = await twoReleases('cake');
+  const handle = await rollbackToRelease(h.client, testPipeline(h, 'cake', 'r3', PROD), 'r1', 'prod', opts());
+  await waitForStatus(handle, (s) => s.awaitingApproval === 'rollback', 60_000, 'awaiting the rollback approval');
+  await vetoRelease(h.client, 'cake', 'r1', { by: 'dana', reason: 'leaks carts' });
+  const writes = watchAliasWrites(h.proxy);
+  try {
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', wave: 'rollback' }] });
+    const refused = await waitForStatus(
+      handle,
+      (s) => s.state === 'paused' && /vetoed/.test(s.rollbackReason ?? ''),
+      60_000,
+      'paused: the route back refused',
+    );
+    expect(refused.rollbackReason).toBe(
+      'rollback to release r1 refused: release r1 was vetoed by dana (unverified) (leaks carts); nothing was routed',
+    );
+    // Ground truth: both targets still serve r2; no alias write moved prod-fn off it.
+    expect(writes.forward(fn.function, r2.version)).toEqual([]);
+    expect(await aliasState(h.motoUrl, fn)).toEqual({ version: r2.version, weights: {} });
+    expect(cloudRunState(h, run).split).toEqual({ [r2.revision]: 100 });
+  } finally {
+    writes.stop();
+  }
+  await handle.signal(abortSignal, { by: 'carol' });
+  expect(((await resultWithin(handle, 60_000)) as RolloutResult).state).toBe('rolled-back');
+  await recordHistory(handle, 'rollout-v2-release-gates-rollback-to-vetoed');
 });

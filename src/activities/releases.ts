@@ -8,8 +8,17 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { RolloutSpec, TargetSpec } from '../spec/schema';
 import { NonRetryableProviderError, type ArtifactRef } from '../providers/types';
 import type { RolloutResult } from '../contract';
-import { releaseRegistryWorkflowId, rolloutClosedSignal, vetoedDigestQuery, type RolloutClosed, type Veto } from '../contract';
-import type { ClosedRollout } from '../workflows/release-records';
+import {
+  releaseGateQuery,
+  releaseRegistryWorkflowId,
+  rolloutClosedSignal,
+  vetoedDigestQuery,
+  type ReleaseGate,
+  type ReleaseGateArgs,
+  type RolloutClosed,
+  type Veto,
+} from '../contract';
+import { targetIdentity, type ClosedRollout } from '../workflows/release-records';
 import { FileArtifactStore } from '../artifacts/store';
 import { join } from 'node:path';
 import { providerFor, requireClient, type ActivityDeps } from './deps';
@@ -87,6 +96,8 @@ export function releaseActivities(deps: ActivityDeps) {
           ...(t.newVersion !== undefined ? { version: t.newVersion } : {}),
           ...(t.stableVersion !== undefined ? { previous: t.stableVersion } : {}),
         })),
+        // What the run's targets are in the cloud: the registry compares them with the pipeline's environment.
+        targetIdentities: s.spec.targets.map(targetIdentity),
         verdicts: s.history
           .filter((e) => e.kind === 'verdict' || (e.kind === 'decision' && e.text.startsWith('verify ')))
           .map((e) => e.text)
@@ -108,6 +119,26 @@ export function releaseActivities(deps: ActivityDeps) {
         );
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) return null;
+        throw err;
+      }
+    },
+
+    /**
+     * The registry's gate before a deploy pass or a route back: a veto, and for a promotion whether
+     * the pin is what the environment before verified. No client (embedded worker): no registry can
+     * exist, nothing to refuse, unless the run is pinned (a pin is only ever checked, never trusted).
+     */
+    async checkReleaseGate(input: { service: string } & ReleaseGateArgs): Promise<ReleaseGate> {
+      const { service, ...args } = input;
+      if (!deps.client)
+        return args.pinned
+          ? { pinRefusal: 'pinnedArtifact: no Temporal client on this worker to check the pin with the release registry' }
+          : {};
+      try {
+        return await client().workflow.getHandle(releaseRegistryWorkflowId(service)).query(releaseGateQuery, args);
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError)
+          return args.pinned ? { pinRefusal: `pinnedArtifact: no release registry for ${service}: nothing verified the pin` } : {};
         throw err;
       }
     },

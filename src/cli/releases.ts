@@ -134,6 +134,7 @@ export function formatReleases(state: RegistryState, nowMs: number): string {
   if (state.releases.length === 0) return `${state.service}: no releases recorded`;
   const lines: string[] = [];
   for (const r of state.releases) {
+    // The first run's artifact; each environment's line below says what it deployed (a re-run may have rebuilt it).
     lines.push(`${r.release}  artifact ${r.artifact.digest}${r.artifact.image ? ` (${r.artifact.image})` : ''}`);
     if (r.veto)
       lines.push(
@@ -145,6 +146,7 @@ export function formatReleases(state: RegistryState, nowMs: number): string {
       lines.push(
         `  ${e.environment}: ${e.outcome}${e.rolledBackAtMs ? ' (rolled back)' : ''}${soak}; closed ${new Date(e.closedAtMs).toISOString()}; started by ${e.startedBy}${e.starterVerified ? '' : ' (unverified)'}; run ${e.rolloutId}/${e.runId}`,
       );
+      if (e.artifact) lines.push(`    artifact ${e.artifact.digest}${e.artifact.image ? ` (${e.artifact.image})` : ''}`);
       if (e.targets.length)
         lines.push(`    versions: ${e.targets.map((t) => `${t.name} ${t.version ?? '-'} (was ${t.previous ?? '-'})`).join(', ')}`);
       for (const a of e.approvals) lines.push(`    ${a.decision} ${a.wave} by ${a.by}${a.verified ? '' : ' (unverified)'}`);

@@ -15,24 +15,28 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  pipelineDeclaredSignal,
   registrySettledQuery,
   registryStateQuery,
+  releaseGateQuery,
   rolloutClosedSignal,
   vetoedDigestQuery,
   vetoUpdate,
+  type DeclaredPipeline,
   type RegistryRefusal,
   type RegistryState,
   type ReleaseRecord,
   type RolloutClosed,
   type Veto,
 } from '../contract';
-import { applyClosedRun, vetoOf } from './release-records';
+import { applyClosedRun, environmentRefusal, releaseGate, vetoOf } from './release-records';
 import { checkIdentity } from './identity';
 import { failureMessage } from './saga';
 
@@ -42,7 +46,18 @@ export interface ReleaseRegistryInput {
   releases?: ReleaseRecord[];
   refused?: RegistryRefusal[];
   pending?: RolloutClosed[];
+  pipeline?: DeclaredPipeline;
 }
+
+/**
+ * Marks registries that count a closed run as evidence of an environment only when its targets are
+ * that environment's in the declared pipeline (not because the run names it). Asked once, lazily,
+ * just before the first run is read (not at the start: a registry stays open for months, and one
+ * started before this change must stop believing a run's environment from its next read on). It
+ * never follows a local activity in its coroutine (it runs after the main loop wakes on a signal,
+ * or first thing after a continue-as-new), so core has applied the task's patch markers.
+ */
+export const REGISTRY_TARGETS_PATCH = 'release-registry-environment-targets';
 
 /** Releases kept: the oldest beyond this are dropped (a registry is not an archive of every build). */
 const MAX_RELEASES = 200;
@@ -60,11 +75,14 @@ class ReleaseRegistry {
   releases: ReleaseRecord[];
   refused: RegistryRefusal[];
   pending: RolloutClosed[];
+  pipeline: DeclaredPipeline | undefined;
+  private checksTargets: boolean | undefined;
 
   constructor(readonly input: ReleaseRegistryInput) {
     this.releases = input.releases ?? [];
     this.refused = input.refused ?? [];
     this.pending = input.pending ?? [];
+    this.pipeline = input.pipeline;
   }
 
   installHandlers(): void {
@@ -72,6 +90,11 @@ class ReleaseRegistry {
       if (!isRolloutClosed(m)) return this.refuse('rolloutClosed', 'malformed message (needs workflowId and runId strings)');
       if (!this.pending.some((p) => p.workflowId === m.workflowId && p.runId === m.runId))
         this.pending.push({ workflowId: m.workflowId, runId: m.runId });
+    });
+    setHandler(pipelineDeclaredSignal, (p) => {
+      if (!isDeclaredPipeline(p))
+        return this.refuse('pipelineDeclared', 'malformed message (needs environments: [{name, targets: string[]}])');
+      this.pipeline = { environments: p.environments.map((e) => ({ name: e.name, targets: [...e.targets] })) };
     });
     setHandler(
       vetoUpdate,
@@ -87,8 +110,22 @@ class ReleaseRegistry {
         },
       },
     );
-    setHandler(registryStateQuery, (): RegistryState => ({ service: this.input.service, releases: this.releases, refused: this.refused }));
+    setHandler(registryStateQuery, (): RegistryState => ({
+      service: this.input.service,
+      releases: this.releases,
+      refused: this.refused,
+      ...(this.pipeline ? { pipeline: this.pipeline } : {}),
+    }));
     setHandler(vetoedDigestQuery, (digests) => vetoOf(this.releases, Array.isArray(digests) ? digests : []));
+    setHandler(releaseGateQuery, (a) =>
+      releaseGate(this.releases, this.pipeline, {
+        release: String(a?.release ?? ''),
+        digests: Array.isArray(a?.digests) ? a.digests.map(String) : [],
+        ...(typeof a?.environment === 'string' ? { environment: a.environment } : {}),
+        ...(a?.pinned ? { pinned: true } : {}),
+        ...(a?.byRelease ? { byRelease: true } : {}),
+      }),
+    );
     setHandler(registrySettledQuery, () => this.pending.length === 0);
   }
 
@@ -102,8 +139,11 @@ class ReleaseRegistry {
   /** Reads the run the head message names and records it; a run that cannot be read is a refusal. */
   async recordNext(): Promise<void> {
     const m = this.pending[0];
+    this.checksTargets ??= patched(REGISTRY_TARGETS_PATCH);
     try {
       const closed = await reader.readClosedRollout({ service: this.input.service, ...m });
+      const wrongEnvironment = this.checksTargets ? environmentRefusal(this.pipeline, closed) : undefined;
+      if (wrongEnvironment) throw new Error(wrongEnvironment);
       this.releases = applyClosedRun(this.releases, closed).slice(-MAX_RELEASES);
     } catch (err) {
       this.refuse('rolloutClosed', `${m.workflowId} run ${m.runId}: ${failureMessage(err)}`);
@@ -118,7 +158,13 @@ class ReleaseRegistry {
   }
 
   carried(): ReleaseRegistryInput {
-    return { service: this.input.service, releases: this.releases, refused: this.refused, pending: this.pending };
+    return {
+      service: this.input.service,
+      releases: this.releases,
+      refused: this.refused,
+      pending: this.pending,
+      ...(this.pipeline ? { pipeline: this.pipeline } : {}),
+    };
   }
 }
 
@@ -142,4 +188,25 @@ function isRolloutClosed(m: unknown): m is RolloutClosed {
   if (typeof m !== 'object' || m === null) return false;
   const { workflowId, runId } = m as Record<string, unknown>;
   return typeof workflowId === 'string' && typeof runId === 'string' && workflowId.length <= 300 && runId.length <= 64;
+}
+
+function isDeclaredPipeline(p: unknown): p is DeclaredPipeline {
+  if (typeof p !== 'object' || p === null) return false;
+  const envs = (p as Record<string, unknown>).environments;
+  return (
+    Array.isArray(envs) &&
+    envs.length > 0 &&
+    envs.length <= 50 &&
+    envs.every((e: unknown) => {
+      if (typeof e !== 'object' || e === null) return false;
+      const { name, targets } = e as Record<string, unknown>;
+      return (
+        typeof name === 'string' &&
+        name.length <= 63 &&
+        Array.isArray(targets) &&
+        targets.length <= 200 &&
+        targets.every((t) => typeof t === 'string' && t.length <= 300)
+      );
+    })
+  );
 }

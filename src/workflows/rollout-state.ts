@@ -115,6 +115,12 @@ export class RolloutRun {
   train?: TrainLink;
   /** Whether this run checks vetoes, honours promotion pins and rollbacks to a release, and announces its close (patch `release-registry`). */
   usesReleaseRegistry = false;
+  /**
+   * Whether the registry's gate (veto, promotion pin) is asked before every deploy pass, resumes
+   * included, and before a rollback to a release routes (patch `release-gates-every-pass`); runs
+   * before it ask only after the build, for the veto.
+   */
+  checksReleaseGates = false;
 
   // ---- verified identities (src/workflows/identity.ts, docs/security-identities.md) ----
   /** The starter: verified at the start when the worker has a verifier, else the `--by` name. */

@@ -19,7 +19,7 @@ import {
 import type { RolloutSpec, TargetSpec, WaveSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
 import type { ArtifactRef } from '../providers/types';
-import { digestsOf } from './release-records';
+import { digestsOf, pinMismatch } from './release-records';
 import type { ContinuedRollout, PipelinePosition, RolloutInput, RolloutResult, RolloutState } from '../contract';
 import { RolloutRun, type RolloutTarget } from './rollout-state';
 import { stopOf, type Stop } from './gate';
@@ -28,7 +28,7 @@ import { settleAll } from './parallel';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 import { changes, commands, commandsOn, compensationsFor, housekeeping, local, reads, watched } from './activity-options';
 import { buildInput, stageCommandInput } from '../spec/commands';
-import { RUNNER_TASK_QUEUE, releaseContract, type ReleaseContract } from '../contract';
+import { imageDigest, RUNNER_TASK_QUEUE, releaseContract, type ReleaseContract } from '../contract';
 import { bakeAndAnalyze, holdWhilePaused, takePendingStop } from './bake';
 import { awaitApproval, holdForFreezeWindows } from './waits';
 import { alertOperator } from './alert';
@@ -46,6 +46,12 @@ export const MESSAGE_NONCES_PATCH = 'rollout-message-nonces';
 
 /** Marks runs that know the release registry (src/workflows/release-registry.ts): veto check, pins, rollback to a release, close announced. */
 export const RELEASE_REGISTRY_PATCH = 'release-registry';
+/**
+ * Marks runs that ask the registry's gate (veto, and for a promotion the pin against what the
+ * environment before verified) before every deploy pass, a resume's included, and before a
+ * rollback to a release routes. Decided at the start with the other run-wide patches.
+ */
+export const RELEASE_GATES_PATCH = 'release-gates-every-pass';
 
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
   if (!patched(ROLLOUT_V2_PATCH)) return rolloutWorkflowV1(input);
@@ -66,6 +72,7 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
   if (membership) run.train = new TrainLink(membership, run);
   // Decided once too: vetoes, promotion pins, rollbacks to a release and the registry announcement.
   run.usesReleaseRegistry = patched(RELEASE_REGISTRY_PATCH);
+  run.checksReleaseGates = run.usesReleaseRegistry && patched(RELEASE_GATES_PATCH);
   // A rollback to a release has no bake to hand over from; its waits are short.
   if (run.usesReleaseRegistry && input.rollbackTo) run.continueAsNewEnabled = false;
   run.installHandlers();
@@ -237,19 +244,69 @@ async function build(run: RolloutRun): Promise<Stop | undefined> {
       : await commands.buildArtifact({ artifact: run.spec.artifact, rolloutId: run.id, runId: workflowInfo().runId });
     run.record('decision', `artifact sha256 ${run.artifact.digest}`);
   }
+  if (run.checksReleaseGates) {
+    // Before the tests and the migration: a vetoed or wrongly pinned artifact gets no further
+    // (asked again at the start of every deploy pass, the first one included).
+    return releaseGateStop(run);
+  }
   return run.usesReleaseRegistry ? refuseVetoed(run, run.artifact) : undefined;
+}
+
+/**
+ * The registry's gate before a deploy pass: the artifact is not vetoed, and a promotion deploys
+ * its pin (`pinMismatch`), which must be the artifact the environment before verified for this
+ * release (asked of the registry, not taken from the input).
+ */
+async function releaseGateStop(run: RolloutRun): Promise<Stop | undefined> {
+  const artifact = run.artifact!;
+  const pin = run.input.pinnedArtifact;
+  const mismatch = pin ? pinMismatch(pin, artifact, run.spec.artifact) : undefined;
+  if (mismatch) return stopOf('stage-failed', `promotion refused: ${mismatch}; nothing was deployed`);
+  const digests = digestsOf(artifact);
+  const gate = await reads.checkReleaseGate({
+    service: run.spec.service,
+    release: run.spec.release,
+    digests,
+    ...(run.input.environment ? { environment: run.input.environment } : {}),
+    ...(pin ? { pinned: true } : {}),
+  });
+  if (gate.veto) return vetoStop(digests, gate.veto);
+  if (gate.pinRefusal) return stopOf('stage-failed', `promotion refused: ${gate.pinRefusal}; nothing was deployed`);
+  return undefined;
+}
+
+/** Before a rollback to a release routes: that release (or its artifact) must not be vetoed since the start. */
+async function rollbackGateStop(run: RolloutRun, to: NonNullable<RolloutInput['rollbackTo']>): Promise<Stop | undefined> {
+  const a = run.spec.artifact;
+  const digests = [a.sha256, imageDigest(a.image)].filter((d): d is string => d !== undefined);
+  const gate = await reads.checkReleaseGate({
+    service: run.spec.service,
+    release: to.release,
+    digests,
+    byRelease: true,
+    ...(run.input.environment ? { environment: run.input.environment } : {}),
+  });
+  if (!gate.veto) return undefined;
+  const { release, veto } = gate.veto;
+  return stopOf(
+    'stage-failed',
+    `rollback to release ${to.release} refused: ${release === to.release ? `release ${release}` : `its artifact (release ${release})`} was vetoed by ${veto.by}${veto.verified ? '' : ' (unverified)'} (${veto.reason}); nothing was routed`,
+  );
+}
+
+function vetoStop(digests: string[], found: { release: string; veto: { by: string; verified: boolean; reason: string } }): Stop {
+  const { release, veto } = found;
+  return stopOf(
+    'stage-failed',
+    `artifact ${digests.join(', ')} is vetoed: release ${release} was marked bad by ${veto.by}${veto.verified ? '' : ' (unverified)'} (${veto.reason}); nothing was deployed`,
+  );
 }
 
 /** Every deploy passes here (plain starts, promotions, train members): a vetoed digest never moves traffic. */
 async function refuseVetoed(run: RolloutRun, artifact: ArtifactRef): Promise<Stop | undefined> {
   const digests = digestsOf(artifact);
   const found = await reads.findVeto({ service: run.spec.service, digests });
-  if (!found) return undefined;
-  const { release, veto } = found;
-  return stopOf(
-    'stage-failed',
-    `artifact ${digests.join(', ')} is vetoed: release ${release} was marked bad by ${veto.by}${veto.verified ? '' : ' (unverified)'} (${veto.reason}); nothing was deployed`,
-  );
+  return found ? vetoStop(digests, found) : undefined;
 }
 
 async function runTests(run: RolloutRun): Promise<undefined> {
@@ -354,6 +411,11 @@ async function routeBack(run: RolloutRun, saga: Saga, to: NonNullable<RolloutInp
   }
   const stop = await checkpoint(run);
   if (stop) return stop;
+  // After the approval and any freeze window, right before the first route: a veto since the start counts.
+  if (run.checksReleaseGates) {
+    const vetoed = await rollbackGateStop(run, to);
+    if (vetoed) return vetoed;
+  }
   await settleAll(
     [...run.targets.values()].map((t) => async () => {
       if (t.newVersion === t.stableVersion) return run.record('decision', `${t.name} already serves version ${t.newVersion}`);
@@ -386,7 +448,12 @@ async function deliver(run: RolloutRun, saga: Saga): Promise<Stop | undefined> {
   return inAbortableScope(run, async () => {
     const pending = takePendingStop(run);
     if (pending) return pending;
-    const deployed = await runStage(run, 'deploy', 'publishing the new revision with 0 % traffic', () => deployCanaryRevisions(run, saga));
+    // Every deploy pass asks the gate first (after the tests and migration, and on every `resume`
+    // after a rollback: a veto may have come since). Runs from before the patch keep their exact body.
+    const deployBody = run.checksReleaseGates
+      ? async () => (await releaseGateStop(run)) ?? deployCanaryRevisions(run, saga)
+      : () => deployCanaryRevisions(run, saga);
+    const deployed = await runStage(run, 'deploy', 'publishing the new revision with 0 % traffic', deployBody);
     if (deployed) return deployed;
     const verified = await runStage(run, 'verify', 'probes, deployment contract and env drift', () => verify(run));
     if (verified) return verified;
@@ -474,6 +541,8 @@ async function continueAsNewUnlessStopped(run: RolloutRun): Promise<Stop> {
     continued: next,
     ...(run.input.train ? { train: run.input.train } : {}),
     ...(run.input.environment ? { environment: run.input.environment } : {}),
+    // The gate re-checks the pin on a later resume of the continued run (runs before the patch carried no pin).
+    ...(run.checksReleaseGates && run.input.pinnedArtifact ? { pinnedArtifact: run.input.pinnedArtifact } : {}),
     ...(run.input.continueAsNewAfterEvents !== undefined ? { continueAsNewAfterEvents: run.input.continueAsNewAfterEvents } : {}),
   });
 }
