@@ -163,7 +163,7 @@ const failedTasks = (history: History) =>
 
 /**
  * Opt-in (ROLLGATE_EVICTION_STRESS=1): ~2 minutes with its servers, and on SDK 1.24 it still fails
- * now and then (1 of 4 runs in session 6) with an update reordered on replay, an SDK matter that
+ * now and then (2 of 6 runs in session 6) with an update reordered on replay, an SDK matter that
  * workflow code cannot fix (docs/DEVELOPMENT.md, "Updates reordered on replay"). The local
  * activities it used to trip over are gone (test/replay-failures.test.ts keeps both kinds).
  */
