@@ -157,12 +157,18 @@ test('approvals on verified identities: bad tokens, the starter, outsiders refus
     // that carry the messages themselves hold them (see docs/security-identities.md).
     expect(JSON.stringify(res.status)).not.toContain(aliceToken);
     expect(JSON.stringify(res.status)).not.toContain(daveToken);
-    // alice's token: the start, and her refused approval (an update accepted by its validator is recorded).
+    // alice's token: the start, and her refused approval (an update accepted by its validator is
+    // recorded); each message's token also in the input of its checkIdentity activity (a regular
+    // activity since patch rollout-no-local-activities: docs/DEVELOPMENT.md, "Local activities and replay").
     expect(await eventsContaining(handle, aliceToken)).toEqual([
+      'activityTaskScheduledEventAttributes',
       'workflowExecutionStartedEventAttributes',
       'workflowExecutionUpdateAcceptedEventAttributes',
     ]);
-    expect(await eventsContaining(handle, daveToken)).toEqual(['workflowExecutionUpdateAcceptedEventAttributes']);
+    expect(await eventsContaining(handle, daveToken)).toEqual([
+      'activityTaskScheduledEventAttributes',
+      'workflowExecutionUpdateAcceptedEventAttributes',
+    ]);
   } finally {
     traffic.stop();
   }

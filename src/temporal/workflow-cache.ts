@@ -2,11 +2,12 @@
  * How many workflow executions a worker keeps in memory (`maxCachedWorkflows`). A parked rollout
  * (a bake, an approval, a pause) needs no memory while it waits: past the cache it is evicted and
  * replayed from its history when its timer fires or a query or message arrives. So the cache bounds
- * the worker's memory, not the number of rollouts it can hold. Caveat (session 5): the opt-in
- * stress test test/evicted-replay.test.ts (a 4-run cache under hammering queries) hit replay errors
- * in 2 of 3 runs (docs/DEVELOPMENT.md, "Pitfalls met (session 5)"); the default below stays well
- * above what the suites run at once, so evictions are rare until that is understood. `ROLLGATE_MAX_CACHED_WORKFLOWS` sets it; the default comes
- * from the memory the process may use (docs/DEVELOPMENT.md, "Workflow cache").
+ * the worker's memory, not the number of rollouts it can hold. Caveat: a replay can still fail on
+ * SDK 1.24 when an update arrives in the task of a timer and a query replays the run in between
+ * (docs/DEVELOPMENT.md, "Updates reordered on replay"); a cached run answers queries without a
+ * replay, so the default below stays well above what the suites run at once (floor 50).
+ * `ROLLGATE_MAX_CACHED_WORKFLOWS` sets it; the default comes from the memory the process may use
+ * (docs/DEVELOPMENT.md, "Workflow cache").
  */
 import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';

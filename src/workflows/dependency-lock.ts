@@ -25,6 +25,7 @@ import {
   getExternalWorkflowHandle,
   log,
   patched,
+  proxyActivities,
   proxyLocalActivities,
   setHandler,
   workflowInfo,
@@ -58,14 +59,22 @@ export const LOCK_NONCES_PATCH = 'rollgate-lock-nonces';
  * encountered ... but there is no corresponding change command" (docs/DEVELOPMENT.md, "Versioning").
  */
 export const LOCK_PATCHES_AT_START = 'rollgate-lock-patches-at-start';
+/**
+ * Marks lock executions whose holder checks are regular activities (decided at the start, like the
+ * patches above): a local activity's result can reach the code after it at another point of the
+ * history on replay than in the first execution (docs/DEVELOPMENT.md, "Local activities and replay").
+ */
+export const LOCK_NO_LOCAL_ACTIVITIES_PATCH = 'rollgate-lock-no-local-activities';
 const DEFAULT_CHECK_MS = 5000;
 /** Refusals kept in the lock's state: enough to see a forgery, bounded against a flood of them. */
 const MAX_REFUSALS = 20;
 
-const checks = proxyLocalActivities<Activities>({
+const CHECK_OPTIONS = {
   startToCloseTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 3 },
-});
+} as const;
+const localChecks = proxyLocalActivities<Activities>(CHECK_OPTIONS);
+const activityChecks = proxyActivities<Activities>(CHECK_OPTIONS);
 
 export async function dependencyLockWorkflow(input: DependencyLockInput): Promise<void> {
   const dependency = input.dependency;
@@ -94,6 +103,7 @@ export async function dependencyLockWorkflow(input: DependencyLockInput): Promis
     keepsNonces();
     verifiesAcquirers();
   }
+  const checks = patched(LOCK_NO_LOCAL_ACTIVITIES_PATCH) ? activityChecks : localChecks;
   function refuse(message: LockRefusal['message'], m: unknown, reason: string): void {
     const { holder, runId } = (typeof m === 'object' && m !== null ? m : {}) as Partial<LockHolder>;
     const r: LockRefusal = { atMs: Date.now(), message, reason };

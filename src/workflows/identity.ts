@@ -4,7 +4,7 @@
  * result, the identity, is), and the rules that compare identities: approvers with `group:NAME`
  * entries, four-eyes and `min_approvals` on verified subjects.
  */
-import { ApplicationFailure, patched, proxyLocalActivities } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { IdentityCheck, IdentityCheckInput } from '../activities/identity';
 import type { Identity } from '../contract';
@@ -13,16 +13,23 @@ import { failureMessage } from './saga';
 /** Marks runs that check their starter's identity at the start (and so know whether their worker verifies). */
 export const VERIFIED_IDENTITIES_PATCH = 'verified-identities';
 
-const identity = proxyLocalActivities<Activities>({
+const IDENTITY_CHECK_OPTIONS = {
   startToCloseTimeout: '20 seconds',
   // A JWKS that cannot be fetched is retried a few times; a refused token is not (non-retryable).
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumAttempts: 4 },
-});
+} as const;
+const identity = proxyLocalActivities<Activities>(IDENTITY_CHECK_OPTIONS);
+/** The same check as a regular activity: runs since patch `rollout-no-local-activities` (activity-options.ts, `checks`). */
+const identityActivity = proxyActivities<Activities>(IDENTITY_CHECK_OPTIONS);
 
-/** The identity behind `input.token`; throws a `Refused` ApplicationFailure (an update's answer) with the reason. */
-export async function checkIdentity(input: IdentityCheckInput): Promise<IdentityCheck> {
+/**
+ * The identity behind `input.token`; throws a `Refused` ApplicationFailure (an update's answer) with the reason.
+ * `local`: the local activity of the runs recorded before patch `rollout-no-local-activities`
+ * (their histories replay only that way); newer runs check in a regular activity.
+ */
+export async function checkIdentity(input: IdentityCheckInput, local = true): Promise<IdentityCheck> {
   try {
-    return await identity.checkIdentity(input);
+    return await (local ? identity : identityActivity).checkIdentity(input);
   } catch (err) {
     throw ApplicationFailure.nonRetryable(failureMessage(err), 'Refused');
   }

@@ -71,7 +71,12 @@ const reader = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 6 },
 });
 
+/** Marks registry executions whose veto identity check is a regular activity (docs/DEVELOPMENT.md, "Local activities and replay"). */
+export const REGISTRY_NO_LOCAL_ACTIVITIES_PATCH = 'release-registry-no-local-activities';
+
 class ReleaseRegistry {
+  /** The local-activity identity check of executions recorded before REGISTRY_NO_LOCAL_ACTIVITIES_PATCH. */
+  localChecks = true;
   releases: ReleaseRecord[];
   refused: RegistryRefusal[];
   pending: RolloutClosed[];
@@ -99,7 +104,7 @@ class ReleaseRegistry {
     setHandler(
       vetoUpdate,
       async ({ release, by, token, reason }) => {
-        const check = await checkIdentity({ action: 'veto', token, claimedBy: by, requireToken: true });
+        const check = await checkIdentity({ action: 'veto', token, claimedBy: by, requireToken: true }, this.localChecks);
         return this.veto(release, { by: check.identity.name, verified: check.identity.verified, subject: check.identity.subject, reason });
       },
       {
@@ -170,6 +175,8 @@ class ReleaseRegistry {
 
 export async function releaseRegistryWorkflow(input: ReleaseRegistryInput): Promise<void> {
   const registry = new ReleaseRegistry(input);
+  // Decided at the start, before any handler runs.
+  registry.localChecks = !patched(REGISTRY_NO_LOCAL_ACTIVITIES_PATCH);
   registry.installHandlers();
   // Vetoes grow the history too (an update and its local activity): checked whenever it wakes.
   const tooLong = () => workflowInfo().historyLength > CONTINUE_AFTER_EVENTS || workflowInfo().continueAsNewSuggested;

@@ -113,6 +113,8 @@ export class RolloutRun {
   continueAsNewEnabled = false;
   /** Set when this run is a member of a release train (patch `rollout-train-member`). */
   train?: TrainLink;
+  /** Local activities for the nonce, identity and freeze checks: only runs recorded before patch `rollout-no-local-activities`. */
+  localChecks = true;
   /** Whether this run checks vetoes, honours promotion pins and rollbacks to a release, and announces its close (patch `release-registry`). */
   usesReleaseRegistry = false;
   /**
@@ -186,13 +188,16 @@ export class RolloutRun {
     if (this.input.continued) return undefined;
     this.identityKnown = false;
     try {
-      const r = await checkIdentity({
-        action: 'start',
-        token: this.input.startToken,
-        claimedBy: this.input.startedBy,
-        // A revert started by a scheduled analysis has no person behind it to check.
-        requireToken: !this.input.revertPromoted,
-      });
+      const r = await checkIdentity(
+        {
+          action: 'start',
+          token: this.input.startToken,
+          claimedBy: this.input.startedBy,
+          // A revert started by a scheduled analysis has no person behind it to check.
+          requireToken: !this.input.revertPromoted,
+        },
+        this.localChecks,
+      );
       this.verifiesIdentities = r.verifier;
       this.starter = r.identity.verified ? r.identity : unverified(this.input.startedBy);
       this.starterChecked = true;
@@ -440,7 +445,7 @@ export class RolloutRun {
   private async identify(action: string, by: string | undefined, token: string | undefined): Promise<Identity> {
     if (!this.identityKnown) await condition(() => this.identityKnown);
     if (!token && !this.verifiesIdentities) return unverified(by);
-    const r = await checkIdentity({ action, token, claimedBy: by, requireToken: true });
+    const r = await checkIdentity({ action, token, claimedBy: by, requireToken: true }, this.localChecks);
     this.verifiesIdentities ||= r.verifier;
     return r.identity;
   }

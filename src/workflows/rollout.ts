@@ -26,7 +26,7 @@ import { stopOf, type Stop } from './gate';
 import { Saga, failureMessage } from './saga';
 import { settleAll } from './parallel';
 import { emitRolloutEvent } from '../observability/workflow-sink';
-import { changes, commands, commandsOn, compensationsFor, housekeeping, local, reads, watched } from './activity-options';
+import { changes, checks, commands, commandsOn, compensationsFor, housekeeping, local, reads, watched } from './activity-options';
 import { buildInput, stageCommandInput } from '../spec/commands';
 import { imageDigest, RUNNER_TASK_QUEUE, releaseContract, type ReleaseContract } from '../contract';
 import { bakeAndAnalyze, holdWhilePaused, takePendingStop } from './bake';
@@ -43,6 +43,18 @@ export const ROLLOUT_V2_PATCH = 'rollout-v2';
 export const CONTINUE_AS_NEW_PATCH = 'rollout-continue-as-new';
 /** Marks runs that accept scheduled verdicts and lock grants only with their message nonce (see MessageNonce). */
 export const MESSAGE_NONCES_PATCH = 'rollout-message-nonces';
+
+/**
+ * Marks runs that call no local activity (message nonce, identity checks, freeze windows: regular
+ * activities instead). Decided once at the start, before any handler or local activity runs. Why:
+ * when core answers a query while a local activity's result is pending it completes the workflow
+ * task with the activity's marker and hands the result to the workflow in the next task; a replay
+ * hands it over before that next task's events, so the code after it runs at another point of the
+ * history (an abort's cancel of an activity scheduled in the same task then drops that activity's
+ * command: TMPRL1100 "Update machine does not handle this event: ActivityTaskScheduled").
+ * docs/DEVELOPMENT.md, "Local activities and replay".
+ */
+export const NO_LOCAL_ACTIVITIES_PATCH = 'rollout-no-local-activities';
 
 /** Marks runs that know the release registry (src/workflows/release-registry.ts): veto check, pins, rollback to a release, close announced. */
 export const RELEASE_REGISTRY_PATCH = 'release-registry';
@@ -73,6 +85,8 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
   // Decided once too: vetoes, promotion pins, rollbacks to a release and the registry announcement.
   run.usesReleaseRegistry = patched(RELEASE_REGISTRY_PATCH);
   run.checksReleaseGates = run.usesReleaseRegistry && patched(RELEASE_GATES_PATCH);
+  // Decided once too, before the first local activity: newer runs use regular activities only.
+  run.localChecks = !patched(NO_LOCAL_ACTIVITIES_PATCH);
   // A rollback to a release has no bake to hand over from; its waits are short.
   if (run.usesReleaseRegistry && input.rollbackTo) run.continueAsNewEnabled = false;
   run.installHandlers();
@@ -82,7 +96,7 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
   // "patch marker encountered for change verified-identities, but there is no corresponding change
   // command" replaying a run where this patched() came right after the message-nonce local activity.
   const checkStarter = checksStarter();
-  if (run.authenticatesMessages) run.messageNonce = await local.newMessageNonce();
+  if (run.authenticatesMessages) run.messageNonce = await (run.localChecks ? local : checks).newMessageNonce();
   // ---- verified identities: who started it is checked before anything runs (src/workflows/identity.ts) ----
   if (checkStarter) {
     const refused = await run.checkStarter();

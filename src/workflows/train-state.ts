@@ -52,6 +52,8 @@ export interface TrainStop {
 const OPEN: TrainMember['state'][] = ['starting', 'running', 'held', 'paused'];
 
 export class TrainRun {
+  /** Local activities for the nonce and identity checks: only trains recorded before patch `train-no-local-activities` (train.ts). */
+  localChecks = true;
   readonly spec: TrainInput['train'];
   readonly nodes: TrainNode[];
   readonly order: string[];
@@ -169,7 +171,10 @@ export class TrainRun {
   /** Who started the train, checked before any member starts; a refusal is returned. */
   async checkStarter(): Promise<string | undefined> {
     try {
-      const r = await checkIdentity({ action: 'start', token: this.input.startToken, claimedBy: this.input.startedBy, requireToken: true });
+      const r = await checkIdentity(
+        { action: 'start', token: this.input.startToken, claimedBy: this.input.startedBy, requireToken: true },
+        this.localChecks,
+      );
       this.verifiesIdentities = r.verifier;
       this.record('operator', `started by ${describeIdentity(r.identity.verified ? r.identity : unverified(this.input.startedBy))}`);
       return undefined;
@@ -242,7 +247,7 @@ export class TrainRun {
 
   private async identify(action: string, a: OperatorArgs | undefined): Promise<Identity> {
     if (!a?.token && !this.verifiesIdentities) return unverified(a?.by);
-    return (await checkIdentity({ action, token: a?.token, claimedBy: a?.by, requireToken: true })).identity;
+    return (await checkIdentity({ action, token: a?.token, claimedBy: a?.by, requireToken: true }, this.localChecks)).identity;
   }
 
   /** Paused after a rollback: wait for a `resume` (retry the train) or an `abort` (close it) sent from now on. */

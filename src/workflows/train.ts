@@ -8,20 +8,25 @@
  * train again) or `abort` (close). An operator's `abort` of the train reverts every member the same
  * way and closes it.
  */
-import { condition, getExternalWorkflowHandle, ParentClosePolicy, startChild, workflowInfo } from '@temporalio/workflow';
+import { condition, getExternalWorkflowHandle, ParentClosePolicy, patched, startChild, workflowInfo } from '@temporalio/workflow';
 import type { rolloutWorkflow } from './rollout';
 import { SA, type RolloutInput, type RolloutResult } from '../contract';
 import { trainDecisionSignal, type TrainDecision, type TrainInput, type TrainResult, type TrainState } from '../contract';
 import { TrainRun, type TrainMember, type TrainStop } from './train-state';
 import { revertOrder } from './train-order';
-import { alerts, local } from './activity-options';
+import { alerts, checks, local } from './activity-options';
 import { failureMessage } from './saga';
+
+/** Marks trains that call no local activity (docs/DEVELOPMENT.md, "Local activities and replay"). */
+export const TRAIN_NO_LOCAL_ACTIVITIES_PATCH = 'train-no-local-activities';
 
 export async function trainWorkflow(input: TrainInput): Promise<TrainResult> {
   const train = new TrainRun(input);
+  // Decided at the start, before any handler or local activity runs.
+  train.localChecks = !patched(TRAIN_NO_LOCAL_ACTIVITIES_PATCH);
   train.installHandlers();
   train.publish();
-  train.nonce = await local.newMessageNonce();
+  train.nonce = await (train.localChecks ? local : checks).newMessageNonce();
   const refused = await train.checkStarter();
   if (refused) return finish(train, 'failed', refused);
   train.record(

@@ -2,7 +2,7 @@
 import type { WaveSpec } from '../spec/schema';
 import type { RolloutRun } from './rollout-state';
 import { stopOf, type Stop } from './gate';
-import { local } from './activity-options';
+import { checks, local } from './activity-options';
 import { holdWhilePaused, takePendingStop, watchWhileWaiting } from './bake';
 
 /** Wait for a decision on the wave; a breach or abort meanwhile ends the wait, and one that came with the approval is acted on first. */
@@ -28,7 +28,7 @@ export async function awaitApproval(run: RolloutRun, wave: WaveSpec): Promise<St
 export async function holdForFreezeWindows(run: RolloutRun): Promise<Stop | undefined> {
   if (run.spec.freeze_windows.length === 0) return undefined;
   for (;;) {
-    const freeze = await local.checkFreeze({ windows: run.spec.freeze_windows });
+    const freeze = await (run.localChecks ? local : checks).checkFreeze({ windows: run.spec.freeze_windows });
     if (!freeze) return undefined;
     const until = new Date(freeze.untilMs).toISOString();
     const before = run.detail;
