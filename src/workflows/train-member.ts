@@ -199,7 +199,14 @@ export class TrainLink {
         if (reported) {
           // Waiting for the train's answer to our stop; it may be gone.
           const answered = await condition(() => this.decision?.kind === 'revert' || this.committed, this.parentCheckMs());
-          if (!answered && (await this.trainClosed())) return reported;
+          const gone = answered ? undefined : await this.trainClosed();
+          if (gone) {
+            // Nobody will answer: revert on our own, and say so (the train's alert will never come).
+            const text = `rollgate: ${this.run.spec.service} ${this.run.spec.release}: train ${this.membership.name} is ${gone.toLowerCase()}; this held member stopped (${reported.message}) and reverts on its own.`;
+            this.run.record('alert', `train ${this.membership.name} is ${gone.toLowerCase()}: reverting on its own`);
+            await alertOperator(this.run, 'train-gone', text, { reason: reported.message });
+            return reported;
+          }
           continue;
         }
         if (confirms && this.decision?.kind === 'release' && !confirmed) {

@@ -239,7 +239,9 @@ async function revertMembers(train: TrainRun, stop: TrainStop): Promise<void> {
   train.record('decision', `train stops: ${stop.message}`);
   // Patch train-v2: first every member stops moving, then they are reverted in order.
   if (train.v2) await freezeMembers(train, stop);
-  for (const service of revertOrder(train.nodes)) {
+  // A held member that stopped the train (patch train-v2) waits for it: its bad release goes first.
+  const first = train.v2 && stop.member && train.member(stop.member).stopReason ? [stop.member] : [];
+  for (const service of [...first, ...revertOrder(train.nodes).filter((s) => !first.includes(s))]) {
     const m = train.member(service);
     if (m.state === 'starting') await condition(() => m.state !== 'starting');
     if (!train.isOpen(m)) continue;
