@@ -276,9 +276,9 @@ test('a train revert sent to a member that waits in its own rollback-failed is n
     const started = (await web.fetchHistory()).events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0];
     const input = defaultPayloadConverter.fromPayload<RolloutInput>(started);
     await web.signal(trainDecisionSignal, { decision: 'revert', reason: 'replayed', nonce: input.train!.nonce });
-    await waitForMember('rn-web', (st) => st.history.some((e) => /asks to revert it: its revert already failed/.test(e.text)), 'noted');
-    await sleep(2000);
+    await sleep(3000);
     expect((await web.describe()).status.name).toBe('RUNNING');
+    await waitForMember('rn-web', (st) => st.history.some((e) => /asks to revert it: its revert already failed/.test(e.text)), 'noted');
     expect(await aliasState(h.motoUrl, a.targets[0])).not.toEqual(onStable);
     h.proxy.clearFaults();
     await web.signal('resume', { by: 'carol' });
@@ -358,8 +358,8 @@ test('members start with the identity the train verified, not its token (which e
       taskQueue: h.taskQueue,
       token,
     });
-    const res = (await handle.result()) as TrainResult;
-    expect(res.state).toBe('succeeded');
+    const res = await Promise.race([handle.result() as Promise<TrainResult>, sleep(90_000).then(() => undefined)]);
+    expect(res?.state).toBe('succeeded');
     for (const s of [a, b]) expect(await aliasState(h.motoUrl, s.targets[0])).toEqual({ version: '2', weights: {} });
     const web = h.client.workflow.getHandle('rollout-tt-web');
     expect((await web.result()).status.starter).toMatchObject({ name: 'alice', verified: true });
@@ -381,10 +381,65 @@ test('members start with the identity the train verified, not its token (which e
     const refused = (await forged.result()) as { state: string; reason?: string };
     expect(refused.state).toBe('failed');
     expect(refused.reason).toMatch(/^start refused: .*no token was sent/);
+    await recordHistory(handle, 'train-v2-release-verified-starter');
+    await recordHistory(web, 'rollout-v2-train-member-v2-release');
   } finally {
     sims.forEach((s) => s.stop());
     await h.stopWorker();
     await h.startWorker();
     await idp.close();
+  }
+});
+
+test('a release sent to a member before it is held is refused: the train still reverts it when another member breaches', async () => {
+  const a = single('rh-orders', '6 seconds');
+  const b = single('rh-web');
+  for (const s of [a, b]) await createFunctions(h, s);
+  const sims = [simulateTraffic(h, a), simulateTraffic(h, b, (_t, v) => v === '2')];
+  try {
+    const handle = await startTrain(h.client, train('early-release-r1', [{ spec: a }, { spec: b, depends_on: ['rh-orders'] }]), {
+      startedBy: 'carol',
+      taskQueue: h.taskQueue,
+    });
+    const orders = h.client.workflow.getHandle('rollout-rh-orders');
+    await waitForMember('rh-orders', (s) => /baking/.test(s.detail), 'orders baking');
+    // A release with the train's nonce (replayed from an earlier pass, say) before orders is held.
+    const started = (await orders.fetchHistory()).events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0];
+    const nonce = defaultPayloadConverter.fromPayload<RolloutInput>(started).train!.nonce;
+    await orders.signal(trainDecisionSignal, { decision: 'release', nonce });
+    await waitForMember(
+      'rh-orders',
+      (s) => s.history.some((e) => /refused a trainDecision release: not promoted and held/.test(e.text)),
+      'refused',
+    );
+    // web breaches at its canary: the train reverts orders, which was promoted and held, not released.
+    const paused = await waitForTrain(handle.workflowId, (s) => s.pausedAfterRollback, 'train paused', 90_000);
+    expect(paused.reverted).toEqual(['rh-orders']);
+    for (const s of [a, b]) expect(await aliasState(h.motoUrl, s.targets[0])).toEqual(onStable);
+    await h.client.workflow.getHandle(handle.workflowId).signal('abort', { by: 'carol' });
+    expect(((await handle.result()) as TrainResult).state).toBe('rolled-back');
+  } finally {
+    sims.forEach((s) => s.stop());
+  }
+});
+
+test("an operator's abort sent while the train is sending its alert is the answer to it", async () => {
+  const a = single('ra-web');
+  await createFunctions(h, a);
+  const sims = [simulateTraffic(h, a, (_t, v) => v === '2')];
+  try {
+    const handle = await startTrain(h.client, train('alert-answer-r1', [{ spec: a }]), { startedBy: 'carol', taskQueue: h.taskQueue });
+    // The train's alert takes a few seconds (its webhook answers 500 three times, then 200).
+    h.webhook.failNext(3, 500);
+    const paused = await waitForTrain(handle.workflowId, (s) => s.pausedAfterRollback, 'train paused');
+    expect(paused.history.some((e) => /alert delivered/.test(e.text))).toBe(false);
+    await h.client.workflow.getHandle(handle.workflowId).signal('abort', { by: 'carol', reason: 'close it' });
+    // The abort closes the train (it used to be dropped: the train kept waiting for another one).
+    const res = await Promise.race([handle.result() as Promise<TrainResult>, sleep(30_000).then(() => undefined)]);
+    expect(res?.state).toBe('rolled-back');
+    expect(res!.status.history.some((e) => /train-rolled-back alert delivered/.test(e.text))).toBe(true);
+    expect(await aliasState(h.motoUrl, a.targets[0])).toEqual(onStable);
+  } finally {
+    sims.forEach((s) => s.stop());
   }
 });
