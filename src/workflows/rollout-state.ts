@@ -191,7 +191,9 @@ export class RolloutRun {
       });
       this.verifiesIdentities = r.verifier;
       if (fromTrain && r.verifier && !fromTrain.verified)
-        throw new Error(`start refused: this rollout's worker verifies identities, and train ${this.train!.membership.name} did not verify its starter`);
+        throw new Error(
+          `start refused: this rollout's worker verifies identities, and train ${this.train!.membership.name} did not verify its starter`,
+        );
       this.starter = fromTrain ?? (r.identity.verified ? r.identity : unverified(this.input.startedBy));
       this.starterChecked = true;
       this.record('operator', `started by ${describeIdentity(this.starter)}`);
