@@ -443,3 +443,64 @@ test("an operator's abort sent while the train is sending its alert is the answe
     sims.forEach((s) => s.stop());
   }
 });
+
+test('a held member is still analysed: its release turns bad while it waits for the others, and the train reverts every member', async () => {
+  const a = single('ha-orders', '1 second', { rollback: { max_error_rate_increase_pp: 2, min_requests: 5, interval: '2 seconds' } });
+  const b = single('ha-web', '15 seconds');
+  for (const s of [a, b]) await createFunctions(h, s);
+  let ordersBroken = false;
+  const sims = [simulateTraffic(h, a, (_t, v) => ordersBroken && v === '2'), simulateTraffic(h, b)];
+  try {
+    const handle = await startTrain(h.client, train('held-analysis-r1', [{ spec: a }, { spec: b, depends_on: ['ha-orders'] }]), {
+      startedBy: 'carol',
+      taskQueue: h.taskQueue,
+    });
+    await waitForTrain(handle.workflowId, (s) => s.members[0].state === 'held', 'orders held');
+    // Promoted and held while web bakes its 15 s canary: orders' new version starts failing.
+    ordersBroken = true;
+    const paused = await waitForTrain(handle.workflowId, (s) => s.pausedAfterRollback, 'the train stops', 60_000);
+    expect(paused.stoppedBy).toBe('ha-orders');
+    expect(paused.reason).toMatch(/^member ha-orders \(r2\) stopped while held: .*error rate/);
+    for (const s of [a, b]) expect(await aliasState(h.motoUrl, s.targets[0])).toEqual(onStable);
+    await h.client.workflow.getHandle(handle.workflowId).signal('abort', { by: 'carol' });
+    expect(((await handle.result()) as TrainResult).state).toBe('rolled-back');
+  } finally {
+    sims.forEach((s) => s.stop());
+  }
+});
+
+test('lockstep: the train is terminated while members wait at a barrier; each alerts and pauses, resume goes on alone', async () => {
+  const member = (service: string, canaryBake: string) =>
+    mixedSpec(h, service, [fn(service, 'c'), fn(service, 'w', 'eu-west-1')], {
+      canary: { targets: ['c'], weight: 10, bake: canaryBake },
+      waves: [{ name: 'wave-1', targets: ['w'], steps: [100], bake: '1 second' }],
+    });
+  const a = member('lg-a', '1 second');
+  const b = member('lg-b', '30 seconds');
+  for (const s of [a, b]) await createFunctions(h, s);
+  const sims = [simulateTraffic(h, a), simulateTraffic(h, b)];
+  try {
+    const t = validateTrain({ train: 'lockstep-gone-r1', lockstep: true, services: [{ spec: a }, { spec: b }] }, h.workDir);
+    const handle = await startTrain(h.client, t, { startedBy: 'carol', taskQueue: h.taskQueue, memberParentCheckMs: 1000 });
+    // a baked its canary and waits for b (30 s canary) at traffic stage 2.
+    await waitForMember('lg-a', (s) => /lockstep: ready for traffic stage 2/.test(s.detail), 'a at the barrier');
+    await handle.terminate('an operator terminated the train');
+    const [alert] = await alertsFor('lg-a', 'train-gone', 20_000);
+    expect(alert?.body.text).toMatch(
+      /train lockstep-gone-r1 \(train-lockstep-gone-r1\) is terminated while this member waits at traffic stage 2/,
+    );
+    await waitForMember('lg-a', (s) => s.state === 'paused', 'a paused');
+    // Nothing moved at the barrier: the canary target keeps its 10 %, the wave target untouched.
+    expect(await aliasState(h.motoUrl, a.targets[1])).toEqual(onStable);
+    // resume: a goes on without the train (its wave, promote) and closes as a plain rollout.
+    await h.client.workflow.getHandle('rollout-lg-a').signal('resume', { by: 'carol' });
+    expect((await h.client.workflow.getHandle('rollout-lg-a').result()).state).toBe('succeeded');
+    for (const tgt of a.targets) expect(await aliasState(h.motoUrl, tgt)).toEqual({ version: '2', weights: {} });
+    // b is still baking its canary; abort reverts it.
+    await h.client.workflow.getHandle('rollout-lg-b').signal('abort', { by: 'carol' });
+    expect((await h.client.workflow.getHandle('rollout-lg-b').result()).state).toBe('aborted');
+    for (const tgt of b.targets) expect(await aliasState(h.motoUrl, tgt)).toEqual(onStable);
+  } finally {
+    sims.forEach((s) => s.stop());
+  }
+});
