@@ -15,6 +15,8 @@ export interface TrainStartOptions {
   taskQueue?: string;
   runnerTaskQueue?: string;
   token?: string;
+  /** How often held or waiting members check that the train is still open (ms, >= 1000; default 60 s). */
+  memberParentCheckMs?: number;
 }
 
 /**
@@ -27,6 +29,9 @@ export async function startTrain(
   opts: TrainStartOptions,
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof trainWorkflow>> {
   const workflowId = trainWorkflowId(train.train);
+  const checkMs = opts.memberParentCheckMs;
+  if (checkMs !== undefined && (!Number.isInteger(checkMs) || checkMs < 1000))
+    throw new RolloutRefusedError(`memberParentCheckMs must be an integer of at least 1000 (ms), got ${String(checkMs)}`);
   for (const m of train.members) {
     const id = rolloutWorkflowId(m.service);
     const open = await client.workflow
@@ -47,6 +52,7 @@ export async function startTrain(
     startedBy: opts.startedBy,
     ...(opts.token ? { startToken: opts.token } : {}),
     runnerTaskQueue: opts.runnerTaskQueue ?? (process.env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE),
+    ...(checkMs !== undefined ? { memberParentCheckMs: checkMs } : {}),
   };
   try {
     return await client.workflow.start<typeof trainWorkflow>('trainWorkflow', {

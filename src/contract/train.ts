@@ -6,7 +6,7 @@
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { RolloutSpec } from '../spec/schema';
-import type { HistoryEntry, MessageNonce, RolloutState } from './index';
+import type { HistoryEntry, Identity, MessageNonce, RolloutState } from './index';
 
 export function trainWorkflowId(train: string): string {
   return `train-${train}`;
@@ -34,6 +34,11 @@ export interface TrainInput {
   /** The starter's token: checked by the train, and given to each member for its own start check. */
   startToken?: string;
   runnerTaskQueue?: string;
+  /**
+   * How often a held or waiting member checks that this train is still open (default 60 s; tests
+   * shorten it). Trains of patch `train-v2` pass it to their members.
+   */
+  memberParentCheckMs?: number;
 }
 
 /**
@@ -46,22 +51,45 @@ export interface TrainMembership {
   name: string;
   nonce: string;
   lockstep: boolean;
+  /**
+   * Set by trains of patch `train-v2`: `release` asks the held member to confirm (report
+   * `confirmed`), and only `commit` finishes it as succeeded; a held member's own stop is reported
+   * to the train (`stop`) instead of acted on, so the train decides for every member at once.
+   */
+  confirmsRelease?: boolean;
+  /** The train's run (patch `train-v2`): a held or waiting member checks it is still open. */
+  runId?: string;
+  /** How often it checks (ms). */
+  parentCheckMs?: number;
+  /**
+   * Patch `train-v2`: who started the train, as the train checked it at its start (the token is not
+   * passed on: it may expire before the last member starts). A member accepts it only when this
+   * train is its parent workflow, which only the train itself can be.
+   */
+  starter?: Identity;
 }
 
 /**
  * The member's side of the train. `held`: promoted, its saga kept, waiting for `release` or `revert`;
  * `ready`: (lockstep) at traffic stage `wave` (1 = the canary, 2 = its first region wave, ...),
  * waiting for `go`; `rollback-failed`: its revert failed, it escalated and waits for its operator.
+ * Members of `train-v2` trains also send `confirmed` (a `release` asked it and nothing stopped it)
+ * and `stop` (held, it breached or was aborted: the train decides, `reason` says why).
  */
 export interface TrainReport extends MessageNonce {
   service: string;
-  kind: 'held' | 'ready' | 'rollback-failed';
+  kind: 'held' | 'ready' | 'rollback-failed' | 'confirmed' | 'stop';
   wave?: number;
+  reason?: string;
 }
 
-/** The train's decision for a member: `go` to traffic stage `wave` (lockstep), `release` (finish as succeeded), `revert` (run the saga). */
+/**
+ * The train's decision for a member: `go` to traffic stage `wave` (lockstep), `release` (finish as
+ * succeeded; for `confirmsRelease` members: confirm, and `commit` finishes), `revert` (run the saga),
+ * `freeze` (`train-v2`: the train stops, move no traffic until its `revert`).
+ */
 export interface TrainDecision extends MessageNonce {
-  decision: 'go' | 'release' | 'revert';
+  decision: 'go' | 'release' | 'revert' | 'commit' | 'freeze';
   wave?: number;
   reason?: string;
 }
@@ -103,8 +131,10 @@ export interface TrainStatus {
   /** The member whose breach or failure stopped the train. */
   stoppedBy?: string;
   reason?: string;
-  /** Members reverted by the train, in the order it reverted them. */
+  /** Members reverted by the train, in the order it reverted them (`train-v2`: only those whose revert succeeded). */
   reverted: string[];
+  /** Members whose revert failed (they escalated and wait for their operator): their targets may serve the new version. */
+  revertFailed?: string[];
   /** 1, then one more per `resume` that retries the train. */
   pass: number;
   /** True once the reverts are done and the train waits for resume/abort. */

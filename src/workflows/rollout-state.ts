@@ -187,6 +187,8 @@ export class RolloutRun {
   async checkStarter(): Promise<string | undefined> {
     if (this.input.continued) return undefined;
     this.identityKnown = false;
+    // A train member (patch rollout-train-member-v2) started by its train: the train checked the starter.
+    const fromTrain = this.train?.trainStarter(this.input.startToken !== undefined);
     try {
       const r = await checkIdentity(
         {
@@ -194,12 +196,16 @@ export class RolloutRun {
           token: this.input.startToken,
           claimedBy: this.input.startedBy,
           // A revert started by a scheduled analysis has no person behind it to check.
-          requireToken: !this.input.revertPromoted,
+          requireToken: !this.input.revertPromoted && !fromTrain,
         },
         this.localChecks,
       );
       this.verifiesIdentities = r.verifier;
-      this.starter = r.identity.verified ? r.identity : unverified(this.input.startedBy);
+      if (fromTrain && r.verifier && !fromTrain.verified)
+        throw new Error(
+          `start refused: this rollout's worker verifies identities, and train ${this.train!.membership.name} did not verify its starter`,
+        );
+      this.starter = fromTrain ?? (r.identity.verified ? r.identity : unverified(this.input.startedBy));
       this.starterChecked = true;
       this.record('operator', `started by ${describeIdentity(this.starter)}`);
       return undefined;

@@ -40,7 +40,15 @@ import { checkIdentity, describeIdentity, unverified } from './identity';
 
 const MAX_HISTORY = 300;
 
-export type TrainMember = TrainMemberStatus & { spec: TrainMemberSpec['spec']; runId?: string; toldGo: number };
+export type TrainMember = TrainMemberStatus & {
+  spec: TrainMemberSpec['spec'];
+  runId?: string;
+  toldGo: number;
+  /** Patch `train-v2`: it confirmed a `release` (nothing stopped it). */
+  confirmed?: boolean;
+  /** Patch `train-v2`: held, it breached or was aborted and asks the train to decide. */
+  stopReason?: string;
+};
 
 /** Why the train stops: an operator's abort, or a member that closed without being released. */
 export interface TrainStop {
@@ -68,6 +76,12 @@ export class TrainRun {
   stoppedBy?: string;
   reason?: string;
   reverted: string[] = [];
+  /** Patch `train-v2`: members whose revert failed (they wait for their operator). */
+  revertFailed: string[] = [];
+  /** Patch `train-v2`: decided once, at the start (see trainWorkflow). */
+  v2 = false;
+  /** Patch `train-v2`: `commit` was sent to every member: the release stands. */
+  committed = false;
   pass = 1;
   pausedAfterRollback = false;
   /** An operator's pause while running: no member starts and no lockstep stage begins until resume. */
@@ -78,6 +92,8 @@ export class TrainRun {
   /** Bumped by every event the train's loop waits on (a report, a member's start or close, an operator message). */
   version = 0;
   verifiesIdentities = false;
+  /** Who started the train, as checked at its start (verified when the worker verifies). */
+  starter?: Identity;
   readonly startedAtMs: number;
 
   constructor(readonly input: TrainInput) {
@@ -109,6 +125,8 @@ export class TrainRun {
     this.stoppedBy = undefined;
     this.reason = undefined;
     this.reverted = [];
+    this.revertFailed = [];
+    this.committed = false;
   }
 
   member(service: string): TrainMember {
@@ -136,6 +154,8 @@ export class TrainRun {
     if (this.abort) return { aborted: true, message: `aborted by ${this.abort.by}${this.abort.reason ? `: ${this.abort.reason}` : ''}` };
     for (const service of this.order) {
       const m = this.member(service);
+      if (this.v2 && m.stopReason && this.isOpen(m))
+        return { aborted: false, member: service, message: `member ${service} (${m.release}) stopped while held: ${m.stopReason}` };
       if (m.state === 'pending' || this.isOpen(m) || m.state === 'succeeded') continue;
       return { aborted: false, member: service, message: `member ${service} (${m.release}) ${m.state}: ${m.reason ?? 'no reason given'}` };
     }
@@ -176,7 +196,8 @@ export class TrainRun {
         this.localChecks,
       );
       this.verifiesIdentities = r.verifier;
-      this.record('operator', `started by ${describeIdentity(r.identity.verified ? r.identity : unverified(this.input.startedBy))}`);
+      this.starter = r.identity.verified ? r.identity : unverified(this.input.startedBy);
+      this.record('operator', `started by ${describeIdentity(this.starter)}`);
       return undefined;
     } catch (err) {
       return (err as Error).message;
@@ -200,6 +221,16 @@ export class TrainRun {
       m.readyAt = r.wave;
       // Asking again for a stage it was told to go to (it continued as new): it is told again.
       if (r.wave <= m.toldGo) m.toldGo = r.wave - 1;
+    } else if (this.v2 && r.kind === 'confirmed' && m.state === 'held') {
+      m.confirmed = true;
+    } else if (this.v2 && r.kind === 'stop' && this.isOpen(m)) {
+      const reason = typeof r.reason === 'string' ? r.reason.slice(0, 500) : 'no reason given';
+      if (this.committed) {
+        this.record('decision', `${m.service} reported a stop after the train released it (the release stands): ${reason}`);
+        return;
+      }
+      m.stopReason ??= reason;
+      this.record('decision', `${m.service} (held) stopped: ${reason}`);
     } else if (r.kind === 'rollback-failed' && this.isOpen(m)) {
       m.state = 'rollback-failed';
       m.reason = 'its revert failed: it escalated and waits for its operator';
@@ -250,9 +281,13 @@ export class TrainRun {
     return (await checkIdentity({ action, token: a?.token, claimedBy: a?.by, requireToken: true }, this.localChecks)).identity;
   }
 
-  /** Paused after a rollback: wait for a `resume` (retry the train) or an `abort` (close it) sent from now on. */
-  async awaitOperator(): Promise<'resume' | 'abort'> {
-    const since = { resumes: this.resumes, aborts: this.aborts };
+  /** Where operator answers are counted from (patch `train-v2`: taken before the alert, so an answer sent during it counts). */
+  mark(): { resumes: number; aborts: number } {
+    return { resumes: this.resumes, aborts: this.aborts };
+  }
+
+  /** Paused after a rollback: wait for a `resume` (retry the train) or an `abort` (close it) sent since `since` (default: now). */
+  async awaitOperator(since = this.mark()): Promise<'resume' | 'abort'> {
     this.abort = undefined;
     await condition(() => this.resumes > since.resumes || this.aborts > since.aborts);
     return this.aborts > since.aborts ? 'abort' : 'resume';
@@ -282,13 +317,14 @@ export class TrainRun {
       lockstep: this.spec.lockstep,
       order: this.order,
       members: this.order.map((s) => {
-        const { spec: _spec, runId: _runId, toldGo: _told, ...m } = this.member(s);
+        const { spec: _spec, runId: _runId, toldGo: _told, confirmed: _c, stopReason: _r, ...m } = this.member(s);
         return m;
       }),
       wave: this.wave,
       ...(this.stoppedBy ? { stoppedBy: this.stoppedBy } : {}),
       ...(this.reason ? { reason: this.reason } : {}),
       reverted: this.reverted,
+      ...(this.revertFailed.length ? { revertFailed: this.revertFailed } : {}),
       pass: this.pass,
       pausedAfterRollback: this.pausedAfterRollback,
       history: this.history,

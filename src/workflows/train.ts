@@ -19,9 +19,18 @@ import { failureMessage } from './saga';
 
 /** Marks trains that call no local activity (docs/DEVELOPMENT.md, "Local activities and replay"). */
 export const TRAIN_NO_LOCAL_ACTIVITIES_PATCH = 'train-no-local-activities';
+/**
+ * Trains that (decided once, at the start, before any handler or local activity): release in two
+ * phases (`release`: each held member confirms; `commit` once every one did, so a breach during
+ * the release stops and reverts the whole train), freeze every member before reverting them in
+ * order, list as reverted only members whose revert succeeded, and count operator answers sent
+ * during the train's alert. Their members get `confirmsRelease`, the train's run id and the check interval.
+ */
+export const TRAIN_V2_PATCH = 'train-v2';
 
 export async function trainWorkflow(input: TrainInput): Promise<TrainResult> {
   const train = new TrainRun(input);
+  train.v2 = patched(TRAIN_V2_PATCH);
   // Decided at the start, before any handler or local activity runs.
   train.localChecks = !patched(TRAIN_NO_LOCAL_ACTIVITIES_PATCH);
   train.installHandlers();
@@ -34,13 +43,26 @@ export async function trainWorkflow(input: TrainInput): Promise<TrainResult> {
     `release order: ${train.order.join(' -> ')}${train.spec.lockstep ? ' (lockstep: every member moves stage by stage together)' : ''}`,
   );
   for (;;) {
-    const stop = await runMembers(train);
-    if (!stop) return releaseAll(train);
+    let stop = await runMembers(train);
+    if (!stop && !train.v2) return releaseAll(train);
+    if (!stop) {
+      const released = await releaseInTwoPhases(train);
+      if (!('aborted' in released)) return released;
+      stop = released;
+    }
     await revertMembers(train, stop);
     if (stop.aborted || train.abort)
-      return finish(train, 'aborted', `${stop.message}; reverted: ${train.reverted.join(', ') || 'nothing'}`);
+      return finish(
+        train,
+        'aborted',
+        `${stop.message}; reverted: ${train.reverted.join(', ') || 'nothing'}${
+          train.revertFailed.length ? `; REVERT FAILED (still waiting for their operator): ${train.revertFailed.join(', ')}` : ''
+        }`,
+      );
+    // Taken before the alert: a resume or abort sent while it is being sent is the answer.
+    const since = train.v2 ? train.mark() : undefined;
     await pauseAfterRollback(train, stop);
-    if ((await train.awaitOperator()) === 'abort') return finish(train, 'rolled-back', train.reason);
+    if ((await train.awaitOperator(since)) === 'abort') return finish(train, 'rolled-back', train.reason);
     train.pass++;
     train.pausedAfterRollback = false;
     train.state = 'running';
@@ -119,9 +141,23 @@ function memberInput(train: TrainRun, m: TrainMember): RolloutInput {
   return {
     spec: m.spec,
     startedBy: train.input.startedBy,
-    ...(train.input.startToken ? { startToken: train.input.startToken } : {}),
+    // train-v2: the members take the identity the train verified, not its (expiring) token.
+    ...(train.input.startToken && !train.v2 ? { startToken: train.input.startToken } : {}),
     ...(train.input.runnerTaskQueue ? { runnerTaskQueue: train.input.runnerTaskQueue } : {}),
-    train: { id: workflowInfo().workflowId, name: train.spec.train, nonce: train.nonce, lockstep: train.spec.lockstep },
+    train: {
+      id: workflowInfo().workflowId,
+      name: train.spec.train,
+      nonce: train.nonce,
+      lockstep: train.spec.lockstep,
+      ...(train.v2
+        ? {
+            confirmsRelease: true,
+            runId: workflowInfo().runId,
+            ...(train.starter ? { starter: train.starter } : {}),
+            ...(train.input.memberParentCheckMs ? { parentCheckMs: train.input.memberParentCheckMs } : {}),
+          }
+        : {}),
+    },
   };
 }
 
@@ -172,13 +208,44 @@ async function releaseAll(train: TrainRun): Promise<TrainResult> {
   return finish(train, 'succeeded', `every member promoted: ${train.order.map((s) => `${s} ${train.member(s).release}`).join(', ')}`);
 }
 
+/**
+ * Patch `train-v2`: every member is held; ask each (release order) to confirm that nothing stopped
+ * it, re-checking for a stop before each; once every one confirmed, `commit` them all at once (one
+ * decision in the train's history). A stop before that (a member's breach or abort while held, a
+ * close, an operator's abort) is returned: the train reverts every member like any other stop.
+ */
+async function releaseInTwoPhases(train: TrainRun): Promise<TrainResult | TrainStop> {
+  train.setDetail('every member promoted: asking each to confirm before releasing them');
+  for (const service of train.order) {
+    const stop = train.stopToActOn();
+    if (stop) return stop;
+    await tell(train, train.member(service), { decision: 'release' });
+  }
+  const members = [...train.members.values()];
+  await condition(() => train.stopToActOn() !== undefined || members.every((m) => m.confirmed));
+  const stop = train.stopToActOn();
+  if (stop) return stop;
+  train.committed = true;
+  train.record('decision', 'every member confirmed: releasing them (the release stands from here on)');
+  train.setDetail('every member promoted and confirmed: releasing them');
+  await Promise.all(train.order.map((s) => tell(train, train.member(s), { decision: 'commit' })));
+  await condition(() => members.every((m) => !train.isOpen(m)));
+  const failed = members.filter((m) => m.state !== 'succeeded');
+  if (failed.length) return finish(train, 'failed', `released, but ${failed.map((m) => `${m.service} ${m.state}`).join(', ')}`);
+  return finish(train, 'succeeded', `every member promoted: ${train.order.map((s) => `${s} ${train.member(s).release}`).join(', ')}`);
+}
+
 /** One member at a time, dependents first; each reverts with its own saga and closes before the next. */
 async function revertMembers(train: TrainRun, stop: TrainStop): Promise<void> {
   train.stoppedBy = stop.member;
   train.reason = stop.message;
   train.setDetail(`stopping: ${stop.message}; reverting the members, dependents first`);
   train.record('decision', `train stops: ${stop.message}`);
-  for (const service of revertOrder(train.nodes)) {
+  // Patch train-v2: first every member stops moving, then they are reverted in order.
+  if (train.v2) await freezeMembers(train, stop);
+  // A held member that stopped the train (patch train-v2) waits for it: its bad release goes first.
+  const first = train.v2 && stop.member && train.member(stop.member).stopReason ? [stop.member] : [];
+  for (const service of [...first, ...revertOrder(train.nodes).filter((s) => !first.includes(s))]) {
     const m = train.member(service);
     if (m.state === 'starting') await condition(() => m.state !== 'starting');
     if (!train.isOpen(m)) continue;
@@ -186,12 +253,26 @@ async function revertMembers(train: TrainRun, stop: TrainStop): Promise<void> {
     train.setDetail(`stopping: reverting ${service} (dependents first)`);
     await tell(train, m, { decision: 'revert', reason: stop.member ? `member ${stop.member} stopped the train` : stop.message });
     await condition(() => !train.isOpen(m));
-    train.reverted.push(service);
+    if (!train.v2 || m.state === 'rolled-back' || m.state === 'aborted') train.reverted.push(service);
+    else if (m.state === 'rollback-failed') train.revertFailed.push(service);
     train.record('compensation', `${service}: ${m.state}${m.reason ? ` (${m.reason})` : ''}`);
     train.changed();
   }
   for (const m of train.members.values()) if (m.state === 'pending') m.state = 'not-started';
   train.changed();
+}
+
+/** Tell every open member to stop moving (a started one once its start is known), all at once. */
+async function freezeMembers(train: TrainRun, stop: TrainStop): Promise<void> {
+  const reason = stop.member ? `member ${stop.member} stopped the train` : stop.message;
+  await Promise.all(
+    [...train.members.values()].map(async (m) => {
+      if (m.state === 'starting') await condition(() => m.state !== 'starting');
+      if (m.state !== 'running') return; // held ones do not move; closed ones are done
+      await tell(train, m, { decision: 'freeze', reason });
+    }),
+  );
+  train.record('decision', 'every moving member told to stop before the reverts');
 }
 
 async function pauseAfterRollback(train: TrainRun, stop: TrainStop): Promise<void> {
