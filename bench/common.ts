@@ -20,6 +20,7 @@ import { createRollgateWorker } from '../src/worker';
 import { validateSpec } from '../src/spec/validate';
 import type { CloudRunTargetSpec, RolloutSpec, TargetSpec } from '../src/spec/schema';
 import { timedProviders, type ProviderCall } from './revert-timeline';
+import { compileForNode } from './compiled';
 
 export const argv = process.argv.slice(2);
 export const QUICK = argv.includes('--quick');
@@ -199,11 +200,19 @@ export interface WorkerPhases {
   createdMs: number;
 }
 
+let workerProcessJs: string | undefined;
+
+/**
+ * bench/worker-process.ts in its own process, from compiled JavaScript as production runs it
+ * (bench/compiled.ts; compiled at the first spawn of a run, before any timing starts).
+ */
 export function spawnWorker(
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; readyMs: number; spawnedAt: number; phases: WorkerPhases }> {
+  // The workflows too: a worker without a prebuilt bundle bundles them from its own directory.
+  workerProcessJs ??= compileForNode(ROOT, 'bench/worker-process.ts', join(STATE, 'js'), ['src/workflows/index.ts']);
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'worker-process.ts')], {
+  const child = spawn(process.execPath, [workerProcessJs], {
     cwd: ROOT,
     env: { ...process.env, BENCH_TEMPORAL: temporal.address, BENCH_STATE_DIR: STATE, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

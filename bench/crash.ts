@@ -33,6 +33,7 @@ export async function benchCrash() {
         bakeEnd = st.bakeEndsAtMs;
         break;
       }
+      if (st.stage === 'done') throw new Error(`crash bench: the rollout ended before its canary bake: ${st.detail}`);
       await sleep(30);
     }
     await sleep(Math.max(0, bakeEnd - Date.now() - 300));

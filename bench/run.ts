@@ -26,12 +26,13 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { startMoto, startTemporalDevServer } from '../src/dev/processes';
 import { FaultProxy } from '../src/dev/fault-proxy';
 import { CloudRunFake } from '../src/dev/cloud-run-fake';
 import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
 import { createRunnerWorker } from '../src/runner';
+import { bundleWorkflows } from '../scripts/bundle-workflows';
 import { CLOUD_RUN_MAX_POLL_MS, CLOUD_RUN_POLL_MS, DB_DIR, LOAD_AT_START, ONLY, OUT, QUICK, STATE, rows, setServers } from './common';
 import { benchOverhead } from './overhead';
 import { benchBreach } from './breach';
@@ -61,9 +62,8 @@ async function main() {
   const proxy = await new FaultProxy(moto.url).start();
   const nativeConnection = await NativeConnection.connect({ address: temporal.address });
   const client = new Client({ connection: await Connection.connect({ address: temporal.address }) });
-  const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: new DefaultLogger('ERROR') });
-  const bundlePath = join(STATE, 'workflow-bundle.js');
-  writeFileSync(bundlePath, bundle.code);
+  // The bundle the image ships (scripts/bundle-workflows.ts, run by the Dockerfile), as production loads it.
+  const { path: bundlePath } = await bundleWorkflows(join(STATE, 'workflow-bundle.js'));
   setServers({ temporal, moto, proxy, cloudRun, monitoring, client, nativeConnection, bundlePath });
   const all: [string, () => Promise<void>][] = [
     ['overhead', benchOverhead],

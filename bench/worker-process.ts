@@ -1,5 +1,7 @@
 /**
- * A worker in its own process for the benchmarks (RSS, crash-to-resume, cold start).
+ * A worker in its own process for the benchmarks (RSS, crash-to-resume, cold start), run from
+ * compiled JavaScript as production runs it (bench/compiled.ts); with BENCH_PROVIDER=emulators its
+ * activities get the production worker's dependencies (depsFromEnv) pointed at the emulators.
  * BENCH_TEMPORAL, BENCH_TASK_QUEUE, BENCH_BUNDLE (optional prebuilt bundle), BENCH_PROVIDER
  * (memory | emulators), BENCH_LAMBDA_ENDPOINT, BENCH_STATE_DIR, BENCH_STICKY_TIMEOUT_MS (another
  * sticky-queue timeout than rollgate's, to measure a candidate). Prints "worker ready <ms> <phases>":
@@ -8,11 +10,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { createRollgateWorker } from '../src/worker';
-import { LambdaProvider } from '../src/providers/aws-lambda';
-import { CloudWatchMetrics } from '../src/analysis/cloudwatch';
+import { createRollgateWorker, depsFromEnv } from '../src/worker';
 import { MemoryMetrics, MemoryProvider } from '../src/dev/memory-provider';
-import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { ActivityDeps } from '../src/activities';
 
 async function main() {
@@ -30,12 +29,7 @@ async function main() {
         stateDir: env.BENCH_STATE_DIR!,
         hashKey: 'bench',
       }
-    : {
-        providers: { 'aws-lambda': new LambdaProvider({ endpoint: env.BENCH_LAMBDA_ENDPOINT!, credentials: TEST_CREDENTIALS }) },
-        metrics: [new CloudWatchMetrics({ endpoint: env.BENCH_LAMBDA_ENDPOINT!, credentials: TEST_CREDENTIALS })],
-        stateDir: env.BENCH_STATE_DIR!,
-        hashKey: 'bench',
-      };
+    : emulatorDeps(env);
   const worker = await createRollgateWorker({
     connection,
     taskQueue: env.BENCH_TASK_QUEUE!,
@@ -49,6 +43,23 @@ async function main() {
   const phases = { importedMs: Math.round(importedMs), connectedMs: Math.round(connectedMs), createdMs: Math.round(createdMs) };
   console.log(`worker ready ${performance.now().toFixed(0)} ${JSON.stringify(phases)}`);
   await run;
+}
+
+/**
+ * The production worker's own providers and metric sources (depsFromEnv, as `rollgate worker`
+ * builds them), pointed at the emulators; the AWS SDK finds moto's test credentials in the
+ * process environment, as it finds real ones in production.
+ */
+function emulatorDeps(env: NodeJS.ProcessEnv): ActivityDeps {
+  Object.assign(env, {
+    AWS_ENDPOINT_URL_LAMBDA: env.BENCH_LAMBDA_ENDPOINT,
+    AWS_ENDPOINT_URL_CLOUDWATCH: env.BENCH_LAMBDA_ENDPOINT,
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    ROLLGATE_STATE_DIR: env.BENCH_STATE_DIR,
+    ROLLGATE_HASH_KEY: 'bench',
+  });
+  return depsFromEnv(env);
 }
 
 main().catch((err) => {

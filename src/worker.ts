@@ -98,8 +98,9 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
 
 /**
  * Activity dependencies from the environment (real AWS, or moto via AWS_ENDPOINT_URL_*; real Google
- * Cloud, or the fakes via ROLLGATE_CLOUD_*). Google clients are created on first use, so a worker
- * that never sees a cloud-run target never talks to Google.
+ * Cloud, or the fakes via ROLLGATE_CLOUD_*). Google clients are created, and their libraries
+ * loaded, on first use, so a worker that never sees a cloud-run target never talks to Google and
+ * starts without loading them (test/worker-start.unit.test.ts).
  */
 export function depsFromEnv(env: NodeJS.ProcessEnv = process.env, client?: Client): ActivityDeps {
   const stateDir = resolve(env.ROLLGATE_STATE_DIR || '.state');

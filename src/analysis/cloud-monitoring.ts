@@ -8,9 +8,8 @@
  * Raw points are read (no server-side aggregation) and summed here, so the result does not depend
  * on alignment periods.
  */
-import { MetricServiceClient } from '@google-cloud/monitoring';
+import type { MetricServiceClient } from '@google-cloud/monitoring';
 import type { CloudRunTargetSpec, TargetSpec } from '../spec/schema';
-import { gcpClientOptions } from '../providers/gcp-client';
 import { NonRetryableProviderError } from '../providers/types';
 import type { CanarySamples, MetricProvider, MetricWindow, RevisionSamples } from './types';
 
@@ -100,17 +99,24 @@ const MONITORING_NON_RETRYABLE = new Set([3, 5, 7, 9, 16]);
 
 export class CloudMonitoringMetrics implements MetricProvider {
   readonly name = 'cloud-monitoring';
-  private clientInstance?: MetricServiceClient;
+  // Created at first use, with its library (about half a second of module loading): a worker that
+  // never reads a cloud-run canary never loads it (test/worker-start.unit.test.ts).
+  private clientInstance?: Promise<MetricServiceClient>;
 
   constructor(private readonly opts: CloudMonitoringOptions = {}) {}
 
-  private get client(): MetricServiceClient {
-    this.clientInstance ??= new MetricServiceClient(gcpClientOptions(this.opts.endpoint));
+  private client(): Promise<MetricServiceClient> {
+    this.clientInstance ??= Promise.all([import('@google-cloud/monitoring'), import('../providers/gcp-client')]).then(
+      ([{ MetricServiceClient }, { gcpClientOptions }]) => new MetricServiceClient(gcpClientOptions(this.opts.endpoint)),
+    );
     return this.clientInstance;
   }
 
   async close(): Promise<void> {
-    await this.clientInstance?.close();
+    await this.clientInstance?.then(
+      (c) => c.close(),
+      () => undefined,
+    );
   }
 
   supports(t: TargetSpec): boolean {
@@ -160,7 +166,8 @@ export class CloudMonitoringMetrics implements MetricProvider {
     view: 'FULL' | 'HEADERS' = 'FULL',
   ) {
     try {
-      const [series] = await this.client.listTimeSeries(
+      const client = await this.client();
+      const [series] = await client.listTimeSeries(
         {
           name: `projects/${t.project}`,
           filter: revisionFilter(metric, t, revision),

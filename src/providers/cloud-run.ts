@@ -17,8 +17,8 @@
  *   UNAUTHENTICATED, UNIMPLEMENTED, OUT_OF_RANGE are not.
  */
 import { createHash } from 'node:crypto';
-import { GoogleAuth, Status, type Operation } from 'google-gax';
-import { RevisionsClient, ServicesClient } from '@google-cloud/run';
+import type { GoogleAuth, Operation } from 'google-gax';
+import type { RevisionsClient, ServicesClient } from '@google-cloud/run';
 import type { google } from '@google-cloud/run/build/protos/protos';
 import type { CloudRunTargetSpec, ProbeSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
@@ -48,7 +48,6 @@ import {
   withKeptTags,
 } from './cloud-run-traffic';
 import { checkFence, fenceMark } from './fence';
-import { gcpClientOptions } from './gcp-client';
 import { outboundRequest } from '../security/outbound';
 import { bodyExcerpt, secrets } from '../security/redact';
 import { imageDigest, isReleaseContractKey } from '../contract/release';
@@ -87,6 +86,40 @@ export function probeUrlVia(base: string): (url: string) => string {
     return `${base.replace(/\/$/, '')}/host/${u.host}${u.pathname === '/' ? '' : u.pathname}${u.search}`;
   };
 }
+/**
+ * The Cloud Run client library (with google-gax, the largest part of the worker's start: about a
+ * second of module loading) is loaded at the first call, so a worker that never sees a cloud-run
+ * target never loads it (test/worker-start.unit.test.ts).
+ */
+async function loadCloudRun() {
+  const [{ RevisionsClient, ServicesClient }, { gcpClientOptions }] = await Promise.all([
+    import('@google-cloud/run'),
+    import('./gcp-client'),
+  ]);
+  return { RevisionsClient, ServicesClient, gcpClientOptions };
+}
+
+/** gRPC status codes (google-gax's `Status`, without loading google-gax). */
+enum Status {
+  OK = 0,
+  CANCELLED = 1,
+  UNKNOWN = 2,
+  INVALID_ARGUMENT = 3,
+  DEADLINE_EXCEEDED = 4,
+  NOT_FOUND = 5,
+  ALREADY_EXISTS = 6,
+  PERMISSION_DENIED = 7,
+  RESOURCE_EXHAUSTED = 8,
+  FAILED_PRECONDITION = 9,
+  ABORTED = 10,
+  OUT_OF_RANGE = 11,
+  UNIMPLEMENTED = 12,
+  INTERNAL = 13,
+  UNAVAILABLE = 14,
+  DATA_LOSS = 15,
+  UNAUTHENTICATED = 16,
+}
+
 /** Cloud Run caps service names so that SERVICE-SUFFIX revision names fit a 63-character label. */
 const MAX_SERVICE_NAME = 49;
 
@@ -225,24 +258,30 @@ const OPERATION_TIMEOUT_MS = 240_000;
 
 export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   readonly kind = 'cloud-run' as const;
-  private servicesClient?: ServicesClient;
-  private revisionsClient?: RevisionsClient;
-  private auth?: GoogleAuth;
+  // Created at first use (loadCloudRun).
+  private servicesClient?: Promise<ServicesClient>;
+  private revisionsClient?: Promise<RevisionsClient>;
+  private auth?: Promise<GoogleAuth>;
 
   constructor(private readonly opts: CloudRunProviderOptions = {}) {}
 
-  private get services(): ServicesClient {
-    this.servicesClient ??= new ServicesClient(gcpClientOptions(this.opts.endpoint));
+  private services(): Promise<ServicesClient> {
+    this.servicesClient ??= loadCloudRun().then((g) => new g.ServicesClient(g.gcpClientOptions(this.opts.endpoint)));
     return this.servicesClient;
   }
 
-  private get revisions(): RevisionsClient {
-    this.revisionsClient ??= new RevisionsClient(gcpClientOptions(this.opts.endpoint));
+  private revisions(): Promise<RevisionsClient> {
+    this.revisionsClient ??= loadCloudRun().then((g) => new g.RevisionsClient(g.gcpClientOptions(this.opts.endpoint)));
     return this.revisionsClient;
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.servicesClient?.close(), this.revisionsClient?.close()]);
+    const close = (c?: Promise<{ close(): Promise<void> }>) =>
+      c?.then(
+        (x) => x.close(),
+        () => undefined,
+      );
+    await Promise.all([close(this.servicesClient), close(this.revisionsClient)]);
   }
 
   private tag(t: CloudRunTargetSpec): string {
@@ -316,8 +355,8 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     const traffic = deployTraffic(svc, name, tag);
     heartbeat(`deploying revision ${name}`);
     stopIfCancelled(`UpdateService (deploy ${name})`);
-    const [op] = await this.call(t, 'UpdateService (deploy)', () =>
-      this.services.updateService({ service: { ...svc, template, traffic } }),
+    const [op] = await this.call(t, 'UpdateService (deploy)', async () =>
+      (await this.services()).updateService({ service: { ...svc, template, traffic } }),
     );
     await this.waitOperation(t, op, `deploy ${name}`, deadline);
     await this.waitRevisionReady(t, name, deadline);
@@ -326,7 +365,9 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   }
 
   async fingerprint(t: CloudRunTargetSpec, version: string, salt: string): Promise<EnvFingerprint> {
-    const [rev] = await this.call(t, `GetRevision ${version}`, () => this.revisions.getRevision({ name: this.revisionName(t, version) }));
+    const [rev] = await this.call(t, `GetRevision ${version}`, async () =>
+      (await this.revisions()).getRevision({ name: this.revisionName(t, version) }),
+    );
     // The values may be secrets: the redactor must know them (src/security/redact.ts).
     for (const c of rev.containers ?? []) for (const e of c.env ?? []) if (e.name) secrets.addEnvValue(e.name, e.value ?? undefined);
     return revisionFingerprint(rev.containers ?? [], salt);
@@ -340,7 +381,7 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   async readParityConfig(t: CloudRunTargetSpec, version: string, salt: string): Promise<ParityConfig> {
     const [svc, [rev]] = await Promise.all([
       this.getService(t),
-      this.call(t, `GetRevision ${version}`, () => this.revisions.getRevision({ name: this.revisionName(t, version) })),
+      this.call(t, `GetRevision ${version}`, async () => (await this.revisions()).getRevision({ name: this.revisionName(t, version) })),
     ]);
     return revisionParityConfig(rev, svc.ingress, salt);
   }
@@ -415,7 +456,9 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     // (a revert, another write), it fails with ABORTED and the retry reads it again.
     const service = mark ? { ...svc, traffic, annotations: { ...(svc.annotations ?? {}), [FENCE_ANNOTATION]: mark } } : { ...svc, traffic };
     const paths = mark ? ['traffic', 'annotations'] : ['traffic'];
-    const [op] = await this.call(t, `UpdateService (${what})`, () => this.services.updateService({ service, updateMask: { paths } }));
+    const [op] = await this.call(t, `UpdateService (${what})`, async () =>
+      (await this.services()).updateService({ service, updateMask: { paths } }),
+    );
     await this.waitOperation(t, op, what, deadline);
     await this.waitTraffic(t, traffic, deadline);
   }
@@ -445,8 +488,8 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
       const url = this.opts.probeUrlRewrite ? this.opts.probeUrlRewrite(tagUrl) : tagUrl;
       const headers: Record<string, string> = { 'user-agent': 'rollgate-probe' };
       if (this.opts.probeIdToken) {
-        this.auth ??= new GoogleAuth();
-        const client = await this.auth.getIdTokenClient(status.uri!);
+        this.auth ??= import('google-gax').then((g) => new g.GoogleAuth());
+        const client = await (await this.auth).getIdTokenClient(status.uri!);
         const h = await client.getRequestHeaders(tagUrl);
         h.forEach((v, k) => (headers[k] = v));
       }
@@ -481,20 +524,22 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
     };
     if (Object.entries(labels).every(([k, v]) => svc.labels?.[k] === v)) return;
     const deadline = callDeadline(this.opts.operationTimeoutMs ?? OPERATION_TIMEOUT_MS);
-    const [op] = await this.call(t, 'UpdateService (labels)', () => this.services.updateService({ service: { ...svc, labels } }));
+    const [op] = await this.call(t, 'UpdateService (labels)', async () =>
+      (await this.services()).updateService({ service: { ...svc, labels } }),
+    );
     await this.waitOperation(t, op, 'record release labels', deadline);
   }
 
   // ---- waits and calls ------------------------------------------------------------------------
 
   private async getService(t: CloudRunTargetSpec): Promise<IService> {
-    const [svc] = await this.call(t, 'GetService', () => this.services.getService({ name: this.serviceName(t) }));
+    const [svc] = await this.call(t, 'GetService', async () => (await this.services()).getService({ name: this.serviceName(t) }));
     return svc;
   }
 
   private async findRevision(t: CloudRunTargetSpec, revision: string): Promise<IRevision | undefined> {
     try {
-      const [rev] = await this.revisions.getRevision({ name: this.revisionName(t, revision) });
+      const [rev] = await (await this.revisions()).getRevision({ name: this.revisionName(t, revision) });
       return rev;
     } catch (err) {
       if ((err as { code?: number }).code === Status.NOT_FOUND) return undefined;
@@ -538,8 +583,8 @@ export class CloudRunProvider implements TargetProvider<CloudRunTargetSpec> {
   private async waitRevisionReady(t: CloudRunTargetSpec, revision: string, deadline: number): Promise<void> {
     let delay = this.opts.pollIntervalMs ?? 500;
     for (;;) {
-      const [rev] = await this.call(t, `GetRevision ${revision}`, () =>
-        this.revisions.getRevision({ name: this.revisionName(t, revision) }),
+      const [rev] = await this.call(t, `GetRevision ${revision}`, async () =>
+        (await this.revisions()).getRevision({ name: this.revisionName(t, revision) }),
       );
       const ready = (rev.conditions ?? []).find((c) => c.type === 'Ready');
       if (ready?.state === 'CONDITION_SUCCEEDED') return;
