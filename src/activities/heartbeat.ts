@@ -17,6 +17,20 @@ export interface AttemptDetails {
  * must still say what kept failing.
  */
 export async function withHeartbeat<R>(fn: () => Promise<R>): Promise<R> {
+  return heartbeating(fn, false);
+}
+
+/**
+ * A read (changes nothing): heartbeats like withHeartbeat, and a cancellation ends the attempt at
+ * once (CancelledFailure) instead of waiting for the call, whose answer nobody needs any more. Used
+ * by the `reads` activities, which have a heartbeat timeout since patch `rollgate-fast-failover`
+ * (src/workflows/activity-options.ts): a call longer than that must heartbeat.
+ */
+export async function readWithHeartbeat<R>(fn: () => Promise<R>): Promise<R> {
+  return heartbeating(fn, true);
+}
+
+async function heartbeating<R>(fn: () => Promise<R>, endOnCancel: boolean): Promise<R> {
   let ctx: Context | undefined;
   try {
     ctx = Context.current();
@@ -28,7 +42,10 @@ export async function withHeartbeat<R>(fn: () => Promise<R>): Promise<R> {
   const details: AttemptDetails = earlier?.lastError ? { lastError: earlier.lastError } : {};
   const timer = setInterval(() => heartbeat(details), 1000);
   try {
-    return await fn();
+    if (!endOnCancel) return await fn();
+    const call = fn();
+    call.catch(() => undefined); // abandoned on cancel: its late failure is nobody's
+    return await Promise.race([call, ctx.cancelled]);
   } catch (err) {
     heartbeat({ lastError: boundedMessage(err) } satisfies AttemptDetails);
     throw err;

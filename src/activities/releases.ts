@@ -8,11 +8,19 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { RolloutSpec, TargetSpec } from '../spec/schema';
 import { NonRetryableProviderError, type ArtifactRef } from '../providers/types';
 import type { RolloutResult } from '../contract';
-import { releaseRegistryWorkflowId, rolloutClosedSignal, vetoedDigestQuery, type RolloutClosed, type Veto } from '../contract';
+import {
+  releaseRegistryWorkflowId,
+  rolloutClosedSignal,
+  vetoedDigestQuery,
+  WORKFLOW_TASK_TIMEOUT,
+  type RolloutClosed,
+  type Veto,
+} from '../contract';
 import type { ClosedRollout } from '../workflows/release-records';
 import { FileArtifactStore } from '../artifacts/store';
 import { join } from 'node:path';
 import { providerFor, requireClient, type ActivityDeps } from './deps';
+import { readWithHeartbeat, withHeartbeat } from './heartbeat';
 
 /** How long one attempt waits for an announced run to close (it announces just before it returns). */
 const CLOSE_WAIT_MS = 20_000;
@@ -34,13 +42,16 @@ export function releaseActivities(deps: ActivityDeps) {
   return {
     /** Tell the service's registry (started if absent) that this run closed; the registry reads it itself. */
     async announceRolloutClosed(input: { service: string; taskQueue: string } & RolloutClosed): Promise<void> {
-      await client().workflow.signalWithStart('releaseRegistryWorkflow', {
-        workflowId: releaseRegistryWorkflowId(input.service),
-        taskQueue: input.taskQueue,
-        args: [{ service: input.service }],
-        signal: rolloutClosedSignal,
-        signalArgs: [{ workflowId: input.workflowId, runId: input.runId }],
-      });
+      await withHeartbeat(() =>
+        client().workflow.signalWithStart('releaseRegistryWorkflow', {
+          workflowId: releaseRegistryWorkflowId(input.service),
+          taskQueue: input.taskQueue,
+          args: [{ service: input.service }],
+          signal: rolloutClosedSignal,
+          signalArgs: [{ workflowId: input.workflowId, runId: input.runId }],
+          workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
+        }),
+      );
     },
 
     /**
@@ -102,28 +113,32 @@ export function releaseActivities(deps: ActivityDeps) {
       // An embedded worker without a Temporal client has no registry either (only clients write
       // one). A registry that cannot be reached is retried and then fails the stage: never skipped.
       if (!deps.client) return null;
-      try {
-        return (
-          (await client().workflow.getHandle(releaseRegistryWorkflowId(input.service)).query(vetoedDigestQuery, input.digests)) ?? null
-        );
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return null;
-        throw err;
-      }
+      return readWithHeartbeat(async () => {
+        try {
+          return (
+            (await client().workflow.getHandle(releaseRegistryWorkflowId(input.service)).query(vetoedDigestQuery, input.digests)) ?? null
+          );
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) return null;
+          throw err;
+        }
+      });
     },
 
     /** Whether each target still has the version a rollback would route to (read from the cloud). */
     async findMissingVersions(input: { targets: { target: TargetSpec; version: string }[] }): Promise<string[]> {
-      const missing: string[] = [];
-      for (const { target, version } of input.targets) {
-        try {
-          await providerFor(deps, target).fingerprint(target, version, deps.hashKey);
-        } catch (err) {
-          if (isNotFound(err)) missing.push(`${target.name}: version ${version} no longer exists`);
-          else throw err;
+      return readWithHeartbeat(async () => {
+        const missing: string[] = [];
+        for (const { target, version } of input.targets) {
+          try {
+            await providerFor(deps, target).fingerprint(target, version, deps.hashKey);
+          } catch (err) {
+            if (isNotFound(err)) missing.push(`${target.name}: version ${version} no longer exists`);
+            else throw err;
+          }
         }
-      }
-      return missing;
+        return missing;
+      });
     },
   };
 }

@@ -19,6 +19,18 @@ export const TASK_QUEUE = 'rollgate';
 /** Default task queue of `rollgate runner` (build, test, migration commands); ROLLGATE_RUNNER_TASK_QUEUE overrides it. */
 export const RUNNER_TASK_QUEUE = 'rollgate-runner';
 
+/**
+ * Workflow task timeout of the workflows rollgate starts (rollouts, trains and their members, the
+ * dependency locks, the release registries; the server's default is 10 s): a workflow task held by
+ * a worker that died is handed to a live worker after this long. A task that takes longer on a
+ * live, loaded worker is not a failure: the server times it out and schedules it again (a retried
+ * task, attempt 2, 3...), the worker's late answer is refused and the run replays from history on
+ * its next task. What it costs under load is measured in the fleet harness (`workflow task
+ * timeouts` in `npm run faults -- --load N --fleet 2`; docs/DEVELOPMENT.md, "Fleet failover").
+ * A continue-as-new inherits its run's value.
+ */
+export const WORKFLOW_TASK_TIMEOUT = '2 seconds';
+
 /** One workflow per service at a time: Temporal itself refuses a second start with this id. */
 export function rolloutWorkflowId(service: string): string {
   return `rollout-${service}`;

@@ -16,6 +16,7 @@ import type { TargetSpec } from '../spec/schema';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 import type { ArtifactRef, TrafficFence } from '../providers/types';
 import { OperatorGate } from './gate';
+import { BEFORE_FAST_FAILOVER, type RolloutActivities } from './activity-options';
 import type { TrainLink } from './train-member';
 import { checkIdentity, describeIdentity, isApprover, sameIdentity, unverified } from './identity';
 import {
@@ -115,6 +116,11 @@ export class RolloutRun {
   train?: TrainLink;
   /** Whether this run checks vetoes, honours promotion pins and rollbacks to a release, and announces its close (patch `release-registry`). */
   usesReleaseRegistry = false;
+  /**
+   * The activity proxies of this run: heartbeat timeouts of 2 s since patch `rollgate-fast-failover`
+   * (src/workflows/activity-options.ts), the options of before for runs recorded before it.
+   */
+  acts: RolloutActivities = BEFORE_FAST_FAILOVER;
 
   // ---- verified identities (src/workflows/identity.ts, docs/security-identities.md) ----
   /** The starter: verified at the start when the worker has a verifier, else the `--by` name. */
