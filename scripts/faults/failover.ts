@@ -59,3 +59,41 @@ export function stallAfterKill(events: HistoryEvent[], killAtMs: number): { stal
   }
   return worst;
 }
+
+/** Timeouts in one rollout's history: what a dead worker caused, and what a live one did (too-short timeouts under load). */
+export interface TimeoutCounts {
+  /** Workflow tasks a worker started and did not complete in time (start-to-close). */
+  workflowTask: number;
+  /** ... of which more than `graceMs` after the kill (or with no kill at all): a live worker was too slow. */
+  workflowTaskLive: number;
+  /** Activity attempts retried after a heartbeat timeout. */
+  heartbeat: number;
+  /** ... of which retried more than `graceMs` after the kill (or before it, or with no kill): a live worker's heartbeats were late. */
+  heartbeatLive: number;
+}
+
+/**
+ * Counts the timeouts of a history. A workflow task timeout is counted at its event; a heartbeat
+ * timeout only shows as the last failure of the attempt that completed (the started event of the
+ * retry), so it is timed by that retry's start. Within `graceMs` after the kill they are the dead
+ * worker's; any other is a live worker's.
+ */
+export function timeoutsIn(events: HistoryEvent[], killAtMs: number | undefined, graceMs = 10_000): TimeoutCounts {
+  const c: TimeoutCounts = { workflowTask: 0, workflowTaskLive: 0, heartbeat: 0, heartbeatLive: 0 };
+  const live = (at: number) => killAtMs === undefined || at < killAtMs || at > killAtMs + graceMs;
+  const { TimeoutType } = temporal.api.enums.v1;
+  for (const e of events) {
+    const at = ms(e.eventTime);
+    if (e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT) {
+      if (e.workflowTaskTimedOutEventAttributes?.timeoutType !== TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE) continue;
+      c.workflowTask++;
+      if (live(at)) c.workflowTaskLive++;
+    } else if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED) {
+      const f = e.activityTaskStartedEventAttributes?.lastFailure;
+      if (f?.timeoutFailureInfo?.timeoutType !== TimeoutType.TIMEOUT_TYPE_HEARTBEAT) continue;
+      c.heartbeat++;
+      if (live(at)) c.heartbeatLive++;
+    }
+  }
+  return c;
+}

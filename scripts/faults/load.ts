@@ -35,7 +35,7 @@ import { Rng } from './prng';
 import { imageFor, PROJECT } from './spec-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { checkOneVersion, checkPromoted, checkStable, describeTarget, type Violation } from './invariants';
-import { stallAfterKill } from './failover';
+import { stallAfterKill, timeoutsIn, type TimeoutCounts } from './failover';
 
 export interface LoadOptions {
   rollouts: number;
@@ -175,6 +175,11 @@ export interface LoadSummary {
     stallMs: { p50?: number; p99?: number; max?: number };
     worst: string[];
   };
+  /**
+   * Timeouts in every rollout's history (failover.ts `timeoutsIn`): those of a live worker (not within
+   * 10 s after the kill) are the price of short workflow task and heartbeat timeouts under load.
+   */
+  timeouts: TimeoutCounts;
   simulator: { lambdaTicks: number; cloudRunTicks: number; metricPuts: number };
   /** Provider calls the worker made: Lambda API through the fault proxy, Cloud Run Admin API on the fake. */
   apiCalls: { lambda: number; cloudRun: number };
@@ -566,6 +571,14 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       };
     } else if (o.fleet) log('load: every rollout closed before the kill was due: no failover measured');
 
+    const timeouts: TimeoutCounts = { workflowTask: 0, workflowTaskLive: 0, heartbeat: 0, heartbeatLive: 0 };
+    await inLanes(rollouts, 8, async (r) => {
+      if (!r.handle) return;
+      const { events } = await r.handle.fetchHistory();
+      const t = timeoutsIn(events ?? [], killedAtMs);
+      for (const k of Object.keys(t) as (keyof TimeoutCounts)[]) timeouts[k] += t[k];
+    });
+
     const rows: LoadRolloutRow[] = [];
     const durations: number[] = [];
     await inLanes(rollouts, 8, async (r) => {
@@ -630,6 +643,7 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       },
       workerRssMaxMb: rssMax,
       fleet,
+      timeouts,
       workerRss: o.inProcess ? 'checker process (worker in process)' : 'worker child process',
       simulator: { lambdaTicks: lambdaSim.ticks, cloudRunTicks: runSim.ticks, metricPuts: lambdaSim.puts },
       apiCalls: { lambda: env.proxy.calls.length, cloudRun: Object.values(env.cloudRun.calls).reduce((a, b) => a + b, 0) },
@@ -677,6 +691,11 @@ export function loadTable(s: LoadSummary, o: { seed: number; breachShare: number
           ...s.fleet.worst.map((w, i): [string, string] => [`  worst ${i + 1}`, w]),
         ] as [string, string][])
       : []),
+    [
+      'workflow task timeouts',
+      `${s.timeouts.workflowTask} (${s.timeouts.workflowTaskLive} of a live worker: not within 10 s after a kill)`,
+    ],
+    ['heartbeat timeouts', `${s.timeouts.heartbeat} (${s.timeouts.heartbeatLive} of a live worker)`],
     ['violations', String(s.violations)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
