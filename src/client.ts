@@ -115,7 +115,7 @@ export async function startRollout(
       args: [input],
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      // A workflow task held by a dead worker moves to a live one after 2 s, not 10 (see WORKFLOW_TASK_TIMEOUT).
+      // Explicit, one knob for every start (see WORKFLOW_TASK_TIMEOUT: shorter values were measured slower).
       workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
       typedSearchAttributes: [
         { key: SA.service, value: spec.service },

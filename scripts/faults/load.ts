@@ -35,7 +35,7 @@ import { Rng } from './prng';
 import { imageFor, PROJECT } from './spec-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { checkOneVersion, checkPromoted, checkStable, describeTarget, type Violation } from './invariants';
-import { stallAfterKill, timeoutsIn, type TimeoutCounts } from './failover';
+import { addTimeouts, noTimeouts, stallAfterKill, timeoutsIn, type Phases, type TimeoutCounts } from './failover';
 
 export interface LoadOptions {
   rollouts: number;
@@ -571,12 +571,11 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       };
     } else if (o.fleet) log('load: every rollout closed before the kill was due: no failover measured');
 
-    const timeouts: TimeoutCounts = { workflowTask: 0, workflowTaskLive: 0, heartbeat: 0, heartbeatLive: 0 };
+    const timeouts = noTimeouts();
     await inLanes(rollouts, 8, async (r) => {
       if (!r.handle) return;
       const { events } = await r.handle.fetchHistory();
-      const t = timeoutsIn(events ?? [], killedAtMs);
-      for (const k of Object.keys(t) as (keyof TimeoutCounts)[]) timeouts[k] += t[k];
+      addTimeouts(timeouts, timeoutsIn(events ?? [], killedAtMs));
     });
 
     const rows: LoadRolloutRow[] = [];
@@ -656,6 +655,10 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
   }
 }
 
+/** A live worker's timeouts are the ones before the kill and more than 10 s after it. */
+const phasesText = (p: Phases, kill: boolean) =>
+  kill ? `${p.before} before the kill, ${p.within} within 10 s after it, ${p.after} later` : String(p.before);
+
 const sec = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(2)} s`);
 
 export function loadTable(s: LoadSummary, o: { seed: number; breachShare: number }): string[] {
@@ -691,11 +694,15 @@ export function loadTable(s: LoadSummary, o: { seed: number; breachShare: number
           ...s.fleet.worst.map((w, i): [string, string] => [`  worst ${i + 1}`, w]),
         ] as [string, string][])
       : []),
+    ['workflow task timeouts', phasesText(s.timeouts.workflowTask, !!s.fleet)],
+    ['heartbeat timeouts', phasesText(s.timeouts.heartbeat, !!s.fleet)],
     [
-      'workflow task timeouts',
-      `${s.timeouts.workflowTask} (${s.timeouts.workflowTaskLive} of a live worker: not within 10 s after a kill)`,
+      '  of a live worker',
+      Object.entries(s.timeouts.liveHeartbeatByType)
+        .sort((a, b) => b[1] - a[1])
+        .map(([t, n]) => `${t} ${n}`)
+        .join(', ') || 'none',
     ],
-    ['heartbeat timeouts', `${s.timeouts.heartbeat} (${s.timeouts.heartbeatLive} of a live worker)`],
     ['violations', String(s.violations)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));

@@ -3,6 +3,8 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { NonRetryableProviderError } from '../providers/types';
 import { redact } from '../security/redact';
 
+const HEARTBEAT_EVERY_MS = 500;
+
 /** What an attempt leaves in its heartbeat details for the attempts (and the timeout) after it. */
 export interface AttemptDetails {
   /** The last failure of an earlier attempt. */
@@ -10,7 +12,7 @@ export interface AttemptDetails {
 }
 
 /**
- * Heartbeat every second while a long call runs, so a dead worker is noticed in seconds. No-op
+ * Heartbeat every half second while a long call runs, so a dead worker is noticed in seconds. No-op
  * outside an activity. A failing attempt heartbeats its error and later attempts carry it on: when
  * the schedule-to-close deadline (`rollback.revert_retry_for`) fires while an attempt is still in
  * flight, the server's timeout has no cause, only the last heartbeat details, and the escalation
@@ -40,7 +42,10 @@ async function heartbeating<R>(fn: () => Promise<R>, endOnCancel: boolean): Prom
   if (!ctx) return fn();
   const earlier = ctx.info.heartbeatDetails as AttemptDetails | undefined;
   const details: AttemptDetails = earlier?.lastError ? { lastError: earlier.lastError } : {};
-  const timer = setInterval(() => heartbeat(details), 1000);
+  // Every 500 ms (the worker sends at most one a second, maxHeartbeatThrottleInterval): the first
+  // reaches the server ~0.5 s after the attempt began here, well inside a 2 s heartbeat timeout
+  // even when the attempt began late on a loaded worker; an attempt shorter than that sends none.
+  const timer = setInterval(() => heartbeat(details), HEARTBEAT_EVERY_MS);
   try {
     if (!endOnCancel) return await fn();
     const call = fn();

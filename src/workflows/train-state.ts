@@ -61,8 +61,6 @@ export class TrainRun {
   history: HistoryEntry[] = [];
   /** Authenticates the messages between the train and its members (a local activity makes it). */
   nonce = '';
-  /** Members start with a 2 s workflow task timeout (patch `train-member-task-timeout`, decided at the train's start). */
-  shortMemberTaskTimeout = false;
   /** Lockstep: the last traffic stage every member was told to go to. */
   wave = 0;
   stoppedBy?: string;

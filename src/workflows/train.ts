@@ -8,22 +8,17 @@
  * train again) or `abort` (close). An operator's `abort` of the train reverts every member the same
  * way and closes it.
  */
-import { condition, getExternalWorkflowHandle, ParentClosePolicy, patched, startChild, workflowInfo } from '@temporalio/workflow';
+import { condition, getExternalWorkflowHandle, ParentClosePolicy, startChild, workflowInfo } from '@temporalio/workflow';
 import type { rolloutWorkflow } from './rollout';
-import { SA, WORKFLOW_TASK_TIMEOUT, type RolloutInput, type RolloutResult } from '../contract';
+import { SA, type RolloutInput, type RolloutResult } from '../contract';
 import { trainDecisionSignal, type TrainDecision, type TrainInput, type TrainResult, type TrainState } from '../contract';
 import { TrainRun, type TrainMember, type TrainStop } from './train-state';
 import { revertOrder } from './train-order';
 import { alerts, local } from './activity-options';
 import { failureMessage } from './saga';
 
-/** Marks trains whose members start with a short workflow task timeout (WORKFLOW_TASK_TIMEOUT, not the server's 10 s). */
-export const TRAIN_MEMBER_TASK_TIMEOUT_PATCH = 'train-member-task-timeout';
-
 export async function trainWorkflow(input: TrainInput): Promise<TrainResult> {
   const train = new TrainRun(input);
-  // Decided at the start, before any handler or local activity: trains recorded before start their members as they did.
-  train.shortMemberTaskTimeout = patched(TRAIN_MEMBER_TASK_TIMEOUT_PATCH);
   train.installHandlers();
   train.publish();
   train.nonce = await local.newMessageNonce();
@@ -82,8 +77,6 @@ async function runMember(train: TrainRun, m: TrainMember): Promise<void> {
       // A member is never cut off mid-traffic by what happens to its train (a terminate): it keeps
       // holding or running, and an operator's `abort` of it still reverts it.
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      // A member's workflow task held by a dead worker moves to a live one after 2 s, not 10.
-      ...(train.shortMemberTaskTimeout ? { workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT } : {}),
       typedSearchAttributes: [
         { key: SA.service, value: m.service },
         { key: SA.release, value: m.release },
