@@ -8,7 +8,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { LambdaClient, ListTagsCommand, GetFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { temporal } from '@temporalio/proto';
+import { msToNumber } from '@temporalio/common';
 import { startRollout } from '../src/client';
+import { FAILOVER_HEARTBEAT_TIMEOUT } from '../src/workflows/activity-options';
 import type { RolloutResult } from '../src/contract';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { RecordedCall } from '../src/dev/fault-proxy';
@@ -82,7 +84,7 @@ test('SIGKILL while recordRelease (a reads activity) is in flight: its retry sta
         e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED &&
         e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordRelease',
     )!;
-    expect(ms(scheduled.activityTaskScheduledEventAttributes!.heartbeatTimeout)).toBe(2000);
+    expect(ms(scheduled.activityTaskScheduledEventAttributes!.heartbeatTimeout)).toBe(msToNumber(FAILOVER_HEARTBEAT_TIMEOUT));
     const started = events.find(
       (e) =>
         e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED &&

@@ -1,5 +1,5 @@
 /**
- * The `reads` activities have a 2 s heartbeat timeout since patch `rollgate-fast-failover`: a read
+ * The `reads` activities have a 5 s heartbeat timeout since patch `rollgate-fast-failover`: a read
  * that takes longer must heartbeat while it waits (else a healthy slow read times out and burns an
  * attempt), and a cancelled read ends at once instead of waiting for an answer nobody needs.
  */
@@ -38,7 +38,7 @@ function activitiesWith(provider: TargetProvider<any>) {
 
 test('a read that takes 2.5 s heartbeats while it waits', async () => {
   const { provider } = slowProvider(2500);
-  const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 2000 });
+  const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 5000 });
   const beats: unknown[] = [];
   env.on('heartbeat', (d: unknown) => beats.push(d));
   const acts = activitiesWith(provider);
@@ -50,7 +50,7 @@ test('a read that takes 2.5 s heartbeats while it waits', async () => {
 
 test('a cancelled read ends at once, without waiting for the provider', async () => {
   const { provider, release } = slowProvider(60_000);
-  const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 2000 });
+  const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 5000 });
   const acts = activitiesWith(provider);
   const t0 = Date.now();
   const running = env.run(acts.readTraffic, { target });

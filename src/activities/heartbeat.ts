@@ -43,7 +43,7 @@ async function heartbeating<R>(fn: () => Promise<R>, endOnCancel: boolean): Prom
   const earlier = ctx.info.heartbeatDetails as AttemptDetails | undefined;
   const details: AttemptDetails = earlier?.lastError ? { lastError: earlier.lastError } : {};
   // Every 500 ms (the worker sends at most one a second, maxHeartbeatThrottleInterval): the first
-  // reaches the server ~0.5 s after the attempt began here, well inside a 2 s heartbeat timeout
+  // reaches the server ~0.5 s after the attempt began here, well inside the 5 s heartbeat timeout
   // even when the attempt began late on a loaded worker; an attempt shorter than that sends none.
   const timer = setInterval(() => heartbeat(details), HEARTBEAT_EVERY_MS);
   try {

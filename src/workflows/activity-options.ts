@@ -100,14 +100,18 @@ export const alerts = proxyActivities<Activities>({
 
 /**
  * How long the server waits for a heartbeat before it gives an attempt up and retries it elsewhere,
- * for runs since patch `rollgate-fast-failover`. Every activity of `failoverActivities` heartbeats
- * every second while it runs (withHeartbeat, src/activities/heartbeat.ts), and the worker sends a
- * heartbeat at most a second after it is made (`maxHeartbeatThrottleInterval`, src/worker.ts): so a
- * healthy attempt's heartbeats are about 1 s apart, half the timeout, and a dead worker's attempt is
- * retried on a live worker about 2.5 s after its last heartbeat (2 s + the first retry interval).
- * Measured: docs/DEVELOPMENT.md, "Fleet failover".
+ * for runs since patch `rollgate-fast-failover`. Every activity of `FAST_FAILOVER` heartbeats every
+ * 500 ms while it runs (withHeartbeat, src/activities/heartbeat.ts) and the worker sends one at
+ * most a second after it is made (`maxHeartbeatThrottleInterval`, src/worker.ts), so a healthy
+ * attempt's heartbeats are about 1 s apart, and a dead worker's attempt is retried on a live worker
+ * about 5.5 s after its last one (5 s + the first retry interval). Measured (docs/DEVELOPMENT.md,
+ * "Fleet failover"): 2 s gave 576 heartbeat timeouts of live workers with 200 rollouts on a
+ * loaded survivor (each a retry, 8 attempts at most: two healthy rollouts failed a stage on it);
+ * 5 s gave none there and the same stall at 40 (p50 2.0 s; the p99 is the 10 s workflow task
+ * timeout of tasks held by the dead worker, WORKFLOW_TASK_TIMEOUT, which a shorter heartbeat
+ * timeout would not move).
  */
-export const FAILOVER_HEARTBEAT_TIMEOUT: Duration = '2 seconds';
+export const FAILOVER_HEARTBEAT_TIMEOUT: Duration = '5 seconds';
 
 /** The activity proxies one rollout run uses for its provider and Temporal calls (see `activitiesFor`). */
 export interface RolloutActivities {
@@ -123,16 +127,16 @@ export const BEFORE_FAST_FAILOVER: RolloutActivities = { reads, watched, changes
 
 /**
  * Runs since patch `rollgate-fast-failover` (decided at the start of the run): a dead worker's
- * attempt is noticed after FAILOVER_HEARTBEAT_TIMEOUT, not after a 2-minute start-to-close (reads)
- * or a 10 s heartbeat timeout (everything else). Start-to-close timeouts and retry policies are
+ * attempt is noticed after FAILOVER_HEARTBEAT_TIMEOUT (5 s), not after a 2-minute start-to-close
+ * (reads) or a 10 s heartbeat timeout (everything else). Start-to-close timeouts and retry policies are
  * the same as before; revert retries are unchanged (for `revert_retry_for`, then a human is told).
  *
  * `reads` heartbeat rather than get a short start-to-close: a short start-to-close would have to
- * be ~2 s to give the same failover, and a healthy read can take longer on a loaded emulator or
+ * be a few seconds to give the same failover, and a healthy read can take longer on a loaded emulator or
  * cloud (moto under `--load 500` answered some calls after a minute), so each slow call would burn
  * one of the 8 attempts and could fail the stage. A heartbeat timeout measures whether the worker
  * is alive, not how long the call takes; a read that finishes within a second sends no heartbeat
- * at all (withHeartbeat's first is after 1 s). Per activity: readTraffic, checkParity and
+ * at all (withHeartbeat's first is after 500 ms). Per activity: readTraffic, checkParity and
  * findMissingVersions (provider reads, checkParity several at once), findVeto and
  * confirmDependencyLock (Temporal queries, which wait for the queried workflow's worker) and
  * consecutiveStageFailures (a visibility list plus one result read per earlier run) heartbeat and
@@ -143,10 +147,10 @@ export const BEFORE_FAST_FAILOVER: RolloutActivities = { reads, watched, changes
  * Traffic changes and reverts get the same heartbeat timeout: they already heartbeat every second
  * (withHeartbeat), are idempotent (providers read first and skip what is already done) and check
  * for cancellation before every write; an attempt the server gave up on while its worker still runs
- * (a stall past 2 s) learns it within a second (NOT_FOUND on its next heartbeat) and stops before
+ * (a stall past 5 s) learns it within a second (NOT_FOUND on its next heartbeat) and stops before
  * its next write, and any forward write it still sends is refused after a revert by the fence
- * (src/providers/fence.ts). A stall past 2 s on a healthy worker costs one retry, counted in the
- * fleet harness (`spurious heartbeat timeouts`).
+ * (src/providers/fence.ts). A stall past 5 s on a healthy worker costs one retry, counted in the
+ * fleet harness (`heartbeat timeouts ... of a live worker`).
  */
 export const FAST_FAILOVER: RolloutActivities = {
   reads: proxyActivities<Activities>({

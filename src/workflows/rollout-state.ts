@@ -117,7 +117,7 @@ export class RolloutRun {
   /** Whether this run checks vetoes, honours promotion pins and rollbacks to a release, and announces its close (patch `release-registry`). */
   usesReleaseRegistry = false;
   /**
-   * The activity proxies of this run: heartbeat timeouts of 2 s since patch `rollgate-fast-failover`
+   * The activity proxies of this run: heartbeat timeouts of 5 s since patch `rollgate-fast-failover`
    * (src/workflows/activity-options.ts), the options of before for runs recorded before it.
    */
   acts: RolloutActivities = BEFORE_FAST_FAILOVER;

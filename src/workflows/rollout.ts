@@ -69,7 +69,7 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
   if (membership) run.train = new TrainLink(membership, run);
   // Decided once too: vetoes, promotion pins, rollbacks to a release and the registry announcement.
   run.usesReleaseRegistry = patched(RELEASE_REGISTRY_PATCH);
-  // Decided once too, before any activity is scheduled: heartbeat timeouts of 2 s (a dead worker's
+  // Decided once too, before any activity is scheduled: heartbeat timeouts of 5 s (a dead worker's
   // activity moves on in seconds); a run recorded before keeps the options it was recorded with.
   run.acts = activitiesFor(patched(FAST_FAILOVER_PATCH));
   // A rollback to a release has no bake to hand over from; its waits are short.
