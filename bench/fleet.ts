@@ -39,6 +39,10 @@ export async function benchFleet(): Promise<void> {
     v: 0,
   });
   report('fleet', 'fleet failover: rollouts open at the kill', summary.fleet?.openAtKill ?? 0, 'count');
+  // The price of 2 s workflow task and heartbeat timeouts under load: those of a live worker (not within 10 s after the kill).
+  const t = summary.timeouts;
+  report('fleet', 'fleet failover: workflow task timeouts of a live worker', t.workflowTask.before + t.workflowTask.after, 'count');
+  report('fleet', 'fleet failover: heartbeat timeouts of a live worker', t.heartbeat.before + t.heartbeat.after, 'count');
   if (summary.fleet?.stallMs.p50 !== undefined) {
     report('fleet', 'fleet failover: stall p50', summary.fleet.stallMs.p50, 'ms');
     report('fleet', 'fleet failover: stall p99', summary.fleet.stallMs.p99!, 'ms', { op: '<=', v: 3000 });

@@ -8,7 +8,16 @@ import { ServiceError, type Client, type WorkflowHandleWithFirstExecutionRunId }
 import { formatDuration } from './spec/duration';
 import type { RolloutSpec } from './spec/schema';
 import { MAX_SPEC_BYTES } from './spec/validate';
-import { SA, RUNNER_TASK_QUEUE, TASK_QUEUE, imageDigest, rolloutWorkflowId, type RolloutInput, type RolloutStatus } from './contract';
+import {
+  SA,
+  RUNNER_TASK_QUEUE,
+  TASK_QUEUE,
+  WORKFLOW_TASK_TIMEOUT,
+  imageDigest,
+  rolloutWorkflowId,
+  type RolloutInput,
+  type RolloutStatus,
+} from './contract';
 import type { rolloutWorkflow } from './workflows/rollout';
 import { RolloutRefusedError } from './client/errors';
 import { getStatus, observeRollout, type RolloutObservation } from './client/status';
@@ -106,6 +115,8 @@ export async function startRollout(
       args: [input],
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      // Explicit, one knob for every start (see WORKFLOW_TASK_TIMEOUT: shorter values were measured slower).
+      workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
       typedSearchAttributes: [
         { key: SA.service, value: spec.service },
         { key: SA.release, value: spec.release },

@@ -26,7 +26,7 @@ import {
   type Veto,
 } from './contract';
 import { promotionPin, promotionRefusal, rollbackPlan, targetIdentity } from './workflows/release-records';
-import { TASK_QUEUE } from './contract';
+import { TASK_QUEUE, WORKFLOW_TASK_TIMEOUT } from './contract';
 import type { rolloutWorkflow } from './workflows/rollout';
 
 type Handle = WorkflowHandleWithFirstExecutionRunId<typeof rolloutWorkflow>;
@@ -151,6 +151,7 @@ export async function recordClosedRollout(
     args: [{ service }],
     signal: rolloutClosedSignal,
     signalArgs: [{ workflowId, runId }],
+    workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
   });
 }
 

@@ -6,7 +6,7 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { redactDeep } from './security/redact';
 import { getStatus, RolloutRefusedError } from './client';
-import { SA, RUNNER_TASK_QUEUE, TASK_QUEUE, rolloutWorkflowId, type RolloutStatus } from './contract';
+import { SA, RUNNER_TASK_QUEUE, TASK_QUEUE, WORKFLOW_TASK_TIMEOUT, rolloutWorkflowId, type RolloutStatus } from './contract';
 import { trainStatusQuery, trainWorkflowId, type TrainInput, type TrainResult, type TrainSpec, type TrainStatus } from './contract/train';
 import type { trainWorkflow } from './workflows/train';
 
@@ -61,6 +61,7 @@ export async function startTrain(
       args: [input],
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
       typedSearchAttributes: [
         { key: SA.train, value: train.train },
         { key: SA.release, value: train.train },

@@ -59,3 +59,61 @@ export function stallAfterKill(events: HistoryEvent[], killAtMs: number): { stal
   }
   return worst;
 }
+
+/** Timeouts in one rollout's history, by when they happened relative to the kill (no kill: all `before`). */
+export interface TimeoutCounts {
+  /** Workflow tasks a worker started and did not complete in time (start-to-close). */
+  workflowTask: Phases;
+  /** Activity attempts retried after a heartbeat timeout (timed by the retry's start). */
+  heartbeat: Phases;
+  /** Heartbeat timeouts of a live worker (before the kill or past the grace) by activity type. */
+  liveHeartbeatByType: Record<string, number>;
+}
+
+/** Before the kill and more than `graceMs` after it: a live worker was too slow; within: the dead worker's. */
+export interface Phases {
+  before: number;
+  within: number;
+  after: number;
+}
+
+export const noTimeouts = (): TimeoutCounts => ({
+  workflowTask: { before: 0, within: 0, after: 0 },
+  heartbeat: { before: 0, within: 0, after: 0 },
+  liveHeartbeatByType: {},
+});
+
+export function addTimeouts(into: TimeoutCounts, c: TimeoutCounts): void {
+  for (const k of ['workflowTask', 'heartbeat'] as const) for (const p of ['before', 'within', 'after'] as const) into[k][p] += c[k][p];
+  for (const [t, n] of Object.entries(c.liveHeartbeatByType)) into.liveHeartbeatByType[t] = (into.liveHeartbeatByType[t] ?? 0) + n;
+}
+
+/**
+ * Counts the timeouts of a history. A workflow task timeout is counted at its event; a heartbeat
+ * timeout only shows as the last failure of the attempt that completed (the started event of the
+ * retry), so it is timed by that retry's start.
+ */
+export function timeoutsIn(events: HistoryEvent[], killAtMs: number | undefined, graceMs = 10_000): TimeoutCounts {
+  const c = noTimeouts();
+  const phase = (at: number): keyof Phases =>
+    killAtMs === undefined || at < killAtMs ? 'before' : at <= killAtMs + graceMs ? 'within' : 'after';
+  const { TimeoutType } = temporal.api.enums.v1;
+  const types = new Map<string, string>();
+  for (const e of events) {
+    const at = ms(e.eventTime);
+    if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+      types.set(String(e.eventId), e.activityTaskScheduledEventAttributes?.activityType?.name ?? '?');
+    if (e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT) {
+      if (e.workflowTaskTimedOutEventAttributes?.timeoutType === TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE) c.workflowTask[phase(at)]++;
+    } else if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED) {
+      const f = e.activityTaskStartedEventAttributes?.lastFailure;
+      if (f?.timeoutFailureInfo?.timeoutType !== TimeoutType.TIMEOUT_TYPE_HEARTBEAT) continue;
+      const p = phase(at);
+      c.heartbeat[p]++;
+      if (p === 'within') continue;
+      const type = types.get(String(e.activityTaskStartedEventAttributes?.scheduledEventId)) ?? '?';
+      c.liveHeartbeatByType[type] = (c.liveHeartbeatByType[type] ?? 0) + 1;
+    }
+  }
+  return c;
+}

@@ -35,7 +35,7 @@ import { Rng } from './prng';
 import { imageFor, PROJECT } from './spec-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { checkOneVersion, checkPromoted, checkStable, describeTarget, type Violation } from './invariants';
-import { stallAfterKill } from './failover';
+import { addTimeouts, noTimeouts, stallAfterKill, timeoutsIn, type Phases, type TimeoutCounts } from './failover';
 
 export interface LoadOptions {
   rollouts: number;
@@ -175,6 +175,11 @@ export interface LoadSummary {
     stallMs: { p50?: number; p99?: number; max?: number };
     worst: string[];
   };
+  /**
+   * Timeouts in every rollout's history (failover.ts `timeoutsIn`): those of a live worker (not within
+   * 10 s after the kill) are the price of short workflow task and heartbeat timeouts under load.
+   */
+  timeouts: TimeoutCounts;
   simulator: { lambdaTicks: number; cloudRunTicks: number; metricPuts: number };
   /** Provider calls the worker made: Lambda API through the fault proxy, Cloud Run Admin API on the fake. */
   apiCalls: { lambda: number; cloudRun: number };
@@ -566,6 +571,13 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       };
     } else if (o.fleet) log('load: every rollout closed before the kill was due: no failover measured');
 
+    const timeouts = noTimeouts();
+    await inLanes(rollouts, 8, async (r) => {
+      if (!r.handle) return;
+      const { events } = await r.handle.fetchHistory();
+      addTimeouts(timeouts, timeoutsIn(events ?? [], killedAtMs));
+    });
+
     const rows: LoadRolloutRow[] = [];
     const durations: number[] = [];
     await inLanes(rollouts, 8, async (r) => {
@@ -630,6 +642,7 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
       },
       workerRssMaxMb: rssMax,
       fleet,
+      timeouts,
       workerRss: o.inProcess ? 'checker process (worker in process)' : 'worker child process',
       simulator: { lambdaTicks: lambdaSim.ticks, cloudRunTicks: runSim.ticks, metricPuts: lambdaSim.puts },
       apiCalls: { lambda: env.proxy.calls.length, cloudRun: Object.values(env.cloudRun.calls).reduce((a, b) => a + b, 0) },
@@ -641,6 +654,10 @@ export async function runLoad(shared: Shared, o: LoadOptions): Promise<LoadSumma
     await env.close().catch(() => undefined);
   }
 }
+
+/** A live worker's timeouts are the ones before the kill and more than 10 s after it. */
+const phasesText = (p: Phases, kill: boolean) =>
+  kill ? `${p.before} before the kill, ${p.within} within 10 s after it, ${p.after} later` : String(p.before);
 
 const sec = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(2)} s`);
 
@@ -677,6 +694,15 @@ export function loadTable(s: LoadSummary, o: { seed: number; breachShare: number
           ...s.fleet.worst.map((w, i): [string, string] => [`  worst ${i + 1}`, w]),
         ] as [string, string][])
       : []),
+    ['workflow task timeouts', phasesText(s.timeouts.workflowTask, !!s.fleet)],
+    ['heartbeat timeouts', phasesText(s.timeouts.heartbeat, !!s.fleet)],
+    [
+      '  of a live worker',
+      Object.entries(s.timeouts.liveHeartbeatByType)
+        .sort((a, b) => b[1] - a[1])
+        .map(([t, n]) => `${t} ${n}`)
+        .join(', ') || 'none',
+    ],
     ['violations', String(s.violations)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));

@@ -8,9 +8,11 @@ import {
   lockReleaseSignal,
   lockRequestQuery,
   lockStateQuery,
+  WORKFLOW_TASK_TIMEOUT,
   type LockHolder,
 } from '../contract';
 import { requireClient, type ActivityDeps } from './deps';
+import { readWithHeartbeat, withHeartbeat } from './heartbeat';
 
 export function coordinationActivities(deps: ActivityDeps) {
   const client = () => requireClient(deps, 'shared_dependencies');
@@ -39,22 +41,27 @@ export function coordinationActivities(deps: ActivityDeps) {
       nonce?: string;
       taskQueue: string;
     }): Promise<void> {
-      await client().workflow.signalWithStart('dependencyLockWorkflow', {
-        workflowId: dependencyLockWorkflowId(input.dependency),
-        taskQueue: input.taskQueue,
-        args: [{ dependency: input.dependency }],
-        signal: lockAcquireSignal,
-        signalArgs: [lockHolder(input)],
-      });
+      await withHeartbeat(() =>
+        client().workflow.signalWithStart('dependencyLockWorkflow', {
+          workflowId: dependencyLockWorkflowId(input.dependency),
+          taskQueue: input.taskQueue,
+          args: [{ dependency: input.dependency }],
+          signal: lockAcquireSignal,
+          signalArgs: [lockHolder(input)],
+          workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
+        }),
+      );
     },
 
     /** Only a release with the nonce the lock was requested with frees an entry queued with one. */
     async releaseDependencyLock(input: { dependency: string; holder: string; runId?: string; nonce?: string }): Promise<void> {
-      try {
-        await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).signal(lockReleaseSignal, lockHolder(input));
-      } catch (err) {
-        if ((err as Error).name !== 'WorkflowNotFoundError') throw err; // lock already gone: nothing to release
-      }
+      await withHeartbeat(async () => {
+        try {
+          await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).signal(lockReleaseSignal, lockHolder(input));
+        } catch (err) {
+          if ((err as Error).name !== 'WorkflowNotFoundError') throw err; // lock already gone: nothing to release
+        }
+      });
     },
 
     /**
@@ -62,13 +69,15 @@ export function coordinationActivities(deps: ActivityDeps) {
      * sent by anyone, the lock's state cannot. A holder queued by the first lock version has no run id.
      */
     async confirmDependencyLock(input: { dependency: string; holder: string; runId: string }): Promise<boolean> {
-      try {
-        const state = await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).query(lockStateQuery);
-        return state.holder === input.holder && (state.holderRunId === undefined || state.holderRunId === input.runId);
-      } catch (err) {
-        if ((err as Error).name === 'WorkflowNotFoundError') return false;
-        throw err;
-      }
+      return readWithHeartbeat(async () => {
+        try {
+          const state = await client().workflow.getHandle(dependencyLockWorkflowId(input.dependency)).query(lockStateQuery);
+          return state.holder === input.holder && (state.holderRunId === undefined || state.holderRunId === input.runId);
+        } catch (err) {
+          if ((err as Error).name === 'WorkflowNotFoundError') return false;
+          throw err;
+        }
+      });
     },
 
     /**

@@ -13,6 +13,7 @@ import {
   releaseRegistryWorkflowId,
   rolloutClosedSignal,
   vetoedDigestQuery,
+  WORKFLOW_TASK_TIMEOUT,
   type ReleaseGate,
   type ReleaseGateArgs,
   type RolloutClosed,
@@ -22,6 +23,7 @@ import { targetIdentity, type ClosedRollout } from '../workflows/release-records
 import { FileArtifactStore } from '../artifacts/store';
 import { join } from 'node:path';
 import { providerFor, requireClient, type ActivityDeps } from './deps';
+import { readWithHeartbeat, withHeartbeat } from './heartbeat';
 
 /** How long one attempt waits for an announced run to close (it announces just before it returns). */
 const CLOSE_WAIT_MS = 20_000;
@@ -43,13 +45,16 @@ export function releaseActivities(deps: ActivityDeps) {
   return {
     /** Tell the service's registry (started if absent) that this run closed; the registry reads it itself. */
     async announceRolloutClosed(input: { service: string; taskQueue: string } & RolloutClosed): Promise<void> {
-      await client().workflow.signalWithStart('releaseRegistryWorkflow', {
-        workflowId: releaseRegistryWorkflowId(input.service),
-        taskQueue: input.taskQueue,
-        args: [{ service: input.service }],
-        signal: rolloutClosedSignal,
-        signalArgs: [{ workflowId: input.workflowId, runId: input.runId }],
-      });
+      await withHeartbeat(() =>
+        client().workflow.signalWithStart('releaseRegistryWorkflow', {
+          workflowId: releaseRegistryWorkflowId(input.service),
+          taskQueue: input.taskQueue,
+          args: [{ service: input.service }],
+          signal: rolloutClosedSignal,
+          signalArgs: [{ workflowId: input.workflowId, runId: input.runId }],
+          workflowTaskTimeout: WORKFLOW_TASK_TIMEOUT,
+        }),
+      );
     },
 
     /**
@@ -113,14 +118,16 @@ export function releaseActivities(deps: ActivityDeps) {
       // An embedded worker without a Temporal client has no registry either (only clients write
       // one). A registry that cannot be reached is retried and then fails the stage: never skipped.
       if (!deps.client) return null;
-      try {
-        return (
-          (await client().workflow.getHandle(releaseRegistryWorkflowId(input.service)).query(vetoedDigestQuery, input.digests)) ?? null
-        );
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return null;
-        throw err;
-      }
+      return readWithHeartbeat(async () => {
+        try {
+          return (
+            (await client().workflow.getHandle(releaseRegistryWorkflowId(input.service)).query(vetoedDigestQuery, input.digests)) ?? null
+          );
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) return null;
+          throw err;
+        }
+      });
     },
 
     /**
@@ -134,27 +141,32 @@ export function releaseActivities(deps: ActivityDeps) {
         return args.pinned
           ? { pinRefusal: 'pinnedArtifact: no Temporal client on this worker to check the pin with the release registry' }
           : {};
-      try {
-        return await client().workflow.getHandle(releaseRegistryWorkflowId(service)).query(releaseGateQuery, args);
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError)
-          return args.pinned ? { pinRefusal: `pinnedArtifact: no release registry for ${service}: nothing verified the pin` } : {};
-        throw err;
-      }
+      // Heartbeats like every read (patch rollgate-fast-failover: a 5 s heartbeat timeout).
+      return readWithHeartbeat(async () => {
+        try {
+          return await client().workflow.getHandle(releaseRegistryWorkflowId(service)).query(releaseGateQuery, args);
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError)
+            return args.pinned ? { pinRefusal: `pinnedArtifact: no release registry for ${service}: nothing verified the pin` } : {};
+          throw err;
+        }
+      });
     },
 
     /** Whether each target still has the version a rollback would route to (read from the cloud). */
     async findMissingVersions(input: { targets: { target: TargetSpec; version: string }[] }): Promise<string[]> {
-      const missing: string[] = [];
-      for (const { target, version } of input.targets) {
-        try {
-          await providerFor(deps, target).fingerprint(target, version, deps.hashKey);
-        } catch (err) {
-          if (isNotFound(err)) missing.push(`${target.name}: version ${version} no longer exists`);
-          else throw err;
+      return readWithHeartbeat(async () => {
+        const missing: string[] = [];
+        for (const { target, version } of input.targets) {
+          try {
+            await providerFor(deps, target).fingerprint(target, version, deps.hashKey);
+          } catch (err) {
+            if (isNotFound(err)) missing.push(`${target.name}: version ${version} no longer exists`);
+            else throw err;
+          }
         }
-      }
-      return missing;
+        return missing;
+      });
     },
   };
 }

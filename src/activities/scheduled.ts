@@ -2,14 +2,14 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRollout, RolloutRefusedError, startRollout } from '../client';
-import { QueryNotRegisteredError, type WorkflowHandle } from '@temporalio/client';
+import { QueryNotRegisteredError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { RollbackRule, RolloutSpec } from '../spec/schema';
 import type { ArtifactRef } from '../providers/types';
 import { judgeThreshold } from '../analysis/threshold-judge';
 import { messageNonceQuery, rolloutWorkflowId, type RolloutResult, type RolloutStatus, type Verdict } from '../contract';
 import { nativeMetricSource, requireClient, type ActivityDeps } from './deps';
 import type { AnalysisTarget } from './analysis';
-import { withHeartbeat } from './heartbeat';
+import { readWithHeartbeat, withHeartbeat } from './heartbeat';
 
 export interface ServiceRollout {
   workflowId: string;
@@ -99,20 +99,7 @@ export function scheduledActivities(deps: ActivityDeps) {
      * read from the closed runs' results in visibility, newest first.
      */
     async consecutiveStageFailures(input: { service: string; stage: string; workflowId: string }): Promise<number> {
-      const c = client();
-      const runs: { runId: string; start: number }[] = [];
-      for await (const wf of c.workflow.list({ query: `WorkflowId = '${input.workflowId}' AND ExecutionStatus = 'Completed'` })) {
-        runs.push({ runId: wf.runId, start: wf.startTime.getTime() });
-        if (runs.length >= 100) break;
-      }
-      runs.sort((a, b) => b.start - a.start);
-      let streak = 1; // this rollout
-      for (const r of runs) {
-        const res = (await c.workflow.getHandle(input.workflowId, r.runId).result()) as RolloutResult;
-        if (res.state === 'succeeded' || res.status.failedStage !== input.stage) break;
-        streak++;
-      }
-      return streak;
+      return readWithHeartbeat(() => countStageFailures(client(), input));
     },
 
     /** Start the revert of a promoted release under the service's rollout id (which pauses its pipeline). */
@@ -157,4 +144,21 @@ export function scheduledActivities(deps: ActivityDeps) {
       }
     },
   };
+}
+
+/** consecutiveStageFailures' work: the closed runs of the rollout id, newest first, until one did not fail in `stage`. */
+async function countStageFailures(c: Client, input: { stage: string; workflowId: string }): Promise<number> {
+  const runs: { runId: string; start: number }[] = [];
+  for await (const wf of c.workflow.list({ query: `WorkflowId = '${input.workflowId}' AND ExecutionStatus = 'Completed'` })) {
+    runs.push({ runId: wf.runId, start: wf.startTime.getTime() });
+    if (runs.length >= 100) break;
+  }
+  runs.sort((a, b) => b.start - a.start);
+  let streak = 1; // this rollout
+  for (const r of runs) {
+    const res = (await c.workflow.getHandle(input.workflowId, r.runId).result()) as RolloutResult;
+    if (res.state === 'succeeded' || res.status.failedStage !== input.stage) break;
+    streak++;
+  }
+  return streak;
 }

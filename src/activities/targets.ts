@@ -13,7 +13,7 @@ import { stopIfCancelled } from '../providers/cancellation';
 import { compareFingerprints, type DriftReport } from '../providers/fingerprint';
 import { parityPairs, parityReport, type ParityConfig, type ParityReport } from '../providers/parity';
 import { providerFor, type ActivityDeps } from './deps';
-import { mapProviderErrors, withHeartbeat } from './heartbeat';
+import { mapProviderErrors, readWithHeartbeat, withHeartbeat } from './heartbeat';
 import { FileArtifactStore, localArtifactCopy, parseS3Location } from '../artifacts/store';
 import { RELEASE_CONTRACT_KEYS } from '../contract';
 
@@ -56,7 +56,7 @@ export interface ParityCheck {
 export function targetActivities(deps: ActivityDeps) {
   return {
     async readTraffic(input: { target: TargetSpec }): Promise<TrafficState> {
-      return mapProviderErrors(() => providerFor(deps, input.target).readTraffic(input.target));
+      return readWithHeartbeat(() => mapProviderErrors(() => providerFor(deps, input.target).readTraffic(input.target)));
     },
 
     /** Deploys from the shared artifact store, so any worker can deploy any release (see deployableArtifact). */
@@ -120,26 +120,7 @@ export function targetActivities(deps: ActivityDeps) {
      * in this one call, so all env hashes share one key (ROLLGATE_HASH_KEY may be per process).
      */
     async checkParity(input: { targets: { target: TargetSpec; version: string }[]; canary: string[] }): Promise<ParityCheck> {
-      return mapProviderErrors(async () => {
-        const versions = new Map(input.targets.map((t) => [t.target.name, t.version]));
-        const { pairs, unchecked } = parityPairs(
-          input.targets.map((t) => t.target),
-          input.canary,
-        );
-        const needed = new Map<string, TargetSpec>();
-        for (const p of pairs) needed.set(p.target.name, p.target).set(p.canary.name, p.canary);
-        const configs = new Map<string, ParityConfig>();
-        await Promise.all(
-          [...needed.values()].map(async (t) =>
-            configs.set(t.name, await providerFor(deps, t).readParityConfig(t, versions.get(t.name)!, deps.hashKey)),
-          ),
-        );
-        const reports = pairs
-          .map((p) => parityReport(p.target.name, p.canary.name, configs.get(p.canary.name)!, configs.get(p.target.name)!))
-          .filter((r) => r.differences.length > 0)
-          .map((r) => ({ target: r.target, canary: r.canary, fields: r.differences.map((d) => d.field), message: r.message }));
-        return { reports, compared: pairs.length, unchecked };
-      });
+      return readWithHeartbeat(() => checkParityNow(deps, input));
     },
 
     /** A forward step; refused (Fenced) once a revert of the same pass marked the target. */
@@ -180,13 +161,42 @@ export function targetActivities(deps: ActivityDeps) {
       );
     },
 
+    /** A tag write after the promotion: heartbeats (it has a heartbeat timeout), a call sent is let finish. */
     async recordRelease(input: { target: TargetSpec; version: string; release: string; digest: string }) {
-      return mapProviderErrors(() =>
-        providerFor(deps, input.target).recordRelease(input.target, input.version, input.release, input.digest),
+      return withHeartbeat(() =>
+        mapProviderErrors(() => providerFor(deps, input.target).recordRelease(input.target, input.version, input.release, input.digest)),
       );
     },
   };
 }
+
+/** checkParity's work (see there): every configuration read and hashed in one call. */
+async function checkParityNow(
+  deps: ActivityDeps,
+  input: { targets: { target: TargetSpec; version: string }[]; canary: string[] },
+): Promise<ParityCheck> {
+  return mapProviderErrors(async () => {
+    const versions = new Map(input.targets.map((t) => [t.target.name, t.version]));
+    const { pairs, unchecked } = parityPairs(
+      input.targets.map((t) => t.target),
+      input.canary,
+    );
+    const needed = new Map<string, TargetSpec>();
+    for (const p of pairs) needed.set(p.target.name, p.target).set(p.canary.name, p.canary);
+    const configs = new Map<string, ParityConfig>();
+    await Promise.all(
+      [...needed.values()].map(async (t) =>
+        configs.set(t.name, await providerFor(deps, t).readParityConfig(t, versions.get(t.name)!, deps.hashKey)),
+      ),
+    );
+    const reports = pairs
+      .map((p) => parityReport(p.target.name, p.canary.name, configs.get(p.canary.name)!, configs.get(p.target.name)!))
+      .filter((r) => r.differences.length > 0)
+      .map((r) => ({ target: r.target, canary: r.canary, fields: r.differences.map((d) => d.field), message: r.message }));
+    return { reports, compared: pairs.length, unchecked };
+  });
+}
+
 export { mapProviderErrors } from './heartbeat';
 
 /**

@@ -19,6 +19,21 @@ export const TASK_QUEUE = 'rollgate';
 /** Default task queue of `rollgate runner` (build, test, migration commands); ROLLGATE_RUNNER_TASK_QUEUE overrides it. */
 export const RUNNER_TASK_QUEUE = 'rollgate-runner';
 
+/**
+ * Workflow task timeout of the workflows rollgate starts (rollouts, trains, the dependency locks,
+ * the release registries): a workflow task held by a worker that died is handed to a live worker
+ * after this long. Kept at the server's default, 10 s, set here explicitly so that it is one knob:
+ * 2 s and 5 s were measured (docs/DEVELOPMENT.md, "Fleet failover") and made failover slower on the
+ * loaded 2-core machine, not faster. A task timeout on a live worker is not a failure (the server
+ * schedules the task again, the worker's late answer is refused), but the run is evicted and its
+ * next attempt replays the whole history: when a dead worker's rollouts all arrive on the survivor
+ * at once, each replay waits behind the others for the one workflow thread, the last ones pass 2 s
+ * (or 5 s), time out and replay again (40 rollouts: stall p50 19 s at 2 s, p99 29 s at 5 s, against
+ * p50 2.0 s, p99 4.8 s at 10 s). Lower it only with a measurement at 200 on an idle machine.
+ * A continue-as-new inherits its run's value.
+ */
+export const WORKFLOW_TASK_TIMEOUT = '10 seconds';
+
 /** One workflow per service at a time: Temporal itself refuses a second start with this id. */
 export function rolloutWorkflowId(service: string): string {
   return `rollout-${service}`;

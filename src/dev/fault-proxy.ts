@@ -33,6 +33,8 @@ export class FaultProxy {
   readonly observers: CallObserver[] = [];
   private rules: (FaultRule & { left: number })[] = [];
   private server?: Server;
+  private held = new Set<() => void>();
+  private stopped = false;
   url = '';
 
   constructor(private readonly upstream: string) {}
@@ -55,8 +57,11 @@ export class FaultProxy {
         if (rule) {
           rule.left--;
           const a = rule.action;
-          if ('delayMs' in a) await new Promise((r) => setTimeout(r, a.delayMs));
-          else if ('respond' in a) {
+          if ('delayMs' in a) {
+            await this.hold(a.delayMs);
+            // Stopped while held: the caller gets no answer (as from a proxy that went away).
+            if (this.stopped) return res.destroy();
+          } else if ('respond' in a) {
             const out = a.respond(req, body);
             res.writeHead(out.status, { 'content-type': 'application/json', ...out.headers });
             return res.end(out.body);
@@ -100,7 +105,22 @@ export class FaultProxy {
     return this.calls.filter(match).length;
   }
 
+  /** Waits `ms`, or until the proxy stops (a long hold must not keep a test's process alive). */
+  private hold(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.held.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.held.add(done);
+    });
+  }
+
   async stop(): Promise<void> {
+    this.stopped = true;
+    for (const done of [...this.held]) done();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }

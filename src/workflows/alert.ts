@@ -2,7 +2,7 @@
 import { CancellationScope } from '@temporalio/workflow';
 import type { AlertPayload } from '../activities/notify';
 import type { RolloutRun } from './rollout-state';
-import { alerts, reads } from './activity-options';
+import { alerts } from './activity-options';
 import { failureMessage } from './saga';
 
 export async function alertOperator(
@@ -49,7 +49,7 @@ async function escalationFor(run: RolloutRun): Promise<string | undefined> {
   const escalateAfter = run.spec.notify?.escalate_after ?? 3;
   if (!run.failedStage || escalateAfter <= 0) return undefined;
   try {
-    const streak = await reads.consecutiveStageFailures({ service: run.spec.service, stage: run.failedStage, workflowId: run.id });
+    const streak = await run.acts.reads.consecutiveStageFailures({ service: run.spec.service, stage: run.failedStage, workflowId: run.id });
     if (streak < escalateAfter) return undefined;
     const escalation = `ESCALATION: stage ${run.failedStage} failed in ${streak} consecutive rollouts of ${run.spec.service}`;
     run.record('alert', escalation);

@@ -11,7 +11,6 @@ import { combineVerdicts } from '../analysis/threshold-judge';
 import type { BakeProgress, Verdict } from '../contract';
 import type { RolloutRun } from './rollout-state';
 import { stopOf, type Stop } from './gate';
-import { watched } from './activity-options';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 
 /** How often the targets carrying new traffic are analysed during waits when `rollback.interval` is unset. */
@@ -115,7 +114,7 @@ async function bakeFrom(
 
 /** One verdict over every target (any fail fails), recorded on the targets and the rollout. */
 export async function analyze(run: RolloutRun, targets: TargetSpec[], startMs: number, synthetic = false): Promise<Verdict> {
-  const verdicts = await watched.analyzeCanary({
+  const verdicts = await run.acts.watched.analyzeCanary({
     ...(synthetic ? { synthetic } : {}),
     targets: targets.map((spec) => {
       const t = run.targets.get(spec.name)!;

@@ -16,6 +16,7 @@ import type { TargetSpec } from '../spec/schema';
 import { emitRolloutEvent } from '../observability/workflow-sink';
 import type { ArtifactRef, TrafficFence } from '../providers/types';
 import { OperatorGate } from './gate';
+import { BEFORE_FAST_FAILOVER, type RolloutActivities } from './activity-options';
 import type { TrainLink } from './train-member';
 import { checkIdentity, describeIdentity, isApprover, sameIdentity, unverified } from './identity';
 import {
@@ -123,6 +124,11 @@ export class RolloutRun {
    * before it ask only after the build, for the veto.
    */
   checksReleaseGates = false;
+  /**
+   * The activity proxies of this run: heartbeat timeouts of 5 s since patch `rollgate-fast-failover`
+   * (src/workflows/activity-options.ts), the options of before for runs recorded before it.
+   */
+  acts: RolloutActivities = BEFORE_FAST_FAILOVER;
 
   // ---- verified identities (src/workflows/identity.ts, docs/security-identities.md) ----
   /** The starter: verified at the start when the worker has a verifier, else the `--by` name. */

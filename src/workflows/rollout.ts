@@ -26,7 +26,7 @@ import { stopOf, type Stop } from './gate';
 import { Saga, failureMessage } from './saga';
 import { settleAll } from './parallel';
 import { emitRolloutEvent } from '../observability/workflow-sink';
-import { changes, checks, commands, commandsOn, compensationsFor, housekeeping, local, reads, watched } from './activity-options';
+import { activitiesFor, checks, commands, commandsOn, local } from './activity-options';
 import { buildInput, stageCommandInput } from '../spec/commands';
 import { imageDigest, RUNNER_TASK_QUEUE, releaseContract, type ReleaseContract } from '../contract';
 import { bakeAndAnalyze, holdWhilePaused, takePendingStop } from './bake';
@@ -65,6 +65,9 @@ export const RELEASE_REGISTRY_PATCH = 'release-registry';
  */
 export const RELEASE_GATES_PATCH = 'release-gates-every-pass';
 
+/** Marks runs whose activities have short heartbeat timeouts (src/workflows/activity-options.ts, FAST_FAILOVER). */
+export const FAST_FAILOVER_PATCH = 'rollgate-fast-failover';
+
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
   if (!patched(ROLLOUT_V2_PATCH)) return rolloutWorkflowV1(input);
   const run = new RolloutRun(input);
@@ -87,6 +90,9 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
   run.checksReleaseGates = run.usesReleaseRegistry && patched(RELEASE_GATES_PATCH);
   // Decided once too, before the first local activity: newer runs use regular activities only.
   run.localChecks = !patched(NO_LOCAL_ACTIVITIES_PATCH);
+  // Decided once too, before any activity is scheduled: heartbeat timeouts of 5 s (a dead worker's
+  // activity moves on in seconds); a run recorded before keeps the options it was recorded with.
+  run.acts = activitiesFor(patched(FAST_FAILOVER_PATCH));
   // A rollback to a release has no bake to hand over from; its waits are short.
   if (run.usesReleaseRegistry && input.rollbackTo) run.continueAsNewEnabled = false;
   run.installHandlers();
@@ -170,7 +176,7 @@ async function prepare(run: RolloutRun): Promise<Stop | undefined> {
 
 /** Read-only: every target exists, is reachable with the worker's credentials and is not mid-deployment. */
 async function preflightTargets(run: RolloutRun): Promise<Stop | undefined> {
-  const states = await settleAll([...run.targets.values()].map((t) => () => reads.readTraffic({ target: t.spec })));
+  const states = await settleAll([...run.targets.values()].map((t) => () => run.acts.reads.readTraffic({ target: t.spec })));
   const targets = [...run.targets.values()];
   for (const [i, traffic] of states.entries()) {
     const refusal = splitRefusal(targets[i], traffic);
@@ -197,7 +203,7 @@ async function checkParity(run: RolloutRun, stable: { target: TargetSpec; versio
   const mode = run.spec.parity ?? 'warn';
   let check;
   try {
-    check = await reads.checkParity({ targets: stable, canary: run.spec.canary.targets });
+    check = await run.acts.reads.checkParity({ targets: stable, canary: run.spec.canary.targets });
   } catch (err) {
     // Under warn, a configuration that cannot be read (a permission the worker lacks, such as
     // lambda:GetFunctionConcurrency) is a warning like a difference, not a reason to stop.
@@ -277,7 +283,7 @@ async function releaseGateStop(run: RolloutRun): Promise<Stop | undefined> {
   const mismatch = pin ? pinMismatch(pin, artifact, run.spec.artifact) : undefined;
   if (mismatch) return stopOf('stage-failed', `promotion refused: ${mismatch}; nothing was deployed`);
   const digests = digestsOf(artifact);
-  const gate = await reads.checkReleaseGate({
+  const gate = await run.acts.reads.checkReleaseGate({
     service: run.spec.service,
     release: run.spec.release,
     digests,
@@ -293,7 +299,7 @@ async function releaseGateStop(run: RolloutRun): Promise<Stop | undefined> {
 async function rollbackGateStop(run: RolloutRun, to: NonNullable<RolloutInput['rollbackTo']>): Promise<Stop | undefined> {
   const a = run.spec.artifact;
   const digests = [a.sha256, imageDigest(a.image)].filter((d): d is string => d !== undefined);
-  const gate = await reads.checkReleaseGate({
+  const gate = await run.acts.reads.checkReleaseGate({
     service: run.spec.service,
     release: to.release,
     digests,
@@ -319,7 +325,7 @@ function vetoStop(digests: string[], found: { release: string; veto: { by: strin
 /** Every deploy passes here (plain starts, promotions, train members): a vetoed digest never moves traffic. */
 async function refuseVetoed(run: RolloutRun, artifact: ArtifactRef): Promise<Stop | undefined> {
   const digests = digestsOf(artifact);
-  const found = await reads.findVeto({ service: run.spec.service, digests });
+  const found = await run.acts.reads.findVeto({ service: run.spec.service, digests });
   return found ? vetoStop(digests, found) : undefined;
 }
 
@@ -398,14 +404,14 @@ async function preflightRollbackTo(run: RolloutRun, to: NonNullable<RolloutInput
   const targets = [...run.targets.values()];
   const unrecorded = targets.filter((t) => !to.versions.some((v) => v.name === t.name)).map((t) => t.name);
   if (unrecorded.length) return stopOf('stage-failed', `release ${to.release} recorded no version for ${unrecorded.join(', ')}`);
-  const states = await settleAll(targets.map((t) => () => reads.readTraffic({ target: t.spec })));
+  const states = await settleAll(targets.map((t) => () => run.acts.reads.readTraffic({ target: t.spec })));
   for (const [i, t] of targets.entries()) {
     const refusal = splitRefusal(t, states[i]);
     if (refusal) return refusal;
     t.stableVersion = states[i].stableVersion;
     t.newVersion = to.versions.find((v) => v.name === t.name)!.version;
   }
-  const missing = await reads.findMissingVersions({ targets: targets.map((t) => ({ target: t.spec, version: t.newVersion! })) });
+  const missing = await run.acts.reads.findMissingVersions({ targets: targets.map((t) => ({ target: t.spec, version: t.newVersion! })) });
   if (missing.length) return stopOf('stage-failed', `cannot go back to release ${to.release}: ${missing.join('; ')}`);
   run.record('decision', `rollback to ${to.release}: ${targets.map((t) => `${t.name} ${t.stableVersion} → ${t.newVersion}`).join(', ')}`);
   run.publish();
@@ -434,7 +440,7 @@ async function routeBack(run: RolloutRun, saga: Saga, to: NonNullable<RolloutInp
     [...run.targets.values()].map((t) => async () => {
       if (t.newVersion === t.stableVersion) return run.record('decision', `${t.name} already serves version ${t.newVersion}`);
       pushRevert(run, saga, t);
-      await changes.routeAll({ target: t.spec, version: t.newVersion!, fence: run.fence() });
+      await run.acts.changes.routeAll({ target: t.spec, version: t.newVersion!, fence: run.fence() });
       run.setWeight(t.name, 100);
     }),
   );
@@ -445,7 +451,7 @@ async function routeBack(run: RolloutRun, saga: Saga, to: NonNullable<RolloutInp
 /** Best effort: a registry that misses this close can be told again (`rollgate releases SERVICE --record RUN`). */
 async function announceClose(run: RolloutRun): Promise<void> {
   try {
-    await reads.announceRolloutClosed({
+    await run.acts.reads.announceRolloutClosed({
       service: run.spec.service,
       taskQueue: workflowInfo().taskQueue,
       workflowId: run.id,
@@ -569,7 +575,7 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<Stop 
   const stops = await settleAll(
     [...run.targets.values()].map((t) => async (): Promise<Stop | undefined> => {
       if (t.stableVersion === undefined) {
-        const traffic = await reads.readTraffic({ target: t.spec });
+        const traffic = await run.acts.reads.readTraffic({ target: t.spec });
         const refusal = splitRefusal(t, traffic);
         if (refusal) return refusal;
         t.stableVersion = traffic.stableVersion;
@@ -577,7 +583,7 @@ async function deployCanaryRevisions(run: RolloutRun, saga: Saga): Promise<Stop 
       // Pushed before the deploy: a deploy that fails or is cancelled part-way may already have
       // tagged a revision; the undo (100 % on stable, tag dropped) is harmless when nothing changed.
       pushRevert(run, saga, t);
-      const res = await changes.deployRevision({
+      const res = await run.acts.changes.deployRevision({
         target: t.spec,
         artifact: run.artifact!,
         contract: contractOf(run.spec),
@@ -603,7 +609,9 @@ function pushRevert(run: RolloutRun, saga: Saga, t: RolloutTarget): void {
   const stable = t.stableVersion!;
   saga.push(`revert ${t.name}`, 'revert-targets', async () => {
     // The revert marks the target: a forward write of this pass still in flight is refused after it.
-    await compensationsFor(run.spec).routeAll({ target: t.spec, version: stable, dropTag: true, fence: run.fence(), revert: true });
+    await run.acts
+      .compensationsFor(run.spec)
+      .routeAll({ target: t.spec, version: stable, dropTag: true, fence: run.fence(), revert: true });
     run.setWeight(t.name, 0);
     run.record('compensation', `${t.name}: 100 % back on version ${stable}`);
   });
@@ -628,7 +636,7 @@ async function verify(run: RolloutRun): Promise<Stop | undefined> {
   const reports = await settleAll(
     [...run.targets.values()].map(
       (t) => () =>
-        watched.verifyRevision({
+        run.acts.watched.verifyRevision({
           target: t.spec,
           stableVersion: t.stableVersion!,
           newVersion: t.newVersion!,
@@ -641,7 +649,7 @@ async function verify(run: RolloutRun): Promise<Stop | undefined> {
   const failed = reports.filter((r) => !r.ok);
   if (failed.length) return stopOf('stage-failed', `verify failed: ${failed.map((r) => r.summary).join(' | ')}`);
   const all = [...run.targets.values()].map((t) => t.spec);
-  await watched.preflightMetrics({ targets: analysisTargets(run, all), rule: run.spec.rollback });
+  await run.acts.watched.preflightMetrics({ targets: analysisTargets(run, all), rule: run.spec.rollback });
   return undefined;
 }
 
@@ -696,7 +704,13 @@ async function shiftTraffic(run: RolloutRun, targets: TargetSpec[], percent: num
     targets.map((spec) => async () => {
       const t = run.targets.get(spec.name)!;
       const shiftAtMs = Date.now();
-      await changes.setTraffic({ target: spec, stableVersion: t.stableVersion!, newVersion: t.newVersion!, percent, fence: run.fence() });
+      await run.acts.changes.setTraffic({
+        target: spec,
+        stableVersion: t.stableVersion!,
+        newVersion: t.newVersion!,
+        percent,
+        fence: run.fence(),
+      });
       if (percent >= 100 && t.weight < 100) t.baselineWindow = baselineBefore(shiftAtMs, bakeMs);
       run.setWeight(t.name, percent);
     }),
@@ -717,7 +731,7 @@ async function promote(run: RolloutRun): Promise<Stop | undefined> {
   await settleAll(
     targets.map((t) => async () => {
       if (t.weight < 100) t.baselineWindow = baselineBefore(Date.now(), 0);
-      await changes.routeAll({ target: t.spec, version: t.newVersion!, fence: run.fence() });
+      await run.acts.changes.routeAll({ target: t.spec, version: t.newVersion!, fence: run.fence() });
       run.setWeight(t.name, 100);
     }),
   );
@@ -734,7 +748,12 @@ async function recordPromotion(run: RolloutRun): Promise<void> {
     Promise.all(
       targets.map(async (t) => {
         try {
-          await reads.recordRelease({ target: t.spec, version: t.newVersion!, release: run.spec.release, digest: run.artifact!.digest });
+          await run.acts.reads.recordRelease({
+            target: t.spec,
+            version: t.newVersion!,
+            release: run.spec.release,
+            digest: run.artifact!.digest,
+          });
         } catch (err) {
           run.record('decision', `${t.name}: release promoted, but recording it on the target failed: ${failureMessage(err)}`);
         }
@@ -866,7 +885,7 @@ async function restoreLatestVersions(run: RolloutRun): Promise<void> {
     Promise.all(
       lambdas.map(async (t) => {
         try {
-          const { changed } = await housekeeping.restoreLatest({ target: t.spec, version: t.stableVersion! });
+          const { changed } = await run.acts.housekeeping.restoreLatest({ target: t.spec, version: t.stableVersion! });
           if (changed) run.record('compensation', `${t.name}: $LATEST back on the code and environment of version ${t.stableVersion}`);
         } catch (err) {
           run.record('decision', `${t.name}: could not put $LATEST back on version ${t.stableVersion}: ${failureMessage(err)}`);

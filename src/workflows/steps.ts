@@ -1,7 +1,6 @@
 /** Shared-dependency locks around the traffic stages (see dependency-lock.ts for the lock itself). */
 import { CancellationScope, condition, workflowInfo } from '@temporalio/workflow';
 import type { RolloutRun } from './rollout-state';
-import { reads as acts } from './activity-options';
 
 /**
  * Services declaring the same shared dependency never shift traffic at the same time. Locks are
@@ -32,7 +31,7 @@ async function withRunLocks(run: RolloutRun, deps: string[], body: () => Promise
     const nonce = run.messageNonce;
     if (nonce) run.lockNonces.set(dependency, nonce);
     await CancellationScope.nonCancellable(() =>
-      acts.requestDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}), taskQueue }),
+      run.acts.reads.requestDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}), taskQueue }),
     );
     let waiting = false;
     let before = run.detail;
@@ -54,7 +53,7 @@ async function withRunLocks(run: RolloutRun, deps: string[], body: () => Promise
       }
       const checked = run.grantedLocks.has(dependency);
       run.grantsToConfirm.delete(dependency);
-      if (await acts.confirmDependencyLock({ dependency, holder: run.id, runId })) break;
+      if (await run.acts.reads.confirmDependencyLock({ dependency, holder: run.id, runId })) break;
       // With nonces, a grant that arrived during the check is real: it is checked next, not dropped.
       if (run.grantedLocks.has(dependency) && (!nonces || checked)) {
         run.record('decision', `ignored a lockGranted for ${dependency} that its lock workflow does not confirm`);
@@ -81,7 +80,7 @@ export async function releaseDependencyLocks(run: RolloutRun): Promise<void> {
         const runId = run.lockRunIds.get(dependency) ?? current;
         // Only a release with the request's nonce frees an entry queued with one.
         const nonce = run.lockNonces.get(dependency);
-        await acts.releaseDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}) });
+        await run.acts.reads.releaseDependencyLock({ dependency, holder: run.id, runId, ...(nonce ? { nonce } : {}) });
         run.heldLocks.delete(dependency);
         run.grantedLocks.delete(dependency);
         run.lockRunIds.delete(dependency);
