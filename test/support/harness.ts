@@ -306,7 +306,11 @@ export async function createFunctions(
 export async function trafficSettled(sim: { ticks: number }, timeoutMs = 30_000): Promise<void> {
   const want = sim.ticks + 2;
   const deadline = Date.now() + timeoutMs;
-  while (sim.ticks < want) {
+  // Also into the next wall-clock second: moto keeps metric timestamps to the second, so a window
+  // starting later in the same second as the last breaching datapoint still counts it (CI: a resume
+  // less than a second after the revert judged 6 % and rolled back again).
+  const nextSecond = Math.ceil((Date.now() + 1) / 1000) * 1000 + 50;
+  while (sim.ticks < want || Date.now() < nextSecond) {
     if (Date.now() > deadline) throw new Error(`simulated traffic did not tick twice within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -355,8 +359,24 @@ export async function waitForAlert(h: Harness, service: string, timeoutMs = 20_0
 
 /** The rollout's result, or an error if it has not closed within `ms`. */
 export async function resultWithin(handle: WorkflowHandle, ms: number): Promise<RolloutResult> {
-  return Promise.race([
-    handle.result() as Promise<RolloutResult>,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`rollout did not close within ${ms} ms`)), ms).unref()),
-  ]);
+  const result = handle.result() as Promise<RolloutResult>;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      // Close the run, so the result's long poll ends before the test closes its connection: a poll
+      // still retrying then throws "Channel has been shut down" from a timer, and jest (one process
+      // in CI) fails whichever test file runs next.
+      result.catch(() => undefined);
+      void handle
+        .terminate(`test: did not close within ${ms} ms`)
+        .catch(() => undefined)
+        .finally(() => reject(new Error(`rollout did not close within ${ms} ms`)));
+    }, ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([result, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
