@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-test('importing the worker and building its dependencies loads no Google library; the first Cloud Run call and Monitoring read load theirs', async () => {
+test('importing the worker and building its dependencies loads no Google library, S3 client or jose; the first Cloud Run call, Monitoring read and S3 store call load theirs', async () => {
   const root = join(__dirname, '..');
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(__dirname, 'support', 'google-loads.ts')], {
     cwd: root,
@@ -24,4 +24,10 @@ test('importing the worker and building its dependencies loads no Google library
   expect(r.afterCloudRun).not.toContain('@google-cloud/monitoring');
   expect(r.monitoringError).toMatch(/endpoint "no-port" must be host:port/);
   expect(r.afterMonitoring).toEqual(expect.arrayContaining(['@google-cloud/monitoring', '@google-cloud/run', 'google-gax']));
+  // The S3 client and jose load at first use too (the file:// default store, no ROLLGATE_OIDC_*).
+  expect(r.othersAfterImport).toEqual([]);
+  expect(r.othersAfterDeps).toEqual([]);
+  expect(r.othersAfterStore).toEqual([]);
+  expect(r.storeError).toMatch(/cannot read s3:\/\/lazy-bucket\/p\/0+\.zip/);
+  expect(r.othersAfterStoreCall).toEqual(['@aws-sdk/client-s3']);
 }, 150_000);

@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { ArtifactRef } from '../providers/types';
 
 export interface StoredArtifact {
@@ -90,7 +90,10 @@ export class S3ArtifactStore implements ArtifactStore {
   readonly region: string;
   /** Endpoint, credentials and region, also for reading other locations of this store's service. */
   readonly options: S3StoreOptions;
-  private readonly client: S3Client;
+  // Made at first use, with its library (about 0.1-0.2 s of module loading at start otherwise): a
+  // worker on the file:// default, or one that never stores an artifact, never loads the S3 client.
+  private client?: Promise<S3Client>;
+  private readonly clientOptions: S3StoreOptions & { region: string };
   constructor(
     readonly bucket: string,
     readonly prefix: string,
@@ -99,7 +102,11 @@ export class S3ArtifactStore implements ArtifactStore {
     this.url = `s3://${bucket}/${prefix}`;
     this.region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
     this.options = { ...o, region: this.region };
-    this.client = s3Client({ ...o, region: this.region });
+    this.clientOptions = { ...o, region: this.region };
+  }
+  private s3(): Promise<S3Client> {
+    this.client ??= s3Client(this.clientOptions);
+    return this.client;
   }
   keyOf(digest: string): string {
     return `${this.prefix ? `${this.prefix.replace(/\/+$/, '')}/` : ''}${digest}.zip`;
@@ -109,7 +116,8 @@ export class S3ArtifactStore implements ArtifactStore {
   }
   async has(digest: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(digest) }));
+      const { HeadObjectCommand } = await s3Library();
+      await (await this.s3()).send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(digest) }));
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
@@ -121,9 +129,10 @@ export class S3ArtifactStore implements ArtifactStore {
       const body = await readFile(file);
       if (sha256(body) !== digest) throw new Error(`${file} changed while it was stored (sha256 is no longer ${digest})`);
       try {
-        await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(digest), Body: body, ContentType: 'application/zip' }),
-        );
+        const { PutObjectCommand } = await s3Library();
+        await (
+          await this.s3()
+        ).send(new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(digest), Body: body, ContentType: 'application/zip' }));
       } catch (err) {
         throw storeError(`cannot write s3://${this.bucket}/${this.keyOf(digest)}`, err);
       }
@@ -131,12 +140,20 @@ export class S3ArtifactStore implements ArtifactStore {
     return this.locationOf(digest);
   }
   close(): void {
-    this.client.destroy();
+    void this.client?.then(
+      (c) => c.destroy(),
+      () => undefined,
+    );
   }
 }
 
-function s3Client(o: S3StoreOptions & { region: string }): S3Client {
+function s3Library() {
+  return import('@aws-sdk/client-s3');
+}
+
+async function s3Client(o: S3StoreOptions & { region: string }): Promise<S3Client> {
   const endpoint = o.endpoint ?? (process.env.AWS_ENDPOINT_URL_S3 || undefined);
+  const { S3Client } = await s3Library();
   return new S3Client({
     region: o.region,
     endpoint,
@@ -180,8 +197,9 @@ export async function readArtifact(location: string, o: S3StoreOptions = {}): Pr
   if (location.startsWith('file://')) return readFile(fileURLToPath(location));
   const s3 = parseS3Location(location);
   if (!s3) throw new Error(`unknown artifact location ${location}`);
-  const client = s3Client({ ...o, region: o.region ?? process.env.AWS_REGION ?? 'us-east-1' });
+  const client = await s3Client({ ...o, region: o.region ?? process.env.AWS_REGION ?? 'us-east-1' });
   try {
+    const { GetObjectCommand } = await s3Library();
     const res = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: s3.key }));
     return Buffer.from(await res.Body!.transformToByteArray());
   } catch (err) {

@@ -5,7 +5,7 @@
  * (the embedded default) and identities are the unverified names operators give with `--by`.
  */
 import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
+import type { JSONWebKeySet, JWTPayload } from 'jose';
 import { durationMs } from '../spec/duration';
 
 export interface VerifierConfig {
@@ -112,22 +112,30 @@ export interface IdentityVerifier {
   verify(token: string): Promise<VerifiedIdentity>;
 }
 
+/** jose loads at the first token, not at start: a worker without ROLLGATE_OIDC_* never loads it. */
+const loadJose = () => import('jose');
+type Jose = Awaited<ReturnType<typeof loadJose>>;
+
 export function createIdentityVerifier(config: VerifierConfig): IdentityVerifier {
-  const keys = config.jwksUrl ? createRemoteJWKSet(new URL(config.jwksUrl)) : createLocalJWKSet(readJwksFile(config.jwksFile!));
+  // The JWKS file is read now, so a missing or malformed one is refused at start.
+  const jwks = config.jwksUrl ? undefined : readJwksFile(config.jwksFile!);
+  let keys: ReturnType<Jose['createLocalJWKSet']> | ReturnType<Jose['createRemoteJWKSet']> | undefined;
+  const keysOf = (jose: Jose) => (keys ??= jwks ? jose.createLocalJWKSet(jwks) : jose.createRemoteJWKSet(new URL(config.jwksUrl!)));
   return {
     config,
     async verify(token: string): Promise<VerifiedIdentity> {
       if (!token || !token.trim()) throw new IdentityRefusedError('no token was sent');
+      const jose = await loadJose();
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token.trim(), keys, {
+        ({ payload } = await jose.jwtVerify(token.trim(), keysOf(jose), {
           issuer: config.issuer,
           audience: config.audience,
           maxTokenAge: `${Math.floor(config.maxTokenAgeMs / 1000)}s`,
           clockTolerance: 30,
         }));
       } catch (err) {
-        throw refusalOf(err, config);
+        throw refusalOf(err, config, jose.errors);
       }
       return identityOf(payload, config);
     },
@@ -167,7 +175,7 @@ function identityOf(payload: JWTPayload, config: VerifierConfig): VerifiedIdenti
 }
 
 /** jose's errors as reasons (jose never puts the token in its messages). */
-function refusalOf(err: unknown, config: VerifierConfig): IdentityRefusedError {
+function refusalOf(err: unknown, config: VerifierConfig, errors: Jose['errors']): IdentityRefusedError {
   if ((err instanceof errors.JWTClaimValidationFailed || err instanceof errors.JWTExpired) && err.claim === 'iat')
     return new IdentityRefusedError(
       `the token was issued too long ago or has no iat claim (at most ${Math.round(config.maxTokenAgeMs / 60000)} min; ROLLGATE_OIDC_MAX_TOKEN_AGE)`,
