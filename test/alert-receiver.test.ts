@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { startRollout } from '../src/client';
 import { startAlertReceiver, type AlertReceiver } from '../src/alerts/receiver';
 import { startAlertmanager, type AlertmanagerServer } from '../src/dev/alertmanager';
-import { abortSignal, type RolloutStatus } from '../src/contract';
+import type { WorkflowHandle } from '@temporalio/client';
+import { abortSignal, type RolloutResult, type RolloutStatus } from '../src/contract';
 import type { RolloutSpec } from '../src/spec/schema';
 import { aliasState } from './support/lambda';
 import { cloudRunState, cloudRunTarget, lambdaTarget, mixedSpec, seedCloudRun } from './support/cloud-run';
@@ -115,6 +116,19 @@ const post = (path: string, body: unknown, headers: Record<string, string> = {})
 
 const history = (s: RolloutStatus) => s.history.map((e) => e.text).join('\n');
 
+/** Paused after the revert: an abort closes it as rolled back. */
+async function expectClosedRolledBack(handle: WorkflowHandle): Promise<void> {
+  await handle.signal(abortSignal, { by: 'test' });
+  expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+}
+
+/** Cleanup after a failed assertion: a run still open is aborted, so the next test starts clean. */
+async function abortIfOpen(handle: WorkflowHandle): Promise<void> {
+  if ((await handle.describe()).status.name !== 'RUNNING') return;
+  await handle.signal(abortSignal, { by: 'test' });
+  await handle.result().catch(() => undefined);
+}
+
 test('Alertmanager: a firing alert for the running release reverts Lambda and Cloud Run; no token, wrong token and a stale release do not', async () => {
   const service = 'alam';
   const { spec, handle, first } = await midWave(service, true);
@@ -149,9 +163,9 @@ test('Alertmanager: a firing alert for the running release reverts Lambda and Cl
     expect(history(s)).toMatch(/external fail: Alertmanager: HighErrorRate: error rate 9 % > 2 %/);
     expect(s.rollbackReason).toMatch(/Alertmanager: HighErrorRate/);
     expect(Date.now() - sent).toBeLessThan(60_000);
+    await expectClosedRolledBack(handle);
   } finally {
-    await handle.signal(abortSignal, { by: 'test' });
-    await handle.result();
+    await abortIfOpen(handle);
   }
 });
 
@@ -203,9 +217,9 @@ test('CloudWatch via SNS: subscription confirmed on an SNS host only; forged, ta
     s = await waitForStatus(handle, (x) => !!x.pausedAfterRollback, 60_000, 'reverted and paused');
     await expectReverted(spec, first);
     expect(history(s)).toMatch(/external fail: CloudWatch alarm: alsns-errors: Threshold Crossed/);
+    await expectClosedRolledBack(handle);
   } finally {
-    await handle.signal(abortSignal, { by: 'test' });
-    await handle.result();
+    await abortIfOpen(handle);
   }
 });
 

@@ -4,14 +4,12 @@
  * the same service's next run is not mistaken for its dead predecessor; an abort while queued leaves
  * the queue; a lockGranted the lock workflow did not send does not let a rollout skip the queue.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startRollout } from '../src/client';
 import { noopSinks } from '../src/worker';
 import { dependencyLockWorkflowId, lockGrantedSignal, lockStateQuery, type RolloutResult, type RolloutStatus } from '../src/contract';
 import type { RolloutSpec } from '../src/spec/schema';
+import { saveHistoryFile } from './support/history';
 import { aliasState } from './support/lambda';
 import { holdingFreeze, uniqueDep } from './support/locks';
 import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
@@ -160,6 +158,5 @@ test('a queue carried over from the first lock version (workflow ids only) with 
 async function recordLockHistory(dep: string, name: string): Promise<void> {
   const history = await h.client.workflow.getHandle(dependencyLockWorkflowId(dep)).fetchHistory();
   await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.ROLLGATE_TEST_BUNDLE! }, sinks: noopSinks }, history, dep);
-  if (process.env.ROLLGATE_RECORD_LOCK_HISTORY === '1')
-    writeFileSync(join(__dirname, 'histories', `${name}.json`), JSON.stringify(JSON.parse(historyToJSON(history)), null, 1));
+  if (process.env.ROLLGATE_RECORD_LOCK_HISTORY === '1') saveHistoryFile(name, history);
 }

@@ -449,6 +449,8 @@ describe('the image start path against the test server', () => {
       // SIGTERM: the SDK's shutdown hook stops polling, waits for the deploy, Worker.run() resolves, exit 0.
       const sigtermMs = Date.now();
       child.kill('SIGTERM');
+      // Sent while the PublishVersion was held (the proxy answers it HOLD_MS after it arrived).
+      expect(sigtermMs).toBeLessThan(held.atMs + HOLD_MS);
       const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 40_000))]);
       expect({ code, tail: code === 0 ? '' : stderr.slice(-2000) }).toEqual({ code: 0, tail: '' });
       // The in-flight deploy completed (not failed, not timed out, not retried): in the history, after the SIGTERM.

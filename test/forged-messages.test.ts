@@ -6,11 +6,8 @@
  * the run id is no secret, the nonce is.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startRollout } from '../src/client';
 import { createAnalysisSchedule, scheduleAction } from '../src/schedules';
 import { noopSinks } from '../src/worker';
@@ -28,7 +25,7 @@ import {
   type ScheduledAnalysisResult,
 } from '../src/contract';
 import type { RolloutSpec } from '../src/spec/schema';
-import { recordHistory } from './support/history';
+import { recordHistory, saveHistoryFile } from './support/history';
 import { aliasState } from './support/lambda';
 import { holdingFreeze, uniqueDep } from './support/locks';
 import { createFunctions, createHarness, lambdaSpec, resultWithin, simulateTraffic, waitForStatus, type Harness } from './support/harness';
@@ -283,6 +280,5 @@ async function recordSenderOfFail(service: string): Promise<void> {
 async function replayLockHistory(dep: string, name: string): Promise<void> {
   const history = await h.client.workflow.getHandle(dependencyLockWorkflowId(dep)).fetchHistory();
   await Worker.runReplayHistory({ workflowBundle: { codePath: process.env.ROLLGATE_TEST_BUNDLE! }, sinks: noopSinks }, history, dep);
-  if (process.env.ROLLGATE_RECORD_LOCK_HISTORY === '1')
-    writeFileSync(join(__dirname, 'histories', `${name}.json`), JSON.stringify(JSON.parse(historyToJSON(history)), null, 1));
+  if (process.env.ROLLGATE_RECORD_LOCK_HISTORY === '1') saveHistoryFile(name, history);
 }

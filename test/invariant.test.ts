@@ -310,7 +310,7 @@ test('a minute of throttling does not turn an automatic revert into rollback-fai
     expect(Date.now()).toBeGreaterThanOrEqual(throttleUntil);
     await expectStableAndStays(spec, 0);
     await handle.signal(abortSignal);
-    await resultWithin(handle, 20_000);
+    expect((await resultWithin(handle, 20_000)).state).toBe('rolled-back');
   } finally {
     traffic.stop();
     h.proxy.clearFaults();
@@ -389,7 +389,7 @@ test('analysis keeps running while a wave awaits approval: a canary that degrade
     expect(paused.failedStage).toBe('wave:wave-b');
     await expectStableAndStays(spec, 1_000);
     await handle.signal(abortSignal);
-    await resultWithin(handle, 20_000);
+    expect((await resultWithin(handle, 20_000)).state).toBe('rolled-back');
     await recordHistory(handle, 'rollout-v2-interval-analysis-during-approval');
   } finally {
     traffic.stop();

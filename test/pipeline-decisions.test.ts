@@ -275,6 +275,7 @@ test('a revert that fails stays on the saga: rollback-failed, and resume retries
     expect(fleet.of('revert').filter((c) => c.target === 'eu')).toHaveLength(1);
     expect(fleet.of('revert').filter((c) => c.target === 'canary')).toHaveLength(canaryReverts); // not reverted again
     await abortRollout(client, handle.workflowId, { by: 'carol' });
-    await handle.result();
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+    expect(fleet.traffic.get('eu')).toMatchObject({ weight: 0, stable: '1' });
   });
 });

@@ -211,7 +211,7 @@ test('forged registry messages: a claimed outcome is ignored, runs that are not 
   const aborted = await promoteRelease(h.client, p, 'r1', 'staging', opts());
   await waitForStatus(aborted, (s) => s.stage === 'canary', 60_000, 'canary');
   await aborted.signal(abortSignal, { by: 'carol' });
-  await resultWithin(aborted, 60_000);
+  expect((await resultWithin(aborted, 60_000)).state).toBe('aborted');
   await recorded('bank', 'r1', 'staging', aborted.firstExecutionRunId);
 
   const registry = h.client.workflow.getHandle(releaseRegistryWorkflowId('bank'));

@@ -7,7 +7,7 @@
  */
 import { startRollout } from '../src/client';
 import { validateSpec } from '../src/spec/validate';
-import { externalVerdictSignal, messageNonceQuery, abortSignal } from '../src/contract';
+import { externalVerdictSignal, messageNonceQuery, abortSignal, type RolloutResult } from '../src/contract';
 import { aliasState } from './support/lambda';
 import { createHarness, createFunctions, waitForStatus, type Harness } from './support/harness';
 import { regionalLambdaTargets, sampleZip } from '../src/dev/lambda-fixtures';
@@ -66,5 +66,6 @@ test('a breach on 10 targets: all 10 reverts are scheduled in one workflow task 
   expect(dispatch.filter((d) => d > 1)).toEqual([]);
 
   await handle.signal(abortSignal, { by: 'carol' });
-  await handle.result();
+  expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+  for (const t of targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });
 }, 180_000);

@@ -338,8 +338,10 @@ test('a revert attempt still in flight when revert_retry_for runs out: the escal
     );
     expect(failed.detail).not.toContain('bad day');
     h.proxy.clearFaults();
+    // abort in rollback-failed: the revert gets a last try, which now goes through.
     await handle.signal(abortSignal);
-    await handle.result();
+    expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
+    expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
   } finally {
     traffic.stop();
   }

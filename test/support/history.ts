@@ -1,4 +1,7 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
+import type { temporal } from '@temporalio/proto';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 
 /** The whole history as text, with every payload's data base64-decoded, for "never in history" checks. */
@@ -24,11 +27,23 @@ export async function historyText(handle: WorkflowHandle): Promise<string> {
  */
 export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
   if (process.env.ROLLGATE_RECORD_HISTORIES !== '1') return;
-  const { existsSync, writeFileSync } = await import('node:fs');
-  const { join } = await import('node:path');
-  const file = join(__dirname, '..', 'histories', `${name}.json`);
-  if (existsSync(file)) throw new Error(`${file} exists: recorded histories are never overwritten; use a new name`);
-  writeFileSync(file, JSON.stringify(JSON.parse(historyToJSON(await handle.fetchHistory())), null, 1));
+  saveHistoryFile(name, await handle.fetchHistory());
+}
+
+/**
+ * Write a history as test/histories/NAME.json (proto JSON, as the replay suite reads it). Refuses
+ * a name that exists, atomically (open with `wx`): every recorder goes through here
+ * (test/history-files.unit.test.ts checks that no test writes into test/histories on its own).
+ */
+export function saveHistoryFile(name: string, history: temporal.api.history.v1.IHistory, dir = join(__dirname, '..', 'histories')): void {
+  const file = join(dir, `${name}.json`);
+  try {
+    writeFileSync(file, JSON.stringify(JSON.parse(historyToJSON(history)), null, 1), { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new Error(`${file} exists: recorded histories are never overwritten; use a new name`);
+    throw err;
+  }
 }
 
 export interface HistoryEvent {
