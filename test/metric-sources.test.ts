@@ -82,6 +82,40 @@ describe('CloudWatch (moto)', () => {
     expect(err).toBeInstanceOf(NonRetryableProviderError);
     expect(err.message).toMatch(/cloudwatch: InvalidParameterValueException: bad stat/);
   });
+
+  test('the latency query falls back to Maximum only where percentiles are unsupported: throttling or a refused permission on p99 is raised, not judged on Maximum', async () => {
+    type Call = { target?: string; method: string; path: string };
+    const withStat = (stat: string) => (c: Call, body: Buffer) => isGetMetricData(c) && body.toString('utf8').includes(`"Stat":"${stat}"`);
+    const target: LambdaTargetSpec = { ...lambda, function: 'cw-latency-fn' };
+    const start = Date.now() - 1000;
+    const collect = () => cw.collect({ ...window(start), target });
+    await putVersionMetrics(process.env.ROLLGATE_TEST_MOTO!, target, '2', { invocations: 50, errors: 0, durationMs: 120 });
+    await putVersionMetrics(process.env.ROLLGATE_TEST_MOTO!, target, '1', { invocations: 50, errors: 0, durationMs: 100 });
+    try {
+      // moto serves no percentiles (HTTP 500): the labelled stand-in, as in the first test.
+      expect((await collect()).canary).toMatchObject({ latencyP99Ms: 120, latencyStat: 'max' });
+      // Throttled past the SDK's 4 attempts (canary and baseline): retryable for Temporal, not judged on Maximum.
+      proxy.inject({ match: withStat('p99'), times: 8, action: { status: 400, errorType: 'Throttling', message: 'Rate exceeded' } });
+      const throttled = await collect().catch((e) => e);
+      expect(throttled).toBeInstanceOf(Error);
+      expect(throttled.name).toBe('Throttling');
+      expect(throttled).not.toBeInstanceOf(NonRetryableProviderError);
+      proxy.clearFaults();
+      // A refused permission on p99 is final and named.
+      proxy.inject({ match: withStat('p99'), times: 8, action: { status: 400, errorType: 'AccessDenied', message: 'not allowed' } });
+      const denied = await collect().catch((e) => e);
+      expect(denied).toBeInstanceOf(NonRetryableProviderError);
+      expect(denied.message).toMatch(/cloudwatch: AccessDenied: not allowed/);
+      proxy.clearFaults();
+      // A refused Maximum query is final too (it went through no error mapping before).
+      proxy.inject({ match: withStat('Maximum'), times: 8, action: { status: 400, errorType: 'AccessDenied', message: 'no max' } });
+      const deniedMax = await collect().catch((e) => e);
+      expect(deniedMax).toBeInstanceOf(NonRetryableProviderError);
+      expect(deniedMax.message).toMatch(/cloudwatch: AccessDenied: no max/);
+    } finally {
+      proxy.clearFaults();
+    }
+  });
 });
 
 describe('Cloud Monitoring (wire fake)', () => {

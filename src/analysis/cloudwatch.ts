@@ -149,12 +149,21 @@ export class CloudWatchMetrics implements MetricProvider {
       return values.length ? Math.max(...values) : undefined;
     };
     try {
-      const p99 = await query('p99');
+      const p99 = await this.call(() => query('p99'));
       if (p99 !== undefined) return { latencyP99Ms: p99, latencyStat: 'p99' };
-    } catch {
-      // percentiles unsupported by this source (moto answers HTTP 500): fall back below
+    } catch (err) {
+      // Only a source without percentiles (moto answers them with HTTP 500) falls back to Maximum;
+      // throttling, a refused permission or a bad query is the same error for Maximum: raise it
+      // (final or retried as `call` decides), never judge on a stand-in because of it.
+      if (!percentilesUnsupported(err)) throw err;
     }
-    const max = await query('Maximum');
+    const max = await this.call(() => query('Maximum'));
     return max === undefined ? {} : { latencyP99Ms: max, latencyStat: 'max' };
   }
+}
+
+/** The answer of a source that serves no percentile statistics: moto's HTTP 500 (InternalFailure). */
+function percentilesUnsupported(err: unknown): boolean {
+  if (err instanceof NonRetryableProviderError) return false;
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 500;
 }

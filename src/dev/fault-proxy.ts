@@ -18,7 +18,8 @@ export type FaultAction =
   | { respond: (req: IncomingMessage, body: Buffer) => { status: number; headers?: Record<string, string>; body: string } };
 
 export interface FaultRule {
-  match: (call: RecordedCall) => boolean;
+  /** `body`: the request's body, for rules that tell calls of one operation apart (a query's statistic). */
+  match: (call: RecordedCall, body: Buffer) => boolean;
   /** How many matching calls to affect (default 1). */
   times?: number;
   action: FaultAction;
@@ -53,7 +54,7 @@ export class FaultProxy {
           atMs: Date.now(),
         };
         this.calls.push(call);
-        const rule = this.rules.find((r) => r.left > 0 && r.match(call));
+        const rule = this.rules.find((r) => r.left > 0 && r.match(call, body));
         if (rule) {
           rule.left--;
           const a = rule.action;
