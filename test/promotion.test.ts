@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { RolloutRefusedError, startRollout } from '../src/client';
 import { promoteRelease, releaseRecords, rollbackToRelease, vetoRelease } from '../src/releases';
 import { environmentSpec, type Pipeline } from '../src/spec/pipeline';
-import { abortSignal, approveUpdate, rejectUpdate, resumeSignal, type RolloutResult } from '../src/contract';
+import { abortSignal, approveUpdate, rejectUpdate, resumeSignal, type RolloutResult, type RolloutStatus } from '../src/contract';
 import { releaseRegistryWorkflowId, rolloutClosedSignal } from '../src/contract';
 import { formatReleases } from '../src/cli/releases';
 import { main } from '../src/cli/main';
@@ -20,7 +20,7 @@ import { aliasState, publishedVersions, watchAliasWrites } from './support/lambd
 import { sampleZip } from '../src/dev/lambda-fixtures';
 import { cloudRunState } from './support/cloud-run';
 import { codeSha, revisionImage, seedPipeline, targetsOf, testPipeline } from './support/pipeline';
-import { recordHistory, workflowEvents } from './support/history';
+import { historyText, recordHistory, workflowEvents } from './support/history';
 import { createHarness, resultWithin, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
@@ -370,3 +370,126 @@ test("a run naming prod over staging's targets is no evidence of prod", async ()
   // Nothing moved in prod.
   expect(await publishedVersions(h.motoUrl, targetsOf(p, 'prod').fn)).toEqual(['1']);
 });
+
+/** Waits until the rollout's latest run is not one of `seen` (it continued as new), returns the new run id. */
+async function nextRun(handle: { describe(): Promise<{ runId: string }> }, seen: Set<string>, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { runId } = await handle.describe();
+    if (!seen.has(runId)) {
+      seen.add(runId);
+      return runId;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no continue-as-new within ${timeoutMs} ms`);
+}
+
+/** An update to a rollout that may be handing over to its next run right now: sent again until a run takes it. */
+async function rejectWave(handle: Parameters<typeof waitForStatus>[0], reason: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await waitForStatus(handle, (s) => s.awaitingApproval !== undefined, 60_000, 'awaiting approval');
+    try {
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'alice', reason }] });
+      return;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+    }
+  }
+}
+
+test('a promotion that continued as new keeps its pin: resume after a rollback deploys the staging digest, and a veto since is honoured', async () => {
+  // Analyses every second during the approval wait, so the wait hands over to new runs.
+  const shape = (release: string) => {
+    const p = testPipeline(h, 'kiln', release, { staging: {}, prod: { approval: true } });
+    p.shared.rollback = { ...(p.shared.rollback as object), interval: '1 second' };
+    return p;
+  };
+  const resumes = (s: RolloutStatus) => s.history.filter((e) => e.kind === 'operator' && e.text.startsWith('resumed')).length;
+  const rejections = (s: RolloutStatus) => s.approvals.filter((a) => a.decision === 'rejected').length;
+  const p = shape('r1');
+  await seedPipeline(h, p);
+  const stg = targetsOf(p, 'staging');
+  const prod = targetsOf(p, 'prod');
+  const staging = await promoteRelease(h.client, p, 'r1', 'staging', opts());
+  expect(((await resultWithin(staging, 90_000)) as RolloutResult).state).toBe('succeeded');
+  await recorded('kiln', 'r1', 'staging', staging.firstExecutionRunId);
+  const stagingImage = revisionImage(h, stg.run, Object.keys(cloudRunState(h, stg.run).split)[0]);
+
+  // The pipeline file has moved on (r2's zip and image); the promotion of r1 hands over past 60 events.
+  const moved = shape('r2');
+  expect(zipDigest(moved)).not.toBe(zipDigest(p));
+  const promotion = await promoteRelease(h.client, moved, 'r1', 'prod', { ...opts(), continueAsNewAfterEvents: 60 });
+  await waitForStatus(promotion, (s) => s.awaitingApproval !== undefined, 90_000, 'awaiting approval');
+  const seen = new Set([promotion.firstExecutionRunId, (await promotion.describe()).runId]);
+  await nextRun(promotion, seen);
+  const firstRunEvents = await workflowEvents(h.client.workflow.getHandle(promotion.workflowId, promotion.firstExecutionRunId));
+  expect(firstRunEvents[firstRunEvents.length - 1].type).toBe('WORKFLOW_EXECUTION_CONTINUED_AS_NEW');
+
+  // Rejected in a continued run: reverted, paused (no timer, so no more handovers).
+  await rejectWave(promotion, 'not yet');
+  await waitForStatus(promotion, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 60_000, 'paused after the rejection');
+  const pausedRun = (await promotion.describe()).runId;
+  expect(pausedRun).not.toBe(promotion.firstExecutionRunId);
+  expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
+  expect(Object.values(cloudRunState(h, prod.run).split)).toEqual([100]);
+
+  // resume: a new deploy pass in the continued run. Ground truth: the canary serves the staging code.
+  await promotion.signal(resumeSignal, { by: 'carol' });
+  await waitForStatus(promotion, (s) => s.awaitingApproval !== undefined && resumes(s) === 1, 90_000, 'awaiting approval again');
+  const canary = await aliasState(h.motoUrl, prod.fn);
+  expect(canary.version).toBe('1');
+  expect(Object.keys(canary.weights)).toEqual(['2']);
+  expect(await publishedVersions(h.motoUrl, prod.fn)).toEqual(['1', '2']);
+  expect(await codeSha(h.motoUrl, prod.fn, '2')).toBe(zipDigest(p));
+  const prodRevisions = cloudRunState(h, prod.run).revisions;
+  expect(prodRevisions).toHaveLength(2);
+  for (const r of prodRevisions.filter((x) => !Object.keys(cloudRunState(h, prod.run).split).includes(x)))
+    expect(revisionImage(h, prod.run, r)).toBe(stagingImage);
+  // The continued run carries the pin and asked the gate with it before the resumed pass deployed.
+  const paused = h.client.workflow.getHandle(promotion.workflowId, pausedRun);
+  const text = await historyText(paused);
+  expect(text).toContain(`"pinnedArtifact":{`);
+  expect(text).toMatch(/"pinned":true/);
+  const events = await workflowEvents(paused);
+  const resumedAt = events.findIndex((e) => e.type === 'WORKFLOW_EXECUTION_SIGNALED');
+  expect(resumedAt).toBeGreaterThan(0);
+  const after = events
+    .slice(resumedAt)
+    .filter((e) => e.type === 'ACTIVITY_TASK_SCHEDULED')
+    .map((e) => e.activity);
+  expect(after.indexOf('checkReleaseGate')).toBeGreaterThanOrEqual(0);
+  expect(after.indexOf('checkReleaseGate')).toBeLessThan(after.indexOf('deployRevision'));
+
+  // Rejected again (in whatever run the wait is in now), vetoed meanwhile: the next resume deploys nothing.
+  await rejectWave(promotion, 'still not');
+  await waitForStatus(
+    promotion,
+    (s) => s.state === 'paused' && rejections(s) === 2 && s.pausedAfterRollback === true,
+    60_000,
+    'paused again',
+  );
+  expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
+  await vetoRelease(h.client, 'kiln', 'r1', { by: 'dana', reason: 'cracks kilns' });
+  const writes = watchAliasWrites(h.proxy);
+  try {
+    await promotion.signal(resumeSignal, { by: 'carol' });
+    const refused = await waitForStatus(
+      promotion,
+      (s) => s.state === 'paused' && /is vetoed/.test(s.rollbackReason ?? ''),
+      60_000,
+      'paused again: the resume refused',
+    );
+    expect(refused.rollbackReason).toMatch(
+      /is vetoed: release r1 was marked bad by dana \(unverified\) \(cracks kilns\); nothing was deployed/,
+    );
+    expect(writes.forward(prod.fn.function, '1')).toEqual([]);
+    expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
+    expect(Object.values(cloudRunState(h, prod.run).split)).toEqual([100]);
+    expect(await publishedVersions(h.motoUrl, prod.fn)).toEqual(['1', '2']);
+  } finally {
+    writes.stop();
+  }
+  await promotion.signal(abortSignal, { by: 'carol' });
+  expect(((await resultWithin(promotion, 60_000)) as RolloutResult).state).toBe('rolled-back');
+}, 300_000);

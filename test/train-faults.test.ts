@@ -24,7 +24,7 @@ import { recordHistory } from './support/history';
 import { issuerEnv, startTestIssuer } from './support/oidc';
 import { aliasState } from './support/lambda';
 import { mixedSpec } from './support/cloud-run';
-import { createFunctions, createHarness, simulateTraffic, type Harness } from './support/harness';
+import { createFunctions, createHarness, resultWithin, simulateTraffic, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -505,3 +505,93 @@ test('lockstep: the train is terminated while members wait at a barrier; each al
     sims.forEach((s) => s.stop());
   }
 });
+
+test('lockstep: a member paused because its train is gone continues as new: one train-gone alert, resume goes on alone', async () => {
+  // Members hand over to a new run past 60 events (test/support/member-continue-as-new.ts).
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../src/workflows'),
+    workflowInterceptorModules: [require.resolve('./support/member-continue-as-new')],
+    logger: { trace: () => {}, debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, log: () => {} },
+  });
+  const bundlePath = join(h.workDir, 'member-can-bundle.js');
+  writeFileSync(bundlePath, code);
+  const member = (service: string, canaryBake: string, over: Partial<RolloutSpecInput> = {}) =>
+    mixedSpec(
+      h,
+      service,
+      [fn(service, 'c'), fn(service, 'w', 'eu-west-1')],
+      {
+        canary: { targets: ['c'], weight: 10, bake: canaryBake },
+        waves: [{ name: 'wave-1', targets: ['w'], steps: [100], bake: '1 second' }],
+      },
+      over,
+    );
+  // a analyses its canary every second while it waits (so its paused wait hands over); b bakes long.
+  const a = member('lc-a', '1 second', { rollback: { max_error_rate_increase_pp: 2, min_requests: 5, interval: '1 second' } });
+  const b = member('lc-b', '120 seconds');
+  for (const s of [a, b]) await createFunctions(h, s);
+  const sims = [simulateTraffic(h, a), simulateTraffic(h, b)];
+  const trainGone = () =>
+    h.webhook.received.filter((r) => r.body?.rollgate?.service === 'lc-a' && r.body?.rollgate?.event === 'train-gone');
+  await h.stopWorker();
+  await h.startWorker({}, bundlePath);
+  const ma = h.client.workflow.getHandle('rollout-lc-a');
+  try {
+    const t = validateTrain({ train: 'lockstep-can-r1', lockstep: true, services: [{ spec: a }, { spec: b }] }, h.workDir);
+    const handle = await startTrain(h.client, t, { startedBy: 'carol', taskQueue: h.taskQueue, memberParentCheckMs: 1000 });
+    await waitForMember('lc-a', (s) => /lockstep: ready for traffic stage 2/.test(s.detail), 'a at the barrier');
+    await handle.terminate('an operator terminated the train');
+    const [alert] = await alertsFor('lc-a', 'train-gone', 20_000);
+    expect(alert?.body.text).toMatch(
+      /train lockstep-can-r1 \(train-lockstep-can-r1\) is terminated while this member waits at traffic stage 2/,
+    );
+    await waitForMember('lc-a', (s) => s.state === 'paused', 'a paused');
+    // The paused member (its canary still serves 10 %, analysed every second) continues as new, twice.
+    const pausedRun = (await ma.describe()).runId;
+    const seen = new Set([pausedRun]);
+    await nextRunOf(ma, seen, 60_000);
+    await nextRunOf(ma, seen, 60_000);
+    await sleep(3_000); // three more train checks' worth in the newest run
+    const st = await waitForMember('lc-a', () => true, 'status');
+    expect(st.state).toBe('paused');
+    expect(trainGone()).toHaveLength(1);
+    // Ground truth, read from moto: nothing moved since the barrier.
+    expect(await aliasState(h.motoUrl, a.targets[0])).toEqual({ version: '1', weights: { '2': 0.1 } });
+    expect(await aliasState(h.motoUrl, a.targets[1])).toEqual(onStable);
+    // resume (in a continued run): a goes on without the train, as the run that alerted would have.
+    await ma.signal('resume', { by: 'carol' });
+    const res = await resultWithin(ma, 60_000);
+    expect(res.state).toBe('succeeded');
+    expect(res.status.history.some((e) => /continued as new run \d+ at wave wave-1/.test(e.text))).toBe(true);
+    for (const tgt of a.targets) expect(await aliasState(h.motoUrl, tgt)).toEqual({ version: '2', weights: {} });
+    expect(trainGone()).toHaveLength(1);
+    // The member's code is the worker's (the interceptor changes only the train's child inputs): these replay.
+    await recordHistory(h.client.workflow.getHandle('rollout-lc-a', pausedRun), 'rollout-v2-train-member-detached-continue-as-new');
+    await recordHistory(
+      h.client.workflow.getHandle('rollout-lc-a', (await ma.describe()).runId),
+      'rollout-v2-train-member-detached-last-run',
+    );
+    // b is still baking its canary; abort reverts it.
+    await h.client.workflow.getHandle('rollout-lc-b').signal('abort', { by: 'carol' });
+    expect((await resultWithin(h.client.workflow.getHandle('rollout-lc-b'), 60_000)).state).toBe('aborted');
+    for (const tgt of b.targets) expect(await aliasState(h.motoUrl, tgt)).toEqual(onStable);
+  } finally {
+    sims.forEach((s) => s.stop());
+    await h.stopWorker();
+    await h.startWorker();
+  }
+}, 240_000);
+
+/** Waits until the workflow's latest run is not one of `seen` (it continued as new), returns the new run id. */
+async function nextRunOf(handle: { describe(): Promise<{ runId: string }> }, seen: Set<string>, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { runId } = await handle.describe();
+    if (!seen.has(runId)) {
+      seen.add(runId);
+      return runId;
+    }
+    await sleep(200);
+  }
+  throw new Error(`no continue-as-new within ${timeoutMs} ms`);
+}

@@ -149,6 +149,12 @@ export interface ContinuedRollout {
   pendingApprovals?: { wave: string; approvers: Identity[] };
   /** Parity differences recorded under `parity: warn` in preflight. */
   parityWarnings?: string[];
+  /**
+   * A train member whose train was gone: it alerted `train-gone` and goes on (or waits paused)
+   * without the train, so the next run neither waits at barriers nor holds nor alerts again
+   * (patch `rollout-train-member-detached-carried`).
+   */
+  trainDetached?: boolean;
 }
 
 /**

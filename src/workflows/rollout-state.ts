@@ -271,6 +271,7 @@ export class RolloutRun {
       runs: (this.input.continued?.runs ?? 0) + 1,
       pass: this.pass,
       ...(this.parityWarnings ? { parityWarnings: this.parityWarnings } : {}),
+      ...(this.train?.detachedToCarry ? { trainDetached: true } : {}),
     };
   }
 

@@ -26,6 +26,13 @@ export const TRAIN_MEMBER_PATCH = 'rollout-train-member';
  * releases, report their own stop while held instead of acting on it (the train decides).
  */
 export const TRAIN_MEMBER_V2_PATCH = 'rollout-train-member-v2';
+/**
+ * Train members that (decided once, at the start, right after TRAIN_MEMBER_V2_PATCH) carry "the
+ * train is gone, this member goes on alone" over continue-as-new: before it, a member paused
+ * after its `train-gone` alert that continued as new waited at its barrier again in the new run,
+ * found the train gone again and sent a second alert (and after `resume` paused once more).
+ */
+export const TRAIN_MEMBER_DETACHED_CARRIED_PATCH = 'rollout-train-member-detached-carried';
 /** How often a held or waiting member checks that its train is open, when the train does not say. */
 const DEFAULT_PARENT_CHECK_MS = 60_000;
 
@@ -47,12 +54,22 @@ export class TrainLink {
   /** The train is gone and an operator let this member go on alone: no more barriers, no hold. */
   private detached = false;
   private parentCheckFailed = false;
+  /** Patch TRAIN_MEMBER_DETACHED_CARRIED_PATCH: `detached` is handed over to the next run. */
+  private readonly carriesDetached: boolean;
 
   constructor(
     readonly membership: TrainMembership,
     private readonly run: RolloutRun,
   ) {
     this.v2 = patched(TRAIN_MEMBER_V2_PATCH);
+    this.carriesDetached = this.v2 && patched(TRAIN_MEMBER_DETACHED_CARRIED_PATCH);
+    // A continued run of a member that already found its train gone (and alerted): still alone.
+    if (this.carriesDetached && run.input.continued?.trainDetached === true) this.detached = true;
+  }
+
+  /** For the next run's input (continue-as-new): the train is gone and this member goes on alone. */
+  get detachedToCarry(): boolean {
+    return this.carriesDetached && this.detached;
   }
 
   /**
