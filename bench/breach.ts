@@ -24,7 +24,7 @@ import {
   sleep,
   spec,
 } from './common';
-import { RevertLandings, revertTimeline, TIMELINE_ROWS, type ProviderCall, type RevertTimeline } from './revert-timeline';
+import { RevertLandings, revertTimeline, TIMELINE_ROWS, WorkerClock, type ProviderCall, type RevertTimeline } from './revert-timeline';
 
 // ---- 2: breach to revert -----------------------------------------------------------------------
 
@@ -82,7 +82,8 @@ async function revertSet(label: string, lambdaCount: number, runCount: number) {
   const queue = `bench-breach-${lambdaCount}x${runCount}`;
   const calls: ProviderCall[] = [];
   // Through the fault proxy, as the direct calls below: it sees when moto took each write.
-  const stop = await inProcessWorker(queue, proxy.url, calls);
+  const clock = new WorkerClock();
+  const stop = await inProcessWorker(queue, proxy.url, calls, clock);
   const lambda = new LambdaProvider({ endpoint: proxy.url, credentials: TEST_CREDENTIALS });
   const run = cloudRunProvider();
   const provider = (t: TargetSpec): TargetProvider<any> => (t.provider === 'cloud-run' ? run : lambda);
@@ -101,13 +102,14 @@ async function revertSet(label: string, lambdaCount: number, runCount: number) {
       const nonce = await h.query(messageNonceQuery);
       await sleep(200); // let the worker go idle after the queries
       calls.length = 0;
+      clock.marks.length = 0;
       const landings = new RevertLandings(proxy, cloudRun, lambdas, runs, stable);
       const sentMs = Date.now();
       await h.signal(externalVerdictSignal, { verdict: 'fail', reason: 'bench breach', nonce });
       const landedMs = await landings.all();
       const events = await historyAfterRollback(h, () => (trips = landings.roundTrips()));
       await landings.confirm(moto.url);
-      timelines.push(revertTimeline(events, externalVerdictSignal.name, sentMs, landings.landedMs, calls));
+      timelines.push(revertTimeline(events, externalVerdictSignal.name, sentMs, landings.landedMs, calls, clock));
 
       // The floor: back to mid-wave, then the same reverts (same writes: fence mark, tag dropped) in parallel, no Temporal.
       await Promise.all(targets.map((t) => provider(t).setTraffic(t, stable.get(t.name)!, next.get(t.name)!, t === targets[0] ? 10 : 50)));

@@ -43,6 +43,72 @@ export function timedProviders<P extends Record<string, TargetProvider<any>>>(pr
   return out as P;
 }
 
+/** What the in-process worker did, timed in the worker's main thread (`WorkerClock`). */
+type WorkerMarkKind =
+  | 'activation-polled'
+  | 'activate-start'
+  | 'activate-end'
+  | 'sinks-start'
+  | 'sinks-end'
+  | 'complete-sent'
+  | 'complete-back'
+  | 'activity-polled';
+
+/**
+ * The worker's side of a workflow task and of the activity hand-over, which the history cannot
+ * show: when core handed an activation to the SDK's JavaScript, how long the workflow thread took
+ * (and the round trip that collects its sink calls), the completion call into core (which holds
+ * the RespondWorkflowTaskCompleted RPC and its eager activity starts), and when each activity task
+ * reached JavaScript (the SDK polls core for them one at a time). Bench only: it wraps private
+ * methods of the SDK's Worker (1.24); if their shape changes it attaches nothing and the rows are
+ * left out.
+ */
+export class WorkerClock {
+  readonly marks: { kind: WorkerMarkKind; atMs: number }[] = [];
+
+  attach(worker: unknown): boolean {
+    const w = worker as { nativeWorker?: Record<string, unknown>; handleActivation?: unknown };
+    const native = w.nativeWorker;
+    const names = ['pollWorkflowActivation', 'completeWorkflowActivation', 'pollActivityTask'] as const;
+    if (!native || typeof w.handleActivation !== 'function' || names.some((n) => typeof native[n] !== 'function')) return false;
+    const mark = (kind: WorkerMarkKind) => this.marks.push({ kind, atMs: Date.now() });
+    const wrap =
+      <A extends unknown[], R>(f: (...a: A) => Promise<R>, before: WorkerMarkKind | undefined, after: WorkerMarkKind) =>
+      async (...a: A): Promise<R> => {
+        if (before) mark(before);
+        const r = await f(...a);
+        mark(after);
+        return r;
+      };
+    type Fn = (...a: unknown[]) => Promise<unknown>;
+    native.pollWorkflowActivation = wrap(native.pollWorkflowActivation as Fn, undefined, 'activation-polled');
+    native.completeWorkflowActivation = wrap(native.completeWorkflowActivation as Fn, 'complete-sent', 'complete-back');
+    native.pollActivityTask = wrap(native.pollActivityTask as Fn, undefined, 'activity-polled');
+    const handle = (w.handleActivation as Fn).bind(worker);
+    const wrapped = new WeakSet<object>();
+    w.handleActivation = async (state: unknown, ...rest: unknown[]) => {
+      const wf = (state as { workflow?: Record<string, unknown> } | undefined)?.workflow;
+      if (wf && !wrapped.has(wf) && typeof wf.activate === 'function' && typeof wf.getAndResetSinkCalls === 'function') {
+        wrapped.add(wf);
+        wf.activate = wrap((wf.activate as Fn).bind(wf), 'activate-start', 'activate-end');
+        wf.getAndResetSinkCalls = wrap((wf.getAndResetSinkCalls as Fn).bind(wf), 'sinks-start', 'sinks-end');
+      }
+      return handle(state, ...rest);
+    };
+    return true;
+  }
+
+  /** The first mark of `kind` at or after `fromMs`. */
+  first(kind: WorkerMarkKind, fromMs: number): number {
+    return this.marks.find((m) => m.kind === kind && m.atMs >= fromMs)?.atMs ?? NaN;
+  }
+
+  /** The `n`th mark of `kind` at or after `fromMs` (1-based). */
+  nth(kind: WorkerMarkKind, fromMs: number, n: number): number {
+    return this.marks.filter((m) => m.kind === kind && m.atMs >= fromMs)[n - 1]?.atMs ?? NaN;
+  }
+}
+
 const onStable = (split: Record<string, number>, stable: string | undefined) => {
   const keys = Object.keys(split);
   return keys.length === 1 && keys[0] === stable && split[keys[0]] === 100;
@@ -176,6 +242,16 @@ export interface RevertTimeline {
   completionBack: number;
   /** History length when the breach arrived (events). */
   historyAtSignal: number;
+  /** In the worker (`WorkerClock`): that workflow task started (server) until its activation reached the SDK's JavaScript. */
+  workerActivationIn: number;
+  /** In the worker: the activation in the workflow thread (rollgate's code from the signal to the reverts scheduled). */
+  workerActivate: number;
+  /** In the worker: collecting that activation's sink calls (log lines, metrics; a second round trip to the workflow thread). */
+  workerSinks: number;
+  /** In the worker: the completion handed to core until core answered (the RespondWorkflowTaskCompleted RPC and its eager starts). */
+  workerCompletion: number;
+  /** In the worker: completion answered until the last revert's activity task reached JavaScript (one poll of core each). */
+  workerHandover: number;
 }
 
 /** Not numbers: each revert's scheduled -> started (ms, sorted) and the commands before the reverts (event types). */
@@ -198,6 +274,11 @@ export const TIMELINE_ROWS: [keyof RevertTimeline, string, string][] = [
   ['providerCallSlowest', 'provider call (routeAll) in the worker, slowest', 'ms'],
   ['completionBack', 'last revert completed -> workflow task done (completion back)', 'ms'],
   ['historyAtSignal', 'history length at the breach', 'events'],
+  ['workerActivationIn', 'in the worker: task started (server) -> activation reached the SDK', 'ms'],
+  ['workerActivate', 'in the worker: activation in the workflow thread', 'ms'],
+  ['workerSinks', "in the worker: collecting the activation's sink calls", 'ms'],
+  ['workerCompletion', 'in the worker: completion -> core answered (RPC, eager starts)', 'ms'],
+  ['workerHandover', 'in the worker: core answered -> last revert task reached the SDK', 'ms'],
 ];
 const eventType = (e: HistoryEvent) => temporal.api.enums.v1.EventType[e.eventType ?? 0].replace(/^EVENT_TYPE_/, '');
 const maxOr = (xs: number[]) => (xs.length ? Math.max(...xs) : NaN);
@@ -209,6 +290,7 @@ export function revertTimeline(
   sentMs: number,
   landedMs: Map<string, number>,
   calls: ProviderCall[],
+  clock?: WorkerClock,
 ): RevertTimeline & RevertDetail {
   const total = Math.max(...landedMs.values()) - sentMs;
   const nan = Object.fromEntries(TIMELINE_ROWS.map(([k]) => [k, NaN])) as unknown as RevertTimeline;
@@ -247,9 +329,18 @@ export function revertTimeline(
     callMs.push(call.endMs - call.startMs);
   }
   const lastClosed = maxOr(closed.map(eventMs));
-  const back = events.find(
+  const backTask = events.find(
     (e) => e.workflowTaskCompletedEventAttributes && Number(e.eventId) > Number(completed.eventId) && eventMs(e) >= lastClosed,
   );
+  // The worker's clock: the first activation after the reacting task started, then its completion and the hand-over.
+  const polled = clock ? clock.first('activation-polled', eventMs(started)) : NaN;
+  const activateStart = clock ? clock.first('activate-start', polled) : NaN;
+  const activateEnd = clock ? clock.first('activate-end', activateStart) : NaN;
+  const sinksStart = clock ? clock.first('sinks-start', activateEnd) : NaN;
+  const sinksEnd = clock ? clock.first('sinks-end', sinksStart) : NaN;
+  const sent = clock ? clock.first('complete-sent', activateEnd) : NaN;
+  const back = clock ? clock.first('complete-back', sent) : NaN;
+  const lastHandedOver = clock ? clock.nth('activity-polled', back, reverts.length) : NaN;
   const between = events.filter((e) => Number(e.eventId) > Number(completed.eventId) && Number(e.eventId) < Number(reverts[0].eventId));
   return {
     signalRpc: eventMs(sig) - sentMs,
@@ -265,8 +356,13 @@ export function revertTimeline(
     callToLandingLast: maxOr(toLanding),
     providerCallSlowest: maxOr(callMs),
     total,
-    completionBack: back ? eventMs(back) - lastClosed : NaN,
+    completionBack: backTask ? eventMs(backTask) - lastClosed : NaN,
     historyAtSignal: sigId,
+    workerActivationIn: polled - eventMs(started),
+    workerActivate: activateEnd - activateStart,
+    workerSinks: sinksEnd - sinksStart,
+    workerCompletion: back - sent,
+    workerHandover: lastHandedOver - back,
     dispatchMs,
     publishedBefore: between.map(eventType),
   };
