@@ -60,10 +60,12 @@ test('a breach on 10 targets: all 10 reverts are scheduled in one workflow task 
   const started = events.filter((e) => scheduledAt.has(Number(e.activityTaskStartedEventAttributes?.scheduledEventId)));
   expect(started).toHaveLength(10);
   // Taken from the task's own response, an activity is recorded started in the same server update
-  // that scheduled it (same or next millisecond); through the task queue it waits for the update to
-  // commit, the transfer task, matching and the poller's call back (many milliseconds).
+  // that scheduled it (0-1 ms idle; 2 ms seen with two CI legs sharing the 2 cores); through the task
+  // queue it waits for the update to commit (an SQLite write), the transfer task, matching and the
+  // poller's call back (64-387 ms measured under load, which is when CI runs this). 10 ms tells them
+  // apart with room for a busy server's scheduling.
   const dispatch = started.map((e) => ms(e) - scheduledAt.get(Number(e.activityTaskStartedEventAttributes!.scheduledEventId))!);
-  expect(dispatch.filter((d) => d > 1)).toEqual([]);
+  expect(dispatch.filter((d) => d > 10)).toEqual([]);
 
   await handle.signal(abortSignal, { by: 'carol' });
   expect(((await handle.result()) as RolloutResult).state).toBe('rolled-back');
