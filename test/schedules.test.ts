@@ -113,7 +113,17 @@ test('after a promotion, a scheduled analysis that fails reverts the release and
     await expect(startRollout(h.client, { ...spec, release: 'r3' }, { startedBy: 'carol', taskQueue: h.taskQueue })).rejects.toBeInstanceOf(
       RolloutRefusedError,
     );
+    // Deleting a schedule stops new analyses, not one already running: one that read the broken
+    // minutes before the delete may still send its failing verdict. Wait for those to close, so the
+    // re-run below is judged on its own pass (seen in CI: a late one paused the re-run again).
+    expect((await cli('schedule', 'pause', 'watched')).code).toBe(0); // nothing new starts after this describe
+    const info = (await h.client.schedule.getHandle(analysisScheduleId('watched')).describe()).info;
     await cli('schedule', 'delete', 'watched');
+    for (const a of info.runningActions)
+      await h.client.workflow
+        .getHandle(a.workflow.workflowId)
+        .result()
+        .catch(() => undefined);
     // Re-running the release after the revert: carol released it, so she still may not approve it.
     broken = false;
     await trafficSettled(traffic);
