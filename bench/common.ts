@@ -29,7 +29,12 @@ export const OUT = argv.includes('--out')
   ? argv[argv.indexOf('--out') + 1]
   : join(__dirname, 'results', QUICK ? 'quick.json' : 'latest.json');
 export const ROOT = resolve(__dirname, '..');
-export const STATE = join(ROOT, '.state', 'bench');
+/**
+ * The bench's files (zips, the compiled worker, the bundle): BENCH_STATE_DIR, else .state/bench. Its
+ * smoke test gives each jest process its own (two run at once in CI), inside the repository so
+ * that the compiled worker resolves node_modules.
+ */
+export const STATE = resolve(ROOT, process.env.BENCH_STATE_DIR || join('.state', 'bench'));
 /** Cloud Run provider: first pause between operation / status polls, and the largest (ms). Same as the test harness. */
 export const CLOUD_RUN_POLL_MS = Number(process.env.BENCH_CLOUD_RUN_POLL_MS || 100);
 export const CLOUD_RUN_MAX_POLL_MS = 500;

@@ -8,7 +8,12 @@ test('npm run bench -- --quick runs every benchmark and writes JSON', async () =
   const out = join(process.env.ROLLGATE_TEST_STATE!, 'bench-quick.json');
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), '--quick', '--out', out], {
     cwd: root,
-    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    // Its own state dir in this jest process's (not the shared .state/bench: CI runs two jest processes at once).
+    env: {
+      ...process.env,
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      BENCH_STATE_DIR: join(process.env.ROLLGATE_TEST_STATE!, 'bench'),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
