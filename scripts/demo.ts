@@ -15,11 +15,13 @@
  *
  *   bash scripts/demo.sh            # runs, then keeps everything up for the Temporal UI until Ctrl-C
  *   bash scripts/demo.sh --exit     # runs and exits (CI smoke)
- *   options: --fast (1 s bakes), --port N (Temporal port, 0 = any free; default 7233)
+ *   options: --fast (1 s bakes), --port N (Temporal port, 0 = any free; default 7233),
+ *            --state DIR (its SQLite file, zips and artifacts; default .state/demo; the test gives
+ *            each run its own: two test legs run at once in CI)
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { GetAliasCommand, LambdaClient } from '@aws-sdk/client-lambda';
@@ -54,7 +56,7 @@ const option = (name: string, dflt: string) => {
 const EXIT = flag('--exit');
 const BAKE = flag('--fast') ? '1 second' : '3 seconds';
 const ROOT = resolve(__dirname, '..');
-const STATE = join(ROOT, '.state', 'demo');
+const STATE = resolve(ROOT, option('--state', join('.state', 'demo')));
 const SERVICE = 'checkout';
 const PROJECT = 'demo-project';
 const TASK_QUEUE = 'rollgate';
@@ -93,7 +95,7 @@ async function main() {
   const wanted = Number(option('--port', '7233'));
   const port = wanted === 0 || !(await portFree(wanted)) ? await freePort() : wanted;
   const uiPort = port === 7233 && (await portFree(8233)) ? 8233 : await freePort();
-  say(`starting Temporal dev server on 127.0.0.1:${port} (SQLite: .state/demo/temporal.db)`);
+  say(`starting Temporal dev server on 127.0.0.1:${port} (SQLite: ${relative(ROOT, join(STATE, 'temporal.db'))})`);
   const temporal = await startTemporalDevServer({ dbFile: join(STATE, 'temporal.db'), ui: true, port, uiPort });
   stoppers.push(temporal.stop);
   const moto = await startMoto();

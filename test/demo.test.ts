@@ -4,10 +4,14 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 
 test('demo: cross-cloud r1 promoted, r2 breaches in the mixed wave and both clouds are reverted, a two-service train is released in order, everything stopped', async () => {
   const root = join(__dirname, '..');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'demo.ts'), '--exit', '--fast', '--port', '0'], {
+  // Its own state dir (SQLite file, zips) in this jest process's: not the shared .state/demo (CI runs two jest processes at once).
+  const state = join(process.env.ROLLGATE_TEST_STATE!, `demo-${randomBytes(3).toString('hex')}`);
+  const args = ['--import', 'tsx', join(root, 'scripts', 'demo.ts'), '--exit', '--fast', '--port', '0', '--state', state];
+  const child = spawn(process.execPath, args, {
     cwd: root,
     env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     stdio: ['ignore', 'pipe', 'pipe'],
