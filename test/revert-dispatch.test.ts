@@ -60,10 +60,12 @@ test('a breach on 10 targets: all 10 reverts are scheduled in one workflow task 
   const started = events.filter((e) => scheduledAt.has(Number(e.activityTaskStartedEventAttributes?.scheduledEventId)));
   expect(started).toHaveLength(10);
   // Taken from the task's own response, an activity is recorded started in the same server update
-  // that scheduled it (same or next millisecond); through the task queue it waits for the update to
-  // commit, the transfer task, matching and the poller's call back (many milliseconds).
+  // that scheduled it (same or next millisecond on a quiet machine; 2 ms seen in CI with the two
+  // jest legs side by side on 2 cores); through the task queue it waits for the update to commit,
+  // the transfer task, matching and the poller's call back (64-387 ms measured under load). 20 ms
+  // keeps the two apart without failing on a busy server's slower update.
   const dispatch = started.map((e) => ms(e) - scheduledAt.get(Number(e.activityTaskStartedEventAttributes!.scheduledEventId))!);
-  expect(dispatch.filter((d) => d > 1)).toEqual([]);
+  expect(dispatch.filter((d) => d > 20)).toEqual([]);
 
   await handle.signal(abortSignal, { by: 'carol' });
   await handle.result();
