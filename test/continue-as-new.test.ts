@@ -19,7 +19,7 @@ import {
 } from '../src/contract';
 import { aliasState, publishedVersions } from './support/lambda';
 import { recordHistory } from './support/history';
-import { createFunctions, createHarness, lambdaSpec, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+import { createFunctions, createHarness, lambdaSpec, nextRun, simulateTraffic, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -54,20 +54,6 @@ async function runChain(client: Client, workflowId: string, firstRunId: string) 
     runId = events[events.length - 1]?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
   }
   return runs;
-}
-
-/** Waits until the rollout's latest run is not one of `seen` (it continued as new), returns the new run id. */
-async function nextRun(handle: WorkflowHandle, seen: Set<string>, timeoutMs = 60_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const { runId } = await handle.describe();
-    if (!seen.has(runId)) {
-      seen.add(runId);
-      return runId;
-    }
-    await sleep(200);
-  }
-  throw new Error(`no continue-as-new within ${timeoutMs} ms`);
 }
 
 /** Start as carol, handing over to a new run past `after` history events. */

@@ -21,7 +21,7 @@ import { sampleZip } from '../src/dev/lambda-fixtures';
 import { cloudRunState } from './support/cloud-run';
 import { codeSha, revisionImage, seedPipeline, targetsOf, testPipeline } from './support/pipeline';
 import { historyText, recordHistory, workflowEvents } from './support/history';
-import { createHarness, resultWithin, waitForStatus, type Harness } from './support/harness';
+import { createHarness, nextRun, resultWithin, waitForStatus, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -318,25 +318,11 @@ test('a veto after a rollback: resume does not redeploy the vetoed release', asy
   expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
 
   await vetoRelease(h.client, 'oven', 'r1', { by: 'dana', reason: 'corrupts ovens' });
-  const writes = watchAliasWrites(h.proxy);
-  try {
-    await promotion.signal(resumeSignal, { by: 'carol' });
-    const refused = await waitForStatus(
-      promotion,
-      (s) => s.state === 'paused' && /is vetoed/.test(s.rollbackReason ?? ''),
-      60_000,
-      'paused again: the resume refused',
-    );
-    expect(refused.rollbackReason).toMatch(
-      /is vetoed: release r1 was marked bad by dana \(unverified\) \(corrupts ovens\); nothing was deployed/,
-    );
-    // Ground truth: no write moved prod-fn off version 1 after the resume.
-    expect(writes.forward(prod.fn.function, '1')).toEqual([]);
-    expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
-    expect(Object.values(cloudRunState(h, prod.run).split)).toEqual([100]);
-  } finally {
-    writes.stop();
-  }
+  await expectResumeRefusedByVeto(
+    promotion,
+    prod,
+    /is vetoed: release r1 was marked bad by dana \(unverified\) \(corrupts ovens\); nothing was deployed/,
+  );
   await promotion.signal(abortSignal, { by: 'carol' });
   expect(((await resultWithin(promotion, 60_000)) as RolloutResult).state).toBe('rolled-back');
   await recordHistory(promotion, 'rollout-v2-release-gates-vetoed-resume');
@@ -370,20 +356,6 @@ test("a run naming prod over staging's targets is no evidence of prod", async ()
   // Nothing moved in prod.
   expect(await publishedVersions(h.motoUrl, targetsOf(p, 'prod').fn)).toEqual(['1']);
 });
-
-/** Waits until the rollout's latest run is not one of `seen` (it continued as new), returns the new run id. */
-async function nextRun(handle: { describe(): Promise<{ runId: string }> }, seen: Set<string>, timeoutMs = 60_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const { runId } = await handle.describe();
-    if (!seen.has(runId)) {
-      seen.add(runId);
-      return runId;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`no continue-as-new within ${timeoutMs} ms`);
-}
 
 /** An update to a rollout that may be handing over to its next run right now: sent again until a run takes it. */
 async function rejectWave(handle: Parameters<typeof waitForStatus>[0], reason: string): Promise<void> {
@@ -471,6 +443,25 @@ test('a promotion that continued as new keeps its pin: resume after a rollback d
   );
   expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
   await vetoRelease(h.client, 'kiln', 'r1', { by: 'dana', reason: 'cracks kilns' });
+  await expectResumeRefusedByVeto(
+    promotion,
+    prod,
+    /is vetoed: release r1 was marked bad by dana \(unverified\) \(cracks kilns\); nothing was deployed/,
+  );
+  expect(await publishedVersions(h.motoUrl, prod.fn)).toEqual(['1', '2']);
+  await promotion.signal(abortSignal, { by: 'carol' });
+  expect(((await resultWithin(promotion, 60_000)) as RolloutResult).state).toBe('rolled-back');
+}, 300_000);
+
+/**
+ * `resume` on a paused promotion whose release was vetoed meanwhile: refused and paused again with
+ * `reason`, and (ground truth) no write moved prod's alias off version 1, Cloud Run all on one revision.
+ */
+async function expectResumeRefusedByVeto(
+  promotion: Awaited<ReturnType<typeof promoteRelease>>,
+  prod: ReturnType<typeof targetsOf>,
+  reason: RegExp,
+): Promise<void> {
   const writes = watchAliasWrites(h.proxy);
   try {
     await promotion.signal(resumeSignal, { by: 'carol' });
@@ -480,16 +471,11 @@ test('a promotion that continued as new keeps its pin: resume after a rollback d
       60_000,
       'paused again: the resume refused',
     );
-    expect(refused.rollbackReason).toMatch(
-      /is vetoed: release r1 was marked bad by dana \(unverified\) \(cracks kilns\); nothing was deployed/,
-    );
+    expect(refused.rollbackReason).toMatch(reason);
     expect(writes.forward(prod.fn.function, '1')).toEqual([]);
     expect(await aliasState(h.motoUrl, prod.fn)).toEqual({ version: '1', weights: {} });
     expect(Object.values(cloudRunState(h, prod.run).split)).toEqual([100]);
-    expect(await publishedVersions(h.motoUrl, prod.fn)).toEqual(['1', '2']);
   } finally {
     writes.stop();
   }
-  await promotion.signal(abortSignal, { by: 'carol' });
-  expect(((await resultWithin(promotion, 60_000)) as RolloutResult).state).toBe('rolled-back');
-}, 300_000);
+}

@@ -24,7 +24,7 @@ import { recordHistory } from './support/history';
 import { issuerEnv, startTestIssuer } from './support/oidc';
 import { aliasState } from './support/lambda';
 import { mixedSpec } from './support/cloud-run';
-import { createFunctions, createHarness, resultWithin, simulateTraffic, type Harness } from './support/harness';
+import { createFunctions, createHarness, nextRun, resultWithin, simulateTraffic, type Harness } from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -549,8 +549,8 @@ test('lockstep: a member paused because its train is gone continues as new: one 
     // The paused member (its canary still serves 10 %, analysed every second) continues as new, twice.
     const pausedRun = (await ma.describe()).runId;
     const seen = new Set([pausedRun]);
-    await nextRunOf(ma, seen, 60_000);
-    await nextRunOf(ma, seen, 60_000);
+    await nextRun(ma, seen, 60_000);
+    await nextRun(ma, seen, 60_000);
     await sleep(3_000); // three more train checks' worth in the newest run
     const st = await waitForMember('lc-a', () => true, 'status');
     expect(st.state).toBe('paused');
@@ -581,17 +581,3 @@ test('lockstep: a member paused because its train is gone continues as new: one 
     await h.startWorker();
   }
 }, 240_000);
-
-/** Waits until the workflow's latest run is not one of `seen` (it continued as new), returns the new run id. */
-async function nextRunOf(handle: { describe(): Promise<{ runId: string }> }, seen: Set<string>, timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const { runId } = await handle.describe();
-    if (!seen.has(runId)) {
-      seen.add(runId);
-      return runId;
-    }
-    await sleep(200);
-  }
-  throw new Error(`no continue-as-new within ${timeoutMs} ms`);
-}

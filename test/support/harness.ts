@@ -296,6 +296,20 @@ export async function createFunctions(
 }
 
 /** Healthy traffic everywhere, unless `bad` says a version is broken. */
+/** Waits until the workflow's latest run is not one of `seen` (it continued as new), adds and returns the new run id. */
+export async function nextRun(handle: { describe(): Promise<{ runId: string }> }, seen: Set<string>, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { runId } = await handle.describe();
+    if (!seen.has(runId)) {
+      seen.add(runId);
+      return runId;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`no continue-as-new within ${timeoutMs} ms`);
+}
+
 /**
  * After a test changes what the simulated traffic looks like (e.g. `broken = false`): wait until
  * the tick that was in flight has put its metrics and one whole tick ran after the change. A tick
