@@ -201,6 +201,9 @@ export interface WorkerPhases {
   importedMs: number;
   connectedMs: number;
   createdMs: number;
+  /** The worker's workflow cache (maxCachedWorkflows) and V8 heap limit, as the worker process sees them. */
+  cachedWorkflows: number;
+  heapLimitMiB: number;
 }
 
 let workerProcessJs: string | undefined;
@@ -217,7 +220,15 @@ export function spawnWorker(
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, [workerProcessJs], {
     cwd: ROOT,
-    env: { ...process.env, BENCH_TEMPORAL: temporal.address, BENCH_STATE_DIR: STATE, ...env },
+    // BENCH_WORKER_NODE_OPTIONS: Node flags for the worker process only, e.g. `--max-old-space-size=384`,
+    // the heap a container's memory limit would give it (the bench process keeps its own).
+    env: {
+      ...process.env,
+      ...(process.env.BENCH_WORKER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS } : {}),
+      BENCH_TEMPORAL: temporal.address,
+      BENCH_STATE_DIR: STATE,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';

@@ -6,11 +6,13 @@
  * (memory | emulators), BENCH_LAMBDA_ENDPOINT, BENCH_STATE_DIR, BENCH_STICKY_TIMEOUT_MS (another
  * sticky-queue timeout than rollgate's, to measure a candidate). Prints "worker ready <ms> <phases>":
  * <ms> is the time since the process started, <phases> JSON (modules loaded, connected to Temporal,
- * Worker.create done; each since the process started).
+ * Worker.create done; each since the process started; its workflow cache size and V8 heap limit).
  */
 import { performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createRollgateWorker, depsFromEnv } from '../src/worker';
+import { workflowCacheSize } from '../src/temporal/workflow-cache';
 import { MemoryMetrics, MemoryProvider } from '../src/dev/memory-provider';
 import type { ActivityDeps } from '../src/activities';
 
@@ -40,7 +42,14 @@ async function main() {
   });
   const createdMs = performance.now();
   const run = worker.run();
-  const phases = { importedMs: Math.round(importedMs), connectedMs: Math.round(connectedMs), createdMs: Math.round(createdMs) };
+  const phases = {
+    importedMs: Math.round(importedMs),
+    connectedMs: Math.round(connectedMs),
+    createdMs: Math.round(createdMs),
+    // createRollgateWorker's cache, computed in this process (its heap limit may differ from the bench's).
+    cachedWorkflows: workflowCacheSize(),
+    heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
+  };
   console.log(`worker ready ${performance.now().toFixed(0)} ${JSON.stringify(phases)}`);
   await run;
 }
