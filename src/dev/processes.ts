@@ -46,6 +46,25 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** A server refused its port because something else took it (moto: "Address already in use"). */
+const PORT_TAKEN = /address already in use|EADDRINUSE|port \d+ is in use/i;
+
+/**
+ * Starts a server on a port from `pick` (freePort: one the kernel had free a moment ago). Between
+ * that pick and the server's bind another process may take it (test files start servers three at a
+ * time), so a start that fails because the port is taken is retried on a new one, up to `tries`.
+ */
+export async function onFreePort<T>(start: (port: number) => Promise<T>, pick: () => Promise<number> = freePort, tries = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    const port = await pick();
+    try {
+      return await start(port);
+    } catch (err) {
+      if (i >= tries || !PORT_TAKEN.test((err as Error).message)) throw err;
+    }
+  }
+}
+
 export interface Managed {
   child: ChildProcess;
   stop(): Promise<void>;
@@ -148,7 +167,11 @@ export interface MotoServer extends Managed {
 
 /** moto in server mode on loopback, configured to run Lambda without Docker. */
 export async function startMoto(o: { port?: number } = {}): Promise<MotoServer> {
-  const port = o.port ?? (await freePort());
+  return o.port === undefined ? onFreePort(startMotoOn) : startMotoOn(o.port);
+}
+
+/** moto on this port; fails (naming moto's output) if it exits, e.g. because the port is taken. */
+export async function startMotoOn(port: number): Promise<MotoServer> {
   const child = spawn(motoServerPath(), ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (b) => (out = (out + b).slice(-4000)));
