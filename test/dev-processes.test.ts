@@ -11,7 +11,8 @@ let heldPort: number;
 let moto: MotoServer | undefined;
 
 beforeAll(async () => {
-  holder = createServer();
+  // Accepts and drops every connection (a readiness probe that reaches it must not hang).
+  holder = createServer((socket) => socket.destroy());
   await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
   heldPort = (holder.address() as { port: number }).port;
 });

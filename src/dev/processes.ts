@@ -178,7 +178,8 @@ export async function startMotoOn(port: number): Promise<MotoServer> {
   child.stderr!.on('data', (b) => (out = (out + b).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;
   await waitFor(
-    async () => (await fetch(`${url}/moto-api/`)).status < 500,
+    // Bounded: on a port another process took, something else may accept the connection and never answer.
+    async () => (await fetch(`${url}/moto-api/`, { signal: AbortSignal.timeout(2_000) })).status < 500,
     60_000,
     'moto_server',
     child,
