@@ -27,7 +27,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { startMoto, startTemporalDevServer } from '../src/dev/processes';
+import { startAllOrNone, startMoto, startTemporalDevServer } from '../src/dev/processes';
 import { FaultProxy } from '../src/dev/fault-proxy';
 import { CloudRunFake } from '../src/dev/cloud-run-fake';
 import { CloudMonitoringFake } from '../src/dev/cloud-monitoring-fake';
@@ -48,13 +48,13 @@ async function main() {
   mkdirSync(join(__dirname, 'results'), { recursive: true });
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   process.env.METADATA_SERVER_DETECTION ??= 'none'; // the Google clients talk to the fakes: no credentials lookup
-  const [temporal, moto, cloudRun, monitoring] = await Promise.all([
+  const [temporal, moto, cloudRun, monitoring] = await startAllOrNone([
     // A file-backed store (10,000 rollouts outgrow memory), in a temp dir removed at the end.
     startTemporalDevServer({ dbFile: join(DB_DIR, 'temporal.db') }),
     startMoto(),
     new CloudRunFake().start(),
     new CloudMonitoringFake().start(),
-  ]);
+  ] as const);
   if (process.env.BENCH_CLOUD_RUN_OPERATION_POLLS) cloudRun.knobs.operationPolls = Number(process.env.BENCH_CLOUD_RUN_OPERATION_POLLS);
   console.log(
     `Cloud Run fake (dev/test): ${cloudRun.address}, operations finish after ${cloudRun.knobs.operationPolls} poll(s); provider poll ${CLOUD_RUN_POLL_MS}-${CLOUD_RUN_MAX_POLL_MS} ms`,

@@ -52,8 +52,16 @@ export async function listAnalysisSchedules(client: Client): Promise<ScheduleRow
   const rows: ScheduleRow[] = [];
   for await (const s of client.schedule.list()) {
     if (!s.scheduleId.startsWith('rollgate-analysis-')) continue;
-    // The list comes from visibility, which lags; describe gives the schedule's current state.
-    const d = await client.schedule.getHandle(s.scheduleId).describe();
+    // The list comes from visibility, which lags; describe gives the schedule's current state, and a
+    // schedule deleted since the list was read is no longer one to show.
+    const d = await client.schedule
+      .getHandle(s.scheduleId)
+      .describe()
+      .catch((err: unknown) => {
+        if (err instanceof ScheduleNotFoundError) return undefined;
+        throw err;
+      });
+    if (!d) continue;
     const every = d.spec.intervals?.[0]?.every;
     rows.push({
       id: s.scheduleId,

@@ -4,7 +4,16 @@
  * Real moto_server on loopback; the "other process" is a TCP server holding the first port.
  */
 import { createServer, type Server } from 'node:net';
-import { freePort, onFreePort, startMotoOn, type MotoServer } from '../src/dev/processes';
+import {
+  freePort,
+  onFreePort,
+  startAllOrNone,
+  startMoto,
+  startMotoOn,
+  startTemporalDevServer,
+  startTemporalDevServerOn,
+  type MotoServer,
+} from '../src/dev/processes';
 
 let holder: Server;
 let heldPort: number;
@@ -37,4 +46,51 @@ test('a taken port is retried on a new one: moto comes up on the second pick', a
   expect(picks[0]).toBe(heldPort);
   expect(moto.url).toBe(`http://127.0.0.1:${picks[1]}`);
   expect((await fetch(`${moto.url}/moto-api/`)).status).toBeLessThan(500);
+});
+
+test('picked ports sit below the ephemeral range, where outgoing connections never hold them', async () => {
+  const picks = await Promise.all(Array.from({ length: 50 }, () => freePort()));
+  for (const p of picks) expect(p).toBeLessThan(32_768);
+});
+
+// A port lost to another of our own servers: that server answers the readiness probe, so without
+// waiting for the bind the start "succeeded" and handed back a server that was not its own.
+test('moto on a port another moto serves fails instead of adopting that moto', async () => {
+  const first = moto!;
+  const port = Number(new URL(first.url).port);
+  await expect(startMotoOn(port)).rejects.toThrow(/in use/i);
+  expect((await fetch(`${first.url}/moto-api/`)).status).toBeLessThan(500); // the owner is untouched
+});
+
+test('a dev server on a port another dev server serves fails, and a pick retries it', async () => {
+  const owner = await startTemporalDevServer();
+  try {
+    await expect(startTemporalDevServerOn({ port: owner.port })).rejects.toThrow(/in use/i);
+    const picks: number[] = [];
+    const second = await onFreePort(
+      (port) => startTemporalDevServerOn({ port }),
+      async () => {
+        const p = picks.length === 0 ? owner.port : await freePort();
+        picks.push(p);
+        return p;
+      },
+    );
+    try {
+      expect(picks).toEqual([owner.port, second.port]);
+      expect(second.child.exitCode).toBeNull();
+    } finally {
+      await second.stop();
+    }
+  } finally {
+    await owner.stop();
+  }
+}, 120_000);
+
+test('startAllOrNone stops the servers that started when another failed', async () => {
+  let started: MotoServer | undefined;
+  const moto = startMoto().then((m) => (started = m));
+  const failing = Promise.reject(new Error('cloud fake failed'));
+  await expect(startAllOrNone([moto, failing] as const)).rejects.toThrow('cloud fake failed');
+  expect(started).toBeDefined();
+  expect(started!.child.exitCode !== null || started!.child.signalCode !== null).toBe(true);
 });

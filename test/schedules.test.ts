@@ -1,6 +1,7 @@
 import { recordHistory } from './support/history';
 /** Scheduled canary analyses (Temporal Schedules) on the real dev server, driven through the CLI. */
 import { main } from '../src/cli/main';
+import { listAnalysisSchedules } from '../src/schedules';
 import { RolloutRefusedError, startRollout } from '../src/client';
 import { analysisScheduleId, approveUpdate, resumeSignal, rolloutWorkflowId, statusQuery, type RolloutResult } from '../src/contract';
 import { aliasState } from './support/lambda';
@@ -202,5 +203,48 @@ test('during a rollout, a scheduled analysis fail makes the rollout roll back be
   } finally {
     traffic.stop();
     await cli('schedule', 'delete', 'sched-live');
+  }
+});
+
+// Several files share one dev server: another file's schedule can be deleted after the list (from
+// visibility) named it and before its describe. The list must skip it, not fail.
+test('schedule list skips a schedule deleted between the list and its describe', async () => {
+  const gone = `sched-gone-${h.taskQueue}`;
+  const kept = `sched-kept-${h.taskQueue}`;
+  expect((await cli('schedule', 'create', gone, '--every', '1h', '--task-queue', h.taskQueue)).code).toBe(0);
+  expect((await cli('schedule', 'create', kept, '--every', '1h', '--task-queue', h.taskQueue)).code).toBe(0);
+  try {
+    // The real list, on the real server; as it yields `gone`, that schedule is deleted for real.
+    const schedule = h.client.schedule;
+    let deleted = false;
+    const client = Object.create(h.client, {
+      schedule: {
+        value: Object.create(schedule, {
+          list: {
+            value: async function* (...a: Parameters<typeof schedule.list>) {
+              for await (const s of schedule.list(...a)) {
+                if (s.scheduleId === analysisScheduleId(gone) && !deleted) {
+                  await schedule.getHandle(s.scheduleId).delete();
+                  deleted = true;
+                }
+                yield s;
+              }
+            },
+          },
+        }),
+      },
+    });
+    let rows: Awaited<ReturnType<typeof listAnalysisSchedules>> = [];
+    const listedBoth = () => deleted && rows.some((r) => r.service === kept);
+    for (let i = 0; i < 50 && !listedBoth(); i++) {
+      rows = await listAnalysisSchedules(client);
+      if (!listedBoth()) await sleep(200); // visibility catches up
+    }
+    expect(deleted).toBe(true);
+    expect(rows.map((r) => r.service)).toContain(kept);
+    expect(rows.map((r) => r.service)).not.toContain(gone);
+  } finally {
+    await cli('schedule', 'delete', gone);
+    await cli('schedule', 'delete', kept);
   }
 });

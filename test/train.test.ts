@@ -233,11 +233,13 @@ test('dependency order and parallel branches: a member starts only once what it 
     expect(st.out).toContain('train-spring-sale-r7  train spring-sale-r7  state=succeeded');
     expect(st.out).toContain('order: tr-orders -> tr-checkout -> tr-search -> tr-web');
     expect(st.out).toMatch(/tr-web r2 after tr-checkout, tr-search: succeeded \(rollout-tr-web: stage done/);
-    // Visibility lags: list until the members' final search attributes show.
-    let ls = await cli('list');
+    // Visibility lags: list until the members' final search attributes show. The dev server is shared
+    // with the files running beside this one, so the default 50 newest rows may all be theirs.
+    const list = () => cli('list', '--limit', '5000');
+    let ls = await list();
     for (let i = 0; i < 50 && !/^train-spring-sale-r7 .* succeeded /m.test(ls.out); i++) {
       await new Promise((r) => setTimeout(r, 200));
-      ls = await cli('list');
+      ls = await list();
     }
     expect(ls.out).toMatch(/^rollout-tr-checkout {2}r2 {2}succeeded {2}done {2}train spring-sale-r7/m);
     expect(ls.out).toMatch(/^train-spring-sale-r7 {2}spring-sale-r7 {2}succeeded {2}train {2}train spring-sale-r7/m);

@@ -34,16 +34,36 @@ export function motoServerPath(): string {
   return p;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+/**
+ * Loopback ports are picked below the kernel's ephemeral range (Linux: 32768-60999). Outgoing
+ * connections (gRPC to the dev server, HTTP to moto: thousands a minute with three test files at
+ * once) take ephemeral ports, so a port the kernel handed out free could be some connection's by the
+ * time a Python server bound it; a random port under 32768 is never taken that way.
+ */
+const PICK_FROM = 20_000;
+const PICK_BELOW = 32_768;
+
+function bindable(port: number): Promise<number | undefined> {
+  return new Promise((res) => {
     const s = createServer();
     s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
+    s.once('error', () => res(undefined));
+    s.listen(port, '127.0.0.1', () => {
+      const bound = (s.address() as { port: number }).port;
+      s.close(() => res(bound));
     });
   });
+}
+
+/** A loopback port that is free now: a random one under the ephemeral range, else one the kernel picks. */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const port = await bindable(PICK_FROM + Math.floor(Math.random() * (PICK_BELOW - PICK_FROM)));
+    if (port !== undefined) return port;
+  }
+  const port = await bindable(0);
+  if (port === undefined) throw new Error('no free loopback port');
+  return port;
 }
 
 /** A server refused its port because something else took it (moto: "Address already in use"). */
@@ -63,6 +83,20 @@ export async function onFreePort<T>(start: (port: number) => Promise<T>, pick: (
       if (i >= tries || !PORT_TAKEN.test((err as Error).message)) throw err;
     }
   }
+}
+
+/**
+ * Starts servers together; if one fails, the ones that did start are stopped before the error is
+ * thrown (a bare Promise.all leaves them running, e.g. a dev server whose moto lost its port).
+ */
+export async function startAllOrNone<T extends readonly Promise<{ stop(): Promise<void> }>[]>(
+  starts: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
+  await Promise.allSettled(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+  throw failed.reason;
 }
 
 export interface Managed {
@@ -90,6 +124,7 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: s
     if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 200));
   }
+  child.kill('SIGKILL'); // a server that never came up must not outlive the failed start
   throw new Error(`${what} did not come up within ${timeoutMs} ms: ${output().slice(-800)}`);
 }
 
@@ -110,22 +145,33 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, boolean | number | string
   'system.enableActivityEagerExecution': true,
 };
 
-/** `temporal server start-dev` on loopback with SQLite persistence and rollgate's search attributes. */
-export async function startTemporalDevServer(
-  o: {
-    dbFile?: string;
-    ui?: boolean;
-    port?: number;
-    uiPort?: number;
-    /** The UI's remote codec (`--ui-codec-endpoint`). */ uiCodecEndpoint?: string;
-  } = {},
-): Promise<DevServer> {
+export interface DevServerOptions {
+  dbFile?: string;
+  ui?: boolean;
+  port?: number;
+  uiPort?: number;
+  /** The UI's remote codec (`--ui-codec-endpoint`). */ uiCodecEndpoint?: string;
+}
+
+/**
+ * `temporal server start-dev` on loopback with SQLite persistence and rollgate's search attributes.
+ * Ports not given are picked, and picked again if another process took one before the server bound it.
+ */
+export async function startTemporalDevServer(o: DevServerOptions = {}): Promise<DevServer> {
+  if (o.port !== undefined && (!o.ui || o.uiPort !== undefined)) return startTemporalDevServerOn({ ...o, port: o.port });
+  return onFreePort(async (port) =>
+    startTemporalDevServerOn({ ...o, port: o.port ?? port, uiPort: o.ui ? (o.uiPort ?? (await freePort())) : undefined }),
+  );
+}
+
+/** start-dev on exactly these ports; fails (naming its output) if it exits, e.g. because a port is taken. */
+export async function startTemporalDevServerOn(o: DevServerOptions & { port: number }): Promise<DevServer> {
   const bin = temporalCliPath();
-  const port = o.port ?? (await freePort());
+  const port = o.port;
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', 'default', '--log-level', 'error'];
   let uiUrl: string | undefined;
   if (o.ui) {
-    const uiPort = o.uiPort ?? (await freePort());
+    const uiPort = o.uiPort!;
     args.push('--ui-port', String(uiPort));
     uiUrl = `http://127.0.0.1:${uiPort}`;
     if (o.uiCodecEndpoint) args.push('--ui-codec-endpoint', o.uiCodecEndpoint);
@@ -144,6 +190,9 @@ export async function startTemporalDevServer(
   const { Connection } = await import('@temporalio/client');
   await waitFor(
     async () => {
+      // The banner comes after start-dev has bound its ports: before it, a server that answers on this
+      // port is another process's (one that took the port first), not ours.
+      if (!/Temporal Server:/.test(out)) return false;
       const c = await Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: '1 second' });
       try {
         await c.workflowService.getSystemInfo({});
@@ -179,7 +228,8 @@ export async function startMotoOn(port: number): Promise<MotoServer> {
   const url = `http://127.0.0.1:${port}`;
   await waitFor(
     // Bounded: on a port another process took, something else may accept the connection and never answer.
-    async () => (await fetch(`${url}/moto-api/`, { signal: AbortSignal.timeout(2_000) })).status < 500,
+    // Werkzeug logs "Running on" once it has bound: before that, an answer on this port is another server's.
+    async () => out.includes(`Running on ${url}`) && (await fetch(`${url}/moto-api/`, { signal: AbortSignal.timeout(2_000) })).status < 500,
     60_000,
     'moto_server',
     child,
