@@ -10,7 +10,15 @@ import { LambdaClient, UpdateAliasCommand } from '@aws-sdk/client-lambda';
 import { lambdaOp } from '../src/dev/fault-proxy';
 import { TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
-import { abortSignal, approveUpdate, externalVerdictSignal, messageNonceQuery, resumeSignal, statusQuery } from '../src/contract';
+import {
+  abortSignal,
+  approveUpdate,
+  externalVerdictSignal,
+  messageNonceQuery,
+  resumeSignal,
+  statusQuery,
+  type RolloutStatus,
+} from '../src/contract';
 import { aliasState, watchAliasWrites } from './support/lambda';
 import { recordHistory } from './support/history';
 import {
@@ -453,6 +461,43 @@ test('an outside breach that arrives while paused after a rollback does not surv
     await handle.signal(resumeSignal, { by: 'carol' });
     const res = await resultWithin(handle, 90_000);
     expect({ state: res.state, reason: res.reason }).toEqual({ state: 'succeeded', reason: expect.any(String) });
+  } finally {
+    traffic.stop();
+  }
+});
+
+test('a scheduled verdict about the previous pass, landing after the resume, does not roll the new pass back', async () => {
+  const spec = twoTargets('stale-pass', { canary: { targets: ['a'], weight: 10, bake: '60 seconds' } });
+  await createFunctions(h, spec);
+  const traffic = simulateTraffic(h, spec);
+  try {
+    const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const baking = (pass: number) => (s: RolloutStatus) =>
+      s.state === 'running' && s.pass === pass && s.stage === 'canary' && /baking/.test(s.detail);
+    await waitForStatus(handle, baking(1), 60_000, 'pass 1 baking');
+    const nonce = await handle.query(messageNonceQuery); // as the scheduled analysis sends it
+    const verdict = (pass: number) => ({ verdict: 'fail' as const, reason: `judged pass ${pass}`, release: spec.release, pass, nonce });
+    await handle.signal(externalVerdictSignal, verdict(1));
+    await waitForStatus(handle, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 60_000, 'paused after the breach');
+    await handle.signal(resumeSignal, { by: 'carol' });
+    await waitForStatus(handle, baking(2), 60_000, 'pass 2 baking');
+    // The analysis that read pass 1 sends its fail only now.
+    await handle.signal(externalVerdictSignal, verdict(1));
+    await waitForStatus(
+      handle,
+      (s) => s.history.some((e) => /ignored an external fail about pass 1/.test(e.text)),
+      30_000,
+      'stale verdict recorded',
+    );
+    const after = await handle.query(statusQuery);
+    expect({ state: after.state, pass: after.pass, stage: after.stage }).toEqual({ state: 'running', pass: 2, stage: 'canary' });
+    expect((await aliasState(h.motoUrl, spec.targets[0])).weights).toEqual({ '2': 0.1 }); // the canary is still on
+    // A verdict about this pass still acts.
+    await handle.signal(externalVerdictSignal, verdict(2));
+    await waitForStatus(handle, (s) => s.state === 'paused' && s.pausedAfterRollback === true, 60_000, 'pass 2 rolled back');
+    for (const t of spec.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });
+    await handle.signal(abortSignal, { by: 'carol' });
+    expect((await resultWithin(handle, 60_000)).state).toBe('rolled-back');
   } finally {
     traffic.stop();
   }

@@ -3,7 +3,16 @@ import { recordHistory } from './support/history';
 import { main } from '../src/cli/main';
 import { listAnalysisSchedules } from '../src/schedules';
 import { RolloutRefusedError, startRollout } from '../src/client';
-import { analysisScheduleId, approveUpdate, resumeSignal, rolloutWorkflowId, statusQuery, type RolloutResult } from '../src/contract';
+import {
+  analysisScheduleId,
+  approveUpdate,
+  externalVerdictSignal,
+  resumeSignal,
+  rolloutWorkflowId,
+  statusQuery,
+  type RolloutResult,
+} from '../src/contract';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { aliasState } from './support/lambda';
 import {
   createFunctions,
@@ -188,6 +197,12 @@ test('during a rollout, a scheduled analysis fail makes the rollout roll back be
     const paused = await waitForStatus(handle, (s) => s.state === 'paused', 30_000, 'paused by scheduled verdict');
     expect(Date.now() - t0).toBeLessThan(20_000);
     expect(paused.rollbackReason).toMatch(/^scheduled analysis: us-east-1: error rate/);
+    // The verdict names the pass it judged, so a rollout resumed meanwhile would ignore it.
+    const signalled = ((await handle.fetchHistory()).events ?? [])
+      .map((e) => e.workflowExecutionSignaledEventAttributes)
+      .filter((a) => a?.signalName === externalVerdictSignal.name)
+      .map((a) => defaultPayloadConverter.fromPayload<{ pass?: number; release?: string }>(a!.input!.payloads![0] as Payload));
+    expect(signalled[0]).toMatchObject({ release: spec.release, pass: 1 });
     expect(await aliasState(h.motoUrl, spec.targets[0])).toEqual({ version: '1', weights: {} });
     if (process.env.ROLLGATE_RECORD_HISTORIES === '1') {
       // The scheduled-analysis workflow that sent the verdict, for the replay suite.

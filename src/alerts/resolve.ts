@@ -87,6 +87,8 @@ export function judgeClaims(
     reason: `${source}: ${names}`.slice(0, 300),
     metric: 'alert',
     release: rollout.status.release,
+    // The pass read above: a rollback and a resume before the signal lands make it stale, and ignored.
+    ...(rollout.status.pass !== undefined ? { pass: rollout.status.pass } : {}),
     atMs: Date.now(),
     ...(target && acting.length === 1 ? { target } : {}),
   };

@@ -8,7 +8,10 @@ export function weightBar(percent: number, width = 20): string {
 }
 
 export function formatStatus(s: RolloutStatus, nowMs = Date.now()): string {
-  const lines = [`${s.id}  ${s.service} ${s.release}  state=${s.state}  stage=${s.stage}`, `  ${s.detail}`];
+  const lines = [
+    `${s.id}  ${s.service} ${s.release}  state=${s.state}  stage=${s.stage}${(s.pass ?? 1) > 1 ? `  pass ${s.pass}` : ''}`,
+    `  ${s.detail}`,
+  ];
   if (s.bakeEndsAtMs && s.state === 'running') lines.push(`  bake ends in ${formatDuration(s.bakeEndsAtMs - nowMs)}`);
   if (s.awaitingApproval) lines.push(`  awaiting approval for wave ${s.awaitingApproval}`);
   if (s.artifactDigest) lines.push(`  artifact sha256 ${s.artifactDigest}`);

@@ -195,6 +195,11 @@ export interface Verdict {
   atMs?: number;
   /** For an outside verdict: the release it judged. A rollout ignores a verdict about another release. */
   release?: string;
+  /**
+   * For an outside verdict: the pass of the rollout it judged (status `pass`). A rollout ignores a
+   * verdict about an earlier pass: one read before a rollback and sent after the resume.
+   */
+  pass?: number;
   /** Observed error rates (0-1), when the judge had them (for metrics). */
   canaryErrorRate?: number;
   baselineErrorRate?: number;
@@ -257,6 +262,8 @@ export interface RolloutStatus {
   environment?: string;
   /** Set when this run rolls the environment back to that release (`rollgate rollback --to`). */
   rollbackTo?: string;
+  /** The pipeline's pass: 1, then one more for each `resume` that retries the release (absent from rollouts started before it was shown). */
+  pass?: number;
 }
 
 export interface RolloutResult {

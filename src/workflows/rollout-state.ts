@@ -349,6 +349,13 @@ export class RolloutRun {
         this.record('verdict', `ignored an external ${v.verdict} about release ${v.release} (this rollout is ${this.spec.release})`);
         return;
       }
+      // A scheduled analysis reads the status, judges, then signals: a rollback and a resume in
+      // between make its verdict one about the previous pass's traffic. No patch: verdicts carry
+      // `pass` only since this check exists, so no recorded history reaches this branch.
+      if (v.pass !== undefined && v.pass !== this.pass) {
+        this.record('verdict', `ignored an external ${v.verdict} about pass ${v.pass} (this rollout is on pass ${this.pass}): ${v.reason}`);
+        return;
+      }
       this.record('verdict', `external ${v.verdict}: ${v.reason}`);
       if (v.verdict === 'fail' && !gate.externalBreach && !this.pausedAfterRollback) gate.externalBreach = v;
     });
@@ -611,6 +618,7 @@ export class RolloutRun {
       ...(this.train ? { train: { id: this.train.membership.id, name: this.train.membership.name, held: this.train.held } } : {}),
       ...(this.input.environment ? { environment: this.input.environment } : {}),
       ...(this.input.rollbackTo ? { rollbackTo: this.input.rollbackTo.release } : {}),
+      pass: this.pass,
     };
   }
 

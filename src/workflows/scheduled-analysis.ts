@@ -48,6 +48,8 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
         await getExternalWorkflowHandle(rollout.workflowId, rollout.runId).signal(externalVerdictSignal, {
           ...verdict,
           release: status.release,
+          // The pass that was read (a recorded activity result, so a replay sends what was sent).
+          ...(status.pass !== undefined ? { pass: status.pass } : {}),
           ...nonce,
         });
       } catch {
