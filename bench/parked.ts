@@ -261,31 +261,42 @@ export async function benchParked() {
 
     // The storm: every freeze ends at stormAt; then every bake ends bakeS seconds after its canary step.
     if (Date.now() > stormAt) throw new Error('the storm rollouts were not all frozen before the storm: raise the lead time');
-    await waitForCount(
-      QUEUE,
-      `ExecutionStatus = 'Completed'`,
-      storm,
-      'promoted after the storm',
-      (QUICK ? 60 : 300) * 1000 + bakeS * 1000,
-      false,
+    // A storm that does not finish in time is a measured miss (how many made it), not a crashed bench:
+    // the rows above are kept and written.
+    const stormWaitS = (QUICK ? 60 : 300) + bakeS;
+    await waitForCount(QUEUE, `ExecutionStatus = 'Completed'`, storm, 'promoted after the storm', stormWaitS * 1000, false).catch(
+      () => undefined,
+    );
+    const { count: promoted } = await client.workflow.count(onQueue(QUEUE, `ExecutionStatus = 'Completed'`));
+    report(
+      name(final),
+      `wake storm: promoted within ${stormWaitS} s of the freeze end, of ${storm}`,
+      promoted,
+      'runs',
+      at10k({ op: '>=', v: storm }),
     );
     const freeze = await wakeLags(stormIds, freezeWake(stormAt));
     const bake = await wakeLags(stormIds, bakeWake);
-    if (freeze.lags.length !== storm || bake.lags.length !== storm)
-      throw new Error(`wake lags found for ${freeze.lags.length} freeze ends and ${bake.lags.length} bake ends of ${storm}`);
+    if (freeze.lags.length === 0 || bake.lags.length === 0) return;
+    // Lags below are of the rollouts that got that far (all of them when the storm finished).
     const spread = (xs: number[]) => (Math.max(...xs) - Math.min(...xs)) / 1000;
-    report(name(final), `freeze ends (${storm} at one instant) -> next step p50`, median(freeze.lags), 'ms');
+    report(name(final), `freeze ends (${freeze.lags.length} of ${storm} at one instant) -> next step p50`, median(freeze.lags), 'ms');
     report(
       name(final),
-      `freeze ends (${storm} at one instant) -> next step p99`,
+      `freeze ends (${freeze.lags.length} of ${storm} at one instant) -> next step p99`,
       pct(freeze.lags, 99),
       'ms',
       at10k({ op: '<=', v: 10_000 }),
     );
-    report(name(final), `bake ends (${storm} within ${spread(bake.plannedEnds).toFixed(1)} s) -> next step p50`, median(bake.lags), 'ms');
     report(
       name(final),
-      `bake ends (${storm} within ${spread(bake.plannedEnds).toFixed(1)} s) -> next step p99`,
+      `bake ends (${bake.lags.length} of ${storm} within ${spread(bake.plannedEnds).toFixed(1)} s) -> next step p50`,
+      median(bake.lags),
+      'ms',
+    );
+    report(
+      name(final),
+      `bake ends (${bake.lags.length} of ${storm} within ${spread(bake.plannedEnds).toFixed(1)} s) -> next step p99`,
       pct(bake.lags, 99),
       'ms',
       at10k({ op: '<=', v: 10_000 }),
