@@ -223,6 +223,31 @@ test('CloudWatch via SNS: subscription confirmed on an SNS host only; forged, ta
   }
 });
 
+test('CloudWatch via SNS: an alarm whose open Lambda rollout cannot be asked for its status is answered 503 (SNS delivers it again), not acknowledged as about no rollout', async () => {
+  const service = 'alnoans';
+  // Started on a queue no worker polls: visible as running, but its status query cannot be answered.
+  const spec = mixedSpec(h, service, [lambdaTarget(service, 'eu-west-1')], {
+    canary: { targets: ['eu-west-1'], weight: 10, bake: '1 second' },
+    waves: [],
+  });
+  const handle = await startRollout(h.client, spec, { startedBy: 'carol', taskQueue: `${h.taskQueue}-nobody-polls` });
+  try {
+    const listed = `WorkflowId = '${handle.workflowId}' AND ExecutionStatus = 'Running' AND RolloutProviders = 'aws-lambda'`;
+    for (const end = Date.now() + 30_000; (await h.client.workflow.count(listed)).count === 0;) {
+      if (Date.now() > end) throw new Error('the rollout was never listed by visibility');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const alarm = lambdaAlarm({ name: 'alnoans-errors', fn: `${service}-fn`, alias: 'live', region: 'eu-west-1' });
+    const t0 = Date.now();
+    const res = await post('/sns', sns.alarm(alarm, '1'));
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as any).error).toMatch(new RegExp(`status of ${handle.workflowId} could not be read`));
+    expect(Date.now() - t0).toBeLessThan(15_000); // bounded by the lookup's deadline, not the SDK's
+  } finally {
+    await handle.terminate('test cleanup').catch(() => undefined);
+  }
+});
+
 test('rollgate alert-receiver runs alone from its environment: token required, an alert for a service without a rollout is acknowledged', async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', '-e', "require('./src/cli/main').main(['alert-receiver'])"], {
     cwd: join(__dirname, '..'),

@@ -3,8 +3,11 @@
  * `judgeClaims` is pure (tested without servers); `openRollout` / `rolloutsWithLambda` read Temporal.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { rolloutWorkflowId, statusQuery, type RolloutStatus, type Verdict } from '../contract';
+import { SA, judgedRun, rolloutWorkflowId, statusQuery, type RolloutStatus, type Verdict } from '../contract';
 import type { AlertClaim } from './claims';
+
+/** How long the alarm path waits for the statuses of the open Lambda rollouts (the receiver answers 503 past it). */
+export const LAMBDA_STATUS_DEADLINE_MS = 5_000;
 
 export interface OpenRollout {
   service: string;
@@ -86,9 +89,8 @@ export function judgeClaims(
     verdict: 'fail',
     reason: `${source}: ${names}`.slice(0, 300),
     metric: 'alert',
-    release: rollout.status.release,
-    // The pass read above: a rollback and a resume before the signal lands make it stale, and ignored.
-    ...(rollout.status.pass !== undefined ? { pass: rollout.status.pass } : {}),
+    // The release and pass read above: a rollback and a resume before the signal lands make it stale, and ignored.
+    ...judgedRun(rollout.status),
     atMs: Date.now(),
     ...(target && acting.length === 1 ? { target } : {}),
   };
@@ -111,19 +113,36 @@ export async function openRollout(client: Client, service: string): Promise<Open
 /**
  * Services of open rollouts with a Lambda target on `fn` (in `region`, on `alias`, when given), for
  * CloudWatch alarms on Lambda's own metrics, which name the function, not the service. Read from
- * visibility (lags by about a second) and each rollout's status; at most 200 open rollouts.
+ * visibility (lags by about a second; only rollouts with a Lambda target) and each rollout's
+ * status, asked in parallel with a deadline; at most 200 open rollouts. A status that cannot be
+ * read (the worker is down or busy past the deadline) fails the whole lookup, so the receiver
+ * answers 503 and SNS delivers the alarm again, rather than acknowledging it as about no rollout.
  */
-export async function servicesWithLambda(client: Client, fn: { function: string; region?: string; alias?: string }): Promise<string[]> {
+export async function servicesWithLambda(
+  client: Client,
+  fn: { function: string; region?: string; alias?: string },
+  queryTimeoutMs = LAMBDA_STATUS_DEADLINE_MS,
+): Promise<string[]> {
+  const open: { workflowId: string; runId: string }[] = [];
+  const query = `WorkflowType = 'rolloutWorkflow' AND ExecutionStatus = 'Running' AND ${SA.providers.name} = 'aws-lambda'`;
+  for await (const wf of client.workflow.list({ query })) {
+    if (open.length >= 200) break;
+    open.push({ workflowId: wf.workflowId, runId: wf.runId });
+  }
+  const deadline = Date.now() + queryTimeoutMs;
+  const statuses = await Promise.all(
+    open.map(async (wf) => {
+      try {
+        return await client.withDeadline(deadline, () => client.workflow.getHandle(wf.workflowId, wf.runId).query(statusQuery));
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return null; // gone meanwhile
+        throw new Error(`the status of ${wf.workflowId} could not be read to match the alarm: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }),
+  );
   const out: string[] = [];
-  let seen = 0;
-  for await (const wf of client.workflow.list({ query: `WorkflowType = 'rolloutWorkflow' AND ExecutionStatus = 'Running'` })) {
-    if (++seen > 200) break;
-    let status: RolloutStatus;
-    try {
-      status = await client.workflow.getHandle(wf.workflowId, wf.runId).query(statusQuery);
-    } catch {
-      continue; // closed meanwhile
-    }
+  for (const status of statuses) {
+    if (!status) continue;
     const match = status.spec.targets.some(
       (t) =>
         t.provider === 'aws-lambda' &&

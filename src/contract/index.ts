@@ -205,6 +205,11 @@ export interface Verdict {
   baselineErrorRate?: number;
 }
 
+/** The run an outside verdict judged, from the status it read: its release and pass (a stale verdict is ignored by both). */
+export function judgedRun(status: Pick<RolloutStatus, 'release' | 'pass'>): Pick<Verdict, 'release' | 'pass'> {
+  return { release: status.release, ...(status.pass !== undefined ? { pass: status.pass } : {}) };
+}
+
 export interface TargetStatus {
   name: string;
   provider: string;

@@ -6,7 +6,7 @@
  */
 import { getExternalWorkflowHandle, patched, workflowInfo } from '@temporalio/workflow';
 import { combineVerdicts } from '../analysis/threshold-judge';
-import { externalVerdictSignal, type ScheduledAnalysisInput, type ScheduledAnalysisResult } from '../contract';
+import { externalVerdictSignal, judgedRun, type ScheduledAnalysisInput, type ScheduledAnalysisResult } from '../contract';
 // Unchanged since v1: the same activity options keep every recorded scheduled-analysis history replaying.
 import { acts } from './v1/activity-options';
 
@@ -47,9 +47,8 @@ export async function scheduledAnalysisWorkflow(input: ScheduledAnalysisInput): 
         const nonce = rollout.messageNonce !== undefined && patched('scheduled-verdict-nonce') ? { nonce: rollout.messageNonce } : {};
         await getExternalWorkflowHandle(rollout.workflowId, rollout.runId).signal(externalVerdictSignal, {
           ...verdict,
-          release: status.release,
-          // The pass that was read (a recorded activity result, so a replay sends what was sent).
-          ...(status.pass !== undefined ? { pass: status.pass } : {}),
+          // The release and pass that were read (a recorded activity result: a replay sends what was sent).
+          ...judgedRun(status),
           ...nonce,
         });
       } catch {
