@@ -2,11 +2,12 @@
  * Randomized fault schedules (issue 9 part C):
  *
  *   npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--restarts] [--verbose]
- *                     [--temporal HOST:PORT --moto URL]
+ *                     [--trains] [--temporal HOST:PORT --moto URL]
  *
  * Each schedule (seed S+i) builds a random valid cross-cloud spec and a seeded fault schedule, runs
  * it on a real Temporal dev server, moto behind the fault proxy and the Cloud Run fake, and checks
- * the rollback invariant in the emulators. One line per violation (with the seed that reproduces
+ * the rollback invariant in the emulators. With --trains each schedule is a release train of two or
+ * three generated members instead (scripts/faults/train-runner.ts), checked member by member. One line per violation (with the seed that reproduces
  * that schedule alone), then `N schedules, V invariant violations`; exit 1 on any violation.
  * Without --temporal/--moto it starts both on loopback (state in .state/faults/).
  *
@@ -25,7 +26,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { startMoto, startRestartableDevServer, startTemporalDevServer, type Managed } from '../../src/dev/processes';
-import { DEFAULT_RUN_OPTIONS } from './runner';
+import { DEFAULT_RUN_OPTIONS, runSchedule } from './runner';
+import { runTrainSchedule } from './train-runner';
 import { connectShared, jsonRows, runSchedules, seedsOf, summaryLine, violationLines } from './report';
 import {
   DEFAULT_LOAD_OPTIONS,
@@ -46,6 +48,7 @@ function parseArgs(argv: string[]) {
     concurrency: 3,
     kills: false,
     restarts: false,
+    trains: false,
     verbose: false,
     temporal: '',
     moto: '',
@@ -71,6 +74,7 @@ function parseArgs(argv: string[]) {
     else if (a === '--json') o.json = true;
     else if (a === '--kills') o.kills = true;
     else if (a === '--restarts') o.restarts = true;
+    else if (a === '--trains') o.trains = true;
     else if (a === '--verbose' || a === '-v') o.verbose = true;
     else if (a === '--temporal') o.temporal = val();
     else if (a === '--moto') o.moto = val();
@@ -84,13 +88,14 @@ function parseArgs(argv: string[]) {
     else if (a === '--kill-after-ms') o.killAfterMs = Number(val());
     else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--restarts] [--verbose] [--temporal HOST:PORT --moto URL]\n' +
+        'usage: npm run faults -- --schedules N --seed S [--json] [--concurrency C] [--kills] [--restarts] [--trains] [--verbose] [--temporal HOST:PORT --moto URL]\n' +
           '       npm run faults -- --load N [--breach-share 0.1] [--seed S] [--json] [--cloud-run-share 0.3] [--in-process] [--timeout-ms MS]\n' +
           '                     [--fleet W [--kill-after-ms MS]]   (W deploy workers; the first is SIGKILLed MS after the starts)',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
+  if (o.trains && o.load) throw new Error('--trains runs schedules, not --load');
   if (o.fleet && (o.fleet < 2 || !o.load || o.inProcess))
     throw new Error('--fleet W needs W >= 2 and --load N (child workers, not --in-process)');
   for (const k of ['schedules', 'seed', 'concurrency', 'load', 'fleet', 'killAfterMs'] as const)
@@ -157,7 +162,7 @@ async function main() {
       exitCode = summary.violations ? 1 : 0;
     } else {
       log(
-        `faults: servers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${args.schedules} schedule(s) from seed ${args.seed}, ${args.concurrency} at a time${args.kills ? ', with worker SIGKILLs' : ''}`,
+        `faults: servers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${args.schedules} ${args.trains ? 'train ' : ''}schedule(s) from seed ${args.seed}, ${args.concurrency} at a time${args.kills ? ', with worker SIGKILLs' : ''}`,
       );
       const opts = {
         ...DEFAULT_RUN_OPTIONS,
@@ -167,13 +172,20 @@ async function main() {
         ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
         log: args.verbose ? log : undefined,
       };
-      const results = await runSchedules(seedsOf(args.seed, args.schedules), shared, opts, args.concurrency, (r) => {
-        log(
-          `faults: seed ${r.seed}: ${r.outcome} in ${(r.durationMs / 1000).toFixed(1)} s, ${r.violations.length} violation(s) [${r.shape}] [${r.faults}]`,
-        );
-        for (const line of args.json ? jsonRows(r, args) : violationLines(r, args)) console.log(line);
-        if (r.violations.length && !args.json) for (const t of r.trace) log(`    ${t}`);
-      });
+      const results = await runSchedules(
+        seedsOf(args.seed, args.schedules),
+        shared,
+        opts,
+        args.concurrency,
+        args.trains ? runTrainSchedule : runSchedule,
+        (r) => {
+          log(
+            `faults: seed ${r.seed}: ${r.outcome} in ${(r.durationMs / 1000).toFixed(1)} s, ${r.violations.length} violation(s) [${r.shape}] [${r.faults}]`,
+          );
+          for (const line of args.json ? jsonRows(r, args) : violationLines(r, args)) console.log(line);
+          if (r.violations.length && !args.json) for (const t of r.trace) log(`    ${t}`);
+        },
+      );
       await shared.close();
       console.log(summaryLine(results));
       log(`faults: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

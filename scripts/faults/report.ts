@@ -56,6 +56,8 @@ export async function runSchedules(
   shared: Shared,
   opts: RunOptions,
   concurrency: number,
+  /** runSchedule (one rollout), or runTrainSchedule (scripts/faults/train-runner.ts). */
+  run: (seed: number, shared: Shared, opts: RunOptions) => Promise<ScheduleResult> = runSchedule,
   onResult?: (r: ScheduleResult) => void,
 ): Promise<ScheduleResult[]> {
   const results: ScheduleResult[] = new Array(seeds.length);
@@ -63,7 +65,7 @@ export async function runSchedules(
   const lane = async () => {
     while (next < seeds.length) {
       const i = next++;
-      results[i] = await runSchedule(seeds[i], shared, opts);
+      results[i] = await run(seeds[i], shared, opts);
       onResult?.(results[i]);
     }
   };
@@ -71,13 +73,16 @@ export async function runSchedules(
   return results;
 }
 
-export function violationLines(r: ScheduleResult, o: { kills: boolean; restarts?: boolean }): string[] {
-  const repro = `--seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}${o.restarts ? ' --restarts' : ''}`;
+type ReproFlags = { kills: boolean; restarts?: boolean; trains?: boolean };
+const flags = (o: ReproFlags) => `${o.kills ? ' --kills' : ''}${o.restarts ? ' --restarts' : ''}${o.trains ? ' --trains' : ''}`;
+
+export function violationLines(r: ScheduleResult, o: ReproFlags): string[] {
+  const repro = `--seed ${r.seed} --schedules 1${flags(o)}`;
   return r.violations.map((v) => `VIOLATION [${v.invariant}] seed ${r.seed} (${repro}): ${v.detail}`);
 }
 
-export function jsonRows(r: ScheduleResult, o: { kills: boolean; restarts?: boolean }): string[] {
-  const repro = `npm run faults -- --seed ${r.seed} --schedules 1${o.kills ? ' --kills' : ''}${o.restarts ? ' --restarts' : ''}`;
+export function jsonRows(r: ScheduleResult, o: ReproFlags): string[] {
+  const repro = `npm run faults -- --seed ${r.seed} --schedules 1${flags(o)}`;
   return [
     ...r.violations.map((v) =>
       JSON.stringify({ type: 'violation', seed: r.seed, reproduce: repro, invariant: v.invariant, detail: v.detail }),

@@ -4,12 +4,9 @@
  * (approvals, the decision after a rollback), then check the invariant in the emulators.
  */
 import { randomBytes } from 'node:crypto';
-import { ServiceError, type WorkflowHandle } from '@temporalio/client';
-import { Status } from 'google-gax';
+import type { WorkflowHandle } from '@temporalio/client';
 import { startRollout } from '../../src/client';
-import { lambdaOp, type FaultAction, type RecordedCall } from '../../src/dev/fault-proxy';
-import type { CloudRunFaultMethod, CloudRunFaultRule } from '../../src/dev/cloud-run-faults';
-import type { LambdaTargetSpec, RolloutSpec, TargetSpec } from '../../src/spec/schema';
+import type { RolloutSpec } from '../../src/spec/schema';
 import {
   abortSignal,
   approveUpdate,
@@ -18,22 +15,18 @@ import {
   pauseSignal,
   rejectUpdate,
   resumeSignal,
-  statusQuery,
   type RolloutResult,
   type RolloutStatus,
 } from '../../src/contract';
 import { Rng } from './prng';
 import { generateSpec } from './spec-gen';
-import {
-  describeSchedule,
-  generateSchedule,
-  serverRestartEvent,
-  type FaultSchedule,
-  type ProviderFault,
-  type TimedEvent,
-} from './fault-gen';
+import { describeSchedule, generateSchedule, serverRestartEvent, type FaultSchedule, type TimedEvent } from './fault-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
-import { checkAlerts, checkOneVersion, checkPromoted, checkStable, describeTarget, type Invariant, type Violation } from './invariants';
+import { fireEnvironmentEvent, type EventContext } from './env-events';
+import { DriverBase, sleep } from './driver-base';
+import { queryStatus, withDeadline } from './deadline';
+import { armProviderFaults } from './provider-faults';
+import { checkAlerts, checkOneVersion, checkPromoted, checkStable, describeTarget, type Violation } from './invariants';
 
 export interface RunOptions {
   /** Worker in a child process, SIGKILLed at random moments (slower: one process per schedule). */
@@ -64,30 +57,7 @@ export interface ScheduleResult {
   trace: string[];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * A client call of the checker, bounded by a gRPC deadline. Never race a call against a timer: the
- * call left behind keeps running (a query no worker answers waits on the server; across a dev-server
- * restart it retries for ~20 s), and when it fails after its connection was closed, the client's
- * retry timer throws "Channel has been shut down" where nothing can catch it. With a deadline the
- * call itself gives up, and the checker awaits it.
- */
-export function withDeadline<T>(handle: WorkflowHandle, ms: number, fn: () => Promise<T>): Promise<T> {
-  return handle.client.connection.withDeadline(Date.now() + ms, fn);
-}
-
-/** The rollout's status, or undefined when it does not answer within `ms` (the call has ended either way). */
-export async function queryStatus(handle: WorkflowHandle, ms = 3_000): Promise<RolloutStatus | undefined> {
-  try {
-    return await withDeadline(handle, ms, () => handle.query(statusQuery));
-  } catch {
-    return undefined;
-  }
-}
-
-/** An operator action is given the client's own retry budget (~20 s), so one sent during a dev-server restart still lands. */
-const SEND_DEADLINE_MS = 25_000;
+export { queryStatus, withDeadline } from './deadline';
 
 export async function runSchedule(seed: number, shared: Shared, opts: RunOptions = DEFAULT_RUN_OPTIONS): Promise<ScheduleResult> {
   const t0 = Date.now();
@@ -133,125 +103,15 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
 
 // ---- provider faults --------------------------------------------------------------------------
 
-function lambdaAction(f: ProviderFault): FaultAction {
-  switch (f.action) {
-    case 'throttle':
-      return { status: 429, errorType: 'TooManyRequestsException', message: 'Rate exceeded (injected)' };
-    case 'server-error':
-      return { status: 503, errorType: 'ServiceException', message: 'injected 503' };
-    case 'slow':
-      return { delayMs: f.delayMs ?? 1000 };
-    case 'access-denied':
-      return {
-        status: 403,
-        errorType: 'AccessDeniedException',
-        message: 'User is not authorized to perform: lambda:UpdateAlias (injected)',
-      };
-  }
-}
-
-function cloudRunAction(f: ProviderFault): CloudRunFaultRule['action'] {
-  switch (f.action) {
-    case 'throttle':
-      return { code: Status.RESOURCE_EXHAUSTED, message: 'quota exceeded (injected)' };
-    case 'server-error':
-      return { code: Status.UNAVAILABLE, message: 'service unavailable (injected)' };
-    case 'slow':
-      return { delayMs: f.delayMs ?? 1000 };
-    case 'access-denied':
-      return { code: Status.PERMISSION_DENIED, message: "Permission 'run.services.update' denied (injected)" };
-  }
-}
-
-const LAMBDA_OPS: Record<ProviderFault['op'], (fn: string) => (c: RecordedCall) => boolean> = {
-  traffic: (fn) => lambdaOp.updateAlias(fn),
-  read: (fn) => (c) => c.method === 'GET' && c.path.includes(`/functions/${fn}/aliases/`),
-  publish: (fn) => lambdaOp.publishVersion(fn),
-  operation: (fn) => lambdaOp.updateCode(fn),
-};
-const CLOUD_RUN_OPS: Record<ProviderFault['op'], CloudRunFaultMethod> = {
-  traffic: 'UpdateService',
-  read: 'GetService',
-  publish: 'UpdateService',
-  operation: 'GetOperation',
-};
-
-/**
- * Arm faults that count calls per target and kind: the Nth matching call is the same step on every
- * run of a seed. Lambda calls are counted once per call (a call is matched against several rules).
- */
-function armProviderFaults(env: ScheduleEnv, spec: RolloutSpec, faults: ProviderFault[]): void {
-  const byName = new Map(spec.targets.map((t) => [t.name, t]));
-  const counters = new Map<string, WeakMap<RecordedCall, number>>();
-  const totals = new Map<string, number>();
-  const indexOf = (key: string, c: RecordedCall) => {
-    let seen = counters.get(key);
-    if (!seen) counters.set(key, (seen = new WeakMap()));
-    let i = seen.get(c);
-    if (i === undefined) {
-      i = (totals.get(key) ?? 0) + 1;
-      totals.set(key, i);
-      seen.set(c, i);
-    }
-    return i;
-  };
-  for (const f of faults) {
-    const t = byName.get(f.target)!;
-    if (t.provider === 'aws-lambda') {
-      const op = LAMBDA_OPS[f.op](t.function);
-      const key = `${t.function}|${f.op}`;
-      env.proxy.inject({ match: (c) => op(c) && indexOf(key, c) > f.skip, times: f.times, action: lambdaAction(f) });
-    } else {
-      env.cloudRunFaults.inject({
-        method: CLOUD_RUN_OPS[f.op],
-        service: t.service,
-        skip: f.skip,
-        times: f.times,
-        action: cloudRunAction(f),
-      });
-    }
-  }
-  // Every call is counted even when no rule of its kind is armed before it: count with a no-op rule.
-  for (const t of spec.targets)
-    if (t.provider === 'aws-lambda')
-      for (const op of Object.keys(LAMBDA_OPS) as ProviderFault['op'][]) {
-        const m = LAMBDA_OPS[op](t.function);
-        const key = `${t.function}|${op}`;
-        env.proxy.inject({ match: (c) => (m(c) && indexOf(key, c) > 0 && false) as boolean, times: 1, action: { delayMs: 0 } });
-      }
-}
-
-/** From now on, every traffic write on `t` fails non-retryably (so its revert fails). */
-function breakReverts(env: ScheduleEnv, t: TargetSpec): void {
-  if (t.provider === 'aws-lambda')
-    env.proxy.inject({
-      match: lambdaOp.updateAlias((t as LambdaTargetSpec).function),
-      times: 1000,
-      action: lambdaAction({ action: 'access-denied' } as ProviderFault),
-    });
-  else
-    env.cloudRunFaults.inject({
-      method: 'UpdateService',
-      service: t.service,
-      times: 1000,
-      action: cloudRunAction({ action: 'access-denied' } as ProviderFault),
-    });
-}
-
-/** The rollout took an abort in rollback-failed: it has begun the last try of its failed reverts, then it closes. */
 export function closingAfterFailedRevert(s: RolloutStatus): boolean {
   return s.history.some((e) => e.kind === 'stage' && e.text.startsWith('stage rollback: closing: a last try'));
 }
 
 // ---- the driver: events, operator, checks ----------------------------------------------------
 
-type Closed = { ok: true; result: RolloutResult } | { ok: false; error: Error };
-
-class Driver {
-  private closed?: Closed;
+class Driver extends DriverBase<RolloutResult> {
   private readonly stageSeenAt = new Map<string, number>();
   private readonly pending: TimedEvent[];
-  private timers = 0;
   private readonly approvalsDone = new Set<string>();
   private readonly brokenReverts: string[] = [];
   private resumedAfterRollback = false;
@@ -261,8 +121,6 @@ class Driver {
   private lastStatus?: RolloutStatus;
   private lastSig = '';
   private lastProgressMs = Date.now();
-  private readonly startMs = Date.now();
-  private readonly reported = new Set<string>();
 
   constructor(
     private readonly env: ScheduleEnv,
@@ -272,39 +130,8 @@ class Driver {
     private readonly opts: RunOptions,
     private readonly result: ScheduleResult,
   ) {
+    super(handle, result, opts.log, 'seed');
     this.pending = [...schedule.events];
-    this.watchResult();
-  }
-
-  /** Set once `run()` has returned: no more calls of this driver. */
-  private done = false;
-
-  /**
-   * The rollout's result, waited for in bounded slices (so no wait outlives the driver). An error
-   * of the server or the connection (a dev-server restart longer than the client's retries) is not
-   * the workflow closing: wait again.
-   */
-  private watchResult(): void {
-    withDeadline(this.handle, 30_000, () => this.handle.result()).then(
-      (r) => (this.closed = { ok: true, result: r as RolloutResult }),
-      (e) => {
-        if (e instanceof ServiceError && !this.done) return void sleep(500).then(() => this.watchResult());
-        if (!this.done) this.closed = { ok: false, error: e as Error };
-      },
-    );
-  }
-
-  private trace(s: string) {
-    this.result.trace.push(`${((Date.now() - this.startMs) / 1000).toFixed(1)}s ${s}`);
-    this.opts.log?.(`[seed ${this.result.seed}] ${s}`);
-  }
-
-  private violate(invariant: Invariant, detail: string) {
-    const key = `${invariant}|${detail}`;
-    if (this.reported.has(key)) return;
-    this.reported.add(key);
-    this.result.violations.push({ invariant, detail });
-    this.trace(`VIOLATION ${invariant}: ${detail}`);
   }
 
   private async status(): Promise<RolloutStatus | undefined> {
@@ -313,13 +140,8 @@ class Driver {
     return s;
   }
 
-  private async send(what: string, fn: () => Promise<unknown>): Promise<void> {
-    this.trace(what);
-    try {
-      await withDeadline(this.handle, SEND_DEADLINE_MS, fn);
-    } catch (err) {
-      this.trace(`  ${what}: ${(err as Error).message.split('\n')[0]}`);
-    }
+  private send(what: string, fn: () => Promise<unknown>): Promise<void> {
+    return this.sendTo(this.handle, what, fn);
   }
 
   /**
@@ -334,50 +156,7 @@ class Driver {
     await this.send(what, () => this.handle.signal(resumeSignal, { by: 'alice' }));
   }
 
-  /**
-   * Bumped when the pipeline stops (paused after a rollback, rollback-failed): operator actions
-   * scheduled before (a resume after an operator pause, a pending approval) no longer apply.
-   */
-  private epoch = 0;
-  private later(ms: number, fn: () => Promise<void>, opts: { survivesStop?: boolean } = {}) {
-    this.timers++;
-    const epoch = this.epoch;
-    const fired = sleep(ms)
-      .then(() => {
-        if (opts.survivesStop) return fn();
-        if (this.done) return; // the schedule is over: an operator action no longer applies
-        return epoch === this.epoch ? fn() : this.trace('(dropped: the pipeline stopped meanwhile)');
-      })
-      // Nothing awaits a fired event while it runs: a failure (a worker that cannot start) is traced, never left unhandled.
-      .catch((err) => this.trace(`fired event failed: ${(err as Error).message.split('\n')[0]}`))
-      .finally(() => {
-        this.timers--;
-        this.survivors.delete(fired);
-      });
-    if (opts.survivesStop) this.survivors.add(fired);
-  }
-  /**
-   * What runs beside the driver's loop and must end before the caller closes the environment and
-   * the connection: actions sent in the background, and fired events that run to their end even
-   * after a stop (a worker restart after a kill, a dev-server restart).
-   */
-  private readonly survivors = new Set<Promise<void>>();
-  private background(p: Promise<void>): void {
-    const tracked = p.finally(() => this.survivors.delete(tracked));
-    this.survivors.add(tracked);
-  }
-
-  /** Drive the schedule, then let what was fired finish before the caller closes the environment. */
-  async run(): Promise<void> {
-    try {
-      await this.drive();
-    } finally {
-      this.done = true;
-      await Promise.allSettled([...this.survivors]);
-    }
-  }
-
-  private async drive(): Promise<void> {
+  protected async drive(): Promise<void> {
     while (!this.closed) {
       if (Date.now() - this.startMs > this.opts.timeoutMs) {
         this.violate(
@@ -453,6 +232,8 @@ class Driver {
   private fire(e: TimedEvent) {
     const a = e.action;
     const h = this.handle;
+    if (a.kind === 'break-reverts') this.brokenReverts.push(a.target);
+    if (fireEnvironmentEvent(a, this.eventContext)) return;
     switch (a.kind) {
       case 'pause':
         this.background(this.send('pause', () => h.signal(pauseSignal, { by: 'alice', reason: 'fault schedule' })));
@@ -483,47 +264,17 @@ class Driver {
           }),
         );
         return;
-      case 'breach':
-        this.trace(`breach: new version of ${a.targets.join(', ')} fails 30 % of requests`);
-        for (const t of a.targets) this.env.breaching.add(t);
-        return;
-      case 'slow-operations':
-        this.trace(`slow Cloud Run operations: ${a.polls} polls`);
-        this.env.cloudRun.knobs.operationPolls = a.polls;
-        return;
-      case 'break-reverts': {
-        const t = this.spec.targets.find((x) => x.name === a.target)!;
-        this.trace(`break every traffic write (so every revert) of ${t.name}`);
-        this.brokenReverts.push(t.name);
-        breakReverts(this.env, t);
-        return;
-      }
-      case 'server-restart':
-        this.later(
-          0,
-          async () => {
-            this.trace(`dev server restarting (down for ${a.downMs} ms)`);
-            await this.env.shared.restartServer!(a.downMs);
-            this.trace('dev server restarted on the same SQLite file');
-          },
-          { survivesStop: true },
-        );
-        return;
-      case 'kill':
-        this.later(
-          0,
-          async () => {
-            if (!(await this.env.killWorker())) return;
-            this.trace(`worker SIGKILLed, restart in ${a.restartAfterMs} ms`);
-            await sleep(a.restartAfterMs);
-            if (this.done) return this.trace('(worker not restarted: the schedule is over)');
-            await this.env.startWorker();
-            this.trace('worker restarted');
-          },
-          { survivesStop: true },
-        );
-        return;
     }
+  }
+
+  private get eventContext(): EventContext {
+    return {
+      env: this.env,
+      trace: (line) => this.trace(line),
+      survivor: (fn) => this.later(0, fn, { survivesStop: true }),
+      done: () => this.done,
+      target: (name) => this.spec.targets.find((x) => x.name === name)!,
+    };
   }
 
   /** The operator: approvals, the decision after a rollback, fixing a failed rollback, and the end. */

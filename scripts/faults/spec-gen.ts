@@ -30,8 +30,17 @@ export function imageFor(service: string, release: string): string {
  * `service` must be unique on the dev server and in moto (it names the workflow, the Lambda functions
  * and the Cloud Run services); everything else comes from `rng`.
  */
-export function generateSpec(rng: Rng, o: { service: string; webhookEnv: string; workDir: string }): GeneratedSpec {
+export function generateSpec(
+  rng: Rng,
+  o: {
+    service: string;
+    webhookEnv: string;
+    workDir: string;
+    /** Before each target name (train members share one environment). */ namePrefix?: string;
+  },
+): GeneratedSpec {
   const { service } = o;
+  const prefix = o.namePrefix ?? '';
   const nTargets = rng.int(3, 6);
   // Cross-cloud: at least one target of each kind.
   const kinds: TargetSpec['provider'][] = ['aws-lambda', 'cloud-run'];
@@ -41,10 +50,10 @@ export function generateSpec(rng: Rng, o: { service: string; webhookEnv: string;
   const targets: TargetSpec[] = rng.shuffle(kinds).map((kind, i) => {
     if (kind === 'aws-lambda') {
       const region = lambdaRegions.pop()!;
-      return { name: `l${i}-${region}`, provider: 'aws-lambda', region, function: `${service}-l${i}`, alias: 'live' };
+      return { name: `${prefix}l${i}-${region}`, provider: 'aws-lambda', region, function: `${service}-l${i}`, alias: 'live' };
     }
     const region = runRegions.pop()!;
-    return { name: `c${i}-${region}`, provider: 'cloud-run', project: PROJECT, region, service: `${service}-c${i}` };
+    return { name: `${prefix}c${i}-${region}`, provider: 'cloud-run', project: PROJECT, region, service: `${service}-c${i}` };
   });
   const names = targets.map((t) => t.name);
 
