@@ -38,6 +38,24 @@ export async function startMany(
   return (to - from) / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * The dev server's own start rate: `n` starts on a queue no worker polls, so nothing else (no first
+ * workflow tasks, no activities) competes for the machine's cores; then they are terminated. Read
+ * beside the start rate with the worker taking each rollout's first tasks, it says which of the
+ * two sets the pace.
+ */
+export async function serverOnlyStartRate(n: number): Promise<number> {
+  const ids: string[] = [];
+  const rate = await startMany(`${QUEUE}-unpolled`, 0, n, parkedFamily('unpolled'), ids);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 50 }, async () => {
+      while (next < ids.length) await client.workflow.getHandle(ids[next++]).terminate('bench: start rate measured');
+    }),
+  );
+  return rate;
+}
+
 /** The rollouts of `queue` that match `where` (a visibility query). */
 const onQueue = (queue: string, where: string) => `WorkflowType = 'rolloutWorkflow' AND TaskQueue = '${queue}' AND ${where}`;
 
@@ -174,6 +192,13 @@ export async function benchParked() {
   const parked = parkedFamily('parked');
   const ids: string[] = [];
   try {
+    const alone = QUICK ? 10 : Math.min(1_000, wave);
+    report(
+      'parked',
+      `start rate of the dev server alone, a burst of ${alone} (no worker polls their queue)`,
+      await serverOnlyStartRate(alone),
+      '/s',
+    );
     let started = 0;
     for (const n of sizes) {
       const from = started;

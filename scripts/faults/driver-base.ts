@@ -85,11 +85,18 @@ export abstract class DriverBase<R> {
 
   /** An operator action on `h`, traced; its failure is traced too (the schedule goes on). */
   protected async sendTo(h: WorkflowHandle, what: string, fn: () => Promise<unknown>): Promise<void> {
+    await this.delivered(h, what, fn);
+  }
+
+  /** sendTo, and whether it landed. */
+  protected async delivered(h: WorkflowHandle, what: string, fn: () => Promise<unknown>): Promise<boolean> {
     this.trace(what);
     try {
       await withDeadline(h, SEND_DEADLINE_MS, fn);
+      return true;
     } catch (err) {
       this.trace(`  ${what}: ${(err as Error).message.split('\n')[0]}`);
+      return false;
     }
   }
 

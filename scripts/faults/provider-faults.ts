@@ -113,5 +113,3 @@ export function breakReverts(env: ScheduleEnv, t: TargetSpec): void {
       action: cloudRunAction({ action: 'access-denied' } as ProviderFault),
     });
 }
-
-/** The rollout took an abort in rollback-failed: it has begun the last try of its failed reverts, then it closes. */

@@ -101,8 +101,7 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
   return result;
 }
 
-// ---- provider faults --------------------------------------------------------------------------
-
+/** The rollout took an abort in rollback-failed: it has begun the last try of its failed reverts, then it closes. */
 export function closingAfterFailedRevert(s: RolloutStatus): boolean {
   return s.history.some((e) => e.kind === 'stage' && e.text.startsWith('stage rollback: closing: a last try'));
 }

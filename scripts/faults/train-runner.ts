@@ -8,7 +8,7 @@
  * delivered or its failure recorded, no member left open once the train has closed.
  */
 import { randomBytes } from 'node:crypto';
-import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { startTrain } from '../../src/train-client';
 import { validateTrain } from '../../src/spec/train';
 import {
@@ -127,7 +127,7 @@ class TrainDriver extends DriverBase<TrainResult> {
     const ts = this.trainStatus;
     this.memberStatus = await Promise.all(
       this.members.map(async (h, i) => {
-        const state = ts.members[i]?.state;
+        const state = ts.members.find((x) => x.service === this.plan.members[i].service)?.state;
         if (!state || state === 'pending' || state === 'not-started') return undefined;
         return queryStatus(h);
       }),
@@ -162,7 +162,6 @@ class TrainDriver extends DriverBase<TrainResult> {
       this.fireDue();
       if (!this.closed) await sleep(200);
     }
-    await this.drainMembers();
     await this.finalChecks();
   }
 
@@ -230,11 +229,12 @@ class TrainDriver extends DriverBase<TrainResult> {
           );
         return;
       case 'train-abort':
-        this.endRequested = true;
         this.background(
-          this.sendTo(t, `abort the train (at ${who}'s ${(e.trigger as { stage: string }).stage})`, () =>
+          this.delivered(t, `abort the train (at ${who}'s ${(e.trigger as { stage: string }).stage})`, () =>
             t.signal(abortSignal, { by: 'alice', reason: 'fault schedule' }),
-          ),
+          ).then((sent) => {
+            if (sent) this.endRequested = true;
+          }),
         );
         return;
       case 'pause':
@@ -306,9 +306,12 @@ class TrainDriver extends DriverBase<TrainResult> {
           );
         else this.trace(`leave m${i} ${wave} waiting for approval`);
       }
-      const key = `${pass}|${i}|rollback-failed|${s.pass ?? 1}`;
+      // Once per escalation: one rollback-failed alert record more than when it was last handled.
+      const escalations = s.history.filter((e) => e.kind === 'alert' && /^rollback-failed alert/.test(e.text)).length;
+      const key = `${pass}|${i}|rollback-failed|${s.pass ?? 1}|${escalations}`;
       if (s.state === 'rollback-failed' && !closingAfterFailedRevert(s) && !this.handled.has(key)) {
         this.handled.add(key);
+        this.pending.length = 0; // fixed by hand: nothing breaks it again
         this.escalated.add(this.plan.members[i].service);
         this.trace(`m${i} rollback-failed: ${s.detail.slice(0, 160)}`);
         this.env.clearFaults();
@@ -330,7 +333,11 @@ class TrainDriver extends DriverBase<TrainResult> {
         `train paused after a stop by ${ts.stoppedBy ?? '?'}: ${(ts.reason ?? '').slice(0, 160)}; reverted ${ts.reverted.join(', ') || 'none'}`,
       );
       // A member whose revert failed is announced and handled by its operator: wait for it to close.
-      await this.membersClosed(60_000);
+      if (!(await this.membersClosed(60_000)))
+        this.violate(
+          'operator',
+          `a member was still open 60 s after the train paused and its operator fixed it: ${(await this.openMembers()).map((i) => this.plan.members[i].service).join(', ')}`,
+        );
       await this.checkStableTwice(`train paused after its stop (pass ${ts.pass})`);
       if (this.plan.afterRollback.resumeOnce && !this.resumedTrain) {
         this.resumedTrain = true;
@@ -382,8 +389,9 @@ class TrainDriver extends DriverBase<TrainResult> {
       try {
         const d = await withDeadline(h, 5_000, () => h.describe());
         if (d.status.name === 'RUNNING') open.push(i);
-      } catch {
-        // never started
+      } catch (err) {
+        // Not started is not open; a server that does not answer is not "closed" either.
+        if (!(err instanceof WorkflowNotFoundError)) open.push(i);
       }
     }
     return open;
@@ -421,13 +429,20 @@ class TrainDriver extends DriverBase<TrainResult> {
     }
   }
 
+  /** Until no member run has an activity pending (a retry in flight could still write), then no write for a second. */
   private async quiesce(maxMs = 30_000): Promise<void> {
     const deadline = Date.now() + maxMs;
     while (Date.now() < deadline) {
+      let pending = 0;
+      for (const h of this.members) {
+        const d = await withDeadline(h, 5_000, () => h.describe()).catch(() => undefined);
+        if (d?.status.name === 'RUNNING') pending += d.raw.pendingActivities?.length ?? 0;
+      }
       this.env.sampleWrites();
-      if (Date.now() - this.env.lastWriteMs() > 1_000) return;
+      if (pending === 0 && Date.now() - this.env.lastWriteMs() > 1_000) return;
       await sleep(250);
     }
+    this.trace(`member activities still pending after ${maxMs / 1000} s`);
   }
 
   private async forceClose(): Promise<void> {
@@ -445,7 +460,7 @@ class TrainDriver extends DriverBase<TrainResult> {
       const id = rolloutWorkflowId(m.service);
       out.set(m.service, []);
       for await (const wf of this.handle.client.list({ query: `WorkflowId = '${id}'` })) {
-        const h = this.handle.client.getHandle(id, wf.runId);
+        const h = this.handle.client.getHandle(id, wf.runId, { followRuns: false });
         const r = (await withDeadline(h, 10_000, () => h.result()).catch(() => undefined)) as RolloutResult | undefined;
         if (r?.status?.history) out.get(m.service)!.push(r.status.history);
       }
@@ -464,26 +479,39 @@ class TrainDriver extends DriverBase<TrainResult> {
     this.result.outcome = finalState;
     this.trace(`train closed: ${finalState}${c.ok && c.result.reason ? ` (${c.result.reason.slice(0, 200)})` : ''}`);
     const stopped = finalState !== 'succeeded';
-    const check = async () => {
+    const check = async (skip: string[] = []) => {
       const out: string[] = [];
       for (const m of this.plan.members)
-        out.push(...(await (stopped ? checkStable(this.env, m.spec) : checkPromoted(this.env, m.spec))).map((p) => `${m.service} ${p}`));
+        if (!skip.includes(m.service))
+          out.push(...(await (stopped ? checkStable(this.env, m.spec) : checkPromoted(this.env, m.spec))).map((p) => `${m.service} ${p}`));
       return out;
     };
-    const first = await check();
+    // At the close, before anyone fixes anything: a member still open (its revert failed, it waits
+    // for its operator, announced) is checked once its operator has acted.
+    const waiting = (await this.openMembers()).map((i) => this.plan.members[i].service);
+    const first = await check(waiting);
     for (const p of first) this.violate(stopped ? 'stable' : 'promoted', `train closed ${finalState}: ${p}`);
+    await this.drainMembers();
     await sleep(this.opts.recheckMs);
     await this.env.stopWorker();
     await this.quiesce(10_000);
     for (const p of await check()) {
       if (first.some((f) => f.split(':')[0] === p.split(':')[0])) continue;
-      this.violate(stopped ? 'late-write' : 'promoted', `train closed ${finalState}: a write landed after it closed: ${p}`);
+      const service = p.split(' ')[0];
+      if (waiting.includes(service)) this.violate('stable', `train closed ${finalState}, ${service} closed after its operator acted: ${p}`);
+      else this.violate(stopped ? 'late-write' : 'promoted', `train closed ${finalState}: a write landed after it closed: ${p}`);
     }
     for (const m of this.plan.members)
       for (const p of await checkOneVersion(this.env, m.spec)) this.violate('one-version', `${m.service} ${p}`);
     if (c.ok) {
       await sleep(500);
-      for (const p of this.alertProblems(c.result.status.history, await this.memberHistories(), finalState)) this.violate('alerts', p);
+      for (const p of this.alertProblems(
+        c.result.status.history,
+        await this.memberHistories(),
+        finalState,
+        c.result.status.revertFailed ?? [],
+      ))
+        this.violate('alerts', p);
     }
     if (this.result.violations.some((v) => ['stable', 'late-write', 'promoted'].includes(v.invariant)))
       for (const m of this.plan.members) for (const t of m.spec.targets) this.trace(`  ${t.name}: ${await describeTarget(this.env, t)}`);
@@ -494,7 +522,12 @@ class TrainDriver extends DriverBase<TrainResult> {
    * webhook, everything the webhook got is recorded somewhere; a train that paused after a stop sent
    * (or recorded the failure of) its alert; a member whose revert failed escalated with its own.
    */
-  private alertProblems(train: HistoryEntry[], members: Map<string, HistoryEntry[][]>, finalState: string): string[] {
+  private alertProblems(
+    train: HistoryEntry[],
+    members: Map<string, HistoryEntry[][]>,
+    finalState: string,
+    revertFailed: string[],
+  ): string[] {
     const RECORD = /^(\S+) alert (delivered \(HTTP \d+\)|NOT delivered: )/;
     const records = [train, ...[...members.values()].flat()]
       .flat()
@@ -512,10 +545,13 @@ class TrainDriver extends DriverBase<TrainResult> {
     for (const event of new Set(received))
       if (event && !records.some((m) => m[1] === event)) problems.push(`the webhook received a "${event}" alert that no history records`);
     const trainAlerts = train.filter((e) => e.kind === 'alert' && /^train-rolled-back alert/.test(e.text)).length;
+    const pauses = [...this.handled].filter((k) => k.startsWith('train-paused|')).length;
+    if (trainAlerts < pauses)
+      problems.push(`the train paused after a stop ${pauses} time(s) but sent or recorded ${trainAlerts} train-rolled-back alert(s)`);
     if (finalState === 'rolled-back' && trainAlerts === 0)
       problems.push('the train paused after a stop (closed rolled-back) but sent no train-rolled-back alert, nor recorded its failure');
     // Each member the checker found escalated (its revert failed) sent its own rollback-failed alert, or recorded its failure.
-    for (const service of this.escalated)
+    for (const service of new Set([...this.escalated, ...revertFailed]))
       if (!(members.get(service) ?? []).flat().some((e) => e.kind === 'alert' && /^rollback-failed alert/.test(e.text)))
         problems.push(`member ${service} escalated (its revert failed) but recorded no rollback-failed alert`);
     return problems;
