@@ -299,7 +299,9 @@ test('a member breaches while another moves: every member stops before the rever
     canary: { targets: ['c'], weight: 10, bake: '1 second' },
     waves: [{ name: 'wave-1', targets: ['w'], steps: [10, 20, 30, 40, 50, 60, 70, 80, 90, 100], bake: '1 second' }],
   });
-  const y = single('mv-y');
+  // y's canary bakes long and turns bad only once x has stepped into its wave: on a loaded machine
+  // y used to breach before x got there, and the test then had nothing moving to freeze.
+  const y = single('mv-y', '45 seconds', { rollback: { max_error_rate_increase_pp: 2, min_requests: 5, interval: '2 seconds' } });
   const z = single('mv-z', '60 seconds');
   for (const s of [x, y, z]) await createFunctions(h, s);
   const writes = aliasWrites();
@@ -314,7 +316,11 @@ test('a member breaches while another moves: every member stops before the rever
     times: 100,
     action: { delayMs: 5000 },
   });
-  const sims = [simulateTraffic(h, x), simulateTraffic(h, y, (_t, v) => v === '2'), simulateTraffic(h, z)];
+  const sims = [
+    simulateTraffic(h, x),
+    simulateTraffic(h, y, (_t, v) => v === '2' && writes.forward('mv-x-w').length > 0),
+    simulateTraffic(h, z),
+  ];
   try {
     const handle = await startTrain(h.client, train('freeze-r1', [{ spec: x }, { spec: y }, { spec: z }]), {
       startedBy: 'carol',
