@@ -22,6 +22,7 @@ import { artifactStoreFromUrl } from './artifacts/store';
 import { identityVerifierFromEnv, verifierConfigFromEnv } from './identity/verifier';
 import { TASK_QUEUE } from './contract';
 import { MAX_CACHED_WORKFLOWS_VAR, workflowCacheSize } from './temporal/workflow-cache';
+import { workflowThreads } from './temporal/workflow-threads';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
@@ -89,6 +90,8 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     // cache, parked rollouts are evicted and replayed when they wake, so memory stays flat.
     maxCachedWorkflows: workflowCacheSize(),
     reuseV8Context: true,
+    // One thread unless ROLLGATE_WORKFLOW_THREADS says more (src/temporal/workflow-threads.ts).
+    ...(workflowThreads() ? { workflowThreadPoolSize: workflowThreads() } : {}),
     ...o.workerOptions,
     // Every activity result and failure passes the redactor before it reaches history (src/security).
     interceptors: {
@@ -136,8 +139,9 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const alertConfig = env.ROLLGATE_ALERT_RECEIVER_PORT ? alertReceiverConfigFromEnv(env) : undefined;
   // A half-configured identity verifier is refused before anything connects (the error names the variable).
   const oidc = verifierConfigFromEnv(env);
-  // So is a bad ROLLGATE_MAX_CACHED_WORKFLOWS.
+  // So is a bad ROLLGATE_MAX_CACHED_WORKFLOWS or ROLLGATE_WORKFLOW_THREADS.
   const cacheSize = workflowCacheSize(env);
+  const threads = workflowThreads(env);
   // Runtime.install (JSON logger, SDK Prometheus exporter) must precede NativeConnection.connect.
   const obs = await setupObservabilityFromEnv(env);
   // The worker's own credentials and webhook URLs never appear in what it logs or records.
@@ -155,7 +159,12 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
     deps,
     workflowBundlePath: env.ROLLGATE_WORKFLOW_BUNDLE || undefined,
     // observability sinks + payload codec (undefined when ROLLGATE_CODEC_KEY is unset)
-    workerOptions: { sinks: obs.sinks, dataConverter: settings.dataConverter, maxCachedWorkflows: cacheSize },
+    workerOptions: {
+      sinks: obs.sinks,
+      dataConverter: settings.dataConverter,
+      maxCachedWorkflows: cacheSize,
+      ...(threads ? { workflowThreadPoolSize: threads } : {}),
+    },
   });
   // Alerts from Alertmanager / CloudWatch (src/alerts): in this process when a port is set.
   let alerts: AlertReceiver | undefined;

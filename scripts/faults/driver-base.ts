@@ -108,7 +108,11 @@ export abstract class DriverBase<R> {
       .then(() => {
         if (opts.survivesStop) return fn();
         if (this.done) return; // the schedule is over: an operator action no longer applies
-        return epoch === this.epoch ? fn() : this.trace('(dropped: the pipeline stopped meanwhile)');
+        if (epoch !== this.epoch) return this.trace('(dropped: the pipeline stopped meanwhile)');
+        // Begun before the schedule ended: it runs to its end before the environment closes.
+        const action = fn();
+        this.background(action.catch(() => undefined));
+        return action;
       })
       // Nothing awaits a fired event while it runs: a failure (a worker that cannot start) is traced, never left unhandled.
       .catch((err) => this.trace(`fired event failed: ${(err as Error).message.split('\n')[0]}`))

@@ -100,6 +100,8 @@ class TrainDriver extends DriverBase<TrainResult> {
   private readonly handled = new Set<string>();
   /** Members seen in rollback-failed (their revert failed): each must have sent its own alert. */
   private readonly escalated = new Set<string>();
+  /** Per member service: the targets whose every traffic write the schedule broke (a rollback-failed alert must name them). */
+  private readonly brokenReverts = new Map<string, Set<string>>();
   private resumedTrain = false;
   private endRequested = false;
   private lastSig = '';
@@ -215,6 +217,10 @@ class TrainDriver extends DriverBase<TrainResult> {
     const t = this.handle;
     const m = e.member !== undefined ? this.members[e.member] : undefined;
     const who = e.member !== undefined ? `m${e.member}` : 'train';
+    if (a.kind === 'break-reverts' && e.member !== undefined) {
+      const service = this.plan.members[e.member].service;
+      this.brokenReverts.set(service, (this.brokenReverts.get(service) ?? new Set()).add(a.target));
+    }
     if (a.kind !== 'train-pause' && a.kind !== 'train-abort' && fireEnvironmentEvent(a, this.eventContext(e.member))) return;
     switch (a.kind) {
       case 'train-pause':
@@ -306,8 +312,9 @@ class TrainDriver extends DriverBase<TrainResult> {
           );
         else this.trace(`leave m${i} ${wave} waiting for approval`);
       }
-      // Once per escalation: one rollback-failed alert record more than when it was last handled.
-      const escalations = s.history.filter((e) => e.kind === 'alert' && /^rollback-failed alert/.test(e.text)).length;
+      // Once per escalation: the rollout records "escalating: ..." as it enters rollback-failed (its
+      // alert is recorded later, once sent: counting alerts answered one escalation twice).
+      const escalations = s.history.filter((e) => e.kind === 'alert' && /^escalating: /.test(e.text)).length;
       const key = `${pass}|${i}|rollback-failed|${s.pass ?? 1}|${escalations}`;
       if (s.state === 'rollback-failed' && !closingAfterFailedRevert(s) && !this.handled.has(key)) {
         this.handled.add(key);
@@ -317,11 +324,36 @@ class TrainDriver extends DriverBase<TrainResult> {
         this.env.clearFaults();
         this.env.breaching.clear();
         this.trace('targets fixed (faults cleared)');
-        if (plan.afterRollbackFailed === 'abort')
+        if (plan.afterRollbackFailed === 'abort') {
           await this.sendTo(h, `abort m${i} (in rollback-failed)`, () => h.signal(abortSignal, { by: 'alice', reason: 'fixed by hand' }));
-        else await this.sendTo(h, `resume m${i} (retry its failed reverts)`, () => h.signal(resumeSignal, { by: 'alice' }));
+          // Taken once it records the last try of its reverts (it stays rollback-failed until that try and its alert are done).
+          this.background(this.checkAnswerTaken(i, 'abort', (m) => m.state !== 'rollback-failed' || closingAfterFailedRevert(m), 10_000));
+        } else {
+          await this.sendTo(h, `resume m${i} (retry its failed reverts)`, () => h.signal(resumeSignal, { by: 'alice' }));
+          this.background(this.checkAnswerTaken(i, 'resume', (m) => m.state !== 'rollback-failed', 30_000));
+        }
       }
     }
+  }
+
+  /**
+   * The operator's answer to a member's rollback-failed is taken within `ms` (the rollout driver's
+   * check): its abort begins the last try of the reverts, its resume retries them (faults cleared).
+   * The member also answers when it has closed meanwhile.
+   */
+  private async checkAnswerTaken(i: number, answer: string, taken: (s: RolloutStatus) => boolean, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    let last: RolloutStatus | undefined;
+    while (Date.now() < deadline) {
+      last = (await queryStatus(this.members[i])) ?? last;
+      if (last && taken(last)) return;
+      await sleep(150);
+    }
+    if ((await this.openMembers()).includes(i))
+      this.violate(
+        'operator',
+        `${answer} of ${this.plan.members[i].service} in rollback-failed was not taken within ${ms / 1000} s (state ${last?.state}: ${last?.detail.slice(0, 160)})`,
+      );
   }
 
   /** The train's operator: after its stop (every member stable, then resume once or close), and a wait nobody answers. */
@@ -554,6 +586,14 @@ class TrainDriver extends DriverBase<TrainResult> {
     for (const service of new Set([...this.escalated, ...revertFailed]))
       if (!(members.get(service) ?? []).flat().some((e) => e.kind === 'alert' && /^rollback-failed alert/.test(e.text)))
         problems.push(`member ${service} escalated (its revert failed) but recorded no rollback-failed alert`);
+    // A member's rollback-failed alert names every target of it whose writes the schedule broke.
+    for (const r of this.env.webhook.received) {
+      const body = r.body;
+      if (body?.rollgate?.event !== 'rollback-failed') continue;
+      for (const t of this.brokenReverts.get(body.rollgate.service) ?? [])
+        if (!String(body.text).includes(t) && !(body.rollgate?.revertedTargets ?? []).includes(t))
+          problems.push(`${body.rollgate.service}'s rollback-failed alert does not name target ${t}: ${String(body.text).slice(0, 200)}`);
+    }
     return problems;
   }
 }
