@@ -22,7 +22,7 @@ import { artifactStoreFromUrl } from './artifacts/store';
 import { identityVerifierFromEnv, verifierConfigFromEnv } from './identity/verifier';
 import { TASK_QUEUE } from './contract';
 import { MAX_CACHED_WORKFLOWS_VAR, workflowCacheSize } from './temporal/workflow-cache';
-import { workflowThreads } from './temporal/workflow-threads';
+import { workflowThreadOptions, workflowThreads } from './temporal/workflow-threads';
 import { connectClient, connectionSettingsFromEnv, ensureSearchAttributes } from './temporal/connection';
 import type { Client } from '@temporalio/client';
 // --- observability + payload codec (src/observability, src/temporal/codec.ts) ---
@@ -91,7 +91,7 @@ export async function createRollgateWorker(o: RollgateWorkerOptions): Promise<Wo
     maxCachedWorkflows: workflowCacheSize(),
     reuseV8Context: true,
     // One thread unless ROLLGATE_WORKFLOW_THREADS says more (src/temporal/workflow-threads.ts).
-    ...(workflowThreads() ? { workflowThreadPoolSize: workflowThreads() } : {}),
+    ...workflowThreadOptions(workflowThreads()),
     ...o.workerOptions,
     // Every activity result and failure passes the redactor before it reaches history (src/security).
     interceptors: {
@@ -163,7 +163,7 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
       sinks: obs.sinks,
       dataConverter: settings.dataConverter,
       maxCachedWorkflows: cacheSize,
-      ...(threads ? { workflowThreadPoolSize: threads } : {}),
+      ...workflowThreadOptions(threads),
     },
   });
   // Alerts from Alertmanager / CloudWatch (src/alerts): in this process when a port is set.

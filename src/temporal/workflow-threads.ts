@@ -17,3 +17,8 @@ export function workflowThreads(env: NodeJS.ProcessEnv = process.env): number | 
     throw new Error(`${WORKFLOW_THREADS_VAR} must be a whole number from 1 to ${MAX_THREADS}, got "${raw}"`);
   return n;
 }
+
+/** The worker option for a thread count: none when unset, so the SDK's default applies. */
+export function workflowThreadOptions(threads: number | undefined): { workflowThreadPoolSize?: number } {
+  return threads ? { workflowThreadPoolSize: threads } : {};
+}
