@@ -223,7 +223,7 @@ test('CloudWatch via SNS: subscription confirmed on an SNS host only; forged, ta
   }
 });
 
-test('CloudWatch via SNS: an alarm whose open Lambda rollout cannot be asked for its status is answered 503 (SNS delivers it again), not acknowledged as about no rollout', async () => {
+test('CloudWatch via SNS: an alarm whose open Lambda rollout cannot be asked for its status is answered 503 (SNS delivers it again), not acknowledged as about no rollout; an alarm on another function is answered', async () => {
   const service = 'alnoans';
   // Started on a queue no worker polls: visible as running, but its status query cannot be answered.
   const spec = mixedSpec(h, service, [lambdaTarget(service, 'eu-west-1')], {
@@ -237,6 +237,10 @@ test('CloudWatch via SNS: an alarm whose open Lambda rollout cannot be asked for
       if (Date.now() > end) throw new Error('the rollout was never listed by visibility');
       await new Promise((r) => setTimeout(r, 200));
     }
+    // An alarm on another function is not held back by it: its spec is read from its start event.
+    const elsewhere = lambdaAlarm({ name: 'alnoans-other-errors', fn: `${service}-other-fn`, alias: 'live', region: 'eu-west-1' });
+    const other = await post('/sns', sns.alarm(elsewhere, '1'));
+    expect(`${other.status} ${await other.text()}`).toMatch(/^200 .*"outcome":"ignored"/);
     const alarm = lambdaAlarm({ name: 'alnoans-errors', fn: `${service}-fn`, alias: 'live', region: 'eu-west-1' });
     const t0 = Date.now();
     const res = await post('/sns', sns.alarm(alarm, '1'));

@@ -1,6 +1,8 @@
 /** The Lambda provider against moto (through the fault proxy): Lambda's rules, idempotency, faults. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CancelledFailure } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { FaultProxy, lambdaOp, type RecordedCall } from '../src/dev/fault-proxy';
 import { createSampleFunction, sampleZip, sha256Hex, TEST_CREDENTIALS } from '../src/dev/lambda-fixtures';
 import { LambdaProvider, lambdaWeightFraction } from '../src/providers/aws-lambda';
@@ -95,6 +97,55 @@ test('traffic steps are idempotent and throttling is absorbed', async () => {
   expect(await aliasState(motoUrl(), t)).toEqual({ version: '2', weights: {} });
   expect(await p.routeAll(t, '2')).toEqual({ changed: false });
   expect(await p.routeAll(t, '1')).toEqual({ changed: true });
+});
+
+/** A function at 90 % on 1 and 10 % on 2, and every alias update failing slowly (503 after 400 ms). */
+async function splitWithFailingUpdates(name: string): Promise<{ t: LambdaTargetSpec; updates: () => number }> {
+  const t = await freshFunction(name);
+  await p.deployRevision(t, await artifact(`provider ${name} v2`), { RELEASE_ID: 'r2', SCHEMA_REV: '3' }, 'rollout-x');
+  await p.setTraffic(t, '1', '2', 10);
+  const isUpdate = lambdaOp.updateAlias(t.function);
+  const before = proxy.count(isUpdate);
+  proxy.inject({ match: isUpdate, times: 100, action: { status: 503, errorType: 'ServiceException', afterMs: 400 } });
+  return { t, updates: () => proxy.count(isUpdate) - before };
+}
+
+test("the SDK's own retries stop at the activity's deadline: a revert attempt timed out by the server sends nothing more", async () => {
+  const { t, updates } = await splitWithFailingUpdates('late-retry');
+  const now = Date.now();
+  // rollback.revert_retry_for runs out 250 ms from now, while the first update is in flight.
+  const env = new MockActivityEnvironment({
+    scheduledTimestampMs: now,
+    scheduleToCloseTimeoutMs: 250,
+    currentAttemptScheduledTimestampMs: now,
+    startToCloseTimeoutMs: 120_000,
+  });
+  const err = await env.run(() => p.routeAll(t, '1', { revert: true })).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(CancelledFailure);
+  expect((err as Error).message).toMatch(/deadline passed before UpdateAliasCommand \(lambda eu-central-1\): not sent/);
+  await new Promise((r) => setTimeout(r, 1_500)); // past any backoff the SDK would have waited
+  expect(updates()).toBe(1); // without the guard: all 4 of the client's attempts
+  proxy.clearFaults();
+  expect(await aliasState(motoUrl(), t)).toEqual({ version: '1', weights: { '2': 0.1 } });
+});
+
+test('a cancelled traffic step sends no SDK retry of a write: the one in flight is let finish, none follows', async () => {
+  const { t, updates } = await splitWithFailingUpdates('cancel-retry');
+  // No schedule-to-close (what the server sends for a forward step): the mock's default would have ended in 1970.
+  const env = new MockActivityEnvironment({
+    scheduleToCloseTimeoutMs: 0,
+    startToCloseTimeoutMs: 120_000,
+    currentAttemptScheduledTimestampMs: Date.now(),
+  });
+  const step = env.run(() => p.setTraffic(t, '1', '2', 50)).catch((e: unknown) => e);
+  for (const end = Date.now() + 5_000; updates() === 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+  env.cancel();
+  const err = await step;
+  expect(err).toBeInstanceOf(CancelledFailure);
+  await new Promise((r) => setTimeout(r, 1_500));
+  expect(updates()).toBe(1);
+  proxy.clearFaults();
+  expect(await aliasState(motoUrl(), t)).toEqual({ version: '1', weights: { '2': 0.1 } });
 });
 
 test('"update in progress" (ResourceConflictException) waits for the function, then retries', async () => {

@@ -68,6 +68,7 @@ async function deployed(service: string): Promise<LambdaTargetSpec> {
 
 function activityEnv() {
   const env = new MockActivityEnvironment({
+    scheduleToCloseTimeoutMs: 0, // none, as for the workflow's housekeeping (the mock's default ends in 1970)
     startToCloseTimeoutMs: 300_000,
     currentAttemptScheduledTimestampMs: Date.now(),
     heartbeatTimeoutMs: 10_000,

@@ -3,7 +3,9 @@
  * `judgeClaims` is pure (tested without servers); `openRollout` / `rolloutsWithLambda` read Temporal.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { SA, judgedRun, rolloutWorkflowId, statusQuery, type RolloutStatus, type Verdict } from '../contract';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
+import { SA, judgedRun, rolloutWorkflowId, statusQuery, type RolloutInput, type RolloutStatus, type Verdict } from '../contract';
+import type { RolloutSpec } from '../spec/schema';
 import type { AlertClaim } from './claims';
 
 /** How long the alarm path waits for the statuses of the open Lambda rollouts (the receiver answers 503 past it). */
@@ -115,8 +117,10 @@ export async function openRollout(client: Client, service: string): Promise<Open
  * CloudWatch alarms on Lambda's own metrics, which name the function, not the service. Read from
  * visibility (lags by about a second; only rollouts with a Lambda target) and each rollout's
  * status, asked in parallel with a deadline; at most 200 open rollouts. A status that cannot be
- * read (the worker is down or busy past the deadline) fails the whole lookup, so the receiver
- * answers 503 and SNS delivers the alarm again, rather than acknowledging it as about no rollout.
+ * read (the worker is down or busy past the deadline) is matched by the spec in the run's start
+ * event instead; when that names the function too (or cannot be read) the whole lookup fails, so
+ * the receiver answers 503 and SNS delivers the alarm again, rather than acknowledging it as about
+ * no rollout.
  */
 export async function servicesWithLambda(
   client: Client,
@@ -130,27 +134,50 @@ export async function servicesWithLambda(
     open.push({ workflowId: wf.workflowId, runId: wf.runId });
   }
   const deadline = Date.now() + queryTimeoutMs;
-  const statuses = await Promise.all(
-    open.map(async (wf) => {
-      try {
-        return await client.withDeadline(deadline, () => client.workflow.getHandle(wf.workflowId, wf.runId).query(statusQuery));
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return null; // gone meanwhile
-        throw new Error(`the status of ${wf.workflowId} could not be read to match the alarm: ${(err as Error).message.split('\n')[0]}`);
-      }
-    }),
-  );
-  const out: string[] = [];
-  for (const status of statuses) {
-    if (!status) continue;
-    const match = status.spec.targets.some(
+  const matches = (spec: RolloutSpec) =>
+    spec.targets.some(
       (t) =>
         t.provider === 'aws-lambda' &&
         t.function === fn.function &&
         (fn.region === undefined || t.region === fn.region) &&
         (fn.alias === undefined || t.alias === fn.alias),
     );
-    if (match && !out.includes(status.service)) out.push(status.service);
-  }
-  return out;
+  const services = await Promise.all(
+    open.map(async (wf) => {
+      try {
+        const status = await client.withDeadline(deadline, () => client.workflow.getHandle(wf.workflowId, wf.runId).query(statusQuery));
+        return matches(status.spec) ? status.service : null;
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return null; // gone meanwhile
+        // Its spec is in its start event, which the server answers without a worker: a rollout about
+        // another function does not hold this alarm back. One about this function does (503).
+        const spec = await specFromStart(client, wf, deadline + START_READ_GRACE_MS).catch(() => undefined);
+        if (spec && !matches(spec)) return null;
+        throw new Error(`the status of ${wf.workflowId} could not be read to match the alarm: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }),
+  );
+  return [...new Set(services.filter((s): s is string => s !== null))];
+}
+
+/** Past the status deadline, how long the start events of the unanswered rollouts may still take. */
+const START_READ_GRACE_MS = 2_000;
+
+/**
+ * The spec a rollout run was started with (its first history event's input; a run continued as
+ * new carries the spec too). Read from the server and decoded with the client's data converter
+ * (the payload codec included); the input's other fields are not kept.
+ */
+async function specFromStart(client: Client, wf: { workflowId: string; runId: string }, deadline: number): Promise<RolloutSpec> {
+  const page = await client.withDeadline(deadline, () =>
+    client.workflowService.getWorkflowExecutionHistory({
+      namespace: client.options.namespace,
+      execution: { workflowId: wf.workflowId, runId: wf.runId },
+      maximumPageSize: 1,
+    }),
+  );
+  const payloads = page.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
+  const input = await decodeFromPayloadsAtIndex<RolloutInput>(client.options.loadedDataConverter, 0, payloads);
+  if (!Array.isArray(input?.spec?.targets)) throw new Error('no spec in the start event');
+  return input.spec;
 }

@@ -13,7 +13,8 @@ export interface RecordedCall {
 }
 
 export type FaultAction =
-  | { status: number; errorType?: string; message?: string; body?: string }
+  /** An error answer; `afterMs`: sent that late (a slow failing service: the attempt is in flight meanwhile). */
+  | { status: number; errorType?: string; message?: string; body?: string; afterMs?: number }
   | { delayMs: number }
   | { respond: (req: IncomingMessage, body: Buffer) => { status: number; headers?: Record<string, string>; body: string } };
 
@@ -67,6 +68,8 @@ export class FaultProxy {
             res.writeHead(out.status, { 'content-type': 'application/json', ...out.headers });
             return res.end(out.body);
           } else {
+            if (a.afterMs) await this.hold(a.afterMs);
+            if (this.stopped) return res.destroy();
             res.writeHead(a.status, {
               'content-type': 'application/json',
               ...(a.errorType ? { 'x-amzn-errortype': a.errorType } : {}),

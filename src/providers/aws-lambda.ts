@@ -24,7 +24,10 @@ import {
   waitForFunctionUpdatedV2,
   type AliasConfiguration,
   type FunctionConfiguration,
+  type ServiceInputTypes,
+  type ServiceOutputTypes,
 } from '@aws-sdk/client-lambda';
+import type { FinalizeRequestMiddleware } from '@smithy/types';
 import type { LambdaTargetSpec, ProbeSpec } from '../spec/schema';
 import { mustDurationMs } from '../spec/duration';
 import {
@@ -42,7 +45,7 @@ import { saltedHash } from './fingerprint';
 import { lambdaLayerName, lambdaSecretRef, type ParityConfig } from './parity';
 import { checkFence, withFenceMark } from './fence';
 import { CancelledFailure } from '@temporalio/common';
-import { callDeadline, cancellationSignal, stopIfCancelled } from './cancellation';
+import { callDeadline, cancellationSignal, stopIfCancelled, stopIfCancelledOrLate } from './cancellation';
 import { bodyExcerpt, secrets } from '../security/redact';
 import { isReleaseContractKey } from '../contract/release';
 
@@ -92,6 +95,8 @@ export function lambdaWeightFraction(percent: number): number {
   return Math.round(percent * 100) / 10_000; // 0.01 % resolution
 }
 
+type LambdaMiddleware = FinalizeRequestMiddleware<ServiceInputTypes, ServiceOutputTypes>;
+
 export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
   readonly kind = 'aws-lambda' as const;
   private readonly clients = new Map<string, LambdaClient>();
@@ -107,6 +112,12 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
         credentials: this.opts.credentials,
         maxAttempts: this.opts.maxAttempts ?? 5,
       });
+      // Inside the SDK's retry loop: checked before each of its attempts, not only before our first.
+      const guard: LambdaMiddleware = (next, context) => async (args) => {
+        stopIfCancelledOrLate(`${context.commandName ?? 'a Lambda call'} (lambda ${region})`);
+        return next(args);
+      };
+      c.middlewareStack.addRelativeTo(guard, { name: 'rollgateAttemptGuard', relation: 'after', toMiddleware: 'retryMiddleware' });
       this.clients.set(region, c);
     }
     return c;
@@ -533,7 +544,9 @@ const LAMBDA_REASONS: Record<string, string> = {
 
 function lambdaError(t: LambdaTargetSpec, err: unknown): unknown {
   const e = err as Error & { $metadata?: { httpStatusCode?: number }; $fault?: string };
-  // Only service answers carry service text; network errors and cancellations pass unchanged.
+  // Only service answers carry service text; network errors and cancellations pass unchanged
+  // (the SDK's retry loop adds $metadata to a cancellation the attempt guard threw).
+  if (err instanceof CancelledFailure) return err;
   if (!e || typeof e !== 'object' || (!e.$metadata && !e.$fault)) return err;
   const name = token(e.name, 64) || 'Unknown';
   const status = e.$metadata?.httpStatusCode;

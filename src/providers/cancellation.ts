@@ -11,22 +11,52 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
 
 export function stopIfCancelled(before: string): void {
-  let ctx: Context;
+  if (activityContext()?.cancellationSignal.aborted) throw new CancelledFailure(`cancelled before ${before}`);
+}
+
+/** The running activity's context; undefined outside an activity. */
+function activityContext(): Context | undefined {
   try {
-    ctx = Context.current();
+    return Context.current();
   } catch {
-    return;
+    return undefined;
   }
-  if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`cancelled before ${before}`);
+}
+
+/**
+ * Before every attempt an SDK makes, its own retries included: an activity attempt that was
+ * cancelled, or whose deadline (start-to-close from its scheduling, schedule-to-close from the
+ * first) has passed, sends nothing more. Past its deadline the server has timed the attempt out:
+ * the workflow may already have escalated, or scheduled another attempt, and a request this one
+ * still sent would land after them (a revert retried by the SDK after `rollback.revert_retry_for`
+ * ran out, say). No-op outside an activity.
+ */
+export function stopIfCancelledOrLate(before: string): void {
+  const ctx = activityContext();
+  if (!ctx) return;
+  stopIfCancelled(before);
+  const deadline = attemptDeadline(ctx.info);
+  if (deadline !== undefined && Date.now() >= deadline)
+    throw new CancelledFailure(`the attempt's deadline passed before ${before}: not sent`);
+}
+
+/** When the server times the running attempt out, at the latest (undefined: no timeout). */
+export function attemptDeadline(info: {
+  scheduledTimestampMs: number;
+  scheduleToCloseTimeoutMs: number;
+  currentAttemptScheduledTimestampMs: number;
+  startToCloseTimeoutMs: number;
+}): number | undefined {
+  const ends: number[] = [];
+  // Start-to-close counts from the attempt's start, which is after its scheduling: this end is early, never late.
+  if (info.startToCloseTimeoutMs > 0) ends.push(info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs);
+  if (info.scheduleToCloseTimeoutMs > 0) ends.push(info.scheduledTimestampMs + info.scheduleToCloseTimeoutMs);
+  return ends.length ? Math.min(...ends) : undefined;
 }
 
 /** The running activity's cancellation signal, for waits that should end with it (undefined outside an activity). */
 export function cancellationSignal(): AbortSignal | undefined {
-  try {
-    return Context.current().cancellationSignal;
-  } catch {
-    return undefined;
-  }
+  return activityContext()?.cancellationSignal;
 }
 
 /**
@@ -36,13 +66,9 @@ export function cancellationSignal(): AbortSignal | undefined {
  */
 export function callDeadline(defaultMs: number, marginMs = 10_000): number {
   const own = Date.now() + defaultMs;
-  try {
-    const info = Context.current().info;
-    if (!info.startToCloseTimeoutMs) return own;
-    return Math.min(own, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - marginMs);
-  } catch {
-    return own;
-  }
+  const info = activityContext()?.info;
+  if (!info?.startToCloseTimeoutMs) return own;
+  return Math.min(own, info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - marginMs);
 }
 
 /** Heartbeat with a progress note when running inside an activity (no-op elsewhere). */

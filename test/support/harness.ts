@@ -230,6 +230,9 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
       await w.run;
     },
     async close() {
+      // A test that failed half-way leaves its rollout open: on the shared dev server it would stay
+      // Running with no worker, and tests in other files that list open rollouts would meet it.
+      await terminateOpen(client, taskQueue);
       while (workers.length) await h.stopWorker();
       while (runners.length) await h.stopRunner();
       await proxy.stop();
@@ -244,6 +247,19 @@ export async function createHarness(name: string, opts: HarnessOptions = {}): Pr
   };
   if (opts.runner !== false) await h.startRunner();
   return h;
+}
+
+async function terminateOpen(client: Client, taskQueue: string): Promise<void> {
+  const query = `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`;
+  try {
+    for await (const wf of client.workflow.list({ query }))
+      await client.workflow
+        .getHandle(wf.workflowId, wf.runId)
+        .terminate('test harness closed: left open by its test')
+        .catch(() => undefined); // closed meanwhile
+  } catch (err) {
+    console.warn(`harness: could not list the open workflows of ${taskQueue}: ${(err as Error).message}`);
+  }
 }
 
 const REGIONS = ['us-east-1', 'eu-west-1', 'ap-southeast-2', 'us-west-2'];
