@@ -59,3 +59,20 @@ test('a cancelled read ends at once, without waiting for the provider', async ()
   expect(Date.now() - t0).toBeLessThan(5_000);
   release();
 });
+
+test("a revert attempt stopped (cancelled, or past its deadline) leaves the earlier attempt's error as the last one heard", async () => {
+  const run = async (routeAll: () => Promise<never>) => {
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 5000, heartbeatDetails: { lastError: 'HTTP 429 earlier' } });
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const acts = activitiesWith({ routeAll } as unknown as TargetProvider<any>);
+    await expect(env.run(acts.routeAll, { target, version: '1', revert: true })).rejects.toThrow();
+    return beats;
+  };
+  // A failure is recorded for the attempts (and the escalation) after it ...
+  expect(await run(() => Promise.reject(new Error('t1: ServiceException: HTTP 503')))).toEqual([
+    { lastError: 't1: ServiceException: HTTP 503' },
+  ]);
+  // ... a stop is not: the escalation names what kept failing, never the stop itself.
+  expect(await run(() => Promise.reject(new CancelledFailure("the attempt's deadline passed before UpdateAlias")))).toEqual([]);
+});

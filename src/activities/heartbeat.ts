@@ -1,5 +1,5 @@
 import { Context, heartbeat } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/activity';
 import { NonRetryableProviderError } from '../providers/types';
 import { redact } from '../security/redact';
 
@@ -52,7 +52,8 @@ async function heartbeating<R>(fn: () => Promise<R>, endOnCancel: boolean): Prom
     call.catch(() => undefined); // abandoned on cancel: its late failure is nobody's
     return await Promise.race([call, ctx.cancelled]);
   } catch (err) {
-    heartbeat({ lastError: boundedMessage(err) } satisfies AttemptDetails);
+    // A stop (cancelled, or past the attempt's deadline) is not what kept failing: the last error stays.
+    if (!(err instanceof CancelledFailure)) heartbeat({ lastError: boundedMessage(err) } satisfies AttemptDetails);
     throw err;
   } finally {
     clearInterval(timer);
