@@ -223,7 +223,7 @@ test('CloudWatch via SNS: subscription confirmed on an SNS host only; forged, ta
   }
 });
 
-test('CloudWatch via SNS: an alarm whose open Lambda rollout cannot be asked for its status is answered 503 (SNS delivers it again), not acknowledged as about no rollout; an alarm on another function is answered', async () => {
+test('CloudWatch via SNS: an alarm whose open Lambda rollout cannot be asked for its status is answered 503 (SNS delivers it again), not acknowledged as about no rollout (Alertmanager alike); an alarm on another function is answered', async () => {
   const service = 'alnoans';
   // Started on a queue no worker polls: visible as running, but its status query cannot be answered.
   const spec = mixedSpec(h, service, [lambdaTarget(service, 'eu-west-1')], {
@@ -247,6 +247,15 @@ test('CloudWatch via SNS: an alarm whose open Lambda rollout cannot be asked for
     expect(res.status).toBe(503);
     expect(((await res.json()) as any).error).toMatch(new RegExp(`status of ${handle.workflowId} could not be read`));
     expect(Date.now() - t0).toBeLessThan(15_000); // bounded by the lookup's deadline, not the SDK's
+    // The same for an Alertmanager alert naming the service: 503 (Alertmanager sends it again), in bounded time.
+    const t1 = Date.now();
+    const am503 = await post(
+      '/alertmanager',
+      { version: '4', status: 'firing', alerts: [{ status: 'firing', labels: { alertname: 'X', service, release: 'r2' } }] },
+      { authorization: `Bearer ${TOKEN}` },
+    );
+    expect(`${am503.status} ${await am503.text()}`).toMatch(new RegExp(`^503 .*status of ${handle.workflowId} could not be read`));
+    expect(Date.now() - t1).toBeLessThan(15_000);
   } finally {
     await handle.terminate('test cleanup').catch(() => undefined);
   }

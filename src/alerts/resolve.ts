@@ -8,8 +8,8 @@ import { SA, judgedRun, rolloutWorkflowId, statusQuery, type RolloutInput, type 
 import type { RolloutSpec } from '../spec/schema';
 import type { AlertClaim } from './claims';
 
-/** How long the alarm path waits for the statuses of the open Lambda rollouts (the receiver answers 503 past it). */
-export const LAMBDA_STATUS_DEADLINE_MS = 5_000;
+/** How long a lookup waits for a rollout's status (the receiver answers 503 past it). */
+export const STATUS_DEADLINE_MS = 5_000;
 
 export interface OpenRollout {
   service: string;
@@ -99,16 +99,27 @@ export function judgeClaims(
   return { outcomes, verdict };
 }
 
-/** The service's open rollout with its status, or null when none is open. */
-export async function openRollout(client: Client, service: string): Promise<OpenRollout | null> {
+/**
+ * The service's open rollout with its status, or null when none is open. A status not answered
+ * within `queryTimeoutMs` (the worker down or busy) fails, naming the rollout: the receiver answers
+ * 503 and the sender delivers the alert again, instead of holding its request for the SDK's 30 s.
+ */
+export async function openRollout(client: Client, service: string, queryTimeoutMs = STATUS_DEADLINE_MS): Promise<OpenRollout | null> {
   const handle = client.workflow.getHandle(rolloutWorkflowId(service));
+  let desc;
   try {
-    const desc = await handle.describe();
-    if (desc.status.name !== 'RUNNING') return null;
-    return { service, runId: desc.runId, status: await client.workflow.getHandle(handle.workflowId, desc.runId).query(statusQuery) };
+    desc = await handle.describe();
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return null;
     throw err;
+  }
+  if (desc.status.name !== 'RUNNING') return null;
+  const run = client.workflow.getHandle(handle.workflowId, desc.runId);
+  try {
+    return { service, runId: desc.runId, status: await client.withDeadline(Date.now() + queryTimeoutMs, () => run.query(statusQuery)) };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return null; // closed meanwhile
+    throw new Error(`the status of ${handle.workflowId} could not be read: ${(err as Error).message.split('\n')[0]}`);
   }
 }
 
@@ -125,7 +136,7 @@ export async function openRollout(client: Client, service: string): Promise<Open
 export async function servicesWithLambda(
   client: Client,
   fn: { function: string; region?: string; alias?: string },
-  queryTimeoutMs = LAMBDA_STATUS_DEADLINE_MS,
+  queryTimeoutMs = STATUS_DEADLINE_MS,
 ): Promise<string[]> {
   const open: { workflowId: string; runId: string }[] = [];
   const query = `WorkflowType = 'rolloutWorkflow' AND ExecutionStatus = 'Running' AND ${SA.providers.name} = 'aws-lambda'`;
