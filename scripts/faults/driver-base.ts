@@ -9,6 +9,26 @@ import { withDeadline } from './deadline';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Read every 150 ms until `pred` holds of a reading (`ok`), `stop()` holds, or `ms` pass; `last`
+ * is the last reading there was (a read that answered nothing keeps the one before).
+ */
+export async function pollUntil<T>(
+  read: () => Promise<T | undefined>,
+  pred: (t: T) => boolean,
+  ms: number,
+  stop: () => boolean = () => false,
+): Promise<{ ok: boolean; last?: T }> {
+  const deadline = Date.now() + ms;
+  let last: T | undefined;
+  while (Date.now() < deadline && !stop()) {
+    last = (await read()) ?? last;
+    if (last !== undefined && pred(last)) return { ok: true, last };
+    await sleep(150);
+  }
+  return { ok: false, last };
+}
+
 /** An operator action is given the client's own retry budget (~20 s), so one sent during a dev-server restart still lands. */
 const SEND_DEADLINE_MS = 25_000;
 

@@ -23,7 +23,7 @@ import { generateSpec } from './spec-gen';
 import { describeSchedule, generateSchedule, serverRestartEvent, type FaultSchedule, type TimedEvent } from './fault-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { fireEnvironmentEvent, type EventContext } from './env-events';
-import { DriverBase, sleep } from './driver-base';
+import { DriverBase, pollUntil, sleep } from './driver-base';
 import { queryStatus, withDeadline } from './deadline';
 import { armProviderFaults } from './provider-faults';
 import { checkAlerts, checkOneVersion, checkPromoted, checkStable, describeTarget, type Violation } from './invariants';
@@ -390,14 +390,13 @@ class Driver extends DriverBase<RolloutResult> {
 
   /** Poll until `pred` holds or the workflow closes; false on timeout. */
   private async waitLeave(pred: (s: RolloutStatus) => boolean, ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline && !this.closed) {
+    const read = async () => {
       const s = await this.status();
       this.env.sampleWrites();
-      if (s && pred(s)) return true;
-      await sleep(150);
-    }
-    return !!this.closed;
+      return s;
+    };
+    const { ok } = await pollUntil(read, pred, ms, () => !!this.closed);
+    return ok || !!this.closed;
   }
 
   /** Until the workflow has no pending activity (a retry in flight could still write), then no write for a second. */

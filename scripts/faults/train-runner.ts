@@ -31,7 +31,7 @@ import { Rng } from './prng';
 import { serverRestartEvent } from './fault-gen';
 import { FAULTS_WEBHOOK_ENV, ScheduleEnv, type Shared } from './env';
 import { fireEnvironmentEvent, type EventContext } from './env-events';
-import { DriverBase, sleep } from './driver-base';
+import { DriverBase, pollUntil, sleep } from './driver-base';
 import { armProviderFaults } from './provider-faults';
 import { checkOneVersion, checkPromoted, checkStable, describeTarget } from './invariants';
 import { closingAfterFailedRevert, queryStatus, withDeadline, type RunOptions, type ScheduleResult } from './runner';
@@ -342,14 +342,8 @@ class TrainDriver extends DriverBase<TrainResult> {
    * The member also answers when it has closed meanwhile.
    */
   private async checkAnswerTaken(i: number, answer: string, taken: (s: RolloutStatus) => boolean, ms: number): Promise<void> {
-    const deadline = Date.now() + ms;
-    let last: RolloutStatus | undefined;
-    while (Date.now() < deadline) {
-      last = (await queryStatus(this.members[i])) ?? last;
-      if (last && taken(last)) return;
-      await sleep(150);
-    }
-    if ((await this.openMembers()).includes(i))
+    const { ok, last } = await pollUntil(() => queryStatus(this.members[i]), taken, ms);
+    if (!ok && (await this.openMembers()).includes(i))
       this.violate(
         'operator',
         `${answer} of ${this.plan.members[i].service} in rollback-failed was not taken within ${ms / 1000} s (state ${last?.state}: ${last?.detail.slice(0, 160)})`,
