@@ -110,7 +110,7 @@ async function splitWithFailingUpdates(name: string): Promise<{ t: LambdaTargetS
   return { t, updates: () => proxy.count(isUpdate) - before };
 }
 
-test("the SDK's own retries stop at the activity's deadline: a revert attempt timed out by the server sends nothing more", async () => {
+test("the SDK's own retries of a write stop at the activity's deadline: a revert timed out by the server sends nothing more", async () => {
   const { t, updates } = await splitWithFailingUpdates('late-retry');
   const now = Date.now();
   // rollback.revert_retry_for runs out 250 ms from now, while the first update is in flight.
@@ -121,10 +121,22 @@ test("the SDK's own retries stop at the activity's deadline: a revert attempt ti
     startToCloseTimeoutMs: 120_000,
   });
   const err = await env.run(() => p.routeAll(t, '1', { revert: true })).catch((e: unknown) => e);
-  expect(err).toBeInstanceOf(CancelledFailure);
-  expect((err as Error).message).toMatch(/deadline passed before UpdateAliasCommand \(lambda eu-central-1\): not sent/);
+  // The failure is the answer that kept failing (what the escalation names), not the stop.
+  expect(err).not.toBeInstanceOf(CancelledFailure);
+  expect((err as Error).message).toBe('x: ServiceException: Lambda service error, HTTP 503 (lambda eu-central-1/provider-late-retry)');
   await new Promise((r) => setTimeout(r, 1_500)); // past any backoff the SDK would have waited
   expect(updates()).toBe(1); // without the guard: all 4 of the client's attempts
+
+  // An attempt that reaches its write only after the deadline sends none; it names the earlier attempts' error if any.
+  const late = (heartbeatDetails?: unknown) =>
+    new MockActivityEnvironment({ scheduledTimestampMs: now, scheduleToCloseTimeoutMs: 1, heartbeatDetails }).run(() =>
+      p.routeAll(t, '1', { revert: true }).catch((e: unknown) => e),
+    );
+  expect(((await late({ lastError: 'x: ServiceException: HTTP 503' })) as Error).message).toBe('x: ServiceException: HTTP 503');
+  expect(((await late()) as Error).message).toBe(
+    "the activity's deadline passed before UpdateAliasCommand (lambda eu-central-1): not sent",
+  );
+  expect(updates()).toBe(1);
   proxy.clearFaults();
   expect(await aliasState(motoUrl(), t)).toEqual({ version: '1', weights: { '2': 0.1 } });
 });

@@ -45,7 +45,7 @@ import { saltedHash } from './fingerprint';
 import { lambdaLayerName, lambdaSecretRef, type ParityConfig } from './parity';
 import { checkFence, withFenceMark } from './fence';
 import { CancelledFailure } from '@temporalio/common';
-import { callDeadline, cancellationSignal, stopIfCancelled, stopIfCancelledOrLate } from './cancellation';
+import { LateAttempt, callDeadline, cancellationSignal, stopIfCancelled, stopIfCancelledOrLate } from './cancellation';
 import { bodyExcerpt, secrets } from '../security/redact';
 import { isReleaseContractKey } from '../contract/release';
 
@@ -97,6 +97,15 @@ export function lambdaWeightFraction(percent: number): number {
 
 type LambdaMiddleware = FinalizeRequestMiddleware<ServiceInputTypes, ServiceOutputTypes>;
 
+/** The calls that change a function or its traffic: the ones the attempt guard holds back. */
+const WRITE_COMMANDS = new Set([
+  'UpdateAliasCommand',
+  'UpdateFunctionConfigurationCommand',
+  'UpdateFunctionCodeCommand',
+  'PublishVersionCommand',
+  'TagResourceCommand',
+]);
+
 export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
   readonly kind = 'aws-lambda' as const;
   private readonly clients = new Map<string, LambdaClient>();
@@ -112,10 +121,19 @@ export class LambdaProvider implements TargetProvider<LambdaTargetSpec> {
         credentials: this.opts.credentials,
         maxAttempts: this.opts.maxAttempts ?? 5,
       });
-      // Inside the SDK's retry loop: checked before each of its attempts, not only before our first.
-      const guard: LambdaMiddleware = (next, context) => async (args) => {
-        stopIfCancelledOrLate(`${context.commandName ?? 'a Lambda call'} (lambda ${region})`);
-        return next(args);
+      // Inside the SDK's retry loop: checked before each of its attempts at a write, not only
+      // before our first. Resolved per call, so `lastAnswer` is this call's previous attempt.
+      const guard: LambdaMiddleware = (next, context) => {
+        let lastAnswer: unknown;
+        return async (args) => {
+          if (WRITE_COMMANDS.has(context.commandName ?? '')) stopIfCancelledOrLate(`${context.commandName} (lambda ${region})`, lastAnswer);
+          try {
+            return await next(args);
+          } catch (err) {
+            lastAnswer = err;
+            throw err;
+          }
+        };
       };
       c.middlewareStack.addRelativeTo(guard, { name: 'rollgateAttemptGuard', relation: 'after', toMiddleware: 'retryMiddleware' });
       this.clients.set(region, c);
@@ -547,6 +565,11 @@ function lambdaError(t: LambdaTargetSpec, err: unknown): unknown {
   // Only service answers carry service text; network errors and cancellations pass unchanged
   // (the SDK's retry loop adds $metadata to a cancellation the attempt guard threw).
   if (err instanceof CancelledFailure) return err;
+  // A write held back past the deadline: the failure names what kept failing, not the stop.
+  if (err instanceof LateAttempt) {
+    if (err.lastAnswer) return lambdaError(t, err.lastAnswer);
+    return err.earlierError ? new Error(err.earlierError) : err;
+  }
   if (!e || typeof e !== 'object' || (!e.$metadata && !e.$fault)) return err;
   const name = token(e.name, 64) || 'Unknown';
   const status = e.$metadata?.httpStatusCode;

@@ -24,34 +24,42 @@ function activityContext(): Context | undefined {
 }
 
 /**
- * Before every attempt an SDK makes, its own retries included: an activity attempt that was
- * cancelled, or whose deadline (start-to-close from its scheduling, schedule-to-close from the
- * first) has passed, sends nothing more. Past its deadline the server has timed the attempt out:
- * the workflow may already have escalated, or scheduled another attempt, and a request this one
- * still sent would land after them (a revert retried by the SDK after `rollback.revert_retry_for`
- * ran out, say). No-op outside an activity.
+ * Before every attempt an SDK makes at a write, its own retries included: an activity that was
+ * cancelled, or whose schedule-to-close deadline (`rollback.revert_retry_for` for a revert) has
+ * passed, sends nothing more. Past that deadline the server has timed the activity out and the
+ * workflow may already have escalated: a request still sent would land after that. Cancelled:
+ * CancelledFailure. Late: `LateAttempt`, which carries what the escalation must still name (the
+ * answer to this call's previous attempt, or the earlier attempts' last error). Start-to-close is
+ * left to the providers' own deadlines (callDeadline): the scheduling time is all the activity
+ * knows of its attempt's start, and an end counted from it would come early on a busy worker.
+ * No-op outside an activity.
  */
-export function stopIfCancelledOrLate(before: string): void {
+export function stopIfCancelledOrLate(before: string, lastAnswer?: unknown): void {
   const ctx = activityContext();
   if (!ctx) return;
   stopIfCancelled(before);
-  const deadline = attemptDeadline(ctx.info);
-  if (deadline !== undefined && Date.now() >= deadline)
-    throw new CancelledFailure(`the attempt's deadline passed before ${before}: not sent`);
+  const { scheduledTimestampMs, scheduleToCloseTimeoutMs } = ctx.info;
+  if (scheduleToCloseTimeoutMs > 0 && Date.now() >= scheduledTimestampMs + scheduleToCloseTimeoutMs) {
+    const earlier = (ctx.info.heartbeatDetails as { lastError?: unknown } | undefined)?.lastError;
+    throw new LateAttempt(before, lastAnswer, typeof earlier === 'string' ? earlier : undefined);
+  }
 }
 
-/** When the server times the running attempt out, at the latest (undefined: no timeout). */
-export function attemptDeadline(info: {
-  scheduledTimestampMs: number;
-  scheduleToCloseTimeoutMs: number;
-  currentAttemptScheduledTimestampMs: number;
-  startToCloseTimeoutMs: number;
-}): number | undefined {
-  const ends: number[] = [];
-  // Start-to-close counts from the attempt's start, which is after its scheduling: this end is early, never late.
-  if (info.startToCloseTimeoutMs > 0) ends.push(info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs);
-  if (info.scheduleToCloseTimeoutMs > 0) ends.push(info.scheduledTimestampMs + info.scheduleToCloseTimeoutMs);
-  return ends.length ? Math.min(...ends) : undefined;
+/**
+ * A write not sent because the activity's deadline had passed. Not retryable to the SDK (its retry
+ * loop ends at once); the provider turns it back into the error that kept failing.
+ */
+export class LateAttempt extends Error {
+  constructor(
+    before: string,
+    /** The answer to the same call's previous SDK attempt (the SDK's own error object). */
+    readonly lastAnswer?: unknown,
+    /** The last error an earlier activity attempt heartbeated (already redacted). */
+    readonly earlierError?: string,
+  ) {
+    super(`the activity's deadline passed before ${before}: not sent`);
+    this.name = 'LateAttempt';
+  }
 }
 
 /** The running activity's cancellation signal, for waits that should end with it (undefined outside an activity). */
