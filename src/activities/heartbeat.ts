@@ -52,7 +52,7 @@ async function heartbeating<R>(fn: () => Promise<R>, endOnCancel: boolean): Prom
     call.catch(() => undefined); // abandoned on cancel: its late failure is nobody's
     return await Promise.race([call, ctx.cancelled]);
   } catch (err) {
-    // A stop (cancelled, or past the attempt's deadline) is not what kept failing: the last error stays.
+    // A cancellation is not what kept failing: the last error stays (the escalation names it).
     if (!(err instanceof CancelledFailure)) heartbeat({ lastError: boundedMessage(err) } satisfies AttemptDetails);
     throw err;
   } finally {
