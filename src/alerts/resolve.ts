@@ -119,7 +119,7 @@ export async function openRollout(client: Client, service: string, queryTimeoutM
     return { service, runId: desc.runId, status: await client.withDeadline(Date.now() + queryTimeoutMs, () => run.query(statusQuery)) };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return null; // closed meanwhile
-    throw new Error(`the status of ${handle.workflowId} could not be read: ${(err as Error).message.split('\n')[0]}`);
+    throw unreadStatus(handle.workflowId, err);
   }
 }
 
@@ -164,11 +164,16 @@ export async function servicesWithLambda(
         // another function does not hold this alarm back. One about this function does (503).
         const spec = await specFromStart(client, wf, deadline + START_READ_GRACE_MS).catch(() => undefined);
         if (spec && !matches(spec)) return null;
-        throw new Error(`the status of ${wf.workflowId} could not be read to match the alarm: ${(err as Error).message.split('\n')[0]}`);
+        throw unreadStatus(wf.workflowId, err, ' to match the alarm');
       }
     }),
   );
   return [...new Set(services.filter((s): s is string => s !== null))];
+}
+
+/** The receiver's 503: which rollout did not answer, and the first line of why. */
+function unreadStatus(workflowId: string, err: unknown, purpose = ''): Error {
+  return new Error(`the status of ${workflowId} could not be read${purpose}: ${(err as Error).message.split('\n')[0]}`);
 }
 
 /** Past the status deadline, how long the start events of the unanswered rollouts may still take. */

@@ -68,8 +68,10 @@ export class FaultProxy {
             res.writeHead(out.status, { 'content-type': 'application/json', ...out.headers });
             return res.end(out.body);
           } else {
-            if (a.afterMs) await this.hold(a.afterMs);
-            if (this.stopped) return res.destroy();
+            if (a.afterMs) {
+              await this.hold(a.afterMs);
+              if (this.stopped) return res.destroy(); // as a held delay: no answer
+            }
             res.writeHead(a.status, {
               'content-type': 'application/json',
               ...(a.errorType ? { 'x-amzn-errortype': a.errorType } : {}),
