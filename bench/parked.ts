@@ -58,10 +58,14 @@ export async function serverOnlyStartRate(n: number): Promise<number> {
 
 /** The rollouts of `queue` that match `where` (a visibility query). */
 const onQueue = (queue: string, where: string) => `WorkflowType = 'rolloutWorkflow' AND TaskQueue = '${queue}' AND ${where}`;
+/** Runs that ended: a run that continued as new (before parking, or past its event limit) is not one. */
+const CLOSED = `ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'`;
+/** Running rollouts in the canary stage (the runs they handed over from carry the same search attributes). */
+export const IN_CANARY = `ExecutionStatus = 'Running' AND RolloutStage = 'canary'`;
 
 /** Why the first closed parked rollout closed (its status and result or failure), for the error. */
 async function closedReason(queue: string): Promise<string> {
-  for await (const w of client.workflow.list({ query: onQueue(queue, `ExecutionStatus != 'Running'`) })) {
+  for await (const w of client.workflow.list({ query: onQueue(queue, CLOSED) })) {
     const outcome = await client.workflow
       .getHandle(w.workflowId, w.runId)
       .result()
@@ -81,7 +85,7 @@ export async function waitForCount(queue: string, where: string, n: number, what
     const { count } = await client.workflow.count(onQueue(queue, where));
     if (count >= n) return;
     if (refuseClosed) {
-      const closed = await client.workflow.count(onQueue(queue, `ExecutionStatus != 'Running'`));
+      const closed = await client.workflow.count(onQueue(queue, CLOSED));
       if (closed.count > 0) throw new Error(`${closed.count} parked rollout(s) closed instead of parking: ${await closedReason(queue)}`);
     }
     if (Date.now() > deadline) throw new Error(`only ${count} of ${n} rollouts ${what} in time`);
@@ -182,7 +186,7 @@ export async function benchParked() {
   const { child, phases } = await spawnWorker({ BENCH_TASK_QUEUE: QUEUE, BENCH_PROVIDER: 'memory', BENCH_BUNDLE: bundlePath });
   const cache = phases.cachedWorkflows;
   // Rollouts are started in waves no larger than the worker's cache, each parked before the next:
-  // a rollout takes ~20 workflow tasks to park, and with more in flight than the cache holds every
+  // a rollout takes ~20 workflow tasks and a handover to a new run to park, and with more in flight than the cache holds every
   // task of an evicted one replays its history (the 2026-12-02 run, 7,000 at once with a cache of
   // 1,000: 6,303 parked after 15 minutes). The start rate is that of the first wave's burst.
   const wave = Math.max(10, Math.min(cache, 1_000));
@@ -207,7 +211,7 @@ export async function benchParked() {
       for (let w = from; w < n; w += wave) {
         const r = await startMany(QUEUE, w, Math.min(n, w + wave), parked, ids);
         if (w === from) rate = r;
-        await waitForCount(QUEUE, `RolloutStage = 'canary'`, Math.min(n, w + wave), 'reached their bake', QUICK ? 60_000 : 900_000);
+        await waitForCount(QUEUE, IN_CANARY, Math.min(n, w + wave), 'reached their bake', QUICK ? 60_000 : 900_000);
       }
       started = n;
       await sleep(1000);
@@ -231,13 +235,7 @@ export async function benchParked() {
     const stormIds: string[] = [];
     const stormRate = await startMany(QUEUE, 0, storm, stormSpec, stormIds);
     report(name(final), `start rate while starting ${storm} (to ${final})`, stormRate, '/s', at10k({ op: '>=', v: 200 }));
-    await waitForCount(
-      QUEUE,
-      `RolloutStage = 'canary'`,
-      final,
-      'reached their bake or freeze',
-      Math.max(5_000, stormAt - Date.now() - 5_000),
-    );
+    await waitForCount(QUEUE, IN_CANARY, final, 'reached their bake or freeze', Math.max(5_000, stormAt - Date.now() - 5_000));
     await sleep(1000);
     report(name(final), `worker RSS at ${final} parked`, rssMiB(child.pid!), 'MiB', at10k({ op: '<=', v: 1024 }));
 

@@ -7,7 +7,7 @@
  */
 import { STICKY_QUEUE_TIMEOUT_MS } from '../src/worker';
 import { QUICK, bundlePath, client, median, pct, report, spawnWorker } from './common';
-import { parkedFamily, startMany, waitForCount } from './parked';
+import { IN_CANARY, parkedFamily, startMany, waitForCount } from './parked';
 import { stickyBurst } from './sticky-burst';
 
 const QUEUE = 'bench-sticky';
@@ -23,7 +23,7 @@ export async function benchSticky() {
   try {
     const ids: string[] = [];
     await startMany(QUEUE, 0, n, parkedFamily('sticky'), ids);
-    await waitForCount(QUEUE, `RolloutStage = 'canary'`, n, 'reached their bake', QUICK ? 60_000 : 900_000);
+    await waitForCount(QUEUE, IN_CANARY, n, 'reached their bake', QUICK ? 60_000 : 900_000);
     const r = await stickyBurst(client, ids);
     const at = `at ${n} parked`;
     console.log(`   ${r.waits.length} workflow tasks caused by the burst`);

@@ -61,6 +61,8 @@ export interface StartOptions {
   runnerTaskQueue?: string;
   /** Continue as new past this many history events (default 10,000): small values exercise it in tests. */
   continueAsNewAfterEvents?: number;
+  /** Hand over to a new run before a wait at least this long (default 5 minutes): small values exercise it in tests. */
+  parkHandoverAfterMs?: number;
   /** The starter's bearer token (OIDC/JWT), checked by the worker before anything runs (see docs/security-identities.md). */
   token?: string;
   /** Pipeline rollouts (src/releases.ts): the environment, a promotion's pinned artifact, a rollback to a release. */
@@ -84,6 +86,11 @@ export async function startRollout(
     throw new RolloutRefusedError(
       'notify.webhook: a webhook URL in the spec would be stored in the workflow history and shown by every status: put it in a variable ROLLGATE_WEBHOOK_<NAME> on the workers and give its name as notify.webhook_env. Nothing was started.',
     );
+  for (const field of ['continueAsNewAfterEvents', 'parkHandoverAfterMs'] as const) {
+    const v = opts[field];
+    if (v !== undefined && !(Number.isInteger(v) && v > 0))
+      throw new RolloutRefusedError(`${field}: must be a positive whole number, got ${String(v)}. Nothing was started.`);
+  }
   const input: RolloutInput = {
     spec,
     startedBy: opts.startedBy,
@@ -91,6 +98,7 @@ export async function startRollout(
     runnerTaskQueue: opts.runnerTaskQueue ?? (process.env.ROLLGATE_RUNNER_TASK_QUEUE || RUNNER_TASK_QUEUE),
     ...(opts.revertPromoted ? { revertPromoted: opts.revertPromoted } : {}),
     ...(opts.continueAsNewAfterEvents ? { continueAsNewAfterEvents: opts.continueAsNewAfterEvents } : {}),
+    ...(opts.parkHandoverAfterMs ? { parkHandoverAfterMs: opts.parkHandoverAfterMs } : {}),
     ...(opts.environment ? { environment: opts.environment } : {}),
     ...(opts.pinnedArtifact ? { pinnedArtifact: opts.pinnedArtifact } : {}),
     ...(opts.rollbackTo ? { rollbackTo: opts.rollbackTo } : {}),

@@ -30,7 +30,10 @@ import { TASK_QUEUE, WORKFLOW_TASK_TIMEOUT } from './contract';
 import type { rolloutWorkflow } from './workflows/rollout';
 
 type Handle = WorkflowHandleWithFirstExecutionRunId<typeof rolloutWorkflow>;
-export type PipelineStartOptions = Pick<StartOptions, 'startedBy' | 'token' | 'taskQueue' | 'runnerTaskQueue' | 'continueAsNewAfterEvents'>;
+export type PipelineStartOptions = Pick<
+  StartOptions,
+  'startedBy' | 'token' | 'taskQueue' | 'runnerTaskQueue' | 'continueAsNewAfterEvents' | 'parkHandoverAfterMs'
+>;
 
 /** The service's release records (none yet: an empty registry). Waits briefly for closes it has been told of but not yet read. */
 export async function releaseRecords(client: Client, service: string, settleMs = 15_000): Promise<RegistryState> {

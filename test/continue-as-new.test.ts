@@ -4,7 +4,7 @@
  * target, traffic where it should be; and in the chain of runs itself (the history of each run).
  * `continueAsNewAfterEvents` is lowered so that a few seconds of interval analyses hand over.
  */
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { startRollout } from '../src/client';
 import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
 import {
@@ -19,7 +19,16 @@ import {
 } from '../src/contract';
 import { aliasState, publishedVersions } from './support/lambda';
 import { recordHistory } from './support/history';
-import { createFunctions, createHarness, lambdaSpec, nextRun, simulateTraffic, waitForStatus, type Harness } from './support/harness';
+import {
+  createFunctions,
+  createHarness,
+  lambdaSpec,
+  nextRun,
+  runChain,
+  simulateTraffic,
+  waitForStatus,
+  type Harness,
+} from './support/harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -43,17 +52,6 @@ function spec(service: string, over: Partial<RolloutSpecInput> = {}): RolloutSpe
     rollback: { max_error_rate_increase_pp: 2, min_requests: 5, interval: '1 second' },
     ...over,
   });
-}
-
-/** The runs of one workflow id from its first run, in order, each with its history (the chain of continue-as-new). */
-async function runChain(client: Client, workflowId: string, firstRunId: string) {
-  const runs: { runId: string; events: any[] }[] = [];
-  for (let runId: string | undefined = firstRunId; runId;) {
-    const events: any[] = (await client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? [];
-    runs.push({ runId, events });
-    runId = events[events.length - 1]?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
-  }
-  return runs;
 }
 
 /** Start as carol, handing over to a new run past `after` history events. */

@@ -74,12 +74,20 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
     // own, so the spec and faults of a seed are what they were before this existed.
     const handover = new Rng(seed ^ 0x5ca1ab1e);
     const continueAsNewAfterEvents = handover.chance(0.5) ? handover.int(60, 160) : undefined;
+    // Half hand over before parking in waits of a second or so (the default is 5 minutes), again
+    // from a PRNG of its own so that nothing drawn before changes.
+    const park = new Rng(seed ^ 0x9a4c0ff);
+    const parkHandoverAfterMs = park.chance(0.5) ? park.int(500, 1500) : undefined;
     if (opts.restarts) {
       if (!shared.restartServer) throw new Error('--restarts needs a dev server this process started (not --temporal)');
       schedule.events.push(serverRestartEvent(new Rng(seed ^ 0x5e7e5)));
     }
     result.faults = describeSchedule(schedule) || 'no faults';
-    result.shape = continueAsNewAfterEvents ? `${shape}, continue-as-new after ${continueAsNewAfterEvents} events` : shape;
+    result.shape = [
+      shape,
+      ...(continueAsNewAfterEvents ? [`continue-as-new after ${continueAsNewAfterEvents} events`] : []),
+      ...(parkHandoverAfterMs ? [`hand over before waits of ${parkHandoverAfterMs} ms`] : []),
+    ].join(', ');
     await env.seed(spec);
     armProviderFaults(env, spec, schedule.providerFaults);
     if (schedule.webhookFaults) env.webhook.failNext(schedule.webhookFaults.n, schedule.webhookFaults.status);
@@ -90,6 +98,7 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
       taskQueue: env.taskQueue,
       runnerTaskQueue: env.runnerTaskQueue,
       continueAsNewAfterEvents,
+      parkHandoverAfterMs,
     });
     await new Driver(env, spec, schedule, handle, opts, result).run();
   } catch (err) {

@@ -116,19 +116,35 @@ export function coordinationActivities(deps: ActivityDeps) {
     async findClosedLockHolders(input: { holders: LockHolder[] }): Promise<(LockHolder & { status: string })[]> {
       const closed: (LockHolder & { status: string })[] = [];
       for (const h of input.holders) {
-        let status = await runStatus(h.holder, h.runId);
-        if (status === 'CONTINUED_AS_NEW') status = await runStatus(h.holder);
+        const status = await chainStatus(h.holder, h.runId);
         if (CLOSED.has(status)) closed.push({ holder: h.holder, ...(h.runId ? { runId: h.runId } : {}), status });
       }
       return closed;
     },
   };
 
-  async function runStatus(workflowId: string, runId?: string): Promise<string> {
+  /**
+   * The status of the rollout a run belongs to: a run that continued as new is followed to the
+   * latest run of its workflow id, but only when that run is of the same chain (same first run).
+   * A later rollout of the same service has the same workflow id and is not the holder: its
+   * chain's last run closed, so the holder is gone (CONTINUED_AS_NEW counts as closed).
+   */
+  async function chainStatus(workflowId: string, runId?: string): Promise<string> {
+    const run = await describe(workflowId, runId);
+    if (run === 'NOT_FOUND' || run.status.name !== 'CONTINUED_AS_NEW') return run === 'NOT_FOUND' ? run : run.status.name;
+    const latest = await describe(workflowId);
+    if (latest === 'NOT_FOUND') return 'NOT_FOUND';
+    const chain = run.raw.workflowExecutionInfo?.firstRunId;
+    // A server that does not say which chain a run is of: the latest run it is (as before).
+    if (!chain || !latest.raw.workflowExecutionInfo?.firstRunId) return latest.status.name;
+    return latest.raw.workflowExecutionInfo.firstRunId === chain ? latest.status.name : 'CONTINUED_AS_NEW';
+  }
+
+  async function describe(workflowId: string, runId?: string) {
     try {
-      return (await client().workflow.getHandle(workflowId, runId).describe()).status.name;
+      return await client().workflow.getHandle(workflowId, runId).describe();
     } catch (err) {
-      if ((err as Error).name === 'WorkflowNotFoundError') return 'NOT_FOUND';
+      if ((err as Error).name === 'WorkflowNotFoundError') return 'NOT_FOUND' as const;
       throw err; // unknown (server unavailable...): the lock keeps the entry and asks again later
     }
   }

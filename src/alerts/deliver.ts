@@ -5,7 +5,7 @@
  * rollout, with that run's message nonce (read by query, as the scheduled analysis does: a run
  * since patch `rollout-message-nonces` refuses a verdict without it; docs/security-internal-messages.md).
  */
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { readMessageNonce } from '../activities/scheduled';
 import { externalVerdictSignal, rolloutWorkflowId, type Verdict } from '../contract';
 
@@ -15,8 +15,40 @@ export interface RolloutRef {
   runId: string;
 }
 
+/** A run hands over at the start of every long bake, right after a traffic step: follow a few. */
+const MAX_HANDOVERS_FOLLOWED = 3;
+
+/**
+ * Send the verdict to the run that was judged, or, when that run continued as new meanwhile (a
+ * rollout hands over before parking in a long bake, often just as a breach shows), to the run it
+ * handed over to: the same rollout, not a later one. Throws WorkflowNotFoundError when the
+ * rollout itself closed.
+ */
 export async function deliverAlertVerdict(client: Client, rollout: RolloutRef, verdict: Verdict): Promise<void> {
-  const run = client.workflow.getHandle(rolloutWorkflowId(rollout.service), rollout.runId);
-  const nonce = await readMessageNonce(run);
-  await run.signal(externalVerdictSignal, { ...verdict, ...(nonce ? { nonce } : {}) });
+  const workflowId = rolloutWorkflowId(rollout.service);
+  for (let runId = rollout.runId, hops = 0; ; hops++) {
+    const run = client.workflow.getHandle(workflowId, runId);
+    try {
+      const nonce = await readMessageNonce(run);
+      await run.signal(externalVerdictSignal, { ...verdict, ...(nonce ? { nonce } : {}) });
+      return;
+    } catch (err) {
+      const next =
+        err instanceof WorkflowNotFoundError && hops < MAX_HANDOVERS_FOLLOWED
+          ? await runHandedOverTo(client, workflowId, runId)
+          : undefined;
+      if (!next) throw err;
+      runId = next;
+    }
+  }
+}
+
+/** The open run that `runId` continued as (same first run: the same rollout), if it did. */
+export async function runHandedOverTo(client: Client, workflowId: string, runId: string): Promise<string | undefined> {
+  const was = await client.workflow.getHandle(workflowId, runId).describe();
+  if (was.status.name !== 'CONTINUED_AS_NEW') return undefined;
+  const now = await client.workflow.getHandle(workflowId).describe();
+  const chain = was.raw.workflowExecutionInfo?.firstRunId;
+  const sameRollout = !!chain && now.raw.workflowExecutionInfo?.firstRunId === chain;
+  return sameRollout && now.status.name === 'RUNNING' && now.runId !== runId ? now.runId : undefined;
 }

@@ -139,9 +139,16 @@ export async function servicesWithLambda(
   queryTimeoutMs = STATUS_DEADLINE_MS,
 ): Promise<string[]> {
   const open: { workflowId: string; runId: string }[] = [];
-  const query = `WorkflowType = 'rolloutWorkflow' AND ExecutionStatus = 'Running' AND ${SA.providers.name} = 'aws-lambda'`;
+  // Runs that continued as new in the last minute too: visibility may list the closed run of a
+  // handover before it lists the next one as running. Its status is the same rollout's; the
+  // verdict goes to the open run of that workflow (openRollout), one per workflow id.
+  const since = new Date(Date.now() - 60_000).toISOString();
+  const query = `WorkflowType = 'rolloutWorkflow' AND (ExecutionStatus = 'Running' OR (ExecutionStatus = 'ContinuedAsNew' AND CloseTime > '${since}')) AND ${SA.providers.name} = 'aws-lambda'`;
+  const seen = new Set<string>();
   for await (const wf of client.workflow.list({ query })) {
     if (open.length >= 200) break;
+    if (seen.has(wf.workflowId)) continue;
+    seen.add(wf.workflowId);
     open.push({ workflowId: wf.workflowId, runId: wf.runId });
   }
   const deadline = Date.now() + queryTimeoutMs;

@@ -75,6 +75,13 @@ export interface RolloutInput {
   /** Continue as new past this many history events (default 10,000; the server may suggest it sooner). */
   continueAsNewAfterEvents?: number;
   /**
+   * Before a wait or bake slice at least this long, a run whose history has grown past a few dozen
+   * events hands over to a new run first (default 5 minutes; patch `rollout-park-handover`): a
+   * parked rollout evicted from the worker's cache then replays a short history when a query,
+   * signal or its timer wakes it. Small values exercise it in tests and fault schedules.
+   */
+  parkHandoverAfterMs?: number;
+  /**
    * Set by a release train for its members (src/workflows/train.ts): once promoted, the rollout
    * keeps its saga and waits for the train's release or revert; in lockstep it waits for the train
    * before each traffic stage. Absent in every plain rollout.
@@ -147,6 +154,12 @@ export interface ContinuedRollout {
   verifiesIdentities?: boolean;
   /** Approvals given to the wave waiting now, short of `min_approvals`. */
   pendingApprovals?: { wave: string; approvers: Identity[] };
+  /**
+   * The run's message nonce (already in its history as an activity result), kept by the next run:
+   * a verdict read against one run and sent as it hands over is still authentic to the next one.
+   * Absent in snapshots taken before: the next run draws its own.
+   */
+  messageNonce?: string;
   /** Parity differences recorded under `parity: warn` in preflight. */
   parityWarnings?: string[];
   /**

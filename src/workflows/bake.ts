@@ -67,6 +67,8 @@ async function bakeFrom(
       const held = await holdWhilePaused(run);
       if (held) return held;
       const slice = Math.min(remaining, intervalMs);
+      const parking = handOverBeforeParking(run, slice);
+      if (parking) return parking;
       const t0 = Date.now();
       run.bakeEndsAtMs = t0 + remaining;
       run.setDetail(`baking ${formatDuration(remaining)} left: ${label}`);
@@ -176,6 +178,10 @@ export async function watchWhileWaiting(run: RolloutRun, ready: () => boolean, u
     const idle = run.continueAsNewEnabled && run.targetsWithNewTraffic().length === 0;
     const step = idle ? undefined : intervalMs;
     const left = untilMs === undefined ? step : Math.min(step ?? Infinity, untilMs - Date.now());
+    if (!ready()) {
+      const parking = handOverBeforeParking(run, left);
+      if (parking) return parking;
+    }
     const woken = left === undefined || left > 0 ? await run.gate.waitFor(ready, left) : true;
     const stop = takePendingStop(run);
     if (stop) return stop;
@@ -201,6 +207,16 @@ export function continueAsNewNow(run: RolloutRun): Stop | undefined {
   if (!run.shouldContinueAsNew() || run.gate.pendingStop() !== undefined) return undefined;
   run.markHandover();
   return stopOf('continue-as-new', `history has ${workflowInfo().historyLength} events`);
+}
+
+/**
+ * Hand over before a long wait (`waitMs`, undefined: until a message)? Same conditions as
+ * continueAsNewNow, at the start of the wait: the next run parks here on a short history.
+ */
+export function handOverBeforeParking(run: RolloutRun, waitMs: number | undefined): Stop | undefined {
+  if (!run.shouldHandOverBeforeParking(waitMs) || run.gate.pendingStop() !== undefined) return undefined;
+  run.markHandover();
+  return stopOf('continue-as-new', `parking with ${workflowInfo().historyLength} history events`);
 }
 
 /** Hold while an operator pause is on, still watching the targets that carry new traffic. */

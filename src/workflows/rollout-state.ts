@@ -52,6 +52,15 @@ import {
 const MAX_HISTORY = 300;
 /** A run continues as new past this many history events (the server's hard limit is 51,200). */
 const DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 10_000;
+/** Before a wait this long (unless the input says otherwise), a run hands over to park on a short history. */
+const DEFAULT_PARK_HANDOVER_AFTER_MS = 5 * 60_000;
+/**
+ * ...but only after this many history events of work since the run picked up the pipeline (its
+ * start, or for a continued run where it went on from): the run that parks after a handover gets
+ * back to the same wait in a few events (a freeze check at most), so it never hands over again
+ * there, however many events its own start took.
+ */
+const PARK_HANDOVER_EVENTS = 60;
 
 export function targetLocation(t: TargetSpec): string {
   return t.provider === 'aws-lambda' ? `${t.region}/${t.function}:${t.alias}` : `${t.project}/${t.region}/${t.service}`;
@@ -112,6 +121,10 @@ export class RolloutRun {
   pass = 1;
   /** Whether this run may continue as new (runs started before patch `rollout-continue-as-new` never do). */
   continueAsNewEnabled = false;
+  /** Whether this run hands over before a long wait, to park on a short history (patch `rollout-park-handover`). */
+  handsOverBeforeParking = false;
+  /** The history length when this run picked up the pipeline (0, or where a continued run went on from). */
+  pickedUpAtEvents = 0;
   /** Set when this run is a member of a release train (patch `rollout-train-member`). */
   train?: TrainLink;
   /** Local activities for the nonce, identity and freeze checks: only runs recorded before patch `rollout-no-local-activities`. */
@@ -236,9 +249,25 @@ export class RolloutRun {
     return info.continueAsNewSuggested || info.historyLength >= limit;
   }
 
+  /**
+   * True before a wait of `waitMs` (undefined: until a message) when this run should hand over so
+   * that it parks on a short history: an evicted parked run replays its whole history for every
+   * query, signal and timer that wakes it (about 110 events and 50-76 ms for a rollout in its
+   * canary bake, measured at 10,000 parked; docs/DEVELOPMENT.md "Parking on a short history").
+   */
+  shouldHandOverBeforeParking(waitMs: number | undefined): boolean {
+    if (!this.handsOverBeforeParking || !this.continueAsNewEnabled || this.position === undefined) return false;
+    const longest = this.input.parkHandoverAfterMs ?? DEFAULT_PARK_HANDOVER_AFTER_MS;
+    if (waitMs !== undefined && waitMs < longest) return false;
+    return workflowInfo().historyLength - this.pickedUpAtEvents >= PARK_HANDOVER_EVENTS;
+  }
+
   /** Remember where the pipeline is now, for the handover to the next run. */
   markHandover(): void {
-    this.handoverAt = { position: { ...this.position! }, ...(this.bake ? { bake: { ...this.bake } } : {}) };
+    // A continued run that hands over again before its first bake took up the carried one (paused
+    // at the stage's start, say) passes that bake on, not a fresh one.
+    const bake = this.bake ?? this.resumedBake;
+    this.handoverAt = { position: { ...this.position! }, ...(bake ? { bake: { ...bake } } : {}) };
   }
 
   /** What the next run needs to go on exactly where `markHandover` was called. */
@@ -262,6 +291,7 @@ export class RolloutRun {
       ...(this.starterChecked ? { starter: this.starter } : {}),
       verifiesIdentities: this.verifiesIdentities,
       ...(this.pendingApprovals ? { pendingApprovals: this.pendingApprovals } : {}),
+      ...(this.messageNonce !== undefined ? { messageNonce: this.messageNonce } : {}),
       locks: [...this.heldLocks]
         .filter((d) => this.grantedLocks.has(d))
         .map((dependency) => {

@@ -68,6 +68,9 @@ export const RELEASE_GATES_PATCH = 'release-gates-every-pass';
 /** Marks runs whose activities have short heartbeat timeouts (src/workflows/activity-options.ts, FAST_FAILOVER). */
 export const FAST_FAILOVER_PATCH = 'rollgate-fast-failover';
 
+/** Marks runs that hand over to a new run before a long wait, to park on a short history (RolloutRun.shouldHandOverBeforeParking). */
+export const PARK_HANDOVER_PATCH = 'rollout-park-handover';
+
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResult> {
   if (!patched(ROLLOUT_V2_PATCH)) return rolloutWorkflowV1(input);
   const run = new RolloutRun(input);
@@ -93,6 +96,9 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
   // Decided once too, before any activity is scheduled: heartbeat timeouts of 5 s (a dead worker's
   // activity moves on in seconds); a run recorded before keeps the options it was recorded with.
   run.acts = activitiesFor(patched(FAST_FAILOVER_PATCH));
+  // Decided once too: from here on a run parks in a long wait on a short history. Not a train's
+  // member: its next run would wait at the train's barrier again for a stage it already began.
+  run.handsOverBeforeParking = run.continueAsNewEnabled && !run.train && patched(PARK_HANDOVER_PATCH);
   // A rollback to a release has no bake to hand over from; its waits are short.
   if (run.usesReleaseRegistry && input.rollbackTo) run.continueAsNewEnabled = false;
   run.installHandlers();
@@ -102,7 +108,9 @@ async function runPipeline(run: RolloutRun, input: RolloutInput): Promise<Rollou
   // "patch marker encountered for change verified-identities, but there is no corresponding change
   // command" replaying a run where this patched() came right after the message-nonce local activity.
   const checkStarter = checksStarter();
-  if (run.authenticatesMessages) run.messageNonce = await (run.localChecks ? local : checks).newMessageNonce();
+  // A continued run keeps its rollout's nonce when the previous run passed it on (input, so replay decides alike).
+  if (run.authenticatesMessages)
+    run.messageNonce = input.continued?.messageNonce ?? (await (run.localChecks ? local : checks).newMessageNonce());
   // ---- verified identities: who started it is checked before anything runs (src/workflows/identity.ts) ----
   if (checkStarter) {
     const refused = await run.checkStarter();
@@ -528,6 +536,8 @@ function afterTrainBarrier(run: RolloutRun, stage: number, body: () => Promise<S
 async function deliverContinued(run: RolloutRun, saga: Saga, c: ContinuedRollout): Promise<Stop | undefined> {
   for (const t of run.targets.values()) if (t.newVersion !== undefined && t.stableVersion !== undefined) pushRevert(run, saga, t);
   run.record('decision', `continued as new run ${c.runs} at ${positionText(run, c.position)}`);
+  // Work before this point (the run's start, its nonce and checks) is the same in every continued run.
+  run.pickedUpAtEvents = workflowInfo().historyLength;
   return inAbortableScope(run, async () => {
     const pending = takePendingStop(run);
     if (pending) return pending;
@@ -564,6 +574,7 @@ async function continueAsNewUnlessStopped(run: RolloutRun): Promise<Stop> {
     // The gate re-checks the pin on a later resume of the continued run (runs before the patch carried no pin).
     ...(run.checksReleaseGates && run.input.pinnedArtifact ? { pinnedArtifact: run.input.pinnedArtifact } : {}),
     ...(run.input.continueAsNewAfterEvents !== undefined ? { continueAsNewAfterEvents: run.input.continueAsNewAfterEvents } : {}),
+    ...(run.input.parkHandoverAfterMs !== undefined ? { parkHandoverAfterMs: run.input.parkHandoverAfterMs } : {}),
   });
 }
 

@@ -410,3 +410,14 @@ export async function resultWithin(handle: WorkflowHandle, ms: number): Promise<
     clearTimeout(timer);
   }
 }
+
+/** The runs of one workflow id from its first run, in order, each with its history (the chain of continue-as-new). */
+export async function runChain(client: Client, workflowId: string, firstRunId: string) {
+  const runs: { runId: string; events: any[] }[] = [];
+  for (let runId: string | undefined = firstRunId; runId;) {
+    const events: any[] = (await client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? [];
+    runs.push({ runId, events });
+    runId = events[events.length - 1]?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+  }
+  return runs;
+}
