@@ -74,10 +74,10 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
     // own, so the spec and faults of a seed are what they were before this existed.
     const handover = new Rng(seed ^ 0x5ca1ab1e);
     const continueAsNewAfterEvents = handover.chance(0.5) ? handover.int(60, 160) : undefined;
-    // Half hand over before parking in waits of a second or so (the default is 5 minutes), again
+    // Half hand over before parking in every wait or bake slice of a second or more (the default is 5 minutes), again
     // from a PRNG of its own so that nothing drawn before changes.
     const park = new Rng(seed ^ 0x9a4c0ff);
-    const parkHandoverAfterMs = park.chance(0.5) ? park.int(500, 1500) : undefined;
+    const parkHandoverAfterMs = park.chance(0.5) ? park.int(300, 1000) : undefined;
     if (opts.restarts) {
       if (!shared.restartServer) throw new Error('--restarts needs a dev server this process started (not --temporal)');
       schedule.events.push(serverRestartEvent(new Rng(seed ^ 0x5e7e5)));
