@@ -14,6 +14,11 @@ import { eventMs, type HistoryEvent } from './history-events';
 // ---- 3: parked rollouts ------------------------------------------------------------------------
 
 const QUEUE = 'bench-parked';
+/**
+ * The parked rollouts hand over before parking (the start's `parkHandoverAfterMs`, opt-in):
+ * `BENCH_PARK_HANDOVER_MS`, 5 minutes by default, 0 to measure without it.
+ */
+const PARK_HANDOVER_MS = Number(process.env.BENCH_PARK_HANDOVER_MS ?? 300_000);
 
 /** Starts rollouts `from`..`to`-1 of a spec family on `queue` with `concurrency` starters; returns starts per second. */
 export async function startMany(
@@ -30,7 +35,11 @@ export async function startMany(
     Array.from({ length: concurrency }, async () => {
       while (next < to) {
         const i = next++;
-        const h = await startRollout(client, make(i), { startedBy: 'bench', taskQueue: queue });
+        const h = await startRollout(client, make(i), {
+          startedBy: 'bench',
+          taskQueue: queue,
+          ...(PARK_HANDOVER_MS > 0 ? { parkHandoverAfterMs: PARK_HANDOVER_MS } : {}),
+        });
         ids.push(h.workflowId);
       }
     }),

@@ -61,7 +61,7 @@ export interface StartOptions {
   runnerTaskQueue?: string;
   /** Continue as new past this many history events (default 10,000): small values exercise it in tests. */
   continueAsNewAfterEvents?: number;
-  /** Hand over to a new run before a wait at least this long (default 5 minutes): small values exercise it in tests. */
+  /** Hand over to a new run before a wait at least this long (off when unset; 5 minutes is a sensible value for fleets parked by the thousand). */
   parkHandoverAfterMs?: number;
   /** The starter's bearer token (OIDC/JWT), checked by the worker before anything runs (see docs/security-identities.md). */
   token?: string;

@@ -91,6 +91,23 @@ test("the same service's next run gets the lock after its previous run was termi
   expect(((await within(h2.result(), 60_000, 'next run finishes')) as RolloutResult).state).toBe('succeeded');
 });
 
+test("the same service's next run gets the lock after its previous run handed over (parking) and was then terminated while holding", async () => {
+  // Before: the lock followed a holder that continued as new to the latest run of its workflow id,
+  // which is the next rollout of the same service: the terminated holder's lock stayed held.
+  const dep = uniqueDep('db');
+  const first = await prepare('lk-cp', dep, true);
+  const h1 = await startRollout(h.client, first, { startedBy: 'carol', taskQueue: h.taskQueue, parkHandoverAfterMs: 5 * 60_000 });
+  await waitForStatus(h1, frozenHolding(dep), 60_000, 'first run holding, frozen');
+  await eventually(async () => (await h1.describe()).runId !== h1.firstExecutionRunId, 20_000, 'handed over before parking in the freeze');
+  await h1.terminate('test: the holder dies without releasing');
+
+  const next = lambdaSpec(h, 'lk-cp', { shared_dependencies: [dep], release: 'r3' }, 1);
+  const h2 = await startRollout(h.client, next, { startedBy: 'carol', taskQueue: h.taskQueue });
+  expect(h2.workflowId).toBe(h1.workflowId);
+  await waitForStatus(h2, holds(dep), 30_000, 'next run granted');
+  expect(((await within(h2.result(), 60_000, 'next run finishes')) as RolloutResult).state).toBe('succeeded');
+});
+
 test('an abort while queued for a lock removes the waiter from the queue and closes the rollout as aborted', async () => {
   const dep = uniqueDep('db');
   const a = await prepare('lk-d', dep, true);

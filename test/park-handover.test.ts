@@ -1,6 +1,6 @@
 /**
- * Parking on a short history (issue 12, item 3): before a wait of five minutes or more, a rollout
- * hands over to a new run, so that the run which sits in the bake has a few dozen events and a
+ * Parking on a short history (issue 12, item 3; opt-in with the start's `parkHandoverAfterMs`):
+ * before a wait of that length or more, a rollout hands over to a new run, so that the run which sits in the bake has a few dozen events and a
  * query, signal or timer that wakes it after an eviction replays those, not the whole pipeline
  * so far. Checked in the chain of runs (where the bake timer was started, how long each history
  * is) and in moto (a breach of the parked run reverts every target; one new version each).
@@ -49,13 +49,32 @@ const bakeTimers = (events: any[]) =>
   events.filter((e) => e.timerStartedEventAttributes && Buffer.from(e.userMetadata?.summary?.data ?? '', 'base64').includes('bake '));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const FIVE_MINUTES = 5 * 60_000;
 
-test('a 20-minute canary bake parks in a new run of a few dozen events; a breach of the parked run reverts every target', async () => {
-  const s = spec('park-bake');
+test('without parkHandoverAfterMs (the default) a 20-minute bake parks in the run that started it', async () => {
+  const s = spec('park-off');
   await createFunctions(h, s);
   const sim = simulateTraffic(h, s);
   try {
     const handle = await startRollout(h.client, s, { startedBy: 'carol', taskQueue: h.taskQueue });
+    await waitForStatus(handle, (x) => x.bakeEndsAtMs !== undefined, 60_000, 'baking');
+    const runs = await runChain(h.client, handle.workflowId, handle.firstExecutionRunId);
+    expect(runs).toHaveLength(1);
+    expect(bakeTimers(runs[0].events)).toHaveLength(1);
+    await handle.signal(abortSignal, { by: 'carol', reason: 'done' });
+    expect(((await handle.result()) as RolloutResult).state).toBe('aborted');
+    for (const t of s.targets) expect(await aliasState(h.motoUrl, t)).toEqual({ version: '1', weights: {} });
+  } finally {
+    sim.stop();
+  }
+}, 120_000);
+
+test('with parkHandoverAfterMs 5 minutes, a 20-minute canary bake parks in a new run of a few dozen events; a breach of the parked run reverts every target', async () => {
+  const s = spec('park-bake');
+  await createFunctions(h, s);
+  const sim = simulateTraffic(h, s);
+  try {
+    const handle = await startRollout(h.client, s, { startedBy: 'carol', taskQueue: h.taskQueue, parkHandoverAfterMs: FIVE_MINUTES });
     const parked = await waitForStatus(
       handle,
       (x) => x.bakeEndsAtMs !== undefined && x.history.some((e) => /continued as new run 1/.test(e.text)),
@@ -118,7 +137,7 @@ test('a 20-minute canary bake parks in a new run of a few dozen events; a breach
   }
 }, 180_000);
 
-test('waits and bakes shorter than five minutes stay in one run: an approval with the canary analysed every minute, bakes of seconds', async () => {
+test('with parkHandoverAfterMs 5 minutes, waits and bakes shorter than that stay in one run: an approval with the canary analysed every minute, bakes of seconds', async () => {
   const s = spec('park-short', {
     canary: { targets: ['a'], weight: 10, bake: '2 seconds' },
     waves: [{ name: 'wave-1', targets: ['b'], steps: [100], bake: '1 second', approval: true }],
@@ -126,7 +145,7 @@ test('waits and bakes shorter than five minutes stay in one run: an approval wit
   await createFunctions(h, s);
   const sim = simulateTraffic(h, s);
   try {
-    const handle = await startRollout(h.client, s, { startedBy: 'carol', taskQueue: h.taskQueue });
+    const handle = await startRollout(h.client, s, { startedBy: 'carol', taskQueue: h.taskQueue, parkHandoverAfterMs: FIVE_MINUTES });
     await waitForStatus(handle, (x) => x.awaitingApproval === 'wave-1', 60_000, 'awaiting approval');
     await sleep(1_000);
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', wave: 'wave-1' }] });

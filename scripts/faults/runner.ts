@@ -74,7 +74,7 @@ export async function runSchedule(seed: number, shared: Shared, opts: RunOptions
     // own, so the spec and faults of a seed are what they were before this existed.
     const handover = new Rng(seed ^ 0x5ca1ab1e);
     const continueAsNewAfterEvents = handover.chance(0.5) ? handover.int(60, 160) : undefined;
-    // Half hand over before parking in every wait or bake slice of a second or more (the default is 5 minutes), again
+    // Half hand over before parking in every wait or bake slice of a second or more (off by default), again
     // from a PRNG of its own so that nothing drawn before changes.
     const park = new Rng(seed ^ 0x9a4c0ff);
     const parkHandoverAfterMs = park.chance(0.5) ? park.int(300, 1000) : undefined;

@@ -76,9 +76,11 @@ export interface RolloutInput {
   continueAsNewAfterEvents?: number;
   /**
    * Before a wait or bake slice at least this long, a run whose history has grown past a few dozen
-   * events hands over to a new run first (default 5 minutes; patch `rollout-park-handover`): a
-   * parked rollout evicted from the worker's cache then replays a short history when a query,
-   * signal or its timer wakes it. Small values exercise it in tests and fault schedules.
+   * events hands over to a new run first (off when unset; patch `rollout-park-handover`): a parked
+   * rollout evicted from the worker's cache then replays a short history when a query, signal or
+   * its timer wakes it. Opt-in because the next run has no static summary and details in the
+   * Temporal UI (the SDK's continue-as-new cannot carry them) and the UI lists each handover as a
+   * closed run. Small values exercise it in tests and fault schedules.
    */
   parkHandoverAfterMs?: number;
   /**

@@ -52,8 +52,6 @@ import {
 const MAX_HISTORY = 300;
 /** A run continues as new past this many history events (the server's hard limit is 51,200). */
 const DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 10_000;
-/** Before a wait this long (unless the input says otherwise), a run hands over to park on a short history. */
-const DEFAULT_PARK_HANDOVER_AFTER_MS = 5 * 60_000;
 /**
  * ...but only after this many history events of work since the run picked up the pipeline (its
  * start, or for a continued run where it went on from): the run that parks after a handover gets
@@ -257,8 +255,10 @@ export class RolloutRun {
    */
   shouldHandOverBeforeParking(waitMs: number | undefined): boolean {
     if (!this.handsOverBeforeParking || !this.continueAsNewEnabled || this.position === undefined) return false;
-    const longest = this.input.parkHandoverAfterMs ?? DEFAULT_PARK_HANDOVER_AFTER_MS;
-    if (waitMs !== undefined && waitMs < longest) return false;
+    // Opt-in (the start's `parkHandoverAfterMs`): a continued run loses the UI's static summary and
+    // details, and the UI lists each handover as a closed run.
+    const longest = this.input.parkHandoverAfterMs;
+    if (longest === undefined || (waitMs !== undefined && waitMs < longest)) return false;
     return workflowInfo().historyLength - this.pickedUpAtEvents >= PARK_HANDOVER_EVENTS;
   }
 
