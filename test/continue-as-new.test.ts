@@ -6,7 +6,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { startRollout } from '../src/client';
-import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
+import type { RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
 import {
   abortSignal,
   approveUpdate,
@@ -22,6 +22,7 @@ import { recordHistory } from './support/history';
 import {
   createFunctions,
   createHarness,
+  lambdaPair,
   lambdaSpec,
   nextRun,
   runChain,
@@ -41,10 +42,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const HANDOVER_AFTER = 60;
 
 function spec(service: string, over: Partial<RolloutSpecInput> = {}): RolloutSpec {
-  const targets: LambdaTargetSpec[] = [
-    { name: 'a', provider: 'aws-lambda', region: 'us-east-1', function: `${service}-a`, alias: 'live' },
-    { name: 'b', provider: 'aws-lambda', region: 'eu-west-1', function: `${service}-b`, alias: 'live' },
-  ];
+  const targets = lambdaPair(service);
   return lambdaSpec(h, service, {
     targets,
     canary: { targets: ['a'], weight: 10, bake: '8 seconds' },

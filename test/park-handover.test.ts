@@ -6,7 +6,7 @@
  * is) and in moto (a breach of the parked run reverts every target; one new version each).
  */
 import { startRollout } from '../src/client';
-import type { LambdaTargetSpec, RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
+import type { RolloutSpec, RolloutSpecInput } from '../src/spec/schema';
 import { abortSignal, approveUpdate, messageNonceQuery, pauseSignal, resumeSignal, type RolloutResult } from '../src/contract';
 import { deliverAlertVerdict } from '../src/alerts/deliver';
 import { servicesWithLambda } from '../src/alerts/resolve';
@@ -15,6 +15,7 @@ import { recordHistory } from './support/history';
 import {
   createFunctions,
   createHarness,
+  lambdaPair,
   lambdaSpec,
   nextRun,
   runChain,
@@ -31,10 +32,7 @@ beforeAll(async () => {
 afterAll(async () => h?.close());
 
 function spec(service: string, over: Partial<RolloutSpecInput> = {}): RolloutSpec {
-  const targets: LambdaTargetSpec[] = [
-    { name: 'a', provider: 'aws-lambda', region: 'us-east-1', function: `${service}-a`, alias: 'live' },
-    { name: 'b', provider: 'aws-lambda', region: 'eu-west-1', function: `${service}-b`, alias: 'live' },
-  ];
+  const targets = lambdaPair(service);
   return lambdaSpec(h, service, {
     targets,
     canary: { targets: ['a'], weight: 10, bake: '20 minutes' },

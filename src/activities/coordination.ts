@@ -12,6 +12,7 @@ import {
   type LockHolder,
 } from '../contract';
 import { requireClient, type ActivityDeps } from './deps';
+import { latestOfChain } from '../temporal/run-chain';
 import { readWithHeartbeat, withHeartbeat } from './heartbeat';
 
 export function coordinationActivities(deps: ActivityDeps) {
@@ -130,21 +131,19 @@ export function coordinationActivities(deps: ActivityDeps) {
    * chain's last run closed, so the holder is gone (CONTINUED_AS_NEW counts as closed).
    */
   async function chainStatus(workflowId: string, runId?: string): Promise<string> {
-    const run = await describe(workflowId, runId);
+    const run = await orNotFound(client().workflow.getHandle(workflowId, runId).describe());
     if (run === 'NOT_FOUND' || run.status.name !== 'CONTINUED_AS_NEW') return run === 'NOT_FOUND' ? run : run.status.name;
-    const latest = await describe(workflowId);
-    if (latest === 'NOT_FOUND') return 'NOT_FOUND';
-    const chain = run.raw.workflowExecutionInfo?.firstRunId;
+    const followed = await orNotFound(latestOfChain(client(), run));
+    if (followed === 'NOT_FOUND') return 'NOT_FOUND';
     // A server that does not say which chain a run is of: the latest run it is (as before).
-    if (!chain || !latest.raw.workflowExecutionInfo?.firstRunId) return latest.status.name;
-    return latest.raw.workflowExecutionInfo.firstRunId === chain ? latest.status.name : 'CONTINUED_AS_NEW';
+    return followed.sameChain === false ? 'CONTINUED_AS_NEW' : followed.latest.status.name;
   }
 
-  async function describe(workflowId: string, runId?: string) {
+  async function orNotFound<T>(described: Promise<T>): Promise<T | 'NOT_FOUND'> {
     try {
-      return await client().workflow.getHandle(workflowId, runId).describe();
+      return await described;
     } catch (err) {
-      if ((err as Error).name === 'WorkflowNotFoundError') return 'NOT_FOUND' as const;
+      if ((err as Error).name === 'WorkflowNotFoundError') return 'NOT_FOUND';
       throw err; // unknown (server unavailable...): the lock keeps the entry and asks again later
     }
   }

@@ -8,6 +8,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { readMessageNonce } from '../activities/scheduled';
 import { externalVerdictSignal, rolloutWorkflowId, type Verdict } from '../contract';
+import { latestOfChain } from '../temporal/run-chain';
 
 export interface RolloutRef {
   service: string;
@@ -47,8 +48,6 @@ export async function deliverAlertVerdict(client: Client, rollout: RolloutRef, v
 export async function runHandedOverTo(client: Client, workflowId: string, runId: string): Promise<string | undefined> {
   const was = await client.workflow.getHandle(workflowId, runId).describe();
   if (was.status.name !== 'CONTINUED_AS_NEW') return undefined;
-  const now = await client.workflow.getHandle(workflowId).describe();
-  const chain = was.raw.workflowExecutionInfo?.firstRunId;
-  const sameRollout = !!chain && now.raw.workflowExecutionInfo?.firstRunId === chain;
-  return sameRollout && now.status.name === 'RUNNING' && now.runId !== runId ? now.runId : undefined;
+  const { latest, sameChain } = await latestOfChain(client, was);
+  return sameChain && latest.status.name === 'RUNNING' && latest.runId !== runId ? latest.runId : undefined;
 }

@@ -421,3 +421,11 @@ export async function runChain(client: Client, workflowId: string, firstRunId: s
   }
   return runs;
 }
+
+/** Two Lambda targets of one service: `a` in us-east-1 (the canary) and `b` in eu-west-1. */
+export function lambdaPair(service: string): LambdaTargetSpec[] {
+  return [
+    { name: 'a', provider: 'aws-lambda', region: 'us-east-1', function: `${service}-a`, alias: 'live' },
+    { name: 'b', provider: 'aws-lambda', region: 'eu-west-1', function: `${service}-b`, alias: 'live' },
+  ];
+}
